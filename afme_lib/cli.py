@@ -1,0 +1,189 @@
+"""The ``afme`` command line: data, train, evaluate.
+
+Model and training options are generated from the config dataclasses, so every field (every
+ablation switch included) is a flag, and a new field needs no CLI change: ``--dim 128``,
+``--no-denoising``, ``--lambda-adv 0.1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.errors import AfmeError
+
+RENAMED = {"name": "model"}  # ModelConfig.name is given as --model
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
+    group = parser.add_argument_group(f"{cls.__name__} fields (defaults in afme_lib/config.py)")
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + RENAMED.get(f.name, f.name).replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        if f.type in ("bool", bool):
+            group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", action=argparse.BooleanOptionalAction,
+                               default=None, help=f"(default: {default})")
+        elif "list" in str(f.type):
+            group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", nargs="+", default=None,
+                               metavar=f.name.upper(), help=f"(default: {default})")
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], str)
+            group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", type=kind, default=None,
+                               metavar=f.name.upper(), help=f"(default: {default})")
+
+
+def _given_fields(args: argparse.Namespace, cls) -> dict:
+    """The ``cls`` fields set on the command line (flags left out are None)."""
+    prefix = cls.__name__ + "."
+    return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None}
+
+
+def _config_from_args(args: argparse.Namespace, cls):
+    return cls.from_dict(_given_fields(args, cls))
+
+
+def _print(payload: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(payload, indent=2, default=str))
+        return
+    for key, value in payload.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        else:
+            print(f"{key}: {value}")
+
+
+# --- data -----------------------------------------------------------------------------------
+def cmd_data_info(args) -> int:
+    from afme_lib.data.summary import dataset_summary
+
+    _print(dataset_summary(args.dataset, data_dir=args.data_dir, features=args.features), args.json)
+    return 0
+
+
+def cmd_data_list(args) -> int:
+    from afme_lib.data.registry import registry_table
+
+    for row in registry_table():
+        print("  ".join(f"{k}={v}" for k, v in row.items()))
+    return 0
+
+
+def cmd_data_download(args) -> int:
+    from afme_lib.data.download import download_dataset
+
+    path = download_dataset(args.name, dest_root=args.dest, base_url=args.base_url,
+                            allow_unpinned=args.allow_unpinned, progress=not args.quiet)
+    print(f"{args.name} is ready in {path}")
+    return 0
+
+
+def cmd_data_synth(args) -> int:
+    from afme_lib.data.synthetic import write_synthetic
+
+    path = write_synthetic(args.out, args.preset, seed=args.seed)
+    print(f"synthetic preset {args.preset!r} (seed {args.seed}) written to {path}")
+    return 0
+
+
+# --- train / evaluate -----------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from afme_lib.pipeline import resume_run, train_run
+
+    if args.resume:
+        model_flags = sorted(_given_fields(args, ModelConfig))
+        if model_flags or args.dataset or args.features or args.data_dir or args.out:
+            given = [f"--{RENAMED.get(f, f).replace('_', '-')}" for f in model_flags]
+            given += [f"--{k.replace('_', '-')}" for k in ("dataset", "features", "data_dir", "out") if getattr(args, k)]
+            raise AfmeError(f"--resume continues the run with its own data and model; drop {' '.join(given)} "
+                            "(training options such as --epochs or --lr may be given)")
+        metrics = resume_run(args.resume, **_given_fields(args, TrainConfig))
+        out = args.resume
+    else:
+        if not args.dataset or not args.out:
+            raise AfmeError("afme train needs --dataset and --out (or --resume RUN_DIR)")
+        metrics = train_run(args.dataset, _config_from_args(args, ModelConfig), _config_from_args(args, TrainConfig),
+                            args.out, features=args.features, data_dir=args.data_dir)
+        out = args.out
+    test = metrics["test"]
+    print(f"run {out}: test MRR {test['mrr']:.4f}  MR {test['mr']:.1f}  Hits@1 {test['hits@1']:.4f}  "
+          f"Hits@10 {test['hits@10']:.4f}  ({metrics['epochs_run']} epochs, {metrics['train_seconds']:.1f}s)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from afme_lib.pipeline import evaluate_run
+
+    result = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint)
+    _print(result, args.json)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="afme", description="Multi-modal KG completion workbench (AFME + baselines)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="datasets: info, list, download, synth").add_subparsers(dest="data_command", required=True)
+    info = data.add_parser("info", help="counts, relation categories, degrees and modality coverage")
+    info.add_argument("dataset", help="registered name (MKG-W, ...) or a folder in the OpenKE format")
+    info.add_argument("--data-dir", help="folder holding downloaded benchmarks")
+    info.add_argument("--features", help="feature folder (default: feature files in the dataset folder)")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=cmd_data_info)
+    lst = data.add_parser("list", help="registered benchmarks")
+    lst.set_defaults(func=cmd_data_list)
+    dl = data.add_parser("download", help="fetch a registered benchmark and verify it by sha256")
+    dl.add_argument("name")
+    dl.add_argument("--dest", help="destination root (default: $AFME_DATA_DIR or the cache folder)")
+    dl.add_argument("--base-url", help="mirror of the release (default: the NATIVE release on GitHub)")
+    dl.add_argument("--allow-unpinned", action="store_true", help="accept files with no pinned sha256 (prints theirs)")
+    dl.add_argument("--quiet", action="store_true")
+    dl.set_defaults(func=cmd_data_download)
+    synth = data.add_parser("synth", help="write a synthetic multi-modal KG with known ground truth")
+    synth.add_argument("--preset", default="tiny", choices=["tiny", "default"])
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--out", required=True)
+    synth.set_defaults(func=cmd_data_synth)
+
+    train = sub.add_parser("train", help="train a model and evaluate it (filtered ranking)")
+    train.add_argument("--dataset", help="registered name or folder")
+    train.add_argument("--features", help="feature folder (released <DATASET>-visual.pth ... or <modality>.npy)")
+    train.add_argument("--data-dir", help="folder holding downloaded benchmarks")
+    train.add_argument("--out", help="run folder to create")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint "
+                       "(training flags given with it, e.g. --epochs, replace the run's values)")
+    _add_config_flags(train, ModelConfig)
+    _add_config_flags(train, TrainConfig, skip=("extra",))
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="evaluate a run folder's checkpoint on a split")
+    ev.add_argument("run_dir")
+    ev.add_argument("--split", default="test", choices=["valid", "test"])
+    ev.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (AfmeError, ValueError, OSError) as err:  # bad input or paths: a message, not a traceback
+        print(f"afme: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("afme: interrupted; resume a training run with `afme train --resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data layer: benchmark files, registry and download, synthetic generator, feature store."""

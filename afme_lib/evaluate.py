@@ -1,0 +1,265 @@
+"""Filtered link-prediction evaluation: realistic ranks, MRR / MR / Hits@k, by side and category.
+
+Protocol. Every triple (h, r, t) of the split gives two queries: a tail query (h, r, ?) whose
+target is t and a head query (?, r, t) whose target is h. Every entity is scored as the missing
+element. In the *filtered* setting every other known true answer of the query (over train +
+valid + test, from :class:`~afme_lib.data.filters.FilterIndex`) is removed from the candidates;
+the target itself always stays.
+
+Ranks use the "realistic" tie rule, so a model cannot profit from ties (a constant-score model
+gets the middle rank, not rank 1). With ``s`` the target's score and ``C`` the filtered
+candidates (target included)::
+
+    optimistic  = 1 + #{c in C : score(c) >  s}
+    pessimistic =     #{c in C : score(c) >= s}          (counts the target itself)
+    rank        = (optimistic + pessimistic) / 2
+
+Metrics over ranks ``r_1 .. r_Q`` (tail and head queries pooled)::
+
+    MRR    = mean(1 / r_i)        MR = mean(r_i)
+    Hits@k = #{i : r_i <= k} / Q  (a fraction in [0, 1], not a percentage)
+
+Memory. The main temporary is the score matrix of one batch, ``[B, N]`` (B = ``batch_size``
+queries, N = entities; 4 bytes per score in float32, 2 under bf16 autocast), plus one ``[B, N]``
+bool comparison mask at a time while ranking. The scorer's own intermediates are bounded by the
+candidate chunk (``chunk_size``, see :func:`default_chunk_size`). E.g. B = 256 and N = 15 000 is
+15 MB of scores. A relation-conditioned model also holds one ``[N, D]`` entity table at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from afme_lib.data.dataset import KGDataset
+from afme_lib.data.filters import CATEGORIES, FilterIndex, triple_categories
+
+SIDES = ("tail", "head")
+HITS_AT = (1, 3, 10)
+METRIC_KEYS = ("mrr", "mr", *(f"hits@{k}" for k in HITS_AT), "count")
+MIN_CHUNK = 1024
+CPU_CHUNK_BUDGET = 256 * 2**20  # bytes for the scorer's per-chunk intermediates on CPU
+CUDA_FREE_FRACTION = 0.25  # share of free GPU memory given to those intermediates
+
+# Which triple column holds the query's known entity and which the target, per side.
+_COLUMNS = {"tail": (0, 2), "head": (2, 0)}
+
+
+# --- ranks and metrics ----------------------------------------------------------------------
+def rank_targets(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    filter_rows: torch.Tensor | None = None,
+    filter_cols: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Realistic filtered rank of each row's target: ``(1 + #higher + #at_least) / 2``.
+
+    ``scores`` [B, N] (higher = more plausible, any float dtype), ``targets`` [B] column of each
+    row's true answer. ``(filter_rows[i], filter_cols[i])`` are candidates to remove (other known
+    answers); a pair naming the row's own target is ignored, so the target is always ranked, and
+    repeated pairs count once. Returns float64 ranks [B] on ``scores.device`` (halves when ties
+    split evenly). Raises ValueError when a row holds a NaN score.
+    """
+    ranks, nan_rows = _realistic_ranks(scores, targets, filter_rows, filter_cols)
+    if bool(nan_rows.any()):
+        bad = nan_rows.nonzero().flatten()
+        raise ValueError(f"scores hold NaN in {len(bad)} of {len(nan_rows)} rows (first: row {int(bad[0])}); cannot rank them")
+    return ranks
+
+
+def _realistic_ranks(scores, targets, filter_rows, filter_cols) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ranks [B] and a NaN flag per row, without any host sync (evaluation raises once at the end)."""
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be [B, N], got shape {tuple(scores.shape)}")
+    if (filter_rows is None) != (filter_cols is None):
+        raise ValueError("filter_rows and filter_cols must be given together")
+    num_candidates = scores.shape[1]
+    targets = targets.to(scores.device, torch.long)
+    # Compare in the scores' own dtype: widening bf16/fp16 to float32 is exact, so the counts are
+    # the same as in float32 without a float32 copy of the [B, N] matrix.
+    target_score = scores.gather(1, targets[:, None])
+    higher = (scores > target_score).sum(1)
+    at_least = (scores >= target_score).sum(1)
+    if filter_rows is not None and filter_rows.numel():
+        rows = filter_rows.to(scores.device, torch.long)
+        cols = filter_cols.to(scores.device, torch.long)
+        keep = cols != targets[rows]  # the target is never filtered out
+        key = torch.unique(rows[keep] * num_candidates + cols[keep])  # a repeated pair counts once
+        rows, cols = key // num_candidates, key % num_candidates
+        # Remove the filtered candidates from the counts instead of overwriting their scores with
+        # -inf: no [B, N] copy, and still right when the target itself scores -inf.
+        filtered, their_target = scores[rows, cols], target_score[rows, 0]
+        higher = higher - torch.zeros_like(higher).index_add_(0, rows, (filtered > their_target).long())
+        at_least = at_least - torch.zeros_like(at_least).index_add_(0, rows, (filtered >= their_target).long())
+    ranks = (1 + higher + at_least).to(torch.float64) / 2
+    return ranks, torch.isnan(scores).any(1)
+
+
+def compute_metrics(ranks: torch.Tensor) -> dict:
+    """``{"mrr", "mr", "hits@1", "hits@3", "hits@10", "count"}`` of a set of ranks (>= 1).
+
+    MRR = mean(1/rank), MR = mean(rank), Hits@k = fraction of ranks <= k; count = number of ranks.
+    Computed in float64 on the CPU.
+    """
+    r = torch.as_tensor(ranks).detach().to("cpu", torch.float64).flatten()
+    if r.numel() == 0:
+        raise ValueError("no ranks to summarise")
+    if bool(torch.isnan(r).any()) or bool((r < 1).any()):
+        raise ValueError(f"ranks must be >= 1, got minimum {float(r.min())}")
+    metrics = {"mrr": float((1.0 / r).mean()), "mr": float(r.mean())}
+    for k in HITS_AT:
+        metrics[f"hits@{k}"] = float((r <= k).double().mean())
+    metrics["count"] = int(r.numel())
+    return metrics
+
+
+# --- memory ---------------------------------------------------------------------------------
+def default_chunk_size(num_entities: int, dim: int, batch_size: int, device) -> int:
+    """Candidates per scorer chunk, from the memory at hand, clamped to [1024, num_entities].
+
+    A scorer materialises about ``batch_size * chunk * dim`` float32 values per chunk (e.g. the
+    ``q + r - t`` differences of a distance scorer); counting two such tensors alive at once:
+    ``chunk = budget / (2 * 4 * batch_size * dim)``. The budget is a quarter of the free CUDA
+    memory (the rest stays for the [B, N] scores, the model and allocator slack), or 256 MB on
+    other devices. ``dim`` counts real numbers per entity row (a complex d-vector is 2d).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        budget = int(free * CUDA_FREE_FRACTION)
+    else:
+        budget = CPU_CHUNK_BUDGET
+    per_candidate = 2 * 4 * max(int(batch_size), 1) * max(int(dim), 1)
+    return int(max(1, min(int(num_entities), max(MIN_CHUNK, budget // per_candidate))))
+
+
+def _reals_per_row(table: torch.Tensor) -> int:
+    per_row = table[0].numel() if table.shape[0] else 1
+    return per_row * (2 if table.is_complex() else 1)
+
+
+# --- evaluation -----------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(
+    model,
+    dataset: KGDataset,
+    split: str = "test",
+    filter_index: FilterIndex | None = None,
+    batch_size: int = 256,
+    chunk_size: int | None = None,
+    progress: bool = False,
+    return_ranks: bool = False,
+) -> dict:
+    """Filtered link prediction on ``split``: both query sides, realistic ranks (see module doc).
+
+    Returns the pooled metrics (:func:`compute_metrics`; ``count`` = number of queries, two per
+    triple) plus ``"by_side"`` (``"tail"``, ``"head"``) and ``"by_category"`` (``"1-1"``,
+    ``"1-N"``, ``"N-1"``, ``"N-N"`` from :func:`triple_categories`, only those that occur). With
+    ``return_ranks``, ``"ranks": {"tail": ndarray, "head": ndarray}`` holds the float64 rank of
+    each triple's query, in the split's order.
+
+    Runs on the model's device. A relation-conditioned model (``model.relation_conditioned``)
+    builds its entity table once per distinct relation of the split and scores that relation's
+    queries (both sides) against it; other models build one table for the whole split.
+    ``filter_index`` defaults to every true triple of ``dataset`` (building it takes seconds on a
+    large graph: callers that evaluate repeatedly, like training, build it once and pass it in);
+    ``chunk_size`` None or 0 picks one with :func:`default_chunk_size`. The model is put in eval
+    mode and its previous mode restored afterwards, even on error.
+    Raises ValueError naming the split when a score is NaN.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    triples_cpu = dataset.split(split).long()
+    if len(triples_cpu) == 0:
+        raise ValueError(f"split {split!r} of dataset {dataset.name!r} has no triples to evaluate")
+    device = _model_device(model)
+    triples = triples_cpu.to(device)
+    index = (filter_index if filter_index is not None else FilterIndex.from_dataset(dataset)).to(device)
+
+    was_training = model.training
+    model.eval()
+    try:
+        ranks, nan_rows = _rank_split(model, dataset, split, triples, index, batch_size, chunk_size, progress)
+    finally:
+        model.train(was_training)
+
+    nan_any = torch.stack([nan_rows[s] for s in SIDES])  # [2, n]
+    if bool(nan_any.any()):
+        side_i, row = (int(v) for v in nan_any.nonzero()[0])
+        h, r, t = triples_cpu[row].tolist()
+        raise ValueError(
+            f"NaN score while evaluating split {split!r} of dataset {dataset.name!r}: "
+            f"{int(nan_any.sum())} of {nan_any.numel()} queries affected, first the {SIDES[side_i]} "
+            f"query of triple #{row} (h={h}, r={r}, t={t}); the model has diverged or its inputs hold NaN"
+        )
+
+    ranks = {s: ranks[s].cpu() for s in SIDES}
+    result = compute_metrics(torch.cat([ranks[s] for s in SIDES]))
+    result["by_side"] = {s: compute_metrics(ranks[s]) for s in SIDES}
+    categories = triple_categories(dataset, split)
+    present = [c for c in CATEGORIES if (categories == c).any()]
+    present += sorted(set(np.unique(categories).tolist()) - set(CATEGORIES))
+    result["by_category"] = {}
+    for cat in present:
+        mask = torch.from_numpy(categories == cat)
+        result["by_category"][cat] = compute_metrics(torch.cat([ranks[s][mask] for s in SIDES]))
+    if return_ranks:
+        result["ranks"] = {s: ranks[s].numpy() for s in SIDES}
+    return result
+
+
+def _rank_split(model, dataset, split, triples, index, batch_size, chunk_size, progress):
+    """Ranks [n] and NaN flags [n] per side, in the split's order, batched over queries."""
+    n, device = len(triples), triples.device
+    conditioned = bool(getattr(model, "relation_conditioned", False))
+    if conditioned:
+        # Group the queries by relation so each relation's entity table is built exactly once.
+        order = torch.argsort(triples[:, 1], stable=True)
+        relations, counts = torch.unique_consecutive(triples[order, 1], return_counts=True)
+        sizes = np.asarray(counts.tolist())
+        ends = np.cumsum(sizes)
+        groups = list(zip(relations.tolist(), (ends - sizes).tolist(), ends.tolist()))
+    else:
+        order = torch.arange(n, device=device)
+        groups = [(None, 0, n)]
+    total = sum(2 * math.ceil((end - start) / batch_size) for _rel, start, end in groups)
+
+    ranks = {s: torch.empty(n, dtype=torch.float64, device=device) for s in SIDES}
+    nan_rows = {s: torch.zeros(n, dtype=torch.bool, device=device) for s in SIDES}
+    chunk = chunk_size or None
+    with tqdm(total=total, desc=f"eval {split}", unit="batch", disable=not progress, leave=False) as bar:
+        for relation, start, end in groups:
+            table = model.entity_table(relation) if conditioned else model.entity_table()
+            if table.shape[0] != dataset.num_entities:
+                raise ValueError(
+                    f"model scores {table.shape[0]} entities but dataset {dataset.name!r} has {dataset.num_entities}"
+                )
+            if chunk is None:
+                chunk = default_chunk_size(dataset.num_entities, _reals_per_row(table), batch_size, table.device)
+            for side in SIDES:
+                known_col, target_col = _COLUMNS[side]
+                for lo in range(start, end, batch_size):
+                    rows = order[lo:min(lo + batch_size, end)]
+                    batch = triples[rows]
+                    known, rels, target = batch[:, known_col], batch[:, 1], batch[:, target_col]
+                    scores = model.scorer.score_all(table[known], model.relation_repr(rels), table, side, chunk)
+                    filter_rows, filter_cols = index.known_answers(known, rels, side)
+                    ranks[side][rows], nan_rows[side][rows] = _realistic_ranks(scores, target, filter_rows, filter_cols)
+                    bar.update()
+            del table  # free it before the next relation's table is built: one [N, D] table alive at a time
+    return ranks, nan_rows
+
+
+def _model_device(model) -> torch.device:
+    try:
+        return torch.device(model.device)
+    except (AttributeError, StopIteration):  # duck-typed model, or one without parameters
+        pass
+    tensors = itertools.chain(getattr(model, "parameters", tuple)(), getattr(model, "buffers", tuple)())
+    for tensor in tensors:
+        return tensor.device
+    return torch.device("cpu")

@@ -1,0 +1,51 @@
+"""KGC losses on positive scores [B] and negative scores [B, K] (higher score = more plausible)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def self_adversarial_loss(pos: torch.Tensor, neg: torch.Tensor, margin: float, temperature: float) -> torch.Tensor:
+    """RotatE's self-adversarial negative sampling loss (Sun et al., 2019), batch-averaged::
+
+        L = -( mean_b log sigmoid(margin + s_pos_b) + mean_b sum_i p_bi log sigmoid(-margin - s_neg_bi) ) / 2,
+        p_b = softmax_i(temperature * s_neg_bi)   (detached: the weights are not trained)
+
+    i.e. the mean of the positive and the negative part, as in RotatE's reference code. With a
+    distance score s = -d this is the paper's gamma - d form. temperature = 0 gives uniform
+    weights 1/K over the negatives.
+    """
+    weights = torch.softmax(temperature * neg.detach(), dim=-1)
+    pos_term = F.logsigmoid(margin + pos)
+    neg_term = (weights * F.logsigmoid(-margin - neg)).sum(-1)
+    return -(pos_term.mean() + neg_term.mean()) / 2
+
+
+def margin_ranking_loss(pos: torch.Tensor, neg: torch.Tensor, margin: float) -> torch.Tensor:
+    """mean over pairs of max(0, margin - s_pos + s_neg) (TransE's loss)."""
+    return F.relu(margin - pos[:, None] + neg).mean()
+
+
+def softplus_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Logistic loss (= binary cross-entropy with logits): softplus(-s_pos) + mean softplus(s_neg)."""
+    return (F.softplus(-pos).mean() + F.softplus(neg).mean()) / 2
+
+
+LOSSES = ("nssa", "margin", "softplus", "bce")  # "bce" is another name for "softplus"
+
+
+def check_loss_name(name: str) -> None:
+    """Raise ValueError listing :data:`LOSSES` when ``name`` is not one of them."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
+
+
+def kgc_loss(name: str, pos: torch.Tensor, neg: torch.Tensor, margin: float, temperature: float) -> torch.Tensor:
+    """The loss ``name`` (see :data:`LOSSES`) of positive scores [B] and negative scores [B, K]."""
+    check_loss_name(name)
+    if name == "nssa":
+        return self_adversarial_loss(pos, neg, margin, temperature)
+    if name == "margin":
+        return margin_ranking_loss(pos, neg, margin)
+    return softplus_loss(pos, neg)

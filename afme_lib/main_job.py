@@ -1,0 +1,118 @@
+"""The README's main job: AFME against its baselines on the embedded synthetic KG.
+
+Generates the synthetic preset (no download), trains RotatE, the ungated fusion baseline and
+AFME with the same budget, and writes ``reports/main/README.md``: the metrics table, the
+breakdown by relation category, and AFME's learned modality weights next to the generator's
+ground truth (which modality decides which relation). Finished runs are reused, so an
+interrupted main job picks up where it stopped.
+
+    python -m afme_lib.main_job [--preset default] [--epochs 30] [--out reports/main]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.data.synthetic import write_synthetic
+from afme_lib.pipeline import load_run, resume_run, train_run
+from afme_lib.runs import read_json
+
+MODELS = {
+    "rotate": {},
+    "mm-concat": {"scorer": "rotate"},
+    "afme": {"scorer": "rotate"},
+}
+
+
+def run_or_reuse(run_dir: Path, dataset: Path, model: str, model_kw: dict, train_cfg: TrainConfig) -> dict:
+    if (run_dir / "metrics.json").is_file():
+        return read_json(run_dir / "metrics.json")
+    if (run_dir / "config.json").is_file():
+        return resume_run(run_dir)
+    cfg = ModelConfig(name=model, dim=train_cfg.extra.get("dim", 64), **model_kw)
+    features = str(dataset) if model != "rotate" else None
+    return train_run(str(dataset), cfg, train_cfg, run_dir, features=features)
+
+
+def modality_weight_table(run_dir: Path, metadata: dict) -> list[str]:
+    """Mean AFME modality weight per relation against the ground-truth informative modalities."""
+    trainer = load_run(run_dir)
+    model, data = trainer.model, trainer.dataset
+    lines = ["| relation | truth: informative modalities | " + " | ".join(model.token_names) + " |",
+             "|---|---|" + "---|" * len(model.token_names)]
+    with torch.no_grad():
+        for rel, name in enumerate(data.relation_names):
+            heads = data.train[data.train[:, 1] == rel][:, 0]
+            if len(heads) == 0:
+                continue
+            weights = model.introspect(heads, torch.full_like(heads, rel))["weights"].mean(0)
+            truth = metadata["relations"][rel].get("informative_modalities") or ["(structure only)"]
+            cells = " | ".join(f"{w:.2f}" for w in weights.tolist())
+            lines.append(f"| {name} | {', '.join(truth)} | {cells} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="default", choices=["tiny", "default"])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="reports/main")
+    parser.add_argument("--fresh", action="store_true", help="delete earlier runs of this job first")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out)
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    dataset = out / f"data-{args.preset}"
+    if not (dataset / "metadata.json").is_file():
+        write_synthetic(dataset, args.preset, seed=args.seed)
+    metadata = json.loads((dataset / "metadata.json").read_text())
+    train_cfg = TrainConfig(epochs=args.epochs, batch_size=512, negatives=32, lr=2e-3, margin=6.0,
+                            eval_every=10, seed=args.seed, extra={"dim": args.dim})
+
+    results = {}
+    for model, kw in MODELS.items():
+        print(f"== {model}")
+        results[model] = run_or_reuse(out / "runs" / model, dataset, model, kw, train_cfg)
+
+    lines = [
+        f"# Main job: AFME vs baselines on the synthetic preset `{args.preset}`",
+        "",
+        f"Made by `python -m afme_lib.main_job --preset {args.preset} --epochs {args.epochs} --dim {args.dim} "
+        f"--seed {args.seed}` (the README's first command). Filtered ranking on the test split, both sides, "
+        "realistic tie rule; metrics in %. Runs (config, per-epoch log, checkpoints, metrics.json) are under `runs/`.",
+        "",
+        "| model | MRR | MR | Hits@1 | Hits@3 | Hits@10 | epochs | train s | device |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model, m in results.items():
+        t = m["test"]
+        lines.append(f"| {model} | {100 * t['mrr']:.2f} | {t['mr']:.1f} | {100 * t['hits@1']:.2f} | "
+                     f"{100 * t['hits@3']:.2f} | {100 * t['hits@10']:.2f} | {m['epochs_run']} | "
+                     f"{m['train_seconds']:.0f} | {m['device']} |")
+    lines += ["", "## Test MRR (%) by relation category", "",
+              "| model | " + " | ".join(results["rotate"]["test"]["by_category"]) + " |",
+              "|---|" + "---|" * len(results["rotate"]["test"]["by_category"])]
+    for model, m in results.items():
+        cats = m["test"]["by_category"]
+        lines.append(f"| {model} | " + " | ".join(f"{100 * c['mrr']:.2f}" for c in cats.values()) + " |")
+    lines += ["", "## What AFME learned: mean modality weight per relation (training heads)", "",
+              "The generator decides each attribute relation from the modalities listed as its truth; "
+              "structural relations are memorised facts that no modality predicts.", ""]
+    lines += modality_weight_table(out / "runs" / "afme", metadata)
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:4 + 2 + len(results) + 2]))
+    print(f"\nreport written to {out / 'README.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

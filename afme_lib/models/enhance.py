@@ -1,0 +1,138 @@
+"""MoIEn: structure-guided generation of modality features with a WGAN-GP critic (AFME, 3.2).
+
+Generator, for an entity with structural embedding e_s and denoised modality tokens h~_m::
+
+    e_mod    = e_s (+) z,                z ~ N(0, I)   (z = 0 at evaluation: deterministic)
+    b_m      = A_m e_mod                                 one base token per modality, plus b_s
+    h_m^(0)  = sigmoid(W_d^m (b_m * c_m) + b_d^m),       c_m = h~_m if present, else 1
+    [s, h_1..h_M]^(L) = L blocks of multi-head self-attention over the M+1 tokens
+    g_m      = O_m h_m^(L)                               generated feature in the model space
+
+The article writes W_d (e_mod * h~_m) although e_mod (D + noise) and h~_m (D) differ in size;
+A_m is our bridge. "Modulated by the denoised features where they exist": c_m = 1 for a missing
+modality, so the generator must then rely on structure and, through attention, on the other
+modalities. Attention runs over the sequence of modality tokens with the structural token
+included, so intra- and inter-modal interactions are real (the sketch attends over a length-1
+sequence, which is a no-op). ``self_attention=False`` puts a per-token MLP in its place (in the
+generator: AFME's critic always attends, or it would stop being conditioned on the entity).
+
+Critic: judges a modality feature x for modality m conditioned on the entity's structure, by
+self-attention over the two tokens [S e_s + type_s, x + type_m] and a linear read-out of their
+concatenation (the article's W_p [h^(1) || h^real(1)] + b_p without the sigmoid, since a
+Wasserstein critic outputs an unbounded score). It is trained with the gradient penalty on
+interpolates between *real and generated* features (Gulrajani et al., 2017).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def _heads_for(dim: int, wanted: int) -> int:
+    """Largest head count <= wanted that divides dim (dim 250 with 4 wanted heads -> 2)."""
+    return max(h for h in range(1, max(1, wanted) + 1) if dim % h == 0)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention written out in plain ops.
+
+    The sequences are a handful of tokens, so explicit math costs nothing, and unlike fused
+    attention kernels it is twice differentiable, which the critic's gradient penalty needs.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.heads = _heads_for(dim, heads)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        q, k, v = self.qkv(x).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // self.heads), dim=-1)
+        return self.out((self.dropout(att) @ v).transpose(1, 2).reshape(n, t, d))
+
+
+class TokenMixer(nn.Module):
+    """Pre-norm transformer blocks over a short token sequence; or per-token MLPs (ablation)."""
+
+    def __init__(self, dim: int, layers: int, heads: int, self_attention: bool = True, dropout: float = 0.0):
+        super().__init__()
+        self.self_attention = self_attention
+        self.norms1 = nn.ModuleList(nn.LayerNorm(dim) for _ in range(layers))
+        self.norms2 = nn.ModuleList(nn.LayerNorm(dim) for _ in range(layers))
+        if self_attention:
+            self.mixers = nn.ModuleList(SelfAttention(dim, heads, dropout) for _ in range(layers))
+        else:
+            self.mixers = nn.ModuleList(
+                nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)) for _ in range(layers))
+        self.ffns = nn.ModuleList(
+            nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim)) for _ in range(layers))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = tokens
+        for norm1, mix, norm2, ffn in zip(self.norms1, self.mixers, self.norms2, self.ffns):
+            y = norm1(x)
+            x = x + mix(y)
+            x = x + ffn(norm2(x))
+        return x
+
+
+class ModalityGenerator(nn.Module):
+    def __init__(self, num_modalities: int, dim: int, noise_dim: int, layers: int, heads: int,
+                 self_attention: bool = True, dropout: float = 0.0):
+        super().__init__()
+        m = num_modalities
+        self.num_modalities, self.dim, self.noise_dim = m, dim, noise_dim
+        self.base = nn.Linear(dim + noise_dim, (m + 1) * dim)  # A_s, A_1..A_M
+        self.modulate_weight = nn.Parameter(torch.randn(m, dim, dim) / math.sqrt(dim))  # W_d^m
+        self.modulate_bias = nn.Parameter(torch.zeros(m, dim))  # b_d^m
+        self.token_type = nn.Parameter(0.02 * torch.randn(m + 1, dim))
+        self.mixer = TokenMixer(dim, layers, heads, self_attention, dropout)
+        self.out_weight = nn.Parameter(torch.randn(m, dim, dim) / math.sqrt(dim))  # O_m
+        self.out_bias = nn.Parameter(torch.zeros(m, dim))
+
+    def forward(self, structural: torch.Tensor, denoised: torch.Tensor, present: torch.Tensor,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Generated modality features g [n, M, D]. ``noise`` None means z = 0 (evaluation)."""
+        n = structural.shape[0]
+        if noise is None:
+            noise = structural.new_zeros(n, self.noise_dim)
+        base = self.base(torch.cat([structural, noise], -1)).view(n, self.num_modalities + 1, self.dim)
+        carrier = torch.where(present[..., None], denoised, torch.ones_like(denoised))
+        h0 = torch.sigmoid(torch.einsum("nmd,med->nme", base[:, 1:] * carrier, self.modulate_weight) + self.modulate_bias)
+        tokens = torch.cat([base[:, :1], h0], 1) + self.token_type
+        mixed = self.mixer(tokens)
+        return torch.einsum("nmd,med->nme", mixed[:, 1:], self.out_weight) + self.out_bias
+
+
+class ModalityCritic(nn.Module):
+    def __init__(self, num_modalities: int, dim: int, layers: int, heads: int, self_attention: bool = True):
+        super().__init__()
+        self.structure = nn.Linear(dim, dim)
+        self.token_type = nn.Parameter(0.02 * torch.randn(num_modalities + 1, dim))
+        self.mixer = TokenMixer(dim, layers, heads, self_attention)
+        self.readout = nn.Linear(2 * dim, 1)  # W_p, b_p
+
+    def forward(self, features: torch.Tensor, structural: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
+        """Critic score [n] of feature rows [n, D] of modality ids [n] for entities with e_s [n, D]."""
+        tokens = torch.stack([self.structure(structural) + self.token_type[0],
+                              features + self.token_type[1 + modality]], 1)
+        mixed = self.mixer(tokens)
+        return self.readout(mixed.flatten(1)).squeeze(-1)
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, *critic_args) -> torch.Tensor:
+    """WGAN-GP term E[(||grad_x critic(x)||_2 - 1)^2] at x = eps * real + (1 - eps) * fake.
+
+    One eps ~ U(0, 1) per sample; ``critic(x, *critic_args)`` returns one score per row.
+    """
+    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    mixed = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    scores = critic(mixed, *critic_args)
+    (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()

@@ -1,0 +1,58 @@
+"""Frozen modality features as model inputs: device-resident buffers plus learned projections.
+
+Each modality m has a frozen feature table F_m [N, d_m] and a presence mask. A learned linear map
+P_m brings a row into the model's entity space, followed by RMS normalisation and a learned scale:
+
+    h_m = s_m * rms(P_m f_m),   rms(x) = x / sqrt(mean(x^2) + eps)
+
+so a modality whose raw features are ten times larger cannot dominate scores or fusion weights
+(P_m has no bias, so h_m is exactly invariant to the scale of f_m), and every token starts at the
+scale of the structural embedding (``init_scale``). Missing rows
+give the zero vector and ``present = False``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def rms_normalise(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+class ModalityInputs(nn.Module):
+    def __init__(self, features, dim: int, modalities: list[str] | None = None, init_scale: float = 1.0):
+        super().__init__()
+        available = [] if features is None else list(features.modalities)
+        names = available if modalities is None else list(modalities)
+        missing = sorted(set(names) - set(available))
+        if missing:
+            raise ValueError(f"modalities {missing} requested but the feature store holds only {available}")
+        self.names = names
+        self.projections = nn.ModuleList()
+        for i, m in enumerate(names):
+            # Non-persistent: features are data, re-supplied from the feature store on load, so
+            # checkpoints stay small and a checkpoint never carries someone else's features.
+            self.register_buffer(f"features_{i}", features.features[m].float(), persistent=False)
+            self.register_buffer(f"present_{i}", features.masks[m].bool(), persistent=False)
+            # No bias: P_m is linear, so h_m does not change when the raw features are rescaled.
+            self.projections.append(nn.Linear(features.features[m].shape[1], dim, bias=False))
+        self.log_scale = nn.Parameter(torch.full((len(names),), float(torch.tensor(init_scale).log())))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def forward(self, entities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected tokens [n, M, D] and presence [n, M] for flat entity ids [n]."""
+        tokens, present = [], []
+        for i, proj in enumerate(self.projections):
+            feats = getattr(self, f"features_{i}")[entities]
+            ok = getattr(self, f"present_{i}")[entities]
+            h = rms_normalise(proj(feats)) * self.log_scale[i].exp()
+            tokens.append(torch.where(ok[:, None], h, torch.zeros((), dtype=h.dtype, device=h.device)))
+            present.append(ok)
+        if not tokens:
+            n = entities.shape[0]
+            return entities.new_zeros((n, 0, 0), dtype=torch.float), entities.new_zeros((n, 0), dtype=torch.bool)
+        return torch.stack(tokens, 1), torch.stack(present, 1)

@@ -1,0 +1,72 @@
+"""Structure-only baselines: one embedding per entity and per relation, scored by a scorer.
+
+    score(h, r, t) = scorer(E[h], R[r], E[t])
+
+``transe`` (L1 or L2 from ``ModelConfig.p_norm``), ``distmult``, ``complex`` and ``rotate``. The
+embedding widths and their initialisation come from the scorer (see
+:mod:`afme_lib.models.scorers`); ``ModelConfig.init_range`` overrides the scorer's default range.
+These models ignore entity features and ``ModelConfig.scorer`` (the model name is the scorer).
+Weight regularisation (N3 / L2) is the training engine's business, not the model's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from afme_lib.config import ModelConfig
+from afme_lib.models.base import KGModel
+from afme_lib.models.registry import register_model
+from afme_lib.models.scorers import scorer_from_config
+
+
+class EmbeddingModel(KGModel):
+    """Lookup-table entity and relation representations for the scorer named ``scorer_name``."""
+
+    scorer_name: str = ""
+
+    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):
+        super().__init__(config, num_entities, num_relations)
+        self.scorer = scorer_from_config(config, name=self.scorer_name)
+        self.entity = nn.Embedding(num_entities, self.scorer.entity_dim(config.dim))
+        self.relation = nn.Embedding(num_relations, self.scorer.relation_dim(config.dim))
+        self.scorer.init_entity_(self.entity.weight, config.dim)
+        self.scorer.init_relation_(self.relation.weight, config.dim)
+
+    def entity_repr(self, entities: torch.Tensor, relations: torch.Tensor | None = None) -> torch.Tensor:
+        return self.entity(entities)
+
+    def relation_repr(self, relations: torch.Tensor) -> torch.Tensor:
+        return self.relation(relations)
+
+    def entity_table(self, relation: int | None = None) -> torch.Tensor:
+        # The weight itself: the base class would gather a copy of all N rows.
+        return self.entity.weight
+
+
+@register_model("transe")
+class TransEModel(EmbeddingModel):
+    """TransE: -||h + r - t||_p with p = ``config.p_norm`` (1 or 2)."""
+
+    scorer_name = "transe"
+
+
+@register_model("distmult")
+class DistMultModel(EmbeddingModel):
+    """DistMult: <h, r, t>."""
+
+    scorer_name = "distmult"
+
+
+@register_model("complex")
+class ComplExModel(EmbeddingModel):
+    """ComplEx: Re(<h, r, conj(t)>), dim/2 complex coordinates."""
+
+    scorer_name = "complex"
+
+
+@register_model("rotate")
+class RotatEModel(EmbeddingModel):
+    """RotatE: -sum_k |h_k e^{i theta_k} - t_k|, dim/2 complex coordinates and dim/2 phases."""
+
+    scorer_name = "rotate"

@@ -1,0 +1,148 @@
+"""From a dataset name to a finished run folder in one call (used by the CLI and the notebooks).
+
+    metrics = train_run("synth-tiny-dir", ModelConfig(name="afme"), TrainConfig(epochs=5), "runs/x",
+                        features="synth-tiny-dir")
+
+The test metrics come from the best-valid checkpoint (never selected on test); with no
+validation at all (``eval_every=0`` or ``epochs=0``) from the final model.
+
+``metrics.json`` (and the returned dict) has exactly the keys :data:`METRICS_KEYS`:
+``test`` and ``valid`` (each :func:`~afme_lib.evaluate.evaluate`'s result: mrr, mr, hits@1/3/10,
+count, by_side, by_category), ``epochs_run``, ``best_epoch`` (None without validation),
+``stopped_early``, ``train_seconds``, ``eval_seconds`` and ``device``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.data.features import FeatureStore
+from afme_lib.data.registry import load_benchmark
+from afme_lib.errors import AfmeError
+from afme_lib.evaluate import evaluate
+from afme_lib.models.registry import model_names
+from afme_lib.runs import BEST, LAST, read_json, run_config, write_json
+from afme_lib.train import Trainer
+
+SUMMARY_KEYS = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
+METRICS_KEYS = ("valid", "test", "epochs_run", "best_epoch", "stopped_early", "train_seconds", "eval_seconds", "device")
+
+
+def load_inputs(dataset: str, features: str | None = None, data_dir: str | None = None, modalities=None):
+    """The dataset (registered name or folder) and its feature store (None without features)."""
+    data = load_benchmark(dataset, data_dir=data_dir)
+    store = FeatureStore.load(features, data.num_entities, modalities) if features else None
+    return data, store
+
+
+def _finish(trainer: Trainer, run_dir: Path) -> dict:
+    """Evaluate valid and test with the best-valid checkpoint; write metrics.json."""
+    if (run_dir / BEST).is_file():
+        trainer.restore(run_dir / BEST, with_training_state=False)
+    start = time.perf_counter()
+    cfg = trainer.cfg
+    results = {}
+    for split in ("valid", "test"):
+        results[split] = evaluate(trainer.model, trainer.dataset, split, filter_index=trainer.filter_index,
+                                  batch_size=cfg.eval_batch_size, chunk_size=cfg.eval_chunk_size or None,
+                                  progress=cfg.progress)
+    st = trainer.state
+    metrics = {
+        **results,
+        "epochs_run": st.epoch,
+        "best_epoch": st.best_epoch or None,
+        "stopped_early": st.stopped_early,
+        "train_seconds": round(st.train_seconds, 3),
+        "eval_seconds": round(time.perf_counter() - start, 3),
+        "device": str(trainer.device),
+    }
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def train_run(dataset: str, model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str | Path,
+              features: str | None = None, data_dir: str | None = None) -> dict:
+    """Train a fresh run into ``out_dir`` (which must not already hold a run) and return its metrics."""
+    run_dir = Path(out_dir)
+    if (run_dir / "config.json").exists():
+        raise AfmeError(f"{run_dir} already holds a run: resume it with `afme train --resume {run_dir}` "
+                        "or choose another --out")
+    if model_cfg.name not in model_names():  # before any data is read
+        raise AfmeError(f"unknown model {model_cfg.name!r}; registered models: {', '.join(model_names())}")
+    # Folders are recorded absolute so that resume and evaluate work from any working directory.
+    dataset, features, data_dir = (str(Path(p).resolve()) if p and Path(p).is_dir() else p
+                                   for p in (dataset, features, data_dir))
+    data, store = load_inputs(dataset, features, data_dir, model_cfg.modalities)
+    # Build everything before writing config.json: a config the trainer rejects (bad loss,
+    # sampler, modality ...) must not leave a "run" that only --resume would accept.
+    trainer = Trainer(data, model_cfg, train_cfg, run_dir, store)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", run_config(
+        str(dataset), str(features) if features else None, data_dir, model_cfg, train_cfg))
+    trainer.fit()
+    return _finish(trainer, run_dir)
+
+
+def _read_run_config(run_dir: Path) -> dict:
+    if not (run_dir / "config.json").is_file():
+        raise AfmeError(f"{run_dir} is not a run folder (no config.json); start a run with `afme train --out {run_dir}`")
+    return read_json(run_dir / "config.json")
+
+
+def _trainer_for(run_dir: Path, **train_overrides) -> Trainer:
+    cfg = _read_run_config(run_dir)
+    model_cfg = ModelConfig.from_dict(cfg["model"])
+    train_cfg = TrainConfig.from_dict({**cfg["train"], **train_overrides})
+    data, store = load_inputs(cfg["dataset"], cfg["features"], cfg["data_dir"], model_cfg.modalities)
+    return Trainer(data, model_cfg, train_cfg, run_dir, store)
+
+
+def _checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
+    """``checkpoint-best.pt`` (or ``-last``); best falls back to last (runs without validation)."""
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    for name in ((BEST, LAST) if checkpoint == "best" else (LAST,)):
+        if (run_dir / name).is_file():
+            return run_dir / name
+    raise AfmeError(f"{run_dir} holds no checkpoint yet (stopped before its first epoch ended); "
+                    f"continue it with `afme train --resume {run_dir}`")
+
+
+def resume_run(run_dir: str | Path, **train_overrides) -> dict:
+    """Continue an interrupted run from its last checkpoint, then finish it.
+
+    ``train_overrides`` replace TrainConfig fields (e.g. ``epochs=40`` to extend a finished run,
+    ``lr=1e-4`` after a non-finite loss); they are written back to ``config.json`` so the folder
+    keeps describing the run it holds. A finished run with no override is re-finished: its
+    checkpoint is evaluated again, nothing is trained.
+    """
+    run_dir = Path(run_dir)
+    trainer = _trainer_for(run_dir, **train_overrides)
+    if train_overrides:
+        cfg = _read_run_config(run_dir)
+        cfg["train"] = trainer.cfg.to_dict()
+        write_json(run_dir / "config.json", cfg)
+    trainer.resume()
+    trainer.fit()
+    return _finish(trainer, run_dir)
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", **train_overrides) -> dict:
+    """Evaluate a run's best (or last) checkpoint on a split."""
+    run_dir = Path(run_dir)
+    trainer = _trainer_for(run_dir, **train_overrides)
+    trainer.restore(_checkpoint_path(run_dir, checkpoint), with_training_state=False)
+    cfg = trainer.cfg
+    return evaluate(trainer.model, trainer.dataset, split, filter_index=trainer.filter_index,
+                    batch_size=cfg.eval_batch_size, chunk_size=cfg.eval_chunk_size or None, progress=cfg.progress)
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Trainer:
+    """A trainer holding a finished run's model (for notebooks: introspection, predictions)."""
+    run_dir = Path(run_dir)
+    trainer = _trainer_for(run_dir, device=device, progress=False)
+    trainer.restore(_checkpoint_path(run_dir, checkpoint), with_training_state=False)
+    trainer.model.eval()
+    return trainer

@@ -1,0 +1,62 @@
+"""Negative sampling on the device: K corrupted heads or tails per positive triple.
+
+Each positive corrupts one side (all its K negatives replace the head, or all replace the tail).
+Uniform: the head with probability 1/2. Bernoulli (Wang et al., 2014): a triple of relation r
+corrupts the head with probability tph_r / (tph_r + hpt_r), where tph_r = #triples / #distinct
+heads and hpt_r = #triples / #distinct tails of r; so for a 1-N relation (many tails per head) we
+mostly replace the head, which is far less likely to produce a false negative. Corrupting
+entities are drawn uniformly from all entities (the positive's own entity included: no
+filtering). Everything is one batch of tensor ops on the triples' device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def head_corruption_probability(train: torch.Tensor, num_relations: int) -> torch.Tensor:
+    """P(corrupt head | r) = tph / (tph + hpt) from the training triples, [R]."""
+    triples = torch.unique(train, dim=0)
+    rel = triples[:, 1]
+    count = torch.bincount(rel, minlength=num_relations).double()
+    heads = torch.bincount(torch.unique(triples[:, [1, 0]], dim=0)[:, 0], minlength=num_relations).double()
+    tails = torch.bincount(torch.unique(triples[:, [1, 2]], dim=0)[:, 0], minlength=num_relations).double()
+    tph = count / heads.clamp(min=1)
+    hpt = count / tails.clamp(min=1)
+    prob = tph / (tph + hpt)
+    return torch.where(count > 0, prob, torch.full_like(prob, 0.5)).float()
+
+
+class NegativeSampler:
+    def __init__(self, num_entities: int, num_negatives: int, mode: str = "uniform",
+                 train: torch.Tensor | None = None, num_relations: int | None = None):
+        if mode not in ("uniform", "bernoulli"):
+            raise ValueError(f"unknown sampler {mode!r}; expected 'uniform' or 'bernoulli'")
+        self.num_entities, self.num_negatives, self.mode = num_entities, num_negatives, mode
+        self.head_prob = None
+        if mode == "bernoulli":
+            if train is None or num_relations is None:
+                raise ValueError("the bernoulli sampler needs the training triples and the relation count")
+            self.head_prob = head_corruption_probability(train.cpu(), num_relations)
+
+    def to(self, device) -> "NegativeSampler":
+        if self.head_prob is not None:
+            self.head_prob = self.head_prob.to(device)
+        return self
+
+    def sample(self, positives: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (negative entities [B, K], corrupt_head [B] bool).
+
+        One side per positive (all K negatives of a row corrupt the same side), so a row's
+        negatives score against one fixed known entity, as the self-adversarial loss expects.
+        Both tensors are on ``positives.device``; ``generator`` (on that device) makes the draw
+        reproducible without touching the global RNG.
+        """
+        b, device = len(positives), positives.device
+        if self.head_prob is None:
+            p = torch.full((b,), 0.5, device=device)
+        else:
+            p = self.head_prob[positives[:, 1]]
+        corrupt_head = torch.rand(b, device=device, generator=generator) < p
+        negatives = torch.randint(0, self.num_entities, (b, self.num_negatives), device=device, generator=generator)
+        return negatives, corrupt_head

@@ -1,0 +1,393 @@
+"""AFME on the tiny synthetic preset: scores, entity tables, fusion internals, ablations, the
+adversarial parameter groups, training, checkpoints, and running without any modality."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from afme_lib.config import ModelConfig
+from afme_lib.data.dataset import load_dataset
+from afme_lib.data.features import FeatureStore
+from afme_lib.data.synthetic import write_synthetic
+from afme_lib.losses import kgc_loss
+from afme_lib.models.afme import AFME
+from afme_lib.models.registry import create_model
+
+DIM = 16
+SWITCHES = ("denoising", "dynamic_weights", "gan", "self_attention", "relation_context")
+
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = write_synthetic(tmp_path_factory.mktemp("afme") / "tiny", "tiny", seed=0)
+    data = load_dataset(folder)
+    return data, FeatureStore.load(folder, data.num_entities, verbose=False)
+
+
+def build(tiny, features="default", seed=0, **config) -> AFME:
+    data, store = tiny
+    torch.manual_seed(seed)
+    cfg = ModelConfig(**{"name": "afme", "dim": DIM, "attention_heads": 2, "noise_dim": 4, **config})
+    return create_model(cfg, data.num_entities, data.num_relations, store if features == "default" else features)
+
+
+def queries(tiny, n=12):
+    h, r, t = tiny[0].test[:n].unbind(1)
+    return h, r, t
+
+
+def scaled_store(store: FeatureStore, modality: str, factor: float) -> FeatureStore:
+    out = FeatureStore(store.num_entities)
+    for m in store.modalities:
+        out.add(m, store.features[m] * (factor if m == modality else 1.0), mask=store.masks[m])
+    return out
+
+
+def masked_store(store: FeatureStore, hidden: torch.Tensor) -> FeatureStore:
+    """Every modality of the ``hidden`` entities removed."""
+    out = FeatureStore(store.num_entities)
+    for m in store.modalities:
+        keep = store.masks[m].clone()
+        keep[hidden] = False
+        out.add(m, store.features[m], mask=keep)
+    return out
+
+
+# --- construction --------------------------------------------------------------------------
+def test_registered_and_built_from_the_feature_store(tiny):
+    model = build(tiny)
+    data, store = tiny
+    assert isinstance(model, AFME) and model.registered_name == "afme" and model.relation_conditioned
+    assert model.token_names == ["structure"] + store.modalities
+    assert len(model.token_names) == 4
+    only = build(tiny, modalities=["text"])
+    assert only.token_names == ["structure", "text"]
+    with pytest.raises(ValueError, match=r"modalities \['video'\] requested but the feature store holds only"):
+        build(tiny, modalities=["text", "video"])
+
+
+def test_features_are_buffers_outside_the_state_dict(tiny):
+    model = build(tiny)
+    keys = list(model.state_dict())
+    assert not [k for k in keys if "features_" in k or "present_" in k]
+    buffers = dict(model.named_buffers())
+    assert "inputs.features_0" in buffers and "inputs.present_0" in buffers
+    assert not any(b.requires_grad for b in buffers.values())
+
+
+# --- scores ------------------------------------------------------------------------------------
+def test_score_shapes_and_dtypes_on_cpu(tiny):
+    model = build(tiny).eval()
+    h, r, t = queries(tiny)
+    with torch.no_grad():
+        s = model.score(h, r, t)
+        assert s.shape == (12,) and s.dtype == torch.float32 and torch.isfinite(s).all()
+        cands = torch.arange(20).expand(12, 20)
+        assert model.score(h[:, None], r[:, None], cands).shape == (12, 20)
+        assert model.entity_repr(h, r).shape == (12, DIM)
+        assert model.entity_repr(cands, r[:, None]).shape == (12, 20, DIM)
+        assert model.relation_repr(r).shape == (12, DIM // 2)  # RotatE phases
+    with pytest.raises(ValueError, match="AFME representations depend on the relation"):
+        model.entity_repr(h)
+
+
+@pytest.mark.parametrize("config", [{}, {"gan": False}, {"scorer": "distmult"}])
+def test_score_negatives_equals_score_on_corrupted_triples(tiny, config):
+    model = build(tiny, **config).eval()
+    h, r, t = queries(tiny)
+    g = torch.Generator().manual_seed(5)
+    negatives = torch.randint(0, tiny[0].num_entities, (12, 7), generator=g)
+    corrupt_head = torch.rand(12, generator=g) < 0.5
+    with torch.no_grad():
+        got = model.score_negatives(h, r, t, negatives, corrupt_head)
+        as_head = model.score(negatives, r[:, None], t[:, None])
+        as_tail = model.score(h[:, None], r[:, None], negatives)
+    assert got.shape == (12, 7)
+    torch.testing.assert_close(got, torch.where(corrupt_head[:, None], as_head, as_tail))
+
+
+def test_entity_table_matches_entity_repr_and_is_deterministic_at_evaluation(tiny):
+    model = build(tiny).eval()
+    n = tiny[0].num_entities
+    with torch.no_grad():
+        table = model.entity_table(3)
+        assert table.shape == (n, DIM)
+        torch.testing.assert_close(table, model.entity_repr(torch.arange(n), torch.full((n,), 3)))
+        assert torch.equal(table, model.entity_table(3))
+        assert not torch.allclose(table, model.entity_table(4))  # relation-conditioned
+    with pytest.raises(ValueError, match="needs a relation"):
+        model.entity_table()
+    # training mode draws generator noise: the same table twice differs
+    model.train()
+    with torch.no_grad():
+        assert not torch.allclose(model.entity_table(3), model.entity_table(3))
+
+
+@pytest.mark.parametrize("side", ["tail", "head"])
+def test_score_all_matches_score(tiny, side):
+    model = build(tiny).eval()
+    h, r, t = queries(tiny, 6)
+    n = tiny[0].num_entities
+    everything = torch.arange(n).expand(6, n)
+    with torch.no_grad():
+        known = h if side == "tail" else t
+        got = model.score_all(known, r, side, chunk_size=64)
+        want = (model.score(h[:, None], r[:, None], everything) if side == "tail"
+                else model.score(everything, r[:, None], t[:, None]))
+    assert got.shape == (6, n)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
+# --- fusion internals --------------------------------------------------------------------------
+def test_introspect_gates_and_weights(tiny):
+    model = build(tiny).eval()
+    data, store = tiny
+    ents = torch.arange(40)
+    with torch.no_grad():
+        out = model.introspect(ents, torch.full_like(ents, 2))
+    m = len(store.modalities)
+    assert out["gates"].shape == (40, m) and out["weights"].shape == (40, m + 1)
+    assert out["gates"].min() >= 0 and out["gates"].max() <= 1
+    torch.testing.assert_close(out["weights"].sum(1), torch.ones(40))
+    assert torch.equal(out["measured"], torch.stack([store.masks[k][:40] for k in store.modalities], 1))
+
+
+@pytest.mark.parametrize("gan", [False, True])
+def test_missing_modality_weight_is_zero_without_gan_and_filled_with_it(tiny, gan):
+    model = build(tiny, gan=gan).eval()
+    store = tiny[1]
+    for k, name in enumerate(store.modalities):
+        missing = (~store.masks[name]).nonzero().squeeze(1)
+        present = store.masks[name].nonzero().squeeze(1)[:20]
+        assert len(missing) > 0
+        with torch.no_grad():
+            w_missing = model.introspect(missing, torch.zeros_like(missing))["weights"][:, 1 + k]
+            w_present = model.introspect(present, torch.zeros_like(present))["weights"][:, 1 + k]
+        assert torch.all(w_present > 0)
+        if gan:
+            assert torch.all(w_missing > 0), name
+        else:
+            assert torch.all(w_missing == 0), name
+
+
+def test_raw_feature_scale_changes_nothing(tiny):
+    """A modality whose raw features are ten times larger gets the same tokens, gates and weights
+    (h_m = s_m rms(P_m f_m) with a linear P_m is invariant to the scale of f_m)."""
+    data, store = tiny
+    base = build(tiny).eval()
+    louder = build(tiny, features=scaled_store(store, store.modalities[0], 10.0)).eval()
+    louder.load_state_dict(base.state_dict())
+    ents = torch.arange(60)
+    rels = ents % data.num_relations
+    with torch.no_grad():
+        a, b = base.introspect(ents, rels), louder.introspect(ents, rels)
+        torch.testing.assert_close(a["gates"], b["gates"])
+        torch.testing.assert_close(a["weights"], b["weights"])
+        h, r, t = queries(tiny)
+        torch.testing.assert_close(base.score(h, r, t), louder.score(h, r, t))
+
+
+def test_generated_tokens_live_on_the_measured_tokens_scale(tiny):
+    """Fused = convex combination of e_s and tokens no longer than the measured ones: a generated
+    feature has the norm of a measured token (s_m sqrt(D)), so the generator cannot swamp the
+    fusion (and every confidence alpha stays in [0, 1])."""
+    model = build(tiny, dim=64).eval()
+    ents = torch.arange(tiny[0].num_entities)
+    with torch.no_grad():
+        fused = model.entity_repr(ents, ents % tiny[0].num_relations)
+        token_norm = model.inputs.log_scale.exp().max() * 64 ** 0.5
+        bound = torch.maximum(model.entity(ents).norm(dim=-1), token_norm)
+    assert torch.all(fused.norm(dim=-1) <= bound * (1 + 1e-4))
+
+
+# --- ablations -------------------------------------------------------------------------------
+@pytest.mark.parametrize("switch", SWITCHES)
+def test_every_ablation_switch_changes_the_outputs(tiny, switch):
+    h, r, t = queries(tiny)
+    full = build(tiny).eval()
+    ablated = build(tiny, **{switch: False}).eval()
+    with torch.no_grad():
+        assert not torch.allclose(full.score(h, r, t), ablated.score(h, r, t)), switch
+        if switch in ("denoising", "dynamic_weights"):
+            # same parameters: the switch itself, not a different initialisation, changes the scores
+            ablated.load_state_dict(full.state_dict())
+            assert not torch.allclose(full.score(h, r, t), ablated.score(h, r, t)), switch
+
+
+def test_relation_context_off_makes_entity_tables_relation_free(tiny):
+    model = build(tiny, relation_context=False).eval()
+    with torch.no_grad():
+        assert torch.equal(model.entity_table(0), model.entity_table(5))
+
+
+def test_gan_off_builds_no_generator_or_critic(tiny):
+    model = build(tiny, gan=False)
+    assert not hasattr(model, "generator") and not hasattr(model, "critic")
+    assert model.critic_parameters() == []
+    assert not any(name.startswith(("generator.", "critic.")) for name, _ in model.named_parameters())
+    assert len(model.main_parameters()) == len(list(model.parameters()))
+
+
+def test_self_attention_off_keeps_the_critic_conditioned_on_structure(tiny):
+    """The ablation replaces the generator's attention; the critic must still see e_s together with
+    x (with per-token MLPs its score would split into a(e_s) + b(x): no conditioning)."""
+    model = build(tiny, self_attention=False)
+    x, s, dx = torch.randn(5, DIM), torch.randn(5, DIM), torch.randn(5, DIM)
+    mod = torch.zeros(5, dtype=torch.long)
+    with torch.no_grad():
+        # under a(e_s) + b(x), moving x changes the score by b(x + dx) - b(x) whatever e_s is
+        d1 = model.critic(x + dx, s, mod) - model.critic(x, s, mod)
+        d2 = model.critic(x + dx, s.flip(0), mod) - model.critic(x, s.flip(0), mod)
+    assert not torch.allclose(d1, d2, atol=1e-5)
+
+
+# --- adversarial parameter groups --------------------------------------------------------------
+def test_main_and_critic_parameters_partition_the_model(tiny):
+    model = build(tiny)
+    main = {id(p) for p in model.main_parameters()}
+    critic = {id(p) for p in model.critic_parameters()}
+    assert main and critic and not main & critic
+    assert main | critic == {id(p) for p in model.parameters()}
+    assert critic == {id(p) for p in model.critic.parameters()}
+    assert {id(p) for p in model.generator.parameters()} <= main
+
+
+def test_critic_loss_trains_only_the_critic(tiny):
+    model = build(tiny)
+    ents = torch.arange(64)
+    out = model.critic_loss(ents, ents % tiny[0].num_relations, 10.0)
+    assert set(out) == {"loss", "wasserstein", "gp"}
+    assert all(v.shape == () and torch.isfinite(v) for v in out.values())
+    assert not out["wasserstein"].requires_grad and not out["gp"].requires_grad
+    torch.testing.assert_close(out["loss"].detach(), -out["wasserstein"] + 10.0 * out["gp"])
+    out["loss"].backward()
+    critic = {id(p) for p in model.critic_parameters()}
+    for name, p in model.named_parameters():
+        if id(p) not in critic:
+            assert p.grad is None, name
+    assert model.critic.readout.weight.grad.abs().sum() > 0
+
+
+def test_critic_loss_of_a_batch_without_measured_modalities_can_be_stepped(tiny):
+    hidden = torch.arange(8)
+    model = build(tiny, features=masked_store(tiny[1], hidden))
+    out = model.critic_loss(hidden, torch.zeros_like(hidden), 10.0)
+    assert out["loss"].detach().item() == 0.0 and out["loss"].requires_grad
+    out["loss"].backward()  # the engine always calls backward on it
+
+
+def test_generator_loss_reaches_the_generator(tiny):
+    model = build(tiny)
+    ents = torch.arange(64)
+    loss = model.generator_loss(ents, ents % tiny[0].num_relations)
+    assert loss.shape == () and torch.isfinite(loss)
+    loss.backward()
+    for name, p in model.generator.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert model.generator.out_weight.grad.abs().sum() > 0
+    assert model.generator.base.weight.grad.abs().sum() > 0
+
+
+def test_a_few_joint_steps_reduce_the_kgc_loss(tiny):
+    data = tiny[0]
+    model = build(tiny)
+    main = torch.optim.Adam(model.main_parameters(), lr=2e-2)
+    critic = torch.optim.Adam(model.critic_parameters(), lr=1e-4, betas=(0.5, 0.9))
+    g = torch.Generator().manual_seed(0)
+    batch = data.train[torch.randperm(len(data.train), generator=g)[:64]]
+    h, r, t = batch.unbind(1)
+    negatives = torch.randint(0, data.num_entities, (64, 8), generator=g)
+    corrupt_head = torch.rand(64, generator=g) < 0.5
+    ents, rels = torch.cat([h, t]), torch.cat([r, r])
+
+    def kgc():
+        pos = model.score(h, r, t)
+        neg = model.score_negatives(h, r, t, negatives, corrupt_head)
+        return kgc_loss("nssa", pos, neg, 6.0, 1.0)
+
+    model.eval()
+    with torch.no_grad():
+        before = float(kgc())
+    model.train()
+    for _ in range(8):
+        out = model.critic_loss(ents, rels, 10.0)
+        critic.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        critic.step()
+        assert torch.isfinite(out["loss"])
+        loss = kgc() + 0.01 * model.generator_loss(ents, rels)
+        main.zero_grad(set_to_none=True)
+        loss.backward()
+        main.step()
+        assert torch.isfinite(loss)
+    model.eval()
+    with torch.no_grad():
+        after = float(kgc())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert after < 0.8 * before, (before, after)
+
+
+# --- checkpoints -----------------------------------------------------------------------------------
+def test_state_dict_round_trip_gives_identical_scores(tiny):
+    model = build(tiny)
+    with torch.no_grad():  # move away from the initialisation so the check is not trivially true
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    fresh = build(tiny, seed=123)
+    h, r, t = queries(tiny)
+    model.eval(), fresh.eval()
+    with torch.no_grad():
+        assert not torch.allclose(fresh.score(h, r, t), model.score(h, r, t))
+        fresh.load_state_dict(model.state_dict())
+        assert torch.equal(fresh.score(h, r, t), model.score(h, r, t))
+        assert torch.equal(fresh.entity_table(1), model.entity_table(1))
+
+
+# --- without modalities ------------------------------------------------------------------------------
+@pytest.mark.parametrize("features", [None, "no modality"])
+def test_without_modalities_afme_is_its_scorer(tiny, features):
+    if features == "no modality":
+        model = build(tiny, modalities=[])
+    else:
+        model = build(tiny, features=None)
+    model.eval()
+    h, r, t = queries(tiny)
+    assert model.token_names == ["structure"] and len(model.inputs) == 0
+    assert model.critic_parameters() == [] and not hasattr(model, "generator")
+    E, R = model.entity.weight, model.relation.weight
+    with torch.no_grad():
+        torch.testing.assert_close(model.score(h, r, t), model.scorer.score(E[h], R[r], E[t]))
+        assert torch.equal(model.entity_table(0), E)
+        assert model.introspect(h, r) == {}
+        got = model.score_all(h, r, "tail")
+    torch.testing.assert_close(got, model.scorer.score_all(E[h], R[r], E, "tail"))
+
+
+# --- accelerator ----------------------------------------------------------------------------------
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_bf16_autocast(tiny):
+    model = build(tiny).cuda()
+    h, r, t = (x.cuda() for x in queries(tiny))
+    negatives = torch.randint(0, tiny[0].num_entities, (12, 5), device="cuda")
+    corrupt_head = torch.rand(12, device="cuda") < 0.5
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        pos = model.score(h, r, t).float()
+        neg = model.score_negatives(h, r, t, negatives, corrupt_head).float()
+        gen = model.generator_loss(torch.cat([h, t]), torch.cat([r, r])).float()
+        crit = model.critic_loss(torch.cat([h, t]), torch.cat([r, r]), 10.0)
+    assert pos.shape == (12,) and neg.shape == (12, 5)
+    assert all(torch.isfinite(x).all() for x in (pos, neg, gen, crit["loss"]))
+    crit["loss"].float().backward()
+    (kgc_loss("nssa", pos, neg, 6.0, 1.0) + gen).backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+    model.eval()
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        table = model.entity_table(0)
+        scores = model.score_all(h, r, "tail")
+    assert table.device.type == "cuda" and table.shape == (tiny[0].num_entities, DIM)
+    assert scores.dtype == torch.float32 and torch.isfinite(scores).all()
+    with torch.no_grad():
+        exact = model.score_all(h, r, "tail")
+    torch.testing.assert_close(scores, exact, rtol=0.05, atol=0.5)

@@ -1,0 +1,219 @@
+"""The training engine end to end on the synthetic tiny preset: every model, run folders,
+reproducibility, learning, early stopping, best-on-valid selection and non-finite losses."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import afme_lib
+import afme_lib.train as train_mod
+from afme_lib.cli import main
+from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.data.dataset import load_dataset
+from afme_lib.evaluate import evaluate
+from afme_lib.models.registry import model_names
+from afme_lib.pipeline import METRICS_KEYS, evaluate_run, load_run, train_run
+from afme_lib.runs import BEST, LAST, load_checkpoint, read_log
+from afme_lib.train import NonFiniteLossError
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
+
+BASELINES = ["rotate", "transe", "distmult", "complex", "ikrl", "mm-concat", "afme"]
+SUMMARY = {"mrr", "mr", "hits@1", "hits@3", "hits@10"}
+# Keeps AFME (the heaviest model) to about a second per epoch on one core.
+SMALL_AFME = ["--attention-layers", "1", "--attention-heads", "2", "--noise-dim", "8"]
+
+
+
+def cli_train(data, out, model="rotate", *extra, epochs=2):
+    args = ["train", "--dataset", str(data), "--features", str(data), "--out", str(out), "--model", model,
+            "--dim", "16", "--epochs", str(epochs), "--batch-size", "512", "--negatives", "8",
+            "--eval-every", "1", "--no-progress", "--device", "cpu", "--seed", "0", *extra]
+    if model == "afme":
+        args += SMALL_AFME + ["--batch-size", "1024", "--negatives", "4"]  # later flags win
+    return main(args)
+
+
+def read_json(path):
+    return json.loads(path.read_text())
+
+
+def losses_of(log):
+    """Every loss term of every epoch (no timings)."""
+    return [{k: v for k, v in rec.items() if k not in ("seconds",)} for rec in log]
+
+
+def strip_timings(metrics):
+    return {k: v for k, v in metrics.items() if k not in ("train_seconds", "eval_seconds")}
+
+
+# --- every model through the CLI ----------------------------------------------------------------
+def test_every_documented_model_is_registered():
+    assert set(BASELINES) <= set(model_names())
+
+
+@pytest.mark.parametrize("model", model_names())
+def test_cli_trains_every_model_and_writes_the_run_folder(tiny_synth, tmp_path, model, capsys):
+    run = tmp_path / "run"
+    assert cli_train(tiny_synth, run, model) == 0
+    assert capsys.readouterr().out.startswith(f"run {run}: test MRR ")
+
+    config = read_json(run / "config.json")
+    assert config["afme_version"] == afme_lib.__version__
+    assert "git_commit" in config and "torch_version" in config
+    assert config["model"]["name"] == model and config["model"]["dim"] == 16
+    assert config["train"]["epochs"] == 2 and config["train"]["device"] == "cpu"
+    assert config["dataset"] == str(tiny_synth.resolve()) == config["features"]
+
+    log = read_log(run)
+    assert [rec["epoch"] for rec in log] == [1, 2]
+    for rec in log:
+        assert math.isfinite(rec["loss"]) and math.isfinite(rec["kgc"]) and rec["seconds"] > 0
+        assert set(rec["valid"]) == SUMMARY
+    if model == "afme":  # the joint schedule logs the critic and the generator terms
+        assert {"critic", "wasserstein", "gp", "generator"} <= set(log[0])
+
+    for name in (LAST, BEST):  # plain tensors and containers only: loadable with weights_only
+        payload = torch.load(run / name, map_location="cpu", weights_only=True)
+        assert payload["state"]["epoch"] in (1, 2)
+    assert load_checkpoint(run / LAST)["state"]["epoch"] == 2
+
+    metrics = read_json(run / "metrics.json")
+    assert set(metrics) == set(METRICS_KEYS)
+    assert {"valid", "test", "epochs_run", "train_seconds", "eval_seconds", "device"} <= set(metrics)
+    for split in ("test", "valid"):
+        assert SUMMARY | {"count", "by_category", "by_side"} == set(metrics[split])
+        assert set(metrics[split]["by_side"]) == {"tail", "head"}
+        assert set(metrics[split]["by_category"]) <= {"1-1", "1-N", "N-1", "N-N"}
+    assert metrics["test"]["count"] == 2 * len(load_dataset(tiny_synth).test)  # a head and a tail query each
+    assert metrics["epochs_run"] == 2 and metrics["device"] == "cpu" and metrics["stopped_early"] is False
+    assert metrics["best_epoch"] in (1, 2)
+
+
+def test_epochs_zero_evaluates_the_initial_model_near_random(tiny_synth, tmp_path):
+    run = tmp_path / "zero"
+    assert cli_train(tiny_synth, run, "rotate", epochs=0) == 0
+    metrics = read_json(run / "metrics.json")
+    assert metrics["epochs_run"] == 0 and metrics["best_epoch"] is None and metrics["train_seconds"] == 0
+    assert read_log(run) == []
+    # A random ranking of N candidates has MR about (N + 1) / 2 (a little less once filtered).
+    n = load_dataset(tiny_synth).num_entities
+    assert n == 300
+    assert 0.75 * (n + 1) / 2 < metrics["test"]["mr"] < 1.25 * (n + 1) / 2
+    assert metrics["test"]["hits@10"] < 0.1
+    # The initial model is kept as the run's checkpoint, so evaluate / load_run work on it too.
+    assert load_checkpoint(run / LAST)["state"]["epoch"] == 0
+    assert evaluate_run(run, "test")["mrr"] == pytest.approx(metrics["test"]["mrr"], abs=1e-12)
+
+
+def test_same_seed_gives_identical_runs(tiny_synth, tmp_path):
+    for name in ("a", "b"):
+        assert cli_train(tiny_synth, tmp_path / name, "afme", epochs=1) == 0
+    assert cli_train(tiny_synth, tmp_path / "c", "afme", "--seed", "1", epochs=1) == 0
+    a, b, c = (read_json(tmp_path / n / "metrics.json") for n in "abc")
+    assert strip_timings(a) == strip_timings(b)
+    assert losses_of(read_log(tmp_path / "a")) == losses_of(read_log(tmp_path / "b"))
+    assert losses_of(read_log(tmp_path / "a")) != losses_of(read_log(tmp_path / "c"))  # the seed matters
+
+
+# --- learning, early stopping, model selection ----------------------------------------------------
+def test_rotate_learns_the_training_graph(tiny_synth, tmp_path):
+    """15 epochs: the filtered MRR on the training triples goes from ~0.02 (random) to ~0.7."""
+    model = ModelConfig(name="rotate", dim=32)
+    fit = TrainConfig(epochs=15, batch_size=512, negatives=16, lr=0.05, eval_every=0, progress=False, device="cpu")
+    train_run(str(tiny_synth), model, TrainConfig(**{**fit.to_dict(), "epochs": 0}), tmp_path / "before")
+    trained = train_run(str(tiny_synth), model, fit, tmp_path / "after")
+    before = load_run(tmp_path / "before")
+    after = load_run(tmp_path / "after")
+    train_before = evaluate(before.model, before.dataset, "train")
+    train_after = evaluate(after.model, after.dataset, "train")
+    assert train_before["mrr"] < 0.05
+    assert train_after["mrr"] > 0.3 and train_after["mr"] < train_before["mr"] / 4
+    assert trained["valid"]["mr"] < read_json(tmp_path / "before" / "metrics.json")["valid"]["mr"]
+    # losses go down from the first to the last epoch
+    log = read_log(tmp_path / "after")
+    assert len(log) == 15 and log[-1]["loss"] < 0.8 * log[0]["loss"]
+
+
+def test_patience_stops_early_and_says_so(tiny_synth, tmp_path):
+    """lr = 0: the model never changes, so the valid MRR never improves after epoch 1."""
+    run = tmp_path / "patient"
+    metrics = train_run(str(tiny_synth), ModelConfig(name="rotate", dim=16),
+                        TrainConfig(epochs=10, lr=0.0, batch_size=1024, negatives=4, eval_every=1, patience=2,
+                                    progress=False, device="cpu"), run)
+    log = read_log(run)
+    assert [rec["epoch"] for rec in log] == [1, 2, 3]
+    assert log[-1].get("stopped_early") is True and "stopped_early" not in log[0]
+    assert metrics["stopped_early"] is True and metrics["epochs_run"] == 3 and metrics["best_epoch"] == 1
+    state = load_checkpoint(run / LAST)["state"]
+    assert state["epoch"] == 3 and state["stopped_early"] is True
+
+
+def test_best_checkpoint_is_chosen_on_valid_only(tiny_synth, tmp_path, monkeypatch):
+    """Script the valid MRR per epoch (0.1, 0.5, 0.2, 0.3): epoch 2 must be the best checkpoint,
+    the test metrics must come from it, and training must never look at the test split."""
+    scripted = iter([0.1, 0.5, 0.2, 0.3])
+    splits = []
+    real_evaluate = train_mod.evaluate
+
+    def spy(model, dataset, split, **kw):
+        splits.append(split)
+        result = real_evaluate(model, dataset, split, **kw)
+        return {**result, "mrr": next(scripted)}
+
+    monkeypatch.setattr(train_mod, "evaluate", spy)
+    run = tmp_path / "best"
+    metrics = train_run(str(tiny_synth), ModelConfig(name="rotate", dim=16),
+                        TrainConfig(epochs=4, lr=0.05, batch_size=512, negatives=8, eval_every=1, progress=False,
+                                    device="cpu"), run)
+    assert splits == ["valid"] * 4
+    assert [rec["valid"]["mrr"] for rec in read_log(run)] == [0.1, 0.5, 0.2, 0.3]
+    assert metrics["best_epoch"] == 2
+    assert load_checkpoint(run / BEST)["state"]["epoch"] == 2
+    assert load_checkpoint(run / LAST)["state"]["epoch"] == 4
+    best, last = evaluate_run(run, "test", "best"), evaluate_run(run, "test", "last")
+    assert metrics["test"]["mrr"] == pytest.approx(best["mrr"], abs=1e-12)
+    assert metrics["test"]["mrr"] != pytest.approx(last["mrr"], abs=1e-9)  # so the choice was real
+
+
+# --- non-finite losses ------------------------------------------------------------------------------
+def test_non_finite_loss_stops_the_run_naming_epoch_batch_and_term(tiny_synth, tmp_path, monkeypatch):
+    """Poison the positive scores of the 3rd batch of epoch 2: the error names epoch 2, batch 3,
+    term kgc, and epoch 1's checkpoint stays usable."""
+    per_epoch = math.ceil(len(load_dataset(tiny_synth).train) / 512)  # 2025 triples: 4 batches
+    calls = []
+    real_loss = train_mod.kgc_loss
+
+    def poisoned(name, pos, neg, margin, temperature):
+        calls.append(1)
+        if len(calls) == per_epoch + 3:
+            pos = pos * float("nan")
+        return real_loss(name, pos, neg, margin, temperature)
+
+    monkeypatch.setattr(train_mod, "kgc_loss", poisoned)
+    run = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match=r"non-finite kgc loss at epoch 2, batch 3") as info:
+        train_run(str(tiny_synth), ModelConfig(name="rotate", dim=16),
+                  TrainConfig(epochs=5, batch_size=512, negatives=8, eval_every=1, progress=False, device="cpu"), run)
+    assert (info.value.epoch, info.value.batch, info.value.term) == (2, 3, "kgc")
+    assert len(calls) == 2 * per_epoch  # the epoch ran to its end (no per-batch sync), then stopped
+    log = read_log(run)
+    assert [rec["epoch"] for rec in log] == [1, 2] and "error" in log[1] and "loss" not in log[1]
+    assert not (run / "metrics.json").exists()
+    payload = load_checkpoint(run / LAST)
+    assert payload["state"]["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in payload["model"].values() if v.is_floating_point())
+    trainer = load_run(run, checkpoint="last")  # loadable and usable
+    assert math.isfinite(evaluate(trainer.model, trainer.dataset, "valid")["mrr"])
+
+
+def test_cli_reports_a_non_finite_loss_without_a_traceback(tiny_synth, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_mod, "kgc_loss", lambda *a: torch.tensor(float("inf"), requires_grad=True))
+    assert cli_train(tiny_synth, tmp_path / "inf", "transe") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("afme: error: non-finite kgc loss at epoch 1, batch 1;")
+    assert "last good checkpoint" in err
