@@ -11,7 +11,6 @@ import argparse
 import json
 import sys
 from dataclasses import MISSING, fields
-from pathlib import Path
 
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.errors import AfmeError

@@ -92,10 +92,9 @@ class Trainer:
             self.model.scorer.compile = True  # evaluation's all-candidates kernel too (RotatE)
 
     # --- one batch ---------------------------------------------------------------------------
-    def _batch_loss(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _batch_loss(self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         h, r, t = batch.unbind(1)
-        negatives, corrupt_head = self.sampler.sample(batch)
         with autocast_context(self.device, cfg.amp):
             pos = self.model.score(h, r, t).float()
             neg = self.model.score_negatives(h, r, t, negatives, corrupt_head).float()
@@ -114,15 +113,17 @@ class Trainer:
     def _step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """The batch loss, through torch.compile when asked for (fused kernels: ~4x faster on a
         CPU for RotatE); a compiler that fails (no C++ toolchain, unsupported op) falls back to
-        eager with a warning rather than ending the run."""
+        eager with a warning rather than ending the run. Negatives are drawn outside the compiled
+        graph: RNG calls with a batch-dependent size break its dynamic-shape recompile."""
+        negatives, corrupt_head = self.sampler.sample(batch)
         if self._compiled is not None:
             try:
-                return self._compiled(batch)
+                return self._compiled(batch, negatives, corrupt_head)
             except Exception as err:  # noqa: BLE001 -- any compiler failure: eager is always correct
                 warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
                               "training continues in eager mode", RuntimeWarning, stacklevel=2)
                 self._compiled = None
-        return self._batch_loss(batch)
+        return self._batch_loss(batch, negatives, corrupt_head)
 
     def _critic_steps(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         h, r, t = batch.unbind(1)

@@ -284,3 +284,14 @@ def test_scorer_from_config():
     assert (s.name, s.init_range) == ("transe-l2", 0.5)
     s = scorer_from_config(ModelConfig(scorer="transe"), name="rotate", phase_scale=2.0)
     assert (s.name, s.init_range, s.phase_scale) == ("rotate", None, 2.0)
+
+
+def test_rotate_default_phase_scale_follows_the_paper():
+    # RotatE's code stores x in the entity init range and uses theta = x * pi / range.
+    scorer = RotatE(gamma=6.0, epsilon=2.0)
+    weight = torch.empty(5, scorer.relation_dim(16))
+    scorer.init_relation_(weight, 16)
+    assert scorer.phase_scale == pytest.approx(math.pi / scorer.default_init_range(16))
+    assert weight.abs().max() <= scorer.default_init_range(16)  # so the phases span [-pi, pi]
+    with pytest.raises(RuntimeError, match="init_relation_"):
+        RotatE().score(torch.zeros(1, 4), torch.zeros(1, 2), torch.zeros(1, 4))

@@ -179,7 +179,7 @@ PRESETS: dict[str, SynthConfig] = {
     "tiny": SynthConfig(),
     "default": SynthConfig(
         name="synth-default",
-        num_entities=2500,
+        num_entities=1200,
         num_types=5,
         attribute_values=(8, 8, 6, 6, 5),
         modalities={
@@ -198,9 +198,9 @@ PRESETS: dict[str, SynthConfig] = {
             (4, "N-1"), (4, "N-N"),
         ),
         structural_relations=("1-1", "1-N", "N-1", "N-N", "N-N", "N-1"),
-        triples_per_relation=2000,
+        triples_per_relation=600,
         fanout=4.0,
-        num_communities=12,
+        num_communities=8,
         seed=0,
     ),
 }

@@ -45,14 +45,8 @@ class AFME(KGModel):
 
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):
         super().__init__(config, num_entities, num_relations)
-        self.scorer = scorer_from_config(config)
-        dim = self.scorer.entity_dim(config.dim)
-        self.entity = nn.Embedding(num_entities, dim)
-        self.relation = nn.Embedding(num_relations, self.scorer.relation_dim(config.dim))
-        self.scorer.init_entity_(self.entity.weight, config.dim)
-        self.scorer.init_relation_(self.relation.weight, config.dim)
-        init_scale = float(self.entity.weight.detach().pow(2).mean().sqrt())
-        self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=init_scale)
+        dim = self.init_embeddings(scorer_from_config(config))
+        self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())
         m = len(self.inputs)
         self.token_names = ["structure"] + self.inputs.names
         self.fusion = MoIFu(m, dim, num_relations, config.denoising, config.dynamic_weights, config.relation_context)
@@ -95,8 +89,12 @@ class AFME(KGModel):
         if relations is None:
             raise ValueError("AFME representations depend on the relation: pass relations")
         ent, rel = torch.broadcast_tensors(entities, relations)
-        fused = self._fuse(ent.reshape(-1), rel.reshape(-1))["fused"]
-        return fused.view(*ent.shape, -1)
+        # Fuse each distinct (entity, relation) pair once: a batch's K negatives per positive
+        # repeat pairs often on small graphs, and the fusion (generator included) dominates cost.
+        keys = ent.reshape(-1) * self.num_relations + rel.reshape(-1)
+        unique, inverse = torch.unique(keys, return_inverse=True)
+        fused = self._fuse(unique // self.num_relations, unique % self.num_relations)["fused"]
+        return fused[inverse].view(*ent.shape, -1)
 
     def entity_table(self, relation: int | None = None) -> torch.Tensor:
         if relation is None:

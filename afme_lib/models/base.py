@@ -29,6 +29,22 @@ class KGModel(nn.Module):
         self.num_entities = num_entities
         self.num_relations = num_relations
 
+    def init_embeddings(self, scorer) -> int:
+        """Set ``self.scorer`` and the entity / relation tables it sizes and initialises.
+
+        Returns the entity width; ``embedding_scale()`` is then the tables' initial RMS, the scale
+        feature tokens are brought to so they start neither drowned nor dominant."""
+        self.scorer = scorer
+        dim = self.config.dim
+        self.entity = nn.Embedding(self.num_entities, scorer.entity_dim(dim))
+        self.relation = nn.Embedding(self.num_relations, scorer.relation_dim(dim))
+        scorer.init_entity_(self.entity.weight, dim)
+        scorer.init_relation_(self.relation.weight, dim)
+        return self.entity.weight.shape[1]
+
+    def embedding_scale(self) -> float:
+        return float(self.entity.weight.detach().pow(2).mean().sqrt())
+
     # --- representations -------------------------------------------------------------------
     def entity_repr(self, entities: torch.Tensor, relations: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError

@@ -73,8 +73,7 @@ class IKRL(KGModel):
         self.relation = nn.Embedding(num_relations, dim)
         self.scorer.transe.init_entity_(self.entity.weight, dim)
         self.scorer.transe.init_relation_(self.relation.weight, dim)
-        scale = float(self.entity.weight.detach().pow(2).mean().sqrt())
-        self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=scale)
+        self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())
 
     def relation_repr(self, relations: torch.Tensor) -> torch.Tensor:
         return self.relation(relations)
@@ -100,14 +99,8 @@ class MMConcat(KGModel):
 
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):
         super().__init__(config, num_entities, num_relations)
-        self.scorer = scorer_from_config(config)
-        dim = self.scorer.entity_dim(config.dim)
-        self.entity = nn.Embedding(num_entities, dim)
-        self.relation = nn.Embedding(num_relations, self.scorer.relation_dim(config.dim))
-        self.scorer.init_entity_(self.entity.weight, config.dim)
-        self.scorer.init_relation_(self.relation.weight, config.dim)
-        scale = float(self.entity.weight.detach().pow(2).mean().sqrt())
-        self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=scale)
+        dim = self.init_embeddings(scorer_from_config(config))
+        self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())
         m = len(self.inputs)
         self.mix = nn.Linear((m + 1) * dim, dim)
         # Start as the identity on the structural slot: training begins from a plain scorer.

@@ -12,7 +12,6 @@ Weight regularisation (N3 / L2) is the training engine's business, not the model
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from afme_lib.config import ModelConfig
 from afme_lib.models.base import KGModel
@@ -27,11 +26,7 @@ class EmbeddingModel(KGModel):
 
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):
         super().__init__(config, num_entities, num_relations)
-        self.scorer = scorer_from_config(config, name=self.scorer_name)
-        self.entity = nn.Embedding(num_entities, self.scorer.entity_dim(config.dim))
-        self.relation = nn.Embedding(num_relations, self.scorer.relation_dim(config.dim))
-        self.scorer.init_entity_(self.entity.weight, config.dim)
-        self.scorer.init_relation_(self.relation.weight, config.dim)
+        self.init_embeddings(scorer_from_config(config, name=self.scorer_name))
 
     def entity_repr(self, entities: torch.Tensor, relations: torch.Tensor | None = None) -> torch.Tensor:
         return self.entity(entities)
