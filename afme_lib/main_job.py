@@ -22,8 +22,7 @@ import torch
 
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.synthetic import write_synthetic
-from afme_lib.pipeline import load_run, resume_run, train_run
-from afme_lib.runs import read_json
+from afme_lib.pipeline import load_run, run_or_resume
 
 # One attention layer keeps AFME's CPU cost within the job's few-minute budget.
 MODELS = {
@@ -31,16 +30,6 @@ MODELS = {
     "mm-concat": {"scorer": "rotate"},
     "afme": {"scorer": "rotate", "attention_layers": 1},
 }
-
-
-def run_or_reuse(run_dir: Path, dataset: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict:
-    """Train a run, or finish an interrupted one, or read a finished one's metrics."""
-    if (run_dir / "metrics.json").is_file():
-        return read_json(run_dir / "metrics.json")
-    if (run_dir / "config.json").is_file():
-        return resume_run(run_dir)
-    features = str(dataset) if model_cfg.name != "rotate" else None
-    return train_run(str(dataset), model_cfg, train_cfg, run_dir, features=features)
 
 
 def modality_weight_table(run_dir: Path, metadata: dict) -> list[str]:
@@ -87,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     for model, kw in MODELS.items():
         print(f"== {model}", flush=True)
         model_cfg = ModelConfig(name=model, dim=args.dim, **kw)
-        results[model] = run_or_reuse(out / "runs" / model, dataset, model_cfg, train_cfg)
+        features = str(dataset) if model != "rotate" else None
+        results[model] = run_or_resume(str(dataset), model_cfg, train_cfg, out / "runs" / model, features=features)
 
     lines = [
         f"# Main job: AFME vs baselines on the synthetic preset `{args.preset}`",

@@ -129,6 +129,20 @@ def resume_run(run_dir: str | Path, **train_overrides) -> dict:
     return _finish(trainer, run_dir)
 
 
+def run_or_resume(dataset: str, model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str | Path,
+                  features: str | None = None, data_dir: str | None = None) -> dict:
+    """Metrics of the run in ``out_dir``: read when finished, resumed when interrupted, else trained.
+
+    What batch jobs (the main job, benchmark grids) call so that a rerun never repeats finished work.
+    """
+    run_dir = Path(out_dir)
+    if (run_dir / "metrics.json").is_file():
+        return read_json(run_dir / "metrics.json")
+    if (run_dir / "config.json").is_file():
+        return resume_run(run_dir)
+    return train_run(dataset, model_cfg, train_cfg, run_dir, features=features, data_dir=data_dir)
+
+
 def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", **train_overrides) -> dict:
     """Evaluate a run's best (or last) checkpoint on a split."""
     run_dir = Path(run_dir)

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from afme_lib.config import ModelConfig, TrainConfig
-from afme_lib.pipeline import resume_run, train_run
+from afme_lib.pipeline import run_or_resume
 from afme_lib.runs import read_json
 
 # MRR / Hits@1 in % as reported in the AFME article (MKG-W).
@@ -33,16 +33,12 @@ SETTINGS = {
 
 
 def run(dataset: str, model: str, args) -> dict:
-    run_dir = Path(args.runs) / f"{dataset}-{model}"
-    if (run_dir / "metrics.json").is_file():
-        return read_json(run_dir / "metrics.json")
-    if (run_dir / "config.json").is_file():
-        return resume_run(run_dir)
     model_kw, train_kw = SETTINGS[model]
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=1024, negatives=64, lr=args.lr, adv_temperature=1.0,
                             eval_every=args.eval_every, patience=args.patience, compile=args.compile,
                             progress=False, seed=0, **train_kw)
-    return train_run(dataset, ModelConfig(name=model, **model_kw), train_cfg, run_dir, data_dir=args.data_dir)
+    return run_or_resume(dataset, ModelConfig(name=model, **model_kw), train_cfg,
+                         Path(args.runs) / f"{dataset}-{model}", data_dir=args.data_dir)
 
 
 def main() -> None:

@@ -33,8 +33,8 @@ class IKRLScorer:
 
     name = "ikrl"
 
-    def __init__(self, p_norm: int = 1):
-        self.transe = make_scorer("transe", p_norm=p_norm)
+    def __init__(self, transe):
+        self.transe = transe  # the TransE scorer each of the four terms uses
 
     @staticmethod
     def _halves(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,12 +67,9 @@ class IKRL(KGModel):
 
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):
         super().__init__(config, num_entities, num_relations)
-        self.scorer = IKRLScorer(config.p_norm)
-        dim = config.dim
-        self.entity = nn.Embedding(num_entities, dim)
-        self.relation = nn.Embedding(num_relations, dim)
-        self.scorer.transe.init_entity_(self.entity.weight, dim)
-        self.scorer.transe.init_relation_(self.relation.weight, dim)
+        transe = make_scorer("transe", p_norm=config.p_norm)
+        dim = self.init_embeddings(transe)  # TransE-sized tables for the structural vectors
+        self.scorer = IKRLScorer(transe)
         self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())
 
     def relation_repr(self, relations: torch.Tensor) -> torch.Tensor:
