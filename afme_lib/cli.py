@@ -104,17 +104,21 @@ def cmd_train(args) -> int:
             given += [f"--{k.replace('_', '-')}" for k in ("dataset", "features", "data_dir", "out") if getattr(args, k)]
             raise AfmeError(f"--resume continues the run with its own data and model; drop {' '.join(given)} "
                             "(training options such as --epochs or --lr may be given)")
-        metrics = resume_run(args.resume, **_given_fields(args, TrainConfig))
+        metrics = resume_run(args.resume, feature_placement=args.feature_placement, **_given_fields(args, TrainConfig))
         out = args.resume
     else:
         if not args.dataset or not args.out:
             raise AfmeError("afme train needs --dataset and --out (or --resume RUN_DIR)")
         metrics = train_run(args.dataset, _config_from_args(args, ModelConfig), _config_from_args(args, TrainConfig),
-                            args.out, features=args.features, data_dir=args.data_dir)
+                            args.out, features=args.features, data_dir=args.data_dir,
+                            feature_placement=args.feature_placement or "auto")
         out = args.out
     test = metrics["test"]
-    print(f"run {out}: test MRR {test['mrr']:.4f}  MR {test['mr']:.1f}  Hits@1 {test['hits@1']:.4f}  "
-          f"Hits@10 {test['hits@10']:.4f}  ({metrics['epochs_run']} epochs, {metrics['train_seconds']:.1f}s)")
+    from afme_lib.distributed import is_main
+
+    if is_main():  # under torchrun: one summary line, not one per process
+        print(f"run {out}: test MRR {test['mrr']:.4f}  MR {test['mr']:.1f}  Hits@1 {test['hits@1']:.4f}  "
+              f"Hits@10 {test['hits@10']:.4f}  ({metrics['epochs_run']} epochs, {metrics['train_seconds']:.1f}s)")
     return 0
 
 
@@ -161,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(training flags given with it, e.g. --epochs, replace the run's values)")
     _add_config_flags(train, ModelConfig)
     _add_config_flags(train, TrainConfig, skip=("extra",))
+    train.add_argument("--feature-placement", choices=["auto", "device", "pinned", "mmap"],
+                       help="where features live: on the device, or host memory gathered per batch (default: auto)")
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="evaluate a run folder's checkpoint on a split")
@@ -169,6 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", default="best", choices=["best", "last"])
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
+
+    from afme_lib.features.cli import add_features_parser  # afme features text|image
+
+    add_features_parser(sub)
+
+    from afme_lib.grid.cli import add_grid_commands  # afme grid run|summary
+
+    add_grid_commands(sub)
+
+    from afme_lib.memory import add_memory_parser  # afme memory
+
+    add_memory_parser(sub)
     return parser
 
 

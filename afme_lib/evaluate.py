@@ -24,6 +24,12 @@ queries, N = entities; 4 bytes per score in float32, 2 under bf16 autocast), plu
 bool comparison mask at a time while ranking. The scorer's own intermediates are bounded by the
 candidate chunk (``chunk_size``, see :func:`default_chunk_size`). E.g. B = 256 and N = 15 000 is
 15 MB of scores. A relation-conditioned model also holds one ``[N, D]`` entity table at a time.
+(afme_lib/memory.py turns this into bytes per entity for every model.)
+
+Several processes (torchrun): every process calls :func:`evaluate`; each ranks one contiguous
+block of the queries (in the order below) and the ranks are gathered, so all processes return
+the same result, equal to a one-process evaluation. They agree on the chunk budget first (the
+smallest), so every process scores with the same chunk size.
 """
 
 from __future__ import annotations
@@ -35,15 +41,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from afme_lib import distributed
 from afme_lib.data.dataset import KGDataset
 from afme_lib.data.filters import CATEGORIES, FilterIndex, triple_categories
+from afme_lib.memory import CPU_CHUNK_BUDGET, CUDA_FREE_FRACTION, MIN_CHUNK, chunk_for_budget, eval_chunk_budget  # noqa: F401
 
 SIDES = ("tail", "head")
 HITS_AT = (1, 3, 10)
 METRIC_KEYS = ("mrr", "mr", *(f"hits@{k}" for k in HITS_AT), "count")
-MIN_CHUNK = 1024
-CPU_CHUNK_BUDGET = 256 * 2**20  # bytes for the scorer's per-chunk intermediates on CPU
-CUDA_FREE_FRACTION = 0.25  # share of free GPU memory given to those intermediates
 
 # Which triple column holds the query's known entity and which the target, per side.
 _COLUMNS = {"tail": (0, 2), "head": (2, 0)}
@@ -118,23 +123,20 @@ def compute_metrics(ranks: torch.Tensor) -> dict:
 
 
 # --- memory ---------------------------------------------------------------------------------
-def default_chunk_size(num_entities: int, dim: int, batch_size: int, device) -> int:
+def default_chunk_size(num_entities: int, dim: int, batch_size: int, device, budget: int | None = None) -> int:
     """Candidates per scorer chunk, from the memory at hand, clamped to [1024, num_entities].
 
     A scorer materialises about ``batch_size * chunk * dim`` float32 values per chunk (e.g. the
     ``q + r - t`` differences of a distance scorer); counting two such tensors alive at once:
-    ``chunk = budget / (2 * 4 * batch_size * dim)``. The budget is a quarter of the free CUDA
-    memory (the rest stays for the [B, N] scores, the model and allocator slack), or 256 MB on
-    other devices. ``dim`` counts real numbers per entity row (a complex d-vector is 2d).
+    ``chunk = budget / (2 * 4 * batch_size * dim)``. The budget
+    (:func:`afme_lib.memory.eval_chunk_budget`, unless given) is a quarter of the free CUDA
+    memory (the rest stays for the [B, N] scores, the model and allocator slack), or on other
+    devices a quarter of the available RAM capped at 256 MB. ``dim`` counts real numbers per
+    entity row (a complex d-vector is 2d).
     """
-    device = torch.device(device)
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        budget = int(free * CUDA_FREE_FRACTION)
-    else:
-        budget = CPU_CHUNK_BUDGET
-    per_candidate = 2 * 4 * max(int(batch_size), 1) * max(int(dim), 1)
-    return int(max(1, min(int(num_entities), max(MIN_CHUNK, budget // per_candidate))))
+    if budget is None:
+        budget = eval_chunk_budget(device)
+    return chunk_for_budget(num_entities, dim, batch_size, budget)
 
 
 def _reals_per_row(table: torch.Tensor) -> int:
@@ -153,6 +155,7 @@ def evaluate(
     chunk_size: int | None = None,
     progress: bool = False,
     return_ranks: bool = False,
+    shard: bool | None = None,
 ) -> dict:
     """Filtered link prediction on ``split``: both query sides, realistic ranks (see module doc).
 
@@ -168,7 +171,9 @@ def evaluate(
     ``filter_index`` defaults to every true triple of ``dataset`` (building it takes seconds on a
     large graph: callers that evaluate repeatedly, like training, build it once and pass it in);
     ``chunk_size`` None or 0 picks one with :func:`default_chunk_size`. The model is put in eval
-    mode and its previous mode restored afterwards, even on error.
+    mode and its previous mode restored afterwards, even on error. ``shard`` splits the queries
+    over the processes of torch.distributed (None: whenever a group of more than one process
+    exists; every process must then call evaluate with the same arguments).
     Raises ValueError naming the split when a score is NaN.
     """
     if batch_size < 1:
@@ -180,12 +185,33 @@ def evaluate(
     triples = triples_cpu.to(device)
     index = (filter_index if filter_index is not None else FilterIndex.from_dataset(dataset)).to(device)
 
+    sharded = distributed.is_active() if shard is None else bool(shard)
+    world, me = (distributed.world_size(), distributed.rank()) if sharded else (1, 0)
+    budget = None
+    if not chunk_size:
+        budget = eval_chunk_budget(device)
+        if sharded:  # one chunk size for all: the smallest budget
+            budget = int(distributed.all_reduce(torch.tensor([budget], dtype=torch.long), "min"))
+
+    n = len(triples)
+    order = _query_order(model, triples)
+    lo, hi = distributed.shard_bounds(n, me, world)
     was_training = model.training
     model.eval()
     try:
-        ranks, nan_rows = _rank_split(model, dataset, split, triples, index, batch_size, chunk_size, progress)
+        local_ranks, local_nan = _rank_queries(model, dataset, split, triples, order[lo:hi], index, batch_size,
+                                               chunk_size or None, budget, progress)
     finally:
         model.train(was_training)
+    # [m, 4]: tail rank, head rank, tail NaN flag, head NaN flag of the block's queries; gathered
+    # in rank order, the blocks line up with `order` again.
+    block = torch.stack([local_ranks["tail"], local_ranks["head"], local_nan["tail"].double(), local_nan["head"].double()], 1)
+    gathered = distributed.all_gather_rows(block) if sharded else block
+    ranks = {s: torch.empty(n, dtype=torch.float64, device=device) for s in SIDES}
+    nan_rows = {s: torch.zeros(n, dtype=torch.bool, device=device) for s in SIDES}
+    for i, side in enumerate(SIDES):
+        ranks[side][order] = gathered[:, i]
+        nan_rows[side][order] = gathered[:, 2 + i] > 0
 
     nan_any = torch.stack([nan_rows[s] for s in SIDES])  # [2, n]
     if bool(nan_any.any()):
@@ -212,25 +238,31 @@ def evaluate(
     return result
 
 
-def _rank_split(model, dataset, split, triples, index, batch_size, chunk_size, progress):
-    """Ranks [n] and NaN flags [n] per side, in the split's order, batched over queries."""
-    n, device = len(triples), triples.device
+def _query_order(model, triples: torch.Tensor) -> torch.Tensor:
+    """The order queries are ranked in: by relation for a relation-conditioned model (so each
+    relation's entity table is built once), else the split's own order."""
+    if bool(getattr(model, "relation_conditioned", False)):
+        return torch.argsort(triples[:, 1], stable=True)
+    return torch.arange(len(triples), device=triples.device)
+
+
+def _rank_queries(model, dataset, split, triples, rows, index, batch_size, chunk_size, budget, progress):
+    """Ranks and NaN flags per side, {side: [m]} each, of the triples at positions ``rows`` [m]
+    of ``triples`` (a block of :func:`_query_order`), batched over queries."""
+    device, m = triples.device, len(rows)
     conditioned = bool(getattr(model, "relation_conditioned", False))
-    if conditioned:
-        # Group the queries by relation so each relation's entity table is built exactly once.
-        order = torch.argsort(triples[:, 1], stable=True)
-        relations, counts = torch.unique_consecutive(triples[order, 1], return_counts=True)
+    if conditioned and m:
+        relations, counts = torch.unique_consecutive(triples[rows, 1], return_counts=True)
         sizes = np.asarray(counts.tolist())
         ends = np.cumsum(sizes)
         groups = list(zip(relations.tolist(), (ends - sizes).tolist(), ends.tolist()))
     else:
-        order = torch.arange(n, device=device)
-        groups = [(None, 0, n)]
+        groups = [(None, 0, m)] if m else []
     total = sum(2 * math.ceil((end - start) / batch_size) for _rel, start, end in groups)
 
-    ranks = {s: torch.empty(n, dtype=torch.float64, device=device) for s in SIDES}
-    nan_rows = {s: torch.zeros(n, dtype=torch.bool, device=device) for s in SIDES}
-    chunk = chunk_size or None
+    ranks = {s: torch.empty(m, dtype=torch.float64, device=device) for s in SIDES}
+    nan_rows = {s: torch.zeros(m, dtype=torch.bool, device=device) for s in SIDES}
+    chunk = chunk_size
     with tqdm(total=total, desc=f"eval {split}", unit="batch", disable=not progress, leave=False) as bar:
         for relation, start, end in groups:
             table = model.entity_table(relation) if conditioned else model.entity_table()
@@ -239,16 +271,16 @@ def _rank_split(model, dataset, split, triples, index, batch_size, chunk_size, p
                     f"model scores {table.shape[0]} entities but dataset {dataset.name!r} has {dataset.num_entities}"
                 )
             if chunk is None:
-                chunk = default_chunk_size(dataset.num_entities, _reals_per_row(table), batch_size, table.device)
+                chunk = default_chunk_size(dataset.num_entities, _reals_per_row(table), batch_size, table.device, budget)
             for side in SIDES:
                 known_col, target_col = _COLUMNS[side]
                 for lo in range(start, end, batch_size):
-                    rows = order[lo:min(lo + batch_size, end)]
-                    batch = triples[rows]
+                    at = slice(lo, min(lo + batch_size, end))
+                    batch = triples[rows[at]]
                     known, rels, target = batch[:, known_col], batch[:, 1], batch[:, target_col]
                     scores = model.scorer.score_all(table[known], model.relation_repr(rels), table, side, chunk)
                     filter_rows, filter_cols = index.known_answers(known, rels, side)
-                    ranks[side][rows], nan_rows[side][rows] = _realistic_ranks(scores, target, filter_rows, filter_cols)
+                    ranks[side][at], nan_rows[side][at] = _realistic_ranks(scores, target, filter_rows, filter_cols)
                     bar.update()
             del table  # free it before the next relation's table is built: one [N, D] table alive at a time
     return ranks, nan_rows

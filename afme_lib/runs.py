@@ -11,6 +11,8 @@ A run folder holds
   exactly as an uninterrupted one would on the same device;
 - ``metrics.json`` when the run is finished.
 
+Under torchrun only rank 0 writes any of these (afme_lib/distributed.py).
+
 Checkpoints are written to a temporary file and renamed into place, so a kill -9 in the middle of
 a save leaves the previous checkpoint intact; they are read with ``weights_only=True`` and an
 unreadable one raises :class:`AfmeError` naming the file. A kill can tear the last log line at
@@ -140,11 +142,16 @@ def truncate_log(run_dir: Path, last_epoch: int) -> None:
     os.replace(tmp, Path(run_dir) / "log.jsonl")
 
 
-def run_config(dataset: str, features: str | None, data_dir: str | None, model_cfg, train_cfg) -> dict:
+def run_config(dataset: str, features: str | None, data_dir: str | None, model_cfg, train_cfg,
+               feature_placement: str = "auto", world_size: int = 1) -> dict:
+    """config.json's content. ``world_size``: processes the run was started with (torchrun);
+    ``feature_placement``: where features were asked to live (see afme_lib.pipeline)."""
     return {
         "dataset": dataset,
         "features": features,
         "data_dir": data_dir,
+        "feature_placement": feature_placement,
+        "world_size": int(world_size),
         "model": model_cfg.to_dict(),
         "train": train_cfg.to_dict(),
         "afme_version": afme_lib.__version__,

@@ -6,25 +6,35 @@ steps the optimiser on the KGC loss (+ lambda_adv x MoIEn's generator loss for m
 critic, whose WGAN-GP loss is minimised ``n_critic`` times per batch by its own optimiser).
 Non-finite losses are detected without a host sync per batch and stop the run with a
 :class:`NonFiniteLossError` naming the epoch, the batch and the loss term.
+
+Under torchrun (several processes, see afme_lib/distributed.py) the model is wrapped in
+DistributedDataParallel: ``batch_size`` stays the global batch, each process trains on its
+shard of every epoch's permutation with ceil(batch_size / W) positives per step and its own
+negatives, the logged losses are averaged over the processes, validation is sharded, and only
+rank 0 writes the log and the checkpoints.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
+from afme_lib import distributed
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.errors import AfmeError
 from afme_lib.data.filters import FilterIndex
 from afme_lib.evaluate import evaluate
 from afme_lib.losses import check_loss_name, kgc_loss
 from afme_lib.models.registry import create_model
+from afme_lib.models.structural import EmbeddingModel
 from afme_lib.runs import (BEST, LAST, append_log, load_checkpoint, rng_state, save_checkpoint, seed_everything,
                            set_rng_state, truncate_log)
 from afme_lib.sampling import NegativeSampler
@@ -74,7 +84,7 @@ class Trainer:
         if train_cfg.amp not in AMP_MODES:  # checked here: on a CPU run a typo would pass unnoticed
             raise ValueError(f"unknown amp mode {train_cfg.amp!r}; expected one of {', '.join(AMP_MODES)}")
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.device = resolve_device(train_cfg.device)
+        self.dist, self.device = distributed.init_from_env(resolve_device(train_cfg.device))
         seed_everything(train_cfg.seed)
         self.model = create_model(model_cfg, dataset.num_entities, dataset.num_relations, features).to(self.device)
         main_params = self.model.main_parameters() if hasattr(self.model, "main_parameters") else list(self.model.parameters())
@@ -90,6 +100,18 @@ class Trainer:
         self._compiled = torch.compile(self._batch_loss) if train_cfg.compile else None
         if train_cfg.compile and hasattr(self.model.scorer, "compile"):
             self.model.scorer.compile = True  # evaluation's all-candidates kernel too (RotatE)
+        # Positives per step in this process: the global batch split over the processes.
+        self.batch_size = math.ceil(train_cfg.batch_size / self.dist.world_size)
+        self.progress = train_cfg.progress and self.dist.is_main
+        self._ddp = self._ddp_critic = None
+        if self.dist.active:
+            # Plain embedding models use every parameter in every step; the others may not
+            # (ablations, a batch without measured features), which DDP must be told.
+            plain = isinstance(self.model, EmbeddingModel)
+            self._ddp = distributed.wrap_ddp(self.model, {"main": self._main_losses}, self.device,
+                                             find_unused_parameters=not plain, ignore=critic)
+            if critic:  # the critic has its own optimiser, so its own wrapper
+                self._ddp_critic = distributed.wrap_ddp(nn.ParameterList(critic), {"critic": self._critic_loss}, self.device)
 
     # --- one batch ---------------------------------------------------------------------------
     def _batch_loss(self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -105,17 +127,29 @@ class Trainer:
             extra = self.model.extra_loss(h, r, t)
             if extra is not None:
                 terms["extra"] = extra
+            # Named model terms that need the batch's negatives or the training config (MMKRL's
+            # and NATIVE's adversarial terms); each is logged under its own name and summed.
+            hook = getattr(self.model, "training_losses", None)
+            if hook is not None:
+                terms.update(hook(batch, negatives, corrupt_head, cfg))
             if self.critic_optimizer is not None and cfg.lambda_adv > 0:
                 ents, rels = torch.cat([h, t]), torch.cat([r, r])
                 terms["generator"] = cfg.lambda_adv * self.model.generator_loss(ents, rels).float()
         return terms
 
     def _step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The batch loss terms. Negatives are drawn outside the compiled graph: RNG calls with a
+        batch-dependent size break its dynamic-shape recompile. Under DDP the loss goes through
+        the wrapper's forward, or its backward would skip the gradient all-reduce."""
+        negatives, corrupt_head = self.sampler.sample(batch)
+        if self._ddp is not None:
+            return self._ddp("main", batch, negatives, corrupt_head)
+        return self._main_losses(batch, negatives, corrupt_head)
+
+    def _main_losses(self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor) -> dict[str, torch.Tensor]:
         """The batch loss, through torch.compile when asked for (fused kernels: ~4x faster on a
         CPU for RotatE); a compiler that fails (no C++ toolchain, unsupported op) falls back to
-        eager with a warning rather than ending the run. Negatives are drawn outside the compiled
-        graph: RNG calls with a batch-dependent size break its dynamic-shape recompile."""
-        negatives, corrupt_head = self.sampler.sample(batch)
+        eager with a warning rather than ending the run."""
         if self._compiled is not None:
             try:
                 return self._compiled(batch, negatives, corrupt_head)
@@ -125,26 +159,41 @@ class Trainer:
                 self._compiled = None
         return self._batch_loss(batch, negatives, corrupt_head)
 
+    def _critic_loss(self, ents: torch.Tensor, rels: torch.Tensor) -> dict[str, torch.Tensor]:
+        with autocast_context(self.device, self.cfg.amp):
+            return self.model.critic_loss(ents, rels, self.cfg.lambda_gp)
+
     def _critic_steps(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         h, r, t = batch.unbind(1)
         ents, rels = torch.cat([h, t]), torch.cat([r, r])
         out = {}
         for _ in range(self.cfg.n_critic):
-            with autocast_context(self.device, self.cfg.amp):
-                out = self.model.critic_loss(ents, rels, self.cfg.lambda_gp)
+            out = self._ddp_critic("critic", ents, rels) if self._ddp_critic is not None else self._critic_loss(ents, rels)
             self.critic_optimizer.zero_grad(set_to_none=True)
             out["loss"].float().backward()
             self.critic_optimizer.step()
         return {"critic": out["loss"].detach(), "wasserstein": out["wasserstein"], "gp": out["gp"]}
 
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        """This process's positions of the training triples for ``epoch``, in batch order.
+
+        One process: a permutation from the global RNG (its state is checkpointed). Several:
+        the process's shard of a permutation shared by all of them, and the global RNG reseeded
+        from (seed, epoch, rank) for the process's own negatives -- both functions of the epoch,
+        so a resumed run repeats them exactly."""
+        n = len(self.train_triples)
+        if not self.dist.active:
+            return torch.randperm(n, device=self.device)
+        torch.manual_seed(distributed.rank_seed(self.cfg.seed, epoch, self.dist.rank))
+        return distributed.shard_permutation(n, epoch, self.cfg.seed, self.dist.rank, self.dist.world_size).to(self.device)
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         cfg = self.cfg
-        order = torch.randperm(len(self.train_triples), device=self.device)
-        batches = order.split(cfg.batch_size)
+        batches = self._epoch_order(epoch).split(self.batch_size)
         sums: dict[str, torch.Tensor] = {}
         first_bad: dict[str, torch.Tensor] = {}
-        bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress, unit="batch")
+        bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not self.progress, unit="batch")
         for i, idx in enumerate(bar):
             batch = self.train_triples[idx]
             terms = self._critic_steps(batch) if self.critic_optimizer is not None and cfg.lambda_adv > 0 else {}
@@ -161,6 +210,8 @@ class Trainer:
                 sums[name] = sums.get(name, 0.0) + value
                 bad = first_bad.setdefault(name, torch.full((), -1, device=self.device))
                 first_bad[name] = torch.where((bad < 0) & ~torch.isfinite(value), torch.full_like(bad, i + 1), bad)
+        if self.dist.active:  # every process must see the same means and the same verdict
+            sums, first_bad = self._agree(sums, first_bad, len(batches))
         # One host sync per term, once per epoch. Report the earliest bad batch and, within it, the
         # term that went bad rather than the total "loss" it poisons.
         bad_at = {name: int(bad) for name, bad in first_bad.items() if int(bad) > 0}
@@ -168,6 +219,17 @@ class Trainer:
             name = min(bad_at, key=lambda n: (bad_at[n], n == "loss"))
             raise NonFiniteLossError(epoch, bad_at[name], name)
         return {name: float(total) / len(batches) for name, total in sums.items()}
+
+    def _agree(self, sums: dict, first_bad: dict, batches: int) -> tuple[dict, dict]:
+        """Loss sums averaged over the processes, and each term's earliest bad batch in any of
+        them: one all-reduce each, once per epoch."""
+        names = sorted(sums)
+        mean = distributed.all_reduce(torch.stack([sums[n] for n in names]), "sum") / self.dist.world_size
+        never = batches + 1  # "no bad batch" must lose the minimum against any real batch index
+        bad = torch.stack([torch.where(first_bad[n] > 0, first_bad[n], torch.full_like(first_bad[n], never)) for n in names])
+        bad = distributed.all_reduce(bad, "min")
+        return ({n: mean[i] for i, n in enumerate(names)},
+                {n: torch.where(bad[i] == never, torch.full_like(bad[i], -1), bad[i]) for i, n in enumerate(names)})
 
     # --- checkpoints ---------------------------------------------------------------------------
     def _payload(self) -> dict:
@@ -181,7 +243,7 @@ class Trainer:
         }
 
     def save(self, name: str) -> None:
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.dist.is_main:  # one writer: rank 0
             save_checkpoint(self.run_dir / name, self._payload())
 
     def restore(self, path: Path, with_training_state: bool = True) -> None:
@@ -209,12 +271,13 @@ class Trainer:
         last = self.run_dir / LAST
         if last.is_file():
             self.restore(last)
-        truncate_log(self.run_dir, self.state.epoch)
+        if self.dist.is_main:
+            truncate_log(self.run_dir, self.state.epoch)
 
     # --- the loop ------------------------------------------------------------------------------
     def validate(self) -> dict:
         return evaluate(self.model, self.dataset, "valid", filter_index=self.filter_index, batch_size=self.cfg.eval_batch_size,
-                        chunk_size=self.cfg.eval_chunk_size or None, progress=self.cfg.progress)
+                        chunk_size=self.cfg.eval_chunk_size or None, progress=self.progress)
 
     def fit(self) -> TrainState:
         cfg, st = self.cfg, self.state
@@ -224,7 +287,7 @@ class Trainer:
             try:
                 losses = self.train_epoch(epoch)
             except NonFiniteLossError as err:
-                if self.run_dir is not None:
+                if self.run_dir is not None and self.dist.is_main:
                     append_log(self.run_dir, {"epoch": epoch, "error": str(err)})
                 raise
             seconds = time.perf_counter() - start
@@ -243,10 +306,11 @@ class Trainer:
                 if cfg.patience and st.bad_validations >= cfg.patience:
                     st.stopped_early = record["stopped_early"] = True
             st.history.append(record)
-            if self.run_dir is not None:
+            if self.run_dir is not None and self.dist.is_main:
                 append_log(self.run_dir, record)  # log first: a kill before the save redoes this epoch
                 if epoch % max(cfg.checkpoint_every, 1) == 0 or epoch == cfg.epochs or st.stopped_early:
                     self.save(LAST)
         if self.run_dir is not None and not (self.run_dir / LAST).is_file():
             self.save(LAST)  # epochs=0: the initial model, so every finished run has a checkpoint
+        distributed.barrier()  # the others may now read what rank 0 wrote (checkpoint-best.pt)
         return st

@@ -15,5 +15,5 @@ if ! python -c "import afme_lib, torch, torchvision, papermill, nbval, plotly, u
         x86_64) python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1" ;;
         *) python -m pip install --quiet "torch>=2.14" "torchvision>=0.29" ;;
     esac
-    python -m pip install --quiet -e ".[notebooks,test,bench]"
+    python -m pip install --quiet -e ".[notebooks,features,test,bench]"
 fi

@@ -5,6 +5,14 @@ The community's released format is one tensor per modality, a row per entity id,
 ``<modality>.pt`` files, and save back in the released format. Rows that are all zero or hold
 NaN/inf are *missing* (that is how released files mark entities without an image or text);
 their values are zeroed so nothing non-finite ever reaches a model.
+
+Placement. By default a model copies the features to its device with its parameters. A store
+whose ``placement`` is ``"pinned"`` or ``"mmap"`` stays in host memory instead and the model
+gathers the rows of each batch (:func:`gather_rows`): for feature tables larger than the
+device. "pinned" keeps them in page-locked RAM (asynchronous host-to-device copies);
+"mmap" maps float32 files from disk (``FeatureStore.load(..., mmap=True)``), so even RAM holds
+only the pages that batches touch. Missing rows of a mapped file are zeroed copy-on-write: the
+file itself is never modified.
 """
 
 from __future__ import annotations
@@ -41,8 +49,11 @@ _REFUSED = ("refused: holds pickled Python objects, which could run code when lo
             "save the features with torch.save(tensor) or as a numeric .npy")
 
 
-def _load_tensor(path: Path) -> torch.Tensor:
-    """Read one tensor without ever unpickling arbitrary objects (no code from the file runs)."""
+def _load_tensor(path: Path, mmap: bool = False) -> torch.Tensor:
+    """Read one tensor without ever unpickling arbitrary objects (no code from the file runs).
+
+    ``mmap``: map the file copy-on-write instead of reading it (a .pth in torch's zip format or a
+    .npy; a legacy-format .pth is read into memory)."""
     if path.stat().st_size == 0:
         raise DataFormatError(path, "empty file")
     if path.suffix == ".npy":
@@ -50,9 +61,9 @@ def _load_tensor(path: Path) -> torch.Tensor:
             if f.read(6) != b"\x93NUMPY":
                 raise DataFormatError(path, "not a .npy file (no NUMPY header)")
         try:
-            array = np.load(path, allow_pickle=False)  # a pickle must never run code
+            array = np.load(path, allow_pickle=False, mmap_mode="c" if mmap else None)  # a pickle must never run code
         except (ValueError, OSError, EOFError) as exc:
-            if "Object arrays" in str(exc):
+            if "Object arrays" in str(exc) or "Python objects" in str(exc):  # read / mapped
                 raise DataFormatError(path, _REFUSED.format("")) from None
             raise DataFormatError(path, f"cannot read as a numeric .npy array ({_first_line(exc)})") from None
         if array.dtype.kind not in "biuf":  # strings, records, complex: not features
@@ -60,7 +71,12 @@ def _load_tensor(path: Path) -> torch.Tensor:
         # torch.from_numpy refuses non-native byte order (a big-endian '>f4' file)
         return torch.from_numpy(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("=")))
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as exc:
+            if not (mmap and "mmap" in str(exc)):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy format: cannot be mapped
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, KeyError (not a torch file), ...
         message = str(exc)
         if "Weights only load failed" in message:
@@ -76,20 +92,56 @@ def _load_tensor(path: Path) -> torch.Tensor:
     return obj
 
 
+PLACEMENTS = ("device", "pinned", "mmap")
+_BLOCK_ELEMENTS = 2**24  # rows are checked in blocks of this many values: no [N, d] temporary
+
+
+def _present_rows(values: torch.Tensor) -> torch.Tensor:
+    """Rows that are finite and not all zero, [N] bool, checked block by block."""
+    present = torch.empty(len(values), dtype=torch.bool)
+    step = max(1, _BLOCK_ELEMENTS // max(1, values.shape[1]))
+    for start in range(0, len(values), step):
+        block = values[start:start + step]
+        present[start:start + step] = torch.isfinite(block).all(1) & (block != 0).any(1)
+    return present
+
+
+def gather_rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``table[ids]`` for a host-memory ``table``, delivered on ``ids.device``.
+
+    On CUDA the rows are gathered into page-locked memory and copied asynchronously; torch's
+    pinned-memory allocator keeps that buffer alive until the copy has finished.
+    """
+    index = ids.to("cpu")
+    if ids.device.type == "cpu":
+        return table.index_select(0, index)
+    staging = torch.empty((len(index), *table.shape[1:]), dtype=table.dtype, pin_memory=True)
+    torch.index_select(table, 0, index, out=staging)
+    return staging.to(ids.device, non_blocking=True)
+
+
 @dataclass
 class FeatureStore:
-    """Frozen modality features: ``features[m]`` is float32 [N, d_m], ``masks[m]`` bool [N]."""
+    """Frozen modality features: ``features[m]`` is float32 [N, d_m], ``masks[m]`` bool [N].
+
+    ``placement``: "device" (models copy the features to their device) or "pinned" / "mmap"
+    (they stay in host memory and are gathered per batch; see the module doc)."""
 
     num_entities: int
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    placement: str = "device"
 
     @property
     def modalities(self) -> list[str]:
         return list(self.features)
 
-    def add(self, modality: str, values: torch.Tensor, source: str | Path = "<memory>", mask: torch.Tensor | None = None) -> int:
-        """Add a modality; return how many rows are missing (all-zero, non-finite, or masked out)."""
+    def add(self, modality: str, values: torch.Tensor, source: str | Path = "<memory>", mask: torch.Tensor | None = None,
+            in_place: bool = False) -> int:
+        """Add a modality; return how many rows are missing (all-zero, non-finite, or masked out).
+
+        ``in_place``: ``values`` belongs to the store from now on (a freshly mapped file): its
+        missing rows are zeroed in place instead of in a copy."""
         if values.ndim == 1:
             values = values[:, None]
         if values.ndim != 2:
@@ -105,11 +157,13 @@ class FeatureStore:
         if mask is not None and tuple(mask.shape) != (self.num_entities,):
             raise ValueError(f"mask of shape {tuple(mask.shape)} for {self.num_entities} entities")
         values = values.detach().float()  # frozen: a loaded nn.Parameter must not carry autograd
-        finite = torch.isfinite(values).all(1)
-        present = finite & (values != 0).any(1)
+        present = _present_rows(values)
         if mask is not None:
             present &= mask.bool()
-        values = torch.where(present[:, None], values, torch.zeros((), dtype=values.dtype))
+        if in_place and values.is_contiguous():
+            values[~present] = 0  # touches only the missing rows (copy-on-write pages of a mapped file)
+        else:
+            values = torch.where(present[:, None], values, torch.zeros((), dtype=values.dtype))
         self.features[modality] = values.contiguous()
         self.masks[modality] = present
         return int((~present).sum())
@@ -123,7 +177,36 @@ class FeatureStore:
 
     def to(self, device) -> "FeatureStore":
         return FeatureStore(self.num_entities, {m: f.to(device) for m, f in self.features.items()},
-                            {m: k.to(device) for m, k in self.masks.items()})
+                            {m: k.to(device) for m, k in self.masks.items()}, self.placement)
+
+    def nbytes(self) -> int:
+        """Bytes of the feature tables and masks."""
+        return sum(t.numel() * t.element_size() for t in (*self.features.values(), *self.masks.values()))
+
+    def offload(self, placement: str = "pinned", folder: str | Path | None = None) -> "FeatureStore":
+        """The same features kept in host memory and gathered per batch by the models.
+
+        "pinned": page-locked copies when a CUDA device exists (plain host tensors otherwise:
+        pinning only speeds up copies to a GPU). "mmap": each modality is written to
+        ``folder/<modality>.pt`` and mapped back from there ("device" returns a store that
+        models copy to their device again).
+        """
+        if placement not in PLACEMENTS:
+            raise ValueError(f"unknown placement {placement!r}; expected one of {', '.join(PLACEMENTS)}")
+        features = {m: f.cpu() for m, f in self.features.items()}
+        if placement == "pinned" and torch.cuda.is_available():
+            features = {m: f.pin_memory() for m, f in features.items()}
+        elif placement == "mmap":
+            if folder is None:
+                raise ValueError("placement 'mmap' needs a folder to write the mapped files to")
+            folder = Path(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            for m, values in features.items():
+                if _modality_of(m) != m:
+                    raise ValueError(f"modality {m!r} cannot be stored as {m}.pt: it would load back as {_modality_of(m)!r}")
+                torch.save(values.clone(), folder / f"{m}.pt")
+            features = {m: torch.load(folder / f"{m}.pt", weights_only=True, mmap=True) for m in features}
+        return FeatureStore(self.num_entities, features, {m: k.cpu() for m, k in self.masks.items()}, placement)
 
     def save(self, folder: str | Path, dataset_name: str) -> list[Path]:
         """Write ``<dataset_name>-<suffix>.pth`` per modality (missing rows stay all-zero)."""
@@ -141,34 +224,48 @@ class FeatureStore:
         return written
 
     @classmethod
-    def load(cls, folder: str | Path, num_entities: int, modalities: list[str] | None = None, verbose: bool = True) -> "FeatureStore":
+    def load(cls, folder: str | Path, num_entities: int, modalities: list[str] | None = None, verbose: bool = True,
+             mmap: bool = False) -> "FeatureStore":
         """Load every feature file in ``folder``: ``*-visual.pth`` ... and ``<modality>.npy|.pt``.
 
         ``modalities`` keeps only those names (an unknown name is an error); the user is told
-        how many rows of each modality count as missing.
+        how many rows of each modality count as missing. ``mmap``: map the files instead of
+        reading them (placement "mmap"; float32 files stay mapped, other dtypes are converted
+        in memory).
         """
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise DataFormatError(folder, "feature folder not found")
-        found: dict[str, Path] = {}
-        for path in sorted(folder.iterdir()):
-            if path.suffix not in FEATURE_SUFFIXES or not path.is_file():
-                continue
-            modality = _modality_of(path.stem)
-            if modality in found:
-                raise DataFormatError(path, f"second file for modality {modality!r} (first: {found[modality].name})")
-            found[modality] = path
-        if not found:
-            raise DataFormatError(folder, f"no feature files ({', '.join('*' + x for x in FEATURE_SUFFIXES)}) in this folder")
-        if modalities is not None:
-            unknown = sorted(set(modalities) - set(found))
-            if unknown:
-                raise DataFormatError(folder, f"no feature file for modalities {unknown}; found {sorted(found)}")
-            found = {m: found[m] for m in modalities}
-        store = cls(num_entities)
+        found = _feature_files(folder, modalities)
+        store = cls(num_entities, placement="mmap" if mmap else "device")
         for modality, path in found.items():
-            missing = store.add(modality, _load_tensor(path), source=path)
+            missing = store.add(modality, _load_tensor(path, mmap=mmap), source=path, in_place=mmap)
             if missing and verbose:
                 warnings.warn(f"{path.name}: {missing} of {num_entities} entities have no {modality} features "
                               "(all-zero or non-finite rows); they count as missing", stacklevel=2)
         return store
+
+
+def _feature_files(folder: str | Path, modalities: list[str] | None = None) -> dict[str, Path]:
+    """{modality: file} of the feature files in ``folder`` (only ``modalities`` when given)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataFormatError(folder, "feature folder not found")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix not in FEATURE_SUFFIXES or not path.is_file():
+            continue
+        modality = _modality_of(path.stem)
+        if modality in found:
+            raise DataFormatError(path, f"second file for modality {modality!r} (first: {found[modality].name})")
+        found[modality] = path
+    if not found:
+        raise DataFormatError(folder, f"no feature files ({', '.join('*' + x for x in FEATURE_SUFFIXES)}) in this folder")
+    if modalities is not None:
+        unknown = sorted(set(modalities) - set(found))
+        if unknown:
+            raise DataFormatError(folder, f"no feature file for modalities {unknown}; found {sorted(found)}")
+        found = {m: found[m] for m in modalities}
+    return found
+
+
+def feature_shapes(folder: str | Path, modalities: list[str] | None = None) -> dict[str, tuple[int, ...]]:
+    """{modality: tensor shape} of the feature files in ``folder``, without reading their values."""
+    return {m: tuple(_load_tensor(path, mmap=True).shape) for m, path in _feature_files(folder, modalities).items()}

@@ -9,12 +9,18 @@ so a modality whose raw features are ten times larger cannot dominate scores or 
 (P_m has no bias, so h_m is exactly invariant to the scale of f_m), and every token starts at the
 scale of the structural embedding (``init_scale``). Missing rows
 give the zero vector and ``present = False``.
+
+A feature store whose placement is not "device" (see afme_lib/data/features.py) is not copied
+into buffers: its tables stay in host memory and each call gathers the rows it needs, once per
+distinct entity. Presence masks (one byte per entity) always live on the model's device.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from afme_lib.data.features import gather_rows
 
 
 def rms_normalise(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -31,10 +37,14 @@ class ModalityInputs(nn.Module):
             raise ValueError(f"modalities {missing} requested but the feature store holds only {available}")
         self.names = names
         self.projections = nn.ModuleList()
+        # Host-resident tables (offloaded store): a plain list, so .to(device) leaves them in place.
+        on_host = features is not None and getattr(features, "placement", "device") != "device"
+        self._host_features = [features.features[m] for m in names] if on_host else []
         for i, m in enumerate(names):
             # Non-persistent: features are data, re-supplied from the feature store on load, so
             # checkpoints stay small and a checkpoint never carries someone else's features.
-            self.register_buffer(f"features_{i}", features.features[m].float(), persistent=False)
+            if not on_host:
+                self.register_buffer(f"features_{i}", features.features[m].float(), persistent=False)
             self.register_buffer(f"present_{i}", features.masks[m].bool(), persistent=False)
             # No bias: P_m is linear, so h_m does not change when the raw features are rescaled.
             self.projections.append(nn.Linear(features.features[m].shape[1], dim, bias=False))
@@ -46,8 +56,13 @@ class ModalityInputs(nn.Module):
     def forward(self, entities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Projected tokens [n, M, D] and presence [n, M] for flat entity ids [n]."""
         tokens, present = [], []
+        if self._host_features:  # gather each distinct entity's rows once from host memory
+            distinct, inverse = torch.unique(entities, return_inverse=True)
         for i, proj in enumerate(self.projections):
-            feats = getattr(self, f"features_{i}")[entities]
+            if self._host_features:
+                feats = gather_rows(self._host_features[i], distinct)[inverse]
+            else:
+                feats = getattr(self, f"features_{i}")[entities]
             ok = getattr(self, f"present_{i}")[entities]
             h = rms_normalise(proj(feats)) * self.log_scale[i].exp()
             tokens.append(torch.where(ok[:, None], h, torch.zeros((), dtype=h.dtype, device=h.device)))

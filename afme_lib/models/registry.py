@@ -12,7 +12,8 @@ from typing import Callable
 from afme_lib.config import ModelConfig
 
 MODEL_REGISTRY: dict[str, Callable] = {}
-_MODEL_MODULES = ("afme_lib.models.structural", "afme_lib.models.multimodal", "afme_lib.models.afme")
+_MODEL_MODULES = ("afme_lib.models.structural", "afme_lib.models.multimodal", "afme_lib.models.afme",
+                  "afme_lib.models.mmkrl", "afme_lib.models.otkge", "afme_lib.models.native")
 
 
 def register_model(name: str):

@@ -1,0 +1,96 @@
+"""Showing and saving plotly figures.
+
+Renderer. Plotly's default in a kernel embeds the 3.5 MB plotly.js bundle into the notebook;
+executed notebooks are kept in ``reports/``, so the notebooks use
+:data:`NOTEBOOK_RENDERER` = ``"plotly_mimetype+notebook_connected"`` instead: each figure is
+stored as its JSON (``application/vnd.plotly.v1+json``, which JupyterLab and VS Code draw
+offline) plus a small HTML view that loads plotly.js from the CDN (for nbconvert / GitHub
+previews). No output carries the bundle.
+
+Files. :func:`save_figure` writes interactive HTML with ``include_plotlyjs="directory"``: the
+page references a ``plotly.min.js`` copied once into its folder, so a folder of figures works
+offline and holds the bundle once. A PNG is written too when kaleido is importable and its
+export works; otherwise the PNG is skipped with one warning per process, never an error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+
+NOTEBOOK_RENDERER = "plotly_mimetype+notebook_connected"
+_png_state: dict[str, str | None] = {"error": None}  # set once a PNG export failed in this process
+
+
+def use_notebook_renderer(renderer: str = NOTEBOOK_RENDERER) -> None:
+    import plotly.io as pio
+
+    pio.renderers.default = renderer
+
+
+def _kaleido_installed() -> bool:
+    return importlib.util.find_spec("kaleido") is not None
+
+
+def png_available() -> bool:
+    """Whether a static export can be tried: kaleido importable and no earlier failure."""
+    return _png_state["error"] is None and _kaleido_installed()
+
+
+PLOTLY_JS = "plotly.min.js"
+
+
+def _shared_plotlyjs(folder: Path) -> str:
+    """Relative src of one plotly.js copy shared by every figure under the same ``reports/`` tree.
+
+    The bundle is 4.7 MB: one copy per figure folder would dominate a repository's reports. It
+    goes to ``<nearest ancestor named reports>/assets/`` (else into ``folder`` itself), written
+    once, so every HTML figure opens offline.
+    """
+    import os
+
+    from plotly.offline import get_plotlyjs
+
+    folder = folder.resolve()
+    root = next((p for p in (folder, *folder.parents) if p.name == "reports"), None)
+    target_dir = root / "assets" if root is not None else folder
+    target = target_dir / PLOTLY_JS
+    if not target.is_file():
+        target_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(get_plotlyjs(), encoding="utf-8")
+        tmp.replace(target)
+    return os.path.relpath(target, folder).replace(os.sep, "/")
+
+
+def save_figure(fig, path: str | Path, png: bool = True) -> list[Path]:
+    """Write ``<path>.html`` (and ``<path>.png`` when possible); return the files written.
+
+    ``path`` may carry a suffix (it is replaced). Parent folders are created.
+    """
+    base = Path(path)
+    base = base.with_suffix("") if base.suffix in (".html", ".png") else base
+    base.parent.mkdir(parents=True, exist_ok=True)
+    html = base.parent / f"{base.name}.html"
+    fig.write_html(str(html), include_plotlyjs=_shared_plotlyjs(base.parent), full_html=True)
+    written = [html]
+    if png and png_available():
+        target = base.parent / f"{base.name}.png"
+        try:
+            fig.write_image(str(target))
+            written.append(target)
+        except Exception as err:  # noqa: BLE001 -- no browser, old kaleido ...: PNG is optional
+            first_line = (str(err).strip().splitlines() or [""])[0][:200]
+            _png_state["error"] = f"{type(err).__name__}: {first_line}"
+            warnings.warn(f"PNG export skipped for this session ({_png_state['error']}); the HTML figures are written",
+                          RuntimeWarning, stacklevel=2)
+    return written
+
+
+def save_figures(figures: dict, folder: str | Path, png: bool = True) -> list[Path]:
+    """:func:`save_figure` for each ``{name: figure}`` into ``folder``."""
+    written = []
+    for name, fig in figures.items():
+        written += save_figure(fig, Path(folder) / name, png=png)
+    return written

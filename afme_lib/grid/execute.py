@@ -1,0 +1,209 @@
+"""Executing one cell with papermill, and the two ways of running many: local threads or Dask.
+
+Each cell's notebook runs in its own Jupyter kernel (a separate process), so the local backend
+uses one driver thread per concurrent cell: the thread only waits on its kernel. The kernel's
+environment gets ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` =
+``threads`` (default: cores // concurrent cells), so that ``workers`` kernels share the cores
+instead of each starting one torch thread per core. The variables are handed to the kernel
+process at launch (a kernel-manager subclass), never set in the driver's own environment, so
+concurrent cells cannot race on ``os.environ``.
+
+The kernel's own stdout/stderr (start-up warnings, C-level crash messages; the notebook's
+outputs go into the executed notebook) are written to ``<run_dir>/kernel.log``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from afme_lib.errors import AfmeError
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+KERNEL_LOG = "kernel.log"
+
+# Kernel processes started by this process and still running: killed on Ctrl-C (kill_kernels).
+_live_kernels: dict[int, object] = {}
+_live_lock = threading.Lock()
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def require_papermill():
+    try:
+        import papermill
+    except ImportError:
+        raise AfmeError("the grid runner needs papermill and ipykernel: pip install 'afme-workbench[notebooks]'") from None
+    return papermill
+
+
+def _kernel_manager_class(extra_env: dict, log_path: Path):
+    """An AsyncKernelManager that launches its kernel with ``extra_env`` and its output in ``log_path``."""
+    from jupyter_client import AsyncKernelManager
+
+    class GridKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            env = dict(kw.pop("env", None) or os.environ)
+            env.update(extra_env)
+            log = open(log_path, "ab")  # noqa: SIM115 -- the kernel process keeps writing to it
+            try:
+                await AsyncKernelManager.start_kernel(self, env=env, stdout=log, stderr=log, **kw)
+            finally:
+                log.close()  # the child holds its own descriptor
+            process = getattr(self.provisioner, "process", None)
+            if process is not None:
+                with _live_lock:
+                    _live_kernels[process.pid] = process
+                self._grid_pid = process.pid
+
+        async def shutdown_kernel(self, *args, **kw):
+            try:
+                return await AsyncKernelManager.shutdown_kernel(self, *args, **kw)
+            finally:
+                with _live_lock:
+                    _live_kernels.pop(getattr(self, "_grid_pid", None), None)
+
+    return GridKernelManager
+
+
+def kill_kernels() -> int:
+    """Terminate the kernels this process started that are still running (after Ctrl-C); their
+    driver threads then see a dead kernel and return. Returns how many were signalled."""
+    with _live_lock:
+        processes = list(_live_kernels.values())
+        _live_kernels.clear()
+    for p in processes:
+        try:
+            p.send_signal(signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+    return len(processes)
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
+def describe_error(err: BaseException, log_path: Path | None = None) -> str:
+    """One line for results.csv: ``Ename: evalue`` of the notebook's exception, else the last
+    line of the runner's error (kernel died, timeout, missing kernel ...)."""
+    ename, evalue = getattr(err, "ename", None), getattr(err, "evalue", None)
+    if ename:  # papermill's PapermillExecutionError: the exception raised inside the notebook
+        return _one_line(f"{ename}: {evalue}")
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    text = f"{type(err).__name__}: {lines[-1].strip() if lines else ''}".rstrip(": ")
+    if type(err).__name__ == "DeadKernelError" and log_path is not None:
+        text += f" (kernel output in {log_path})"
+    return _one_line(text)
+
+
+def read_metrics(run_dir: Path) -> dict | None:
+    import json
+
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _dask_threads() -> int | None:
+    """cores // worker threads when running as a Dask task, else None."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    nthreads = getattr(getattr(worker, "state", None), "nthreads", None) or getattr(worker, "nthreads", 1)
+    return max(1, usable_cores() // max(1, nthreads))
+
+
+def run_cell(notebook: str, output: str, run_dir: str, params: dict, kernel_name: str | None = None,
+             threads: int | None = None, timeout: float | None = None, cwd: str | None = None) -> dict:
+    """Execute ``notebook`` into ``output`` with ``params`` + ``run_dir`` + ``progress=False``.
+
+    Never raises for a failing cell: returns ``{"status": "ok"|"failed", "error", "seconds",
+    "metrics"}``; success means the notebook ran to the end *and* ``<run_dir>/metrics.json``
+    exists. Runs in the driver (local backend) or on a Dask worker (paths must then be shared).
+    """
+    pm = require_papermill()
+    run_dir, output = Path(run_dir), Path(output)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / KERNEL_LOG
+    threads = threads or _dask_threads() or usable_cores()
+    env = {var: str(threads) for var in THREAD_VARIABLES}
+    start = time.perf_counter()
+    error = None
+    try:
+        pm.execute_notebook(str(notebook), str(output), parameters={**params, "run_dir": str(run_dir), "progress": False},
+                            kernel_name=kernel_name, progress_bar=False, log_output=False, cwd=cwd,
+                            execution_timeout=timeout, kernel_manager_class=_kernel_manager_class(env, log_path))
+    except Exception as err:  # noqa: BLE001 -- every failure becomes the cell's error, the grid goes on
+        error = describe_error(err, log_path)
+    seconds = round(time.perf_counter() - start, 3)
+    metrics = read_metrics(run_dir)
+    if error is None and metrics is None:
+        error = f"the notebook finished but wrote no {run_dir / 'metrics.json'}"
+    return {"status": "failed" if error else "ok", "error": error, "seconds": seconds, "metrics": metrics}
+
+
+# --- backends ---------------------------------------------------------------------------------
+def run_local(jobs: list[tuple[str, dict]], workers: int, on_done) -> None:
+    """Run ``jobs`` ([(cell id, run_cell kwargs)]) on ``workers`` threads; ``on_done(id, result)``
+    is called in this thread as each finishes. Ctrl-C kills the running kernels and re-raises."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="grid-cell")
+    futures = {pool.submit(run_cell, **kwargs): cid for cid, kwargs in jobs}
+    try:
+        pending = set(futures)
+        while pending:
+            # A timeout keeps the main thread responsive to Ctrl-C while it waits.
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in done:
+                on_done(futures[fut], fut.result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        kill_kernels()
+        raise
+    pool.shutdown(wait=True)
+
+
+def run_dask(jobs: list[tuple[str, dict]], scheduler: str, grid_name: str, on_done) -> None:
+    """Submit one Dask task per cell to the scheduler at ``scheduler``; ``on_done`` as above.
+
+    A task that dies with its worker is reported as the cell's error. On Ctrl-C the queued tasks
+    are cancelled; cells already running finish on their workers and are picked up next time.
+    """
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise AfmeError("--scheduler needs Dask: pip install 'dask[distributed]'") from None
+    with Client(scheduler, timeout=30) as client:
+        futures = {}
+        for cid, kwargs in jobs:
+            # The key names the grid and the cell, so concurrent grids on one cluster do not collide.
+            fut = client.submit(run_cell, **kwargs, key=f"afme-grid-{grid_name}-{cid}", pure=False, retries=0)
+            futures[fut] = cid
+        try:
+            for fut in as_completed(list(futures)):
+                try:
+                    result = fut.result()
+                except Exception as err:  # noqa: BLE001 -- worker lost, task cancelled ...
+                    result = {"status": "failed", "error": describe_error(err), "seconds": None, "metrics": None}
+                on_done(futures[fut], result)
+        except BaseException:
+            client.cancel(list(futures))
+            raise

@@ -1,0 +1,375 @@
+"""Grid files: reading, validation and expansion into cells.
+
+A grid file (YAML) names a notebook and the parameters to run it with::
+
+    name: ablation-afme                 # report folder reports/<name>/
+    notebook: notebooks/02_training.ipynb
+    description: free text for the report (optional)
+    parameters: {dataset: "synth:default", model: afme, epochs: 30}   # the same in every cell
+    grid: {seed: [0, 1, 2]}             # cartesian product over these lists
+    variants:                           # optional named parameter sets, crossed with the grid
+      full: {}
+      w/o denoising: {denoising: false}
+    metrics: [mrr, hits@1, hits@10]     # test metrics tabulated in the summary
+
+The cells are ``variants x product(grid lists)``; a cell's notebook parameters are
+``parameters | grid values | variant overrides`` (the runner adds ``run_dir`` and ``progress``).
+
+**Cell ids** read like ``variant=w-o-denoising__seed=0__1f3a9c2e``: the variant and every grid
+key (sorted by name) with a filesystem-safe slug of the value, then 8 hex digits of a hash of
+the variant name and the cell's full parameter set. The id therefore depends on what the cell
+computes and on nothing else: reordering keys, list entries or variants keeps every id (resume
+finds finished cells), while changing a parameter (``epochs: 30`` -> ``40``) gives new ids, so
+a rerun never reports a result computed with other settings.
+
+The loader is stricter than plain ``yaml.safe_load``: a key given twice in one mapping is an
+error (PyYAML silently keeps the last one, which would drop a variant), and floats may be written
+``1e-3`` as in YAML 1.2 (YAML 1.1 would read that as the string "1e-3").
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import itertools
+import json
+import keyword
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from afme_lib.errors import AfmeError, DataFormatError
+
+TOP_LEVEL_KEYS = ("name", "notebook", "description", "parameters", "grid", "variants", "metrics")
+# Test metrics a grid can tabulate (the keys of evaluate()'s summary).
+METRIC_NAMES = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
+DEFAULT_METRICS = ("mrr", "hits@1", "hits@10")
+# Parameters the runner passes to every cell itself.
+RUNNER_PARAMETERS = ("run_dir", "progress")
+# results.csv columns that are not parameters; a parameter with one of these names would clash.
+RESULT_COLUMNS = ("cell", "variant", "status", "error", "seconds", *METRIC_NAMES, "valid_mrr", "epochs_run",
+                  "best_epoch", "train_seconds", "device_used", "notebook", "run_dir")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_SLUG = 120  # readable part of a cell id; the hash keeps longer ids unique
+
+
+# --- YAML loading -----------------------------------------------------------------------------
+class _LinedDict(dict):
+    """A mapping read from YAML that remembers the line (1-based) of each key."""
+
+    lines: dict
+
+
+class _GridLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys, records key lines and reads ``1e-3`` as a float."""
+
+    def construct_mapping(self, node, deep=False):
+        mapping = _LinedDict()
+        mapping.lines = {}
+        self.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                hash(key)
+            except TypeError:
+                raise DataFormatError(self.name, f"unhashable mapping key {key!r}", line) from None
+            if key in mapping:
+                raise DataFormatError(self.name, f"key {key!r} is given twice in the same mapping "
+                                      f"(first on line {mapping.lines[key]})", line)
+            mapping[key] = self.construct_object(value_node, deep=deep)
+            mapping.lines[key] = line
+        return mapping
+
+
+_GridLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _GridLoader.construct_mapping)
+# YAML 1.2 floats: a mantissa with or without a dot, and an optional signed exponent.
+_GridLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9_]+)(?:[eE][-+]?[0-9]+)$"),
+    list("-+0123456789."))
+
+
+def _read_yaml(path: Path):
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise AfmeError(f"{path}: cannot read the grid file ({err.strerror or err})") from None
+    loader = _GridLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        raise DataFormatError(path, f"not valid YAML: {err.problem}", mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as err:
+        raise DataFormatError(path, f"not valid YAML: {err}") from None
+    finally:
+        loader.dispose()
+
+
+def _plain(value):
+    """Plain dicts and lists all the way down (drops the line bookkeeping)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _canonical(value) -> str:
+    """One JSON text per value, independent of key order (what ids and duplicates compare)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+# --- the spec ---------------------------------------------------------------------------------
+@dataclass
+class Cell:
+    """One notebook execution: ``params`` are its notebook parameters (without run_dir/progress)."""
+
+    id: str
+    params: dict
+    variant: str | None = None
+    axes: dict = field(default_factory=dict)  # the grid values that define this cell
+
+
+@dataclass
+class Grid:
+    """A validated grid file. ``notebook`` is absolute; ``path`` is the YAML file (None if built in code)."""
+
+    name: str
+    notebook: Path
+    parameters: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+    variants: dict = field(default_factory=dict)
+    metrics: list = field(default_factory=lambda: list(DEFAULT_METRICS))
+    description: str = ""
+    path: Path | None = None
+
+    def to_dict(self) -> dict:
+        """The grid as a YAML/JSON-ready mapping (notebook as given when read from a file)."""
+        out = {"name": self.name, "notebook": str(self.notebook)}
+        if self.description:
+            out["description"] = self.description
+        out.update(parameters=self.parameters, grid=self.grid)
+        if self.variants:
+            out["variants"] = self.variants
+        out["metrics"] = list(self.metrics)
+        return out
+
+    def cells(self) -> list[Cell]:
+        return expand(self)
+
+
+class _Checker:
+    """Raises :class:`DataFormatError` naming the grid file, the key's line and the key path."""
+
+    def __init__(self, source: Path):
+        self.source = source
+
+    def fail(self, where: str, problem: str, mapping=None, key=None):
+        line = getattr(mapping, "lines", {}).get(key) if mapping is not None else None
+        raise DataFormatError(self.source, f"{where}: {problem}" if where else problem, line)
+
+    def mapping(self, data: dict, key: str, value) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(key, f"expected a mapping of name: value, got {type(value).__name__} {value!r}", data, key)
+        return value
+
+    def identifiers(self, where: str, mapping: dict) -> None:
+        for k in mapping:
+            if not isinstance(k, str) or not k.isidentifier() or keyword.iskeyword(k):
+                self.fail(where, f"{k!r} is not a valid notebook parameter name (a Python identifier)", mapping, k)
+            if k in RUNNER_PARAMETERS:
+                self.fail(f"{where}.{k}", f"{k!r} is set by the grid runner for every cell; remove it", mapping, k)
+            if k in RESULT_COLUMNS:
+                self.fail(f"{where}.{k}", f"{k!r} is also a results.csv column; rename the parameter", mapping, k)
+
+
+def _resolve_notebook(value: str, grid_file: Path | None) -> Path | None:
+    """The notebook path as given: relative to the working directory, else to the grid file's
+    folder or one of its parents (so ``configs/x.yaml`` can say ``notebooks/02_training.ipynb``)."""
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path if path.is_file() else None
+    if path.is_file():
+        return path.resolve()
+    if grid_file is not None:
+        for folder in grid_file.resolve().parents:
+            if (folder / path).is_file():
+                return folder / path
+    return None
+
+
+def notebook_parameter_names(notebook: Path) -> set[str] | None:
+    """Names assigned in the notebook's cell tagged ``parameters`` (None when it has none)."""
+    try:
+        nb = json.loads(Path(notebook).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise AfmeError(f"{notebook}: not a readable notebook ({err})") from None
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell.get("source", []))
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                return None  # not plain Python (e.g. IPython magics): papermill still copes
+            names = set()
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Assign):
+                    names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+                elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                    names.add(node.target.id)
+            return names
+    return None
+
+
+def parse_grid(data, source: str | Path = "<grid>", grid_file: Path | None = None,
+               check_notebook: bool = True) -> Grid:
+    """Validate a grid mapping (as read from YAML) into a :class:`Grid`.
+
+    ``check_notebook`` also requires the notebook to exist and, when it has a ``parameters``
+    cell, every parameter of the grid (and run_dir / progress) to be defined there: papermill
+    would otherwise only warn and the cell would silently run with the notebook's default.
+    """
+    chk = _Checker(Path(source))
+    if not isinstance(data, dict):
+        chk.fail("", f"a grid file holds a mapping with the keys {', '.join(TOP_LEVEL_KEYS)}; "
+                 f"got {type(data).__name__}")
+    unknown = [k for k in data if k not in TOP_LEVEL_KEYS]
+    if unknown:
+        chk.fail(str(unknown[0]), f"unknown top-level key; allowed keys: {', '.join(TOP_LEVEL_KEYS)}", data, unknown[0])
+    for key in ("name", "notebook"):
+        if key not in data:
+            chk.fail("", f"missing required key {key!r}")
+    name = data["name"]
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        chk.fail("name", f"{name!r} must be a folder name: letters, digits, '.', '_' or '-', starting with a "
+                 "letter or digit", data, "name")
+    description = data.get("description") or ""
+    if not isinstance(description, str):
+        chk.fail("description", "expected text", data, "description")
+
+    nb_value = data["notebook"]
+    if not isinstance(nb_value, str) or not nb_value.endswith(".ipynb"):
+        chk.fail("notebook", f"expected the path of an .ipynb file, got {nb_value!r}", data, "notebook")
+    notebook = _resolve_notebook(nb_value, grid_file)
+    if notebook is None:
+        if check_notebook:
+            where = "the working directory" + (f" or {grid_file.resolve().parent} and its parents" if grid_file else "")
+            chk.fail("notebook", f"{nb_value} not found (looked in {where})", data, "notebook")
+        notebook = Path(nb_value)
+
+    parameters = chk.mapping(data, "parameters", data.get("parameters"))
+    chk.identifiers("parameters", parameters)
+
+    grid = chk.mapping(data, "grid", data.get("grid"))
+    chk.identifiers("grid", grid)
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            chk.fail(f"grid.{key}", f"expected a non-empty list of values, got {values!r} (write [{values!r}] "
+                     "for a single value, or move it to parameters)", grid, key)
+        seen = {}
+        for v in values:
+            c = _canonical(v)
+            if c in seen:
+                chk.fail(f"grid.{key}", f"lists the value {v!r} twice", grid, key)
+            seen[c] = v
+        if key in parameters:
+            chk.fail(f"grid.{key}", f"{key!r} is also in parameters; keep it in one place", grid, key)
+
+    variants = chk.mapping(data, "variants", data.get("variants"))
+    clean_variants = {}
+    for vname, overrides in variants.items():
+        if not isinstance(vname, str) or not vname.strip():
+            chk.fail("variants", f"variant names must be non-empty text, got {vname!r}", variants, vname)
+        where = f"variants.{vname}"
+        overrides = {} if overrides is None else overrides
+        if not isinstance(overrides, dict):
+            chk.fail(where, f"expected a mapping of parameter: value, got {overrides!r}", variants, vname)
+        chk.identifiers(where, overrides)
+        for k in overrides:
+            if k in grid:
+                chk.fail(f"{where}.{k}", f"{k!r} is a grid key; a variant may not override it", overrides, k)
+        clean_variants[vname] = overrides
+    slugs = {}
+    for vname in clean_variants:  # ids use the slug: two names with one slug would read the same
+        s = slug(vname)
+        if s in slugs:
+            chk.fail("variants", f"{vname!r} and {slugs[s]!r} read the same in cell ids ({s}); rename one",
+                     variants, vname)
+        slugs[s] = vname
+
+    metrics = data.get("metrics", list(DEFAULT_METRICS))
+    if not isinstance(metrics, list) or not metrics:
+        chk.fail("metrics", f"expected a non-empty list out of {', '.join(METRIC_NAMES)}", data, "metrics")
+    for m in metrics:
+        if m not in METRIC_NAMES:
+            chk.fail("metrics", f"unknown metric {m!r}; choose from {', '.join(METRIC_NAMES)}", data, "metrics")
+    if len(set(metrics)) != len(metrics):
+        chk.fail("metrics", "lists a metric twice", data, "metrics")
+
+    if check_notebook:
+        defined = notebook_parameter_names(notebook)
+        if defined is not None:
+            used = [("parameters", parameters), ("grid", grid)]
+            used += [(f"variants.{v}", o) for v, o in clean_variants.items()]
+            for where, mapping in used:
+                for k in mapping:
+                    if k not in defined:
+                        chk.fail(f"{where}.{k}", f"{nb_value}'s parameters cell does not define {k!r}; "
+                                 f"it defines: {', '.join(sorted(defined))}", mapping, k)
+            missing = [k for k in RUNNER_PARAMETERS if k not in defined]
+            if missing:
+                chk.fail("notebook", f"{nb_value}'s parameters cell must define {' and '.join(missing)} (the runner "
+                         "passes them to every cell)", data, "notebook")
+
+    return Grid(name=name, notebook=notebook, parameters=_plain(parameters), grid=_plain(grid),
+                variants=_plain(clean_variants), metrics=list(metrics), description=description.strip(),
+                path=grid_file)
+
+
+def load_grid(path: str | Path, check_notebook: bool = True) -> Grid:
+    """Read and validate a grid file; errors name the file, the line and the key."""
+    path = Path(path)
+    return parse_grid(_read_yaml(path), source=path, grid_file=path, check_notebook=check_notebook)
+
+
+# --- expansion --------------------------------------------------------------------------------
+def slug(value) -> str:
+    """A filesystem-safe, readable rendering of a parameter value: ``w/o GAN`` -> ``w-o-GAN``."""
+    if isinstance(value, bool) or value is None:
+        text = str(value).lower()
+    elif isinstance(value, (int, float, str)):
+        text = str(value)
+    else:
+        text = _canonical(value)
+    text = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return text[:40] or "x"
+
+
+def cell_id(variant: str | None, axes: dict, params: dict) -> str:
+    """``variant=<slug>__<key>=<slug>...__<hash8>``; see the module docstring."""
+    parts = ([f"variant={slug(variant)}"] if variant is not None else [])
+    parts += [f"{k}={slug(axes[k])}" for k in sorted(axes)]
+    digest = hashlib.sha1(_canonical({"variant": variant, "params": params}).encode()).hexdigest()[:8]
+    readable = "__".join(parts)[:MAX_SLUG]
+    return f"{readable}__{digest}" if readable else f"cell__{digest}"
+
+
+def expand(grid: Grid) -> list[Cell]:
+    """The cells in report order: variants (file order) outer, grid product (file order) inner."""
+    keys = list(grid.grid)
+    combos = list(itertools.product(*(grid.grid[k] for k in keys)))
+    variants = list(grid.variants.items()) or [(None, {})]
+    cells = []
+    for vname, overrides in variants:
+        for combo in combos:
+            axes = dict(zip(keys, combo))
+            params = {**grid.parameters, **axes, **overrides}
+            cells.append(Cell(id=cell_id(vname, axes, params), params=params, variant=vname, axes=axes))
+    return cells

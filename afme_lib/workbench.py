@@ -1,0 +1,319 @@
+"""What the notebooks share: dataset specs, quick mode, configs from flat parameters, run folders.
+
+Notebooks keep their logic here (and in :mod:`afme_lib.analysis`), so a notebook's code cells stay
+a few calls long and everything they do is unit-tested.
+
+Dataset specs (the notebooks' ``dataset`` parameter, see :func:`prepare_dataset`)::
+
+    "synth:tiny"        the synthetic tiny preset, seed 0, generated once under runs/data/
+    "synth:default:3"   the default preset with generator seed 3
+    "MKG-W"             a registered benchmark (looked up like `afme train --dataset MKG-W`)
+    "path/to/folder"    any folder in the OpenKE format
+
+Relative paths given to the helpers here (``data_root``, run folders, figure folders) are taken
+relative to the project root (the folder holding ``pyproject.toml`` above the working directory):
+nbval starts kernels in ``notebooks/``, papermill wherever it is called from, and both must
+reach the same ``runs/`` folder.
+
+Quick mode (``AFME_NB_QUICK=1``, set by CI and ``scripts/test.sh``) makes every notebook pick
+parameters small enough to run in seconds on the tiny synthetic preset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import afme_lib
+from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.errors import AfmeError
+from afme_lib.runs import read_json
+
+QUICK_ENV = "AFME_NB_QUICK"
+SYNTH_PREFIX = "synth:"
+DEFAULT_DATA_ROOT = "runs/data"
+NOTEBOOK_RUNS = "runs/notebooks"
+STAMP_FILE = "workbench-stamp.json"  # in a generated synthetic folder: which generator made it
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
+# TrainConfig fields that change how a run is shown, not what it computes: they neither
+# select a cached run folder nor make a run folder "different".
+_COSMETIC = ("progress",)
+
+
+def quick_mode() -> bool:
+    """True when ``$AFME_NB_QUICK`` is set to 1/true/yes/on (case-insensitive); unset means False."""
+    value = os.environ.get(QUICK_ENV, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise AfmeError(f"{QUICK_ENV}={os.environ[QUICK_ENV]!r} is not a boolean; use 1 or 0")
+
+
+# --- paths --------------------------------------------------------------------------------------
+def project_root(start: str | Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: the working directory) that holds both
+    ``pyproject.toml`` and ``afme_lib/``; the working directory when there is none."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "afme_lib").is_dir():
+            return folder
+    return Path.cwd().resolve()
+
+
+def resolve_path(path: str | Path) -> Path:
+    """An absolute path: ``path`` itself when absolute, else relative to :func:`project_root`."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else project_root() / path
+
+
+# --- datasets -----------------------------------------------------------------------------------
+def parse_synth_spec(spec: str) -> tuple[str, int] | None:
+    """``"synth:<preset>[:<seed>]"`` -> (preset, seed); None for any other spec."""
+    if not spec.startswith(SYNTH_PREFIX):
+        return None
+    parts = spec[len(SYNTH_PREFIX):].split(":")
+    if len(parts) > 2 or not parts[0]:
+        raise AfmeError(f"dataset spec {spec!r}: expected synth:<preset> or synth:<preset>:<seed>")
+    seed = 0
+    if len(parts) == 2:
+        try:
+            seed = int(parts[1])
+        except ValueError:
+            raise AfmeError(f"dataset spec {spec!r}: the seed {parts[1]!r} is not an integer") from None
+    return parts[0], seed
+
+
+def _generator_fingerprint() -> str:
+    """sha1 of the generator's source: a folder made by another version of it is regenerated."""
+    from afme_lib.data import synthetic
+
+    return hashlib.sha1(Path(synthetic.__file__).read_bytes()).hexdigest()
+
+
+def _synth_stamp(preset: str, seed: int) -> dict:
+    return {"preset": preset, "seed": seed, "generator_sha1": _generator_fingerprint()}
+
+
+def synthetic_folder(preset: str, seed: int = 0, data_root: str | Path = DEFAULT_DATA_ROOT) -> Path:
+    """``<data_root>/synth-<preset>-seed<seed>``, generated on first use and reused afterwards.
+
+    The folder is regenerated when it was written by a different version of
+    :mod:`afme_lib.data.synthetic` (its source hash is stamped into ``workbench-stamp.json``).
+    A new folder is written under a temporary name and renamed into place, so notebooks
+    running in parallel (a grid with several workers) never read a half-written folder.
+    """
+    from afme_lib.data.synthetic import PRESETS, write_synthetic
+
+    if preset not in PRESETS:
+        raise AfmeError(f"unknown synthetic preset {preset!r}; expected one of {sorted(PRESETS)}")
+    root = resolve_path(data_root)
+    folder = root / f"synth-{preset}-seed{seed}"
+    stamp = _synth_stamp(preset, seed)
+
+    def current() -> bool:
+        path = folder / STAMP_FILE
+        return path.is_file() and read_json(path) == stamp
+
+    if current():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=root))
+    try:
+        write_synthetic(tmp, preset, seed=seed)
+        (tmp / STAMP_FILE).write_text(json.dumps(stamp, indent=2) + "\n")
+        if current():  # a parallel worker finished first: keep theirs, another may be reading it
+            return folder
+        if folder.exists():  # stale (another generator version) or left half-written by a kill
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # a parallel worker renamed its copy in between
+            if not current():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def prepare_dataset(spec: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> tuple[str, str | None]:
+    """Turn a notebook's ``dataset`` spec into ``(dataset, features)`` for the pipeline.
+
+    - ``synth:<preset>[:<seed>]``: :func:`synthetic_folder` under ``data_root``; the folder is
+      both the dataset and its feature folder.
+    - an existing folder: itself, and itself as features when it holds feature files.
+    - a registered benchmark name: its resolved folder (``afme data download NAME`` first),
+      with features only when feature files were put into that folder.
+    Folders come back as absolute paths.
+    """
+    from afme_lib.data.registry import resolve_dataset
+    from afme_lib.data.summary import has_feature_files
+
+    synth = parse_synth_spec(spec)
+    if synth is not None:
+        folder = synthetic_folder(*synth, data_root=data_root)
+        return str(folder), str(folder)
+    candidate = resolve_path(spec)
+    folder = candidate if candidate.is_dir() else resolve_dataset(spec).resolve()
+    return str(folder), str(folder) if has_feature_files(folder) else None
+
+
+def pick_features(features: str | Path | None, found: str | None) -> str | None:
+    """The notebooks' ``features`` parameter as an absolute folder (relative to the project
+    root), or, when it is None, the feature folder :func:`prepare_dataset` found."""
+    if features is None:
+        return found
+    folder = resolve_path(features)
+    if not folder.is_dir():
+        raise AfmeError(f"features={str(features)!r}: no such folder ({folder})")
+    return str(folder)
+
+
+def read_ground_truth(dataset: str) -> dict | None:
+    """The synthetic generator's ``metadata.json`` in the dataset folder, or None (real data)."""
+    path = Path(dataset) / "metadata.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+# --- configs ------------------------------------------------------------------------------------
+def build_configs(model: str = "afme", dim: int = 64, epochs: int = 10, batch_size: int = 512,
+                  negatives: int = 16, lr: float = 1e-3, seed: int = 0, device: str = "auto",
+                  eval_every: int = 5, denoising: bool = True, dynamic_weights: bool = True,
+                  gan: bool = True, self_attention: bool = True, progress: bool = True,
+                  model_options: dict | None = None, train_options: dict | None = None,
+                  ) -> tuple[ModelConfig, TrainConfig]:
+    """ModelConfig and TrainConfig from the training notebook's flat parameters.
+
+    ``model_options`` / ``train_options`` hold any other field of the two dataclasses and win
+    over the flat values (a grid cell may set ``model_options: {dim: 32}``). Unknown field
+    names raise ValueError naming them.
+    """
+    model_fields = {"name": model, "dim": dim, "denoising": denoising, "dynamic_weights": dynamic_weights,
+                    "gan": gan, "self_attention": self_attention, **(model_options or {})}
+    train_fields = {"epochs": epochs, "batch_size": batch_size, "negatives": negatives, "lr": lr, "seed": seed,
+                    "device": device, "eval_every": eval_every, "progress": progress, **(train_options or {})}
+    return ModelConfig.from_dict(model_fields), TrainConfig.from_dict(train_fields)
+
+
+# --- run folders --------------------------------------------------------------------------------
+# Parts of the library that cannot change what a training run computes: editing them must not
+# invalidate the notebooks' cached runs (the analysis code, the notebooks' helpers, front ends).
+_NOT_TRAINING = ("analysis", "grid", "workbench.py", "cli.py", "main_job.py")
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """sha1 over the library's Python sources that training depends on (all but
+    :data:`_NOT_TRAINING`): a notebook's cached run made by other code is not reused."""
+    digest = hashlib.sha1()
+    package = Path(afme_lib.__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package)
+        if relative.parts[0] in _NOT_TRAINING:
+            continue
+        digest.update(str(relative).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _comparable(train_cfg: TrainConfig | dict) -> dict:
+    values = train_cfg.to_dict() if isinstance(train_cfg, TrainConfig) else dict(train_cfg)
+    return {k: v for k, v in values.items() if k not in _COSMETIC}
+
+
+def auto_run_dir(notebook: str, dataset: str, features: str | None, model_cfg: ModelConfig,
+                 train_cfg: TrainConfig, root: str | Path = NOTEBOOK_RUNS) -> Path:
+    """``<root>/<notebook>/<model>-<dataset>-<hash>``: a cache folder for a notebook's own run.
+
+    The hash covers the dataset, features, both configs and :func:`code_fingerprint`, so the
+    same parameters and code reuse a finished run and anything else trains a new one.
+    """
+    key = json.dumps({"dataset": dataset, "features": features, "model": model_cfg.to_dict(),
+                      "train": _comparable(train_cfg), "code": code_fingerprint()}, sort_keys=True, default=str)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    return resolve_path(root) / notebook / f"{model_cfg.name}-{Path(dataset).name}-{digest}"
+
+
+def train_or_reuse(dataset: str, features: str | None, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                   run_dir: str | Path) -> dict:
+    """:func:`~afme_lib.pipeline.run_or_resume` that refuses a folder holding a different run.
+
+    A finished run in ``run_dir`` is reused and an interrupted one resumed only when its
+    config.json has the same dataset, features and configs (``progress`` aside); otherwise an
+    AfmeError lists the differing fields instead of silently returning another run's metrics.
+    """
+    from afme_lib.pipeline import run_or_resume
+
+    run_dir = resolve_path(run_dir)
+    config_path = run_dir / "config.json"
+    if config_path.is_file():
+        saved = read_json(config_path)
+        wanted = {"dataset": _absolute(dataset), "features": _absolute(features), **{
+            f"model.{k}": v for k, v in model_cfg.to_dict().items()}, **{
+            f"train.{k}": v for k, v in _comparable(train_cfg).items()}}
+        found = {"dataset": _absolute(saved["dataset"]), "features": _absolute(saved["features"]), **{
+            f"model.{k}": v for k, v in saved["model"].items()}, **{
+            f"train.{k}": v for k, v in _comparable(saved["train"]).items()}}
+        differ = sorted(k for k in set(wanted) | set(found) if wanted.get(k) != found.get(k))
+        if differ:
+            detail = ", ".join(f"{k}: {found.get(k)!r} there, {wanted.get(k)!r} asked" for k in differ[:6])
+            raise AfmeError(f"{run_dir} holds a different run ({detail}{', ...' if len(differ) > 6 else ''}); "
+                            "pick another run_dir or delete that folder")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*count as missing")  # the coverage tables report it
+        return run_or_resume(dataset, model_cfg, train_cfg, run_dir, features=features)
+
+
+def _absolute(path: str | None) -> str | None:
+    """Folders as absolute paths (how train_run records them); names and None unchanged."""
+    if path is None:
+        return None
+    candidate = Path(path)
+    return str(candidate.resolve()) if candidate.is_dir() else str(path)
+
+
+def run_inputs(run_dir: str | Path) -> tuple[str, str | None]:
+    """``(dataset, features)`` a finished run folder was trained on (from its config.json)."""
+    config = resolve_path(run_dir) / "config.json"
+    if not config.is_file():
+        raise AfmeError(f"{config.parent} is not a run folder (no config.json)")
+    saved = read_json(config)
+    return saved["dataset"], saved["features"]
+
+
+def read_finished_run(run_dir: str | Path) -> dict:
+    """A finished run's ``dataset``, ``features``, ``model_cfg``, ``train_cfg`` and ``metrics``
+    (for notebooks that analyse runs trained elsewhere). An unfinished folder is an AfmeError."""
+    folder = resolve_path(run_dir)
+    if not (folder / "metrics.json").is_file():
+        raise AfmeError(f"{folder} holds no finished run (no metrics.json); finish it with "
+                        f"`afme train --resume {folder}`")
+    saved = read_json(folder / "config.json")
+    return {"dataset": saved["dataset"], "features": saved["features"], "run_dir": folder,
+            "model_cfg": ModelConfig.from_dict(saved["model"]), "train_cfg": TrainConfig.from_dict(saved["train"]),
+            "metrics": read_json(folder / "metrics.json")}
+
+
+def figures_folder(figures_dir: str | Path | None, notebook: str) -> Path:
+    """Where a notebook saves its figures: ``figures_dir``, else ``runs/figures/<notebook>``
+    (git-ignored, so executing a notebook never writes into tracked folders)."""
+    return resolve_path(figures_dir if figures_dir is not None else Path("runs/figures") / notebook)
+
+
+def setup_notebook() -> None:
+    """Notebook defaults: plotly figures as JSON output (see :mod:`afme_lib.analysis.figures`),
+    wide pandas tables, and no warning for the missing feature rows the tables already count."""
+    import pandas as pd
+
+    from afme_lib.analysis.figures import use_notebook_renderer
+
+    use_notebook_renderer()
+    pd.set_option("display.max_columns", 40)
+    pd.set_option("display.width", 200)
+    warnings.filterwarnings("ignore", message=".*count as missing")
