@@ -19,7 +19,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.synthetic import write_synthetic
@@ -36,20 +35,27 @@ MODELS = {
 
 
 def modality_weight_table(run_dir: Path, metadata: dict) -> list[str]:
-    """Mean AFME modality weight per relation against the ground-truth informative modalities."""
+    """Mean AFME modality weight per relation against the ground-truth informative modalities,
+    and how well the weights rank the informative modalities first (AUC over modality pairs)."""
+    from afme_lib.analysis.modality import relation_profile, truth_agreement, truth_matrix
+
     trainer = load_run(run_dir)
     model, data = trainer.model, trainer.dataset
-    lines = ["| relation | truth: informative modalities | " + " | ".join(model.token_names) + " |",
-             "|---|---|" + "---|" * len(model.token_names)]
-    with torch.no_grad():
-        for rel, name in enumerate(data.relation_names):
-            heads = data.train[data.train[:, 1] == rel][:, 0]
-            if len(heads) == 0:
-                continue
-            weights = model.introspect(heads, torch.full_like(heads, rel))["weights"].mean(0)
-            truth = metadata["relations"][rel].get("informative_modalities") or ["(structure only)"]
-            cells = " | ".join(f"{w:.2f}" for w in weights.tolist())
-            lines.append(f"| {name} | {', '.join(truth)} | {cells} |")
+    profile = relation_profile(model, data, split="train", positions=("head",))
+    weights = profile.weights  # relations x [structure, modalities...]
+    truth = truth_matrix(metadata, list(weights.index), [m for m in weights.columns if m != "structure"])
+    _, summary = truth_agreement(weights, truth)
+    lines = ["| relation | truth: informative modalities | " + " | ".join(weights.columns) + " |",
+             "|---|---|" + "---|" * len(weights.columns)]
+    for rel, row in weights.iterrows():
+        rid = data.relation_names.index(rel)
+        informative = metadata["relations"][rid].get("informative_modalities") or ["(structure only)"]
+        lines.append(f"| {rel} | {', '.join(informative)} | " + " | ".join(f"{w:.2f}" for w in row.tolist()) + " |")
+    lines += ["", f"Agreement with the truth over the {summary['relations_scored']} attribute relations: AUC "
+              f"{summary['auc']:.2f} (1 = every informative modality outweighs every uninformative one, 0.5 = chance), "
+              f"mean weight gap informative - uninformative {summary['gap']:+.3f}, top-weighted modality informative "
+              f"in {100 * summary['top1']:.0f}% of them; mean structure weight {summary['structure_weight_scored']:.2f} on "
+              f"attribute relations, {summary['structure_weight_unscored']:.2f} on structural ones."]
     return lines
 
 
@@ -78,7 +84,7 @@ def relation_kind_table(runs: dict[str, Path], metadata: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="default", choices=["tiny", "default"])
-    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="reports/main")
@@ -94,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (dataset / "metadata.json").is_file():
         write_synthetic(dataset, args.preset, seed=args.seed)
     metadata = json.loads((dataset / "metadata.json").read_text())
-    train_cfg = TrainConfig(epochs=args.epochs, batch_size=512, negatives=16, lr=5e-3, margin=6.0,
+    # lr 1e-2: with ~17 batches an epoch, 5e-3 left every model near random after 25 epochs.
+    train_cfg = TrainConfig(epochs=args.epochs, batch_size=512, negatives=16, lr=1e-2, margin=6.0,
                             eval_every=5, seed=args.seed, progress=sys.stderr.isatty())
 
     results = {}

@@ -197,6 +197,7 @@ def test_single_cell_and_id_slugs():
 
 @pytest.mark.parametrize("name, cells, variants", [
     ("ablation-afme", 15, ["full", "w/o denoising", "w/o dynamic weighting", "w/o GAN", "w/o self-attention"]),
+    ("ablation-afme-quick", 10, ["full", "w/o denoising", "w/o dynamic weighting", "w/o GAN", "w/o self-attention"]),
     ("ablation-tiny", 4, ["full", "w/o GAN"]),
     ("baselines", 30, ["transe", "distmult", "complex", "rotate", "ikrl", "mm-concat", "mmkrl", "otkge", "native", "afme"]),
     ("baselines-benchmarks", 24, ["transe", "distmult", "complex", "rotate"]),
@@ -208,7 +209,7 @@ def test_shipped_configs(name, cells, variants):
     assert grid.name == name and grid.notebook.name == "02_training.ipynb"
     expanded = expand(grid)
     assert len(expanded) == cells and list(grid.variants) == variants
-    assert sorted({c.params["seed"] for c in expanded}) == ([0, 1] if name == "ablation-tiny" else [0, 1, 2])
+    assert sorted({c.params["seed"] for c in expanded}) == ([0, 1] if name in ("ablation-tiny", "ablation-afme-quick") else [0, 1, 2])
     if name.startswith("ablation"):
         switches = ("denoising", "dynamic_weights", "gan", "self_attention")
         for c in expanded:  # each variant turns exactly its own switch off
