@@ -29,7 +29,7 @@ def code(text: str, *tags: str) -> tuple[str, str, tuple]:
     return ("code", text.strip("\n"), tags)
 
 
-QUICK_LINE = "from afme_lib.workbench import quick_mode\nQUICK = quick_mode()  # AFME_NB_QUICK=1 (CI): tiny data, a few epochs"
+QUICK_LINE = "from afme_lib.workbench import quick_mode\nQUICK = quick_mode()  # AFME_NB_QUICK set to 1 (CI): tiny data, a few epochs"
 
 # --- 01 ------------------------------------------------------------------------------------------
 DATA_EXPLORATION = [
@@ -48,9 +48,9 @@ Run with other data: `papermill notebooks/01_data_exploration.ipynb out.ipynb -p
     code(f"""
 {QUICK_LINE}
 dataset = "synth:tiny" if QUICK else "synth:default"  # registered name, OpenKE folder, or synth:<preset>[:<seed>]
-features = None  # feature folder; None = the dataset folder's own feature files
+features = None  # feature folder; None: the dataset folder's own feature files
 neighbours = 10  # k of the neighbour-agreement score
-figures_dir = None  # None = runs/figures/01_data_exploration
+figures_dir = None  # None: runs/figures/01_data_exploration
 """, "parameters"),
     code("""
 from IPython.display import display
@@ -175,7 +175,7 @@ reused and an interrupted one resumes.
     code(f"""
 {QUICK_LINE}
 dataset = "synth:tiny" if QUICK else "synth:default"  # registered name, OpenKE folder, or synth:<preset>[:<seed>]
-features = None  # feature folder; None = the dataset folder's own feature files
+features = None  # feature folder; None: the dataset folder's own feature files
 model = "afme"  # afme, rotate, transe, distmult, complex, ikrl, mm-concat, ...
 dim = 16 if QUICK else 64
 epochs = 2 if QUICK else 30
@@ -192,9 +192,9 @@ gan = True
 self_attention = True
 model_options = {{"attention_layers": 1}}  # any other ModelConfig field
 train_options = {{}}  # any other TrainConfig field
-run_dir = None  # None = a cache folder under runs/notebooks/02_training/ named by the settings
+run_dir = None  # None: a cache folder under runs/notebooks/02_training/ named by the settings
 progress = not QUICK
-figures_dir = None  # None = <run_dir>/figures
+figures_dir = None  # None: <run_dir>/figures
 """, "parameters"),
     code("""
 from pathlib import Path
@@ -273,7 +273,7 @@ shipped grid from a shell and point `grid_report` at its report folder:
 """),
     code(f"""
 {QUICK_LINE}
-grid_report = None  # a finished grid's report folder (holds results.csv); None = run the grid below
+grid_report = None  # a finished grid's report folder (holds results.csv); None: run the grid below
 name = "ablation-notebook"  # the grid run here: its report and runs go under runs/notebooks/03_ablations/
 dataset = "synth:tiny" if QUICK else "synth:default"
 epochs = 2 if QUICK else 30
@@ -290,7 +290,7 @@ variants = ({{"full": {{}}, "w/o GAN": {{"gan": False}}}} if QUICK else {{
 }})
 metrics = ["mrr", "hits@1", "hits@10"]
 workers = 2  # cells executed at once
-figures_dir = None  # None = runs/figures/03_ablations
+figures_dir = None  # None: runs/figures/03_ablations
 """, "parameters"),
     code("""
 import yaml
@@ -382,7 +382,7 @@ here (and cached under `runs/notebooks/04_modality_contributions/`).
 """),
     code(f"""
 {QUICK_LINE}
-run_dir = None  # a finished AFME run folder; None = train one on `dataset` here
+run_dir = None  # a finished AFME run folder; None: train one on `dataset` here
 dataset = "synth:tiny" if QUICK else "synth:default"  # used when run_dir is None
 features = None
 dim = 16 if QUICK else 64
@@ -393,12 +393,12 @@ lr = 5e-3
 seed = 0
 model_options = {{"attention_layers": 1}}
 split = "train"  # the triples whose heads and tails the per-relation means run over
-relation = None  # relation name for the fused UMAP view; None = the most frequent one
+relation = None  # relation name for the fused UMAP view; None: the most frequent one
 color_by = ["type", "degree", "missing modalities"]  # entity columns to colour the UMAP maps by
 umap_neighbors = 10 if QUICK else 15
 max_points = 3000  # entities mapped (a random subset, the same in every view)
 top_k = 10
-figures_dir = None  # None = runs/figures/04_modality_contributions
+figures_dir = None  # None: runs/figures/04_modality_contributions
 """, "parameters"),
     code("""
 from IPython.display import display
@@ -544,7 +544,7 @@ variants = ({{"full": {{}}, "w/o denoising": {{"denoising": False}}}} if QUICK e
 }})
 noise_levels = [0.0, 2.0] if QUICK else [0.0, 0.5, 1.0, 2.0, 4.0]
 missing_levels = [0.0, 0.5] if QUICK else [0.0, 0.25, 0.5, 0.75, 1.0]
-corrupt_modalities = None  # modalities to corrupt; None = all
+corrupt_modalities = None  # modalities to corrupt; None: all
 corruption_seeds = [0] if QUICK else [0, 1, 2]  # test-time draws of the corruption
 train_time = True  # also retrain at every level (one run per variant, kind and level)
 run_dirs = {{}}  # {{variant: finished AFME run folder on this dataset}} to use instead of training that variant
@@ -555,7 +555,7 @@ negatives = 8 if QUICK else 16
 lr = 5e-3
 seed = 0
 model_options = {{"attention_layers": 1}}
-figures_dir = None  # None = runs/figures/05_robustness
+figures_dir = None  # None: runs/figures/05_robustness
 """, "parameters"),
     code("""
 import pandas as pd
