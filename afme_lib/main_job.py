@@ -18,11 +18,10 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.synthetic import write_synthetic
-from afme_lib.data.synthetic_oracle import oracle_ranks
+from afme_lib.data.synthetic_oracle import mrr_by_kind, oracle_ranks, relation_kinds
 from afme_lib.evaluate import evaluate
 from afme_lib.pipeline import load_run, run_or_resume
 
@@ -34,12 +33,11 @@ MODELS = {
 }
 
 
-def modality_weight_table(run_dir: Path, metadata: dict) -> list[str]:
+def modality_weight_table(trainer, metadata: dict) -> list[str]:
     """Mean AFME modality weight per relation against the ground-truth informative modalities,
     and how well the weights rank the informative modalities first (AUC over modality pairs)."""
     from afme_lib.analysis.modality import relation_profile, truth_agreement, truth_matrix
 
-    trainer = load_run(run_dir)
     model, data = trainer.model, trainer.dataset
     profile = relation_profile(model, data, split="train", positions=("head",))
     weights = profile.weights  # relations x [structure, modalities...]
@@ -59,25 +57,18 @@ def modality_weight_table(run_dir: Path, metadata: dict) -> list[str]:
     return lines
 
 
-def _mrr_by_kind(ranks: dict, kinds: np.ndarray) -> dict[str, float]:
-    """MRR (%) over both sides for all queries and per relation kind."""
-    rr = np.concatenate([1.0 / ranks["tail"], 1.0 / ranks["head"]])
-    both = np.concatenate([kinds, kinds])
-    return {"all": 100 * rr.mean(), **{k: 100 * rr[both == k].mean() for k in ("attribute", "structural")}}
-
-
-def relation_kind_table(runs: dict[str, Path], metadata: dict) -> list[str]:
-    """Test MRR per relation kind for each run, under the rule oracle's ceiling (see synthetic_oracle)."""
-    rows, data = [], None
-    for model, run_dir in runs.items():
-        trainer = load_run(run_dir)
-        data = trainer.dataset
-        kinds = np.array([r["kind"] for r in metadata["relations"]])[data.test[:, 1].numpy()]
+def relation_kind_table(trainers: dict, metadata: dict) -> list[str]:
+    """Test MRR (%) per relation kind for each trained model, under the rule oracle's ceiling."""
+    data = next(iter(trainers.values())).dataset
+    kinds = relation_kinds(data, metadata)
+    rows = []
+    for model, trainer in trainers.items():
         res = evaluate(trainer.model, data, "test", filter_index=trainer.filter_index, return_ranks=True, progress=False)
-        rows.append((model, _mrr_by_kind(res["ranks"], kinds)))
-    rows.append(("rule oracle", _mrr_by_kind(oracle_ranks(data, metadata), kinds)))
+        rows.append((model, mrr_by_kind(res["ranks"], kinds)))
+    rows.append(("rule oracle", mrr_by_kind(oracle_ranks(data, metadata), kinds)))
     lines = ["| model | all | attribute relations | structural relations |", "|---|---|---|---|"]
-    lines += [f"| {m} | {v['all']:.2f} | {v['attribute']:.2f} | {v['structural']:.2f} |" for m, v in rows]
+    lines += [f"| {m} | {100 * v['all']:.2f} | {100 * v['attribute']:.2f} | {100 * v['structural']:.2f} |"
+              for m, v in rows]
     return lines
 
 
@@ -137,11 +128,12 @@ def main(argv: list[str] | None = None) -> int:
               "hidden communities and types only. The rule oracle knows the generator's rules (community, attribute "
               "value, types) and ties all candidates they allow: the ceiling for what features and communities "
               "explain (memorising which tails a cell's heads share can beat it on structural relations).", ""]
-    lines += relation_kind_table({m: out / "runs" / m for m in results}, metadata)
+    trainers = {m: load_run(out / "runs" / m) for m in results}  # loaded once for both tables below
+    lines += relation_kind_table(trainers, metadata)
     lines += ["", "## What AFME learned: mean modality weight per relation (training heads)", "",
               "The generator decides each attribute relation from the modalities listed as its truth; "
               "structural relations are memorised facts that no modality predicts.", ""]
-    lines += modality_weight_table(out / "runs" / "afme", metadata)
+    lines += modality_weight_table(trainers["afme"], metadata)
     (out / "README.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:4 + 2 + len(results) + 2]))
     print(f"\nreport written to {out / 'README.md'}")

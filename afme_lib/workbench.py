@@ -142,16 +142,25 @@ def synthetic_folder(preset: str, seed: int = 0, data_root: str | Path = DEFAULT
     return folder
 
 
-def prepare_dataset(spec: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> tuple[str, str | None]:
-    """Turn a notebook's ``dataset`` spec into ``(dataset, features)`` for the pipeline.
+def prepare_dataset(spec: str, features: str | Path | None = None,
+                    data_root: str | Path = DEFAULT_DATA_ROOT) -> tuple[str, str | None]:
+    """Turn a notebook's ``dataset`` and ``features`` parameters into ``(dataset, features)``
+    for the pipeline. ``features`` None means the feature folder found with the dataset:
 
     - ``synth:<preset>[:<seed>]``: :func:`synthetic_folder` under ``data_root``; the folder is
       both the dataset and its feature folder.
     - an existing folder: itself, and itself as features when it holds feature files.
     - a registered benchmark name: its resolved folder (``afme data download NAME`` first),
       with features only when feature files were put into that folder.
+    A given ``features`` folder (relative to the project root) replaces what was found.
     Folders come back as absolute paths.
     """
+    data, found = _find_dataset(spec, data_root)
+    return data, pick_features(features, found)
+
+
+def _find_dataset(spec: str, data_root: str | Path) -> tuple[str, str | None]:
+    """The dataset folder of ``spec`` and the feature folder that comes with it (or None)."""
     from afme_lib.data.registry import resolve_dataset
     from afme_lib.data.summary import has_feature_files
 
@@ -166,7 +175,7 @@ def prepare_dataset(spec: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> tup
 
 def pick_features(features: str | Path | None, found: str | None) -> str | None:
     """The notebooks' ``features`` parameter as an absolute folder (relative to the project
-    root), or, when it is None, the feature folder :func:`prepare_dataset` found."""
+    root), or, when it is None, the feature folder found with the dataset (``found``)."""
     if features is None:
         return found
     folder = resolve_path(features)

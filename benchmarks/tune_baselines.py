@@ -15,8 +15,9 @@ from pathlib import Path
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.pipeline import run_or_resume
 from afme_lib.runs import read_log
+from reproduce_baselines import SETTINGS  # the per-model settings each variant starts from (same folder)
 
-# variant name -> (model overrides, train overrides); the bilinear models overfit with N3 1e-3
+# variant name -> (model overrides, train overrides) on top of reproduce_baselines.SETTINGS; the bilinear models overfit with N3 1e-3
 # (valid MRR peaks by epoch 10 and falls), so the sweep varies the regulariser and the loss.
 VARIANTS = {
     "softplus-n3-1e-2": ({}, {"loss": "softplus", "regularization": 1e-2}),
@@ -24,7 +25,6 @@ VARIANTS = {
     "nssa0-n3-1e-2": ({}, {"loss": "nssa", "margin": 0.0, "regularization": 1e-2}),
     "nssa0-n3-5e-2": ({}, {"loss": "nssa", "margin": 0.0, "regularization": 5e-2}),
 }
-DIMS = {"distmult": 250, "complex": 500, "transe": 250, "rotate": 500}
 
 
 def main() -> None:
@@ -43,12 +43,13 @@ def main() -> None:
     rows = []
     for model in args.models:
         for variant in args.variants:
-            model_kw, train_kw = VARIANTS[variant]
+            base_model, base_train = SETTINGS[model]
+            model_kw, train_kw = {**base_model, **VARIANTS[variant][0]}, {**base_train, **VARIANTS[variant][1]}
             train_cfg = TrainConfig(epochs=args.epochs, batch_size=1024, negatives=64, lr=1e-3, adv_temperature=1.0,
                                     eval_every=args.eval_every, patience=2, compile=args.compile, progress=False,
                                     seed=0, **train_kw)
             run_dir = Path(args.runs) / f"{args.dataset}-{model}-{variant}"
-            m = run_or_resume(args.dataset, ModelConfig(name=model, dim=DIMS[model], **model_kw), train_cfg, run_dir,
+            m = run_or_resume(args.dataset, ModelConfig(name=model, **model_kw), train_cfg, run_dir,
                               data_dir=args.data_dir)
             curve = " / ".join(f"{r['valid']['mrr']:.3f}" for r in read_log(run_dir) if r.get("valid"))
             t = m["test"]

@@ -60,8 +60,7 @@ from afme_lib.analysis import explore, figures, quality
 from afme_lib.pipeline import load_inputs
 
 workbench.setup_notebook()
-data_path, found_features = workbench.prepare_dataset(dataset)
-feature_path = workbench.pick_features(features, found_features)
+data_path, feature_path = workbench.prepare_dataset(dataset, features)
 kg, store = load_inputs(data_path, feature_path)
 truth = workbench.read_ground_truth(data_path)  # the generator's metadata.json; None for real data
 figs = {}
@@ -203,8 +202,7 @@ from afme_lib import workbench
 from afme_lib.analysis import curves, figures, metrics as metric_tables
 
 workbench.setup_notebook()
-data_path, found_features = workbench.prepare_dataset(dataset)
-feature_path = workbench.pick_features(features, found_features)
+data_path, feature_path = workbench.prepare_dataset(dataset, features)
 model_cfg, train_cfg = workbench.build_configs(
     model=model, dim=dim, epochs=epochs, batch_size=batch_size, negatives=negatives, lr=lr, seed=seed,
     device=device, eval_every=eval_every, denoising=denoising, dynamic_weights=dynamic_weights, gan=gan,
@@ -410,8 +408,7 @@ from afme_lib.pipeline import load_inputs, load_run
 
 workbench.setup_notebook()
 if run_dir is None:
-    data_path, found_features = workbench.prepare_dataset(dataset)
-    feature_path = workbench.pick_features(features, found_features)
+    data_path, feature_path = workbench.prepare_dataset(dataset, features)
     model_cfg, train_cfg = workbench.build_configs(
         model="afme", dim=dim, epochs=epochs, batch_size=batch_size, negatives=negatives, lr=lr, seed=seed,
         eval_every=epochs, progress=not QUICK, model_options=model_options)
@@ -565,8 +562,7 @@ from afme_lib.analysis import figures, robustness
 from afme_lib.pipeline import load_inputs, load_run
 
 workbench.setup_notebook()
-data_path, found_features = workbench.prepare_dataset(dataset)
-feature_path = workbench.pick_features(features, found_features)
+data_path, feature_path = workbench.prepare_dataset(dataset, features)
 kg, store = load_inputs(data_path, feature_path)
 if store is None:
     raise ValueError(f"{data_path} has no modality features: there is nothing to corrupt")

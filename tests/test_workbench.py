@@ -131,6 +131,8 @@ def test_prepare_dataset_with_folders(tiny_synth, tmp_path):
     for name in ("entity2id.txt", "relation2id.txt", "train2id.txt", "valid2id.txt", "test2id.txt"):
         (bare / name).write_bytes((tiny_synth / name).read_bytes())
     assert workbench.prepare_dataset(str(bare)) == (str(bare.resolve()), None)
+    # an explicit features folder replaces the one found with the dataset
+    assert workbench.prepare_dataset(str(bare), str(tiny_synth)) == (str(bare.resolve()), str(tiny_synth.resolve()))
 
 
 def test_prepare_dataset_registered_name_not_downloaded(tmp_path, monkeypatch):

@@ -31,7 +31,6 @@ def _cell_keys(meta: dict, relation: dict, side: str) -> tuple[np.ndarray, np.nd
     c_map = np.asarray(relation["community_map"])
     if side == "head":
         c_map = np.argsort(c_map)  # inverse of a permutation
-    n_comm = int(meta["num_communities"])
     if relation["kind"] == "attribute":
         value = np.asarray(meta["entity_attributes"][relation["attribute"]])
         v_map = np.asarray(relation["value_map"])
@@ -78,14 +77,26 @@ def _known_counts(index: FilterIndex, entities: torch.Tensor, relation: int, sid
     return np.bincount(rows.numpy(), minlength=len(entities))
 
 
-def oracle_mrr_by_kind(dataset: KGDataset, meta: dict, split: str = "test") -> dict[str, float]:
-    """Oracle MRR (fraction) over both sides, for ``all`` queries and per relation kind."""
-    ranks = oracle_ranks(dataset, meta, split)
-    kinds = np.array([r["kind"] for r in meta["relations"]])[dataset.split(split)[:, 1].numpy()]
-    rr = {s: 1.0 / ranks[s] for s in ranks}
+def mrr_by_kind(ranks: dict, kinds: np.ndarray) -> dict[str, float]:
+    """MRR (fraction) over both sides for ``all`` queries and per relation kind present.
+
+    ``ranks`` is ``{"tail": [n], "head": [n]}`` (an evaluation's or the oracle's), ``kinds`` [n]
+    the kind ("attribute" / "structural") of each triple's relation.
+    """
+    rr = {s: 1.0 / np.asarray(ranks[s]) for s in ("tail", "head")}
     out = {"all": float(np.mean(np.concatenate(list(rr.values()))))}
     for kind in ("attribute", "structural"):
         sel = kinds == kind
         if sel.any():
             out[kind] = float(np.mean(np.concatenate([v[sel] for v in rr.values()])))
     return out
+
+
+def relation_kinds(dataset: KGDataset, meta: dict, split: str = "test") -> np.ndarray:
+    """The relation kind of every triple of ``split`` [n]."""
+    return np.array([r["kind"] for r in meta["relations"]])[dataset.split(split)[:, 1].numpy()]
+
+
+def oracle_mrr_by_kind(dataset: KGDataset, meta: dict, split: str = "test") -> dict[str, float]:
+    """Oracle MRR (fraction) over both sides, for ``all`` queries and per relation kind."""
+    return mrr_by_kind(oracle_ranks(dataset, meta, split), relation_kinds(dataset, meta, split))
