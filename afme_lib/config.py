@@ -43,7 +43,8 @@ class TrainConfig:
     batch_size: int = 512
     negatives: int = 16
     lr: float = 1e-3
-    loss: str = "nssa"  # nssa (self-adversarial), margin, softplus, bce
+    loss: str = "nssa"  # nssa (self-adversarial), margin, softplus, bce; 1vsall (cross-entropy over all entities)
+    label_smoothing: float = 0.0  # 1vsall only
     margin: float = 6.0
     adv_temperature: float = 1.0
     sampler: str = "uniform"  # uniform | bernoulli

@@ -1,4 +1,5 @@
-"""KGC losses on positive scores [B] and negative scores [B, K] (higher score = more plausible)."""
+"""KGC losses (higher score = more plausible): sampled losses on positive scores [B] and negative
+scores [B, K], and the 1-N cross-entropy on every entity's score [B, N]."""
 
 from __future__ import annotations
 
@@ -32,7 +33,18 @@ def softplus_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     return (F.softplus(-pos).mean() + F.softplus(neg).mean()) / 2
 
 
-LOSSES = ("nssa", "margin", "softplus", "bce")  # "bce" is another name for "softplus"
+def one_vs_all_loss(scores: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of each query's scores over all entities [B, N] against its true entity [B].
+
+    1-N scoring (as in ConvE and Lacroix et al.'s CP/ComplEx-N3): every other entity is a negative,
+    none is sampled. Other true answers of the query are negatives too, as in those works; the
+    softmax makes that cost small. ``label_smoothing`` spreads that much target mass uniformly.
+    """
+    return F.cross_entropy(scores.float(), targets, label_smoothing=label_smoothing)
+
+
+SAMPLED_LOSSES = ("nssa", "margin", "softplus", "bce")  # "bce" is another name for "softplus"
+LOSSES = (*SAMPLED_LOSSES, "1vsall")  # 1vsall: one_vs_all_loss, scored by the trainer against all entities
 
 
 def check_loss_name(name: str) -> None:
@@ -42,8 +54,11 @@ def check_loss_name(name: str) -> None:
 
 
 def kgc_loss(name: str, pos: torch.Tensor, neg: torch.Tensor, margin: float, temperature: float) -> torch.Tensor:
-    """The loss ``name`` (see :data:`LOSSES`) of positive scores [B] and negative scores [B, K]."""
+    """The sampled loss ``name`` (see :data:`SAMPLED_LOSSES`) of positive scores [B] and negative scores [B, K]."""
     check_loss_name(name)
+    if name not in SAMPLED_LOSSES:
+        raise ValueError(f"loss {name!r} scores every entity, not sampled negatives; it has no form on "
+                         f"positive and negative scores (use one_vs_all_loss)")
     if name == "nssa":
         return self_adversarial_loss(pos, neg, margin, temperature)
     if name == "margin":

@@ -32,7 +32,7 @@ from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.errors import AfmeError
 from afme_lib.data.filters import FilterIndex
 from afme_lib.evaluate import evaluate
-from afme_lib.losses import check_loss_name, kgc_loss
+from afme_lib.losses import SAMPLED_LOSSES, check_loss_name, kgc_loss, one_vs_all_loss
 from afme_lib.models.registry import create_model
 from afme_lib.models.structural import EmbeddingModel
 from afme_lib.runs import (BEST, LAST, append_log, load_checkpoint, rng_state, save_checkpoint, seed_everything,
@@ -81,12 +81,17 @@ class Trainer:
                  features=None):
         self.dataset, self.model_cfg, self.cfg = dataset, model_cfg, train_cfg
         check_loss_name(train_cfg.loss)
+        if train_cfg.label_smoothing and train_cfg.loss != "1vsall":
+            raise ValueError(f"label_smoothing applies to the 1vsall loss only, not to {train_cfg.loss!r}")
         if train_cfg.amp not in AMP_MODES:  # checked here: on a CPU run a typo would pass unnoticed
             raise ValueError(f"unknown amp mode {train_cfg.amp!r}; expected one of {', '.join(AMP_MODES)}")
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.dist, self.device = distributed.init_from_env(resolve_device(train_cfg.device))
         seed_everything(train_cfg.seed)
         self.model = create_model(model_cfg, dataset.num_entities, dataset.num_relations, features).to(self.device)
+        if train_cfg.loss == "1vsall" and hasattr(self.model, "training_losses"):
+            raise ValueError(f"model {model_cfg.name!r} adds adversarial terms on sampled negatives; train it "
+                             f"with a sampled loss ({', '.join(SAMPLED_LOSSES)}), not 1vsall")
         main_params = self.model.main_parameters() if hasattr(self.model, "main_parameters") else list(self.model.parameters())
         self.optimizer = torch.optim.Adam(main_params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
         critic = self.model.critic_parameters() if hasattr(self.model, "critic_parameters") else []
@@ -118,9 +123,14 @@ class Trainer:
         cfg = self.cfg
         h, r, t = batch.unbind(1)
         with autocast_context(self.device, cfg.amp):
-            pos = self.model.score(h, r, t).float()
-            neg = self.model.score_negatives(h, r, t, negatives, corrupt_head).float()
-            terms = {"kgc": kgc_loss(cfg.loss, pos, neg, cfg.margin, cfg.adv_temperature)}
+            if cfg.loss == "1vsall":  # tail and head queries of every positive, each against all entities
+                tail_side = one_vs_all_loss(self.model.score_all(h, r, "tail"), t, cfg.label_smoothing)
+                head_side = one_vs_all_loss(self.model.score_all(t, r, "head"), h, cfg.label_smoothing)
+                terms = {"kgc": (tail_side + head_side) / 2}
+            else:
+                pos = self.model.score(h, r, t).float()
+                neg = self.model.score_negatives(h, r, t, negatives, corrupt_head).float()
+                terms = {"kgc": kgc_loss(cfg.loss, pos, neg, cfg.margin, cfg.adv_temperature)}
             if cfg.regularization > 0:
                 reg = self.model.entity_repr(batch[:, [0, 2]], r[:, None]).float().abs().pow(3).mean()
                 terms["reg"] = cfg.regularization * reg

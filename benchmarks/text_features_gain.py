@@ -76,7 +76,8 @@ def _pm(values: list[float]) -> str:
 
 
 def report(args, built: dict, results: dict, command: str) -> list[str]:
-    lines = ["# What entity-name text adds: RotatE vs AFME (structure + name text)", "",
+    compared = " / ".join(m for m in args.models if m in MULTIMODAL) or "nothing"
+    lines = [f"# What entity-name text adds: RotatE vs {compared} (structure + name text)", "",
              f"Command: `{command}` (runs are resumable and reused; `--report-only` rebuilds this page from "
              "finished runs).", ""]
     if args.epochs < SMOKE_EPOCHS:
@@ -128,22 +129,35 @@ def report(args, built: dict, results: dict, command: str) -> list[str]:
             lines.append(f"| {dataset} | {model} | {inputs} | {len(runs)} | {_pm([t['mrr'] for t in test])} | "
                          f"{_pm([t['hits@1'] for t in test])} | {_pm([t['hits@10'] for t in test])} | {epochs:.0f} | "
                          f"{per_epoch:.1f} |")
-    lines += ["", "Paired gain AFME - RotatE (same seed), in points of %:", "",
-              "| dataset | seeds | ΔMRR | ΔHits@1 | ΔHits@10 |", "|---|---|---|---|---|"]
-    for dataset in args.datasets:
-        a = {m["seed"]: m["test"] for m in results.get((dataset, "afme"), [])}
-        r = {m["seed"]: m["test"] for m in results.get((dataset, "rotate"), [])}
-        both = sorted(set(a) & set(r))
-        if not both:
-            lines.append(f"| {dataset} | 0 | | | |")
-            continue
-        cells = [_pm([a[s][k] - r[s][k] for s in both]) for k in ("mrr", "hits@1", "hits@10")]
-        lines.append(f"| {dataset} | {len(both)} | " + " | ".join(cells) + " |")
+    for model in (m for m in args.models if m in MULTIMODAL):
+        lines += ["", f"Paired gain {model} - RotatE (same seed), in points of %:", "",
+                  "| dataset | seeds | ΔMRR | ΔHits@1 | ΔHits@10 |", "|---|---|---|---|---|"]
+        for dataset in args.datasets:
+            a = {m["seed"]: m["test"] for m in results.get((dataset, model), [])}
+            r = {m["seed"]: m["test"] for m in results.get((dataset, "rotate"), [])}
+            both = sorted(set(a) & set(r))
+            if not both:
+                lines.append(f"| {dataset} | 0 | | | |")
+                continue
+            cells = [_pm([a[s][k] - r[s][k] for s in both]) for k in ("mrr", "hits@1", "hits@10")]
+            lines.append(f"| {dataset} | {len(both)} | " + " | ".join(cells) + " |")
     lines += ["", "MKG-W is run structure-only (RotatE): its `entity2id.txt` holds Wikidata ids "
               "(`http://www.wikidata.org/entity/Q370252`), so name text would be the id string itself "
               "(`afme features text` warns about exactly that). Text features for MKG-W need labels or descriptions "
               "from elsewhere (`afme features text --texts FILE`).", ""]
     return lines
+
+
+READING = "## Reading"  # a section written by hand; regenerating the page keeps it
+
+
+def hand_reading(page: Path) -> str:
+    """The hand-written ``## Reading`` section of an existing page (to the end), or ""."""
+    if not page.is_file():
+        return ""
+    text = page.read_text()
+    at = text.find("\n" + READING)
+    return "" if at < 0 else text[at:].lstrip("\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"Hits@10 {100 * t['hits@10']:.2f}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "README.md").write_text("\n".join(report(args, built, results, command)) + "\n")
+    page = "\n".join(report(args, built, results, command)) + "\n"
+    (out / "README.md").write_text(page + hand_reading(out / "README.md"))
     print(f"wrote {out / 'README.md'}")
     return 0
 

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from afme_lib.losses import LOSSES, kgc_loss, margin_ranking_loss, self_adversarial_loss, softplus_loss
+from afme_lib.losses import (LOSSES, SAMPLED_LOSSES, kgc_loss, margin_ranking_loss, one_vs_all_loss,
+                             self_adversarial_loss, softplus_loss)
 
 POS = torch.tensor([1.0, -2.0], dtype=torch.float64)
 NEG = torch.tensor([[0.5, -1.0, 2.0], [-3.0, 0.0, 1.0]], dtype=torch.float64)
@@ -80,9 +81,26 @@ def test_kgc_loss_dispatches_by_name():
     assert kgc_loss("margin", POS, NEG, 3.0, 0.7).item() == margin_ranking_loss(POS, NEG, 3.0).item()
     assert kgc_loss("softplus", POS, NEG, 3.0, 0.7).item() == softplus_loss(POS, NEG).item()
     assert kgc_loss("bce", POS, NEG, 3.0, 0.7).item() == softplus_loss(POS, NEG).item()
-    assert set(LOSSES) == {"nssa", "margin", "softplus", "bce"}
+    assert set(SAMPLED_LOSSES) == {"nssa", "margin", "softplus", "bce"}
+    assert set(LOSSES) == set(SAMPLED_LOSSES) | {"1vsall"}
+    with pytest.raises(ValueError, match="'1vsall' scores every entity"):
+        kgc_loss("1vsall", POS, NEG, 3.0, 0.7)
+
+
+def test_one_vs_all_matches_hand_computed_cross_entropy():
+    scores = torch.tensor([[2.0, -1.0, 0.5, 0.0], [0.3, 0.3, -2.0, 1.0]], dtype=torch.float64)
+    targets = torch.tensor([2, 0])
+
+    def nll(row, target, smoothing):
+        log_z = math.log(sum(math.exp(x) for x in row))
+        log_p = [x - log_z for x in row]
+        return -(1 - smoothing) * log_p[target] - smoothing * sum(log_p) / len(row)
+
+    for smoothing in (0.0, 0.1):
+        expected = sum(nll(row, int(t), smoothing) for row, t in zip(scores.tolist(), targets)) / 2
+        assert one_vs_all_loss(scores, targets, smoothing).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_unknown_loss_name_is_refused():
-    with pytest.raises(ValueError, match=r"unknown loss 'hinge'; expected one of nssa, margin, softplus, bce"):
+    with pytest.raises(ValueError, match=r"unknown loss 'hinge'; expected one of nssa, margin, softplus, bce, 1vsall"):
         kgc_loss("hinge", POS, NEG, 1.0, 1.0)

@@ -14,6 +14,7 @@ import afme_lib.train as train_mod
 from afme_lib.cli import main
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.dataset import load_dataset
+from afme_lib.data.features import FeatureStore
 from afme_lib.evaluate import evaluate
 from afme_lib.models.registry import model_names
 from afme_lib.pipeline import METRICS_KEYS, evaluate_run, load_run, train_run
@@ -137,6 +138,45 @@ def test_rotate_learns_the_training_graph(tiny_synth, tmp_path):
     # losses go down from the first to the last epoch
     log = read_log(tmp_path / "after")
     assert len(log) == 15 and log[-1]["loss"] < 0.8 * log[0]["loss"]
+
+
+def test_one_vs_all_loss_is_cross_entropy_over_every_entity_on_both_sides(tiny_synth):
+    """The trainer's 1vsall term equals a brute-force loop: per positive, a softmax over all
+    entities for its tail query and for its head query, averaged; and DistMult learns with it."""
+    dataset = load_dataset(tiny_synth)
+    cfg = TrainConfig(loss="1vsall", label_smoothing=0.1, batch_size=64, device="cpu", progress=False)
+    trainer = train_mod.Trainer(dataset, ModelConfig(name="distmult", dim=16), cfg, None)
+    batch = trainer.train_triples[:5]
+    negatives, corrupt_head = trainer.sampler.sample(batch)
+    got = trainer._batch_loss(batch, negatives, corrupt_head)["kgc"]
+    ent, rel = trainer.model.entity.weight.detach(), trainer.model.relation.weight.detach()
+    n, total = dataset.num_entities, 0.0
+    for h, r, t in batch.tolist():
+        tails = torch.stack([(ent[h] * rel[r] * ent[c]).sum() for c in range(n)])
+        heads = torch.stack([(ent[c] * rel[r] * ent[t]).sum() for c in range(n)])
+        for scores, target in ((tails, t), (heads, h)):
+            log_p = torch.log_softmax(scores, 0)
+            total += float(-(0.9 * log_p[target] + 0.1 * log_p.mean()))
+    assert got.item() == pytest.approx(total / (2 * len(batch)), rel=1e-5)
+
+
+def test_distmult_learns_with_one_vs_all(tiny_synth, tmp_path):
+    fit = TrainConfig(epochs=10, batch_size=256, loss="1vsall", lr=0.05, eval_every=0, progress=False, device="cpu")
+    train_run(str(tiny_synth), ModelConfig(name="distmult", dim=32), fit, tmp_path / "run")
+    after = load_run(tmp_path / "run")
+    assert evaluate(after.model, after.dataset, "train")["mrr"] > 0.3
+    log = read_log(tmp_path / "run")
+    assert log[-1]["kgc"] < 0.7 * log[0]["kgc"]
+
+
+def test_one_vs_all_is_refused_where_it_does_not_apply(tiny_synth):
+    dataset = load_dataset(tiny_synth)
+    with pytest.raises(ValueError, match="label_smoothing applies to the 1vsall loss only"):
+        train_mod.Trainer(dataset, ModelConfig(name="distmult", dim=8),
+                          TrainConfig(loss="softplus", label_smoothing=0.1, device="cpu"), None)
+    with pytest.raises(ValueError, match="model 'mmkrl' adds adversarial terms on sampled negatives"):
+        train_mod.Trainer(dataset, ModelConfig(name="mmkrl", dim=8), TrainConfig(loss="1vsall", device="cpu"),
+                          None, features=FeatureStore.load(tiny_synth, dataset.num_entities, verbose=False))
 
 
 def test_patience_stops_early_and_says_so(tiny_synth, tmp_path):
