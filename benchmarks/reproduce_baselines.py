@@ -16,6 +16,7 @@ from pathlib import Path
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.pipeline import run_or_resume
 from afme_lib.runs import read_json
+from _pages import write_page  # same folder
 
 # MRR / Hits@1 in % as reported in the AFME article (MKG-W).
 PUBLISHED = {
@@ -84,9 +85,7 @@ def main() -> None:
                          f"{100 * t['hits@10']:.2f} | {pub_cells} | {gap} | {m['epochs_run']} | "
                          f"{m['train_seconds'] / max(m['epochs_run'], 1):.1f} |")
             print(lines[-1], flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "README.md").write_text("\n".join(lines) + "\n")
+    write_page(Path(args.out) / "README.md", lines)
 
 
 if __name__ == "__main__":

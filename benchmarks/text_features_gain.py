@@ -26,8 +26,10 @@ import warnings
 from pathlib import Path
 
 from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.models.registry import recommended_train_options
 from afme_lib.pipeline import run_or_resume
 from afme_lib.runs import read_json
+from _pages import write_page  # same folder
 
 MODELS = {
     "rotate": "structure only",
@@ -63,7 +65,7 @@ def train(dataset: str, model: str, seed: int, args) -> dict:
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, negatives=args.negatives, lr=args.lr,
                             loss="nssa", margin=6.0, adv_temperature=1.0, eval_every=args.eval_every,
                             patience=args.patience, compile=args.compile, device=args.device, seed=seed,
-                            progress=False)
+                            progress=False, **recommended_train_options(model))  # MMKRL's / NATIVE's lambdas
     features = str(Path(args.features_root) / dataset) if model in MULTIMODAL else None
     return run_or_resume(dataset, model_cfg, train_cfg, run_dir(args, dataset, model, seed), features=features,
                          data_dir=args.data_dir)
@@ -148,18 +150,6 @@ def report(args, built: dict, results: dict, command: str) -> list[str]:
     return lines
 
 
-READING = "## Reading"  # a section written by hand; regenerating the page keeps it
-
-
-def hand_reading(page: Path) -> str:
-    """The hand-written ``## Reading`` section of an existing page (to the end), or ""."""
-    if not page.is_file():
-        return ""
-    text = page.read_text()
-    at = text.find("\n" + READING)
-    return "" if at < 0 else text[at:].lstrip("\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["MKG-Y", "TIVA"], help="compared (readable names)")
@@ -211,9 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{dataset} {model} seed {seed}: MRR {100 * t['mrr']:.2f}  Hits@1 {100 * t['hits@1']:.2f}  "
                   f"Hits@10 {100 * t['hits@10']:.2f}", flush=True)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    page = "\n".join(report(args, built, results, command)) + "\n"
-    (out / "README.md").write_text(page + hand_reading(out / "README.md"))
+    write_page(out / "README.md", report(args, built, results, command))
     print(f"wrote {out / 'README.md'}")
     return 0
 

@@ -32,7 +32,7 @@ def test_text_features_page_pairs_every_model_with_rotate_and_keeps_the_reading(
     assert (tmp_path / "features" / "tiny" / "tiny-textual.pth").is_file()
 
     reading = "## Reading (by hand)\n- a conclusion a person wrote\n"
-    (out / "README.md").write_text(page + reading)
+    (out / "README.md").write_text(page + "\n" + reading)
     assert text_features_gain.main([*common, "--report-only"]) == 0
     again = (out / "README.md").read_text()
-    assert again == page + reading  # finished runs reused, the table unchanged, the reading kept once
+    assert again == page + "\n" + reading  # finished runs reused, the table unchanged, the reading kept once

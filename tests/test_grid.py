@@ -360,3 +360,17 @@ metrics: [mrr, hits@10]
     assert row["epochs_run"] == 1 and 0 < row["mrr"] <= 1 and 0 <= row["hits@10"] <= 1
     metrics = json.loads((tmp_path / "runs" / "nb" / row["cell"] / "metrics.json").read_text())
     assert metrics["test"]["mrr"] == row["mrr"]
+
+
+def test_baselines_grid_trains_each_model_with_its_recommended_options():
+    """The grid's MMKRL / NATIVE rows carry the lambdas the models declare (the benchmark scripts
+    read them from the model), so both ways of running a baseline train the same thing."""
+    from afme_lib.models.registry import model_names, recommended_train_options
+
+    grid = load_grid(ROOT / "configs" / "baselines.yaml", check_notebook=False)
+    assert recommended_train_options("mmkrl") == {"lambda_adv": 1.0}
+    assert recommended_train_options("native") == {"lambda_adv": 1e-4, "lambda_gp": 0.1}
+    for variant, params in grid.variants.items():
+        wanted = recommended_train_options(params["model"])
+        assert {k: params["train_options"][k] for k in wanted} == wanted, variant
+    assert all(recommended_train_options(m) == {} for m in model_names() if m not in ("mmkrl", "native"))

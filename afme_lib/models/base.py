@@ -22,6 +22,9 @@ from afme_lib.config import ModelConfig
 class KGModel(nn.Module):
     relation_conditioned: bool = False
     registered_name: str = ""
+    # TrainConfig values the model's authors use where the engine's defaults would misrepresent the
+    # model (e.g. an adversarial weight that switches its term off); benchmark scripts start from them.
+    recommended_train_options: dict = {}
 
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int):
         super().__init__()

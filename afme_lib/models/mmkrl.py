@@ -61,6 +61,8 @@ class MMKRLScorer(IKRLScorer):
 
 @register_model("mmkrl")
 class MMKRL(KGModel):
+    recommended_train_options = {"lambda_adv": 1.0}  # the default 0.01 nearly switches the FGM term off
+
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):
         super().__init__(config, num_entities, num_relations)
         transe = make_scorer("transe", p_norm=config.p_norm, init_range=config.init_range)

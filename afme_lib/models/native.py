@@ -89,6 +89,7 @@ class ModalityGenerator(nn.Module):
 @register_model("native")
 class NATIVE(KGModel):
     relation_conditioned = True
+    recommended_train_options = {"lambda_adv": 1e-4, "lambda_gp": 0.1}  # the authors' mu and beta
 
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):
         super().__init__(config, num_entities, num_relations)

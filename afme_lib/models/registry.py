@@ -36,6 +36,14 @@ def model_names() -> list[str]:
     return sorted(MODEL_REGISTRY)
 
 
+def recommended_train_options(name: str) -> dict:
+    """The TrainConfig overrides model ``name`` is meant to be trained with ({} for most models)."""
+    _import_models()
+    if name not in MODEL_REGISTRY:
+        raise ValueError(f"unknown model {name!r}; registered: {sorted(MODEL_REGISTRY)}")
+    return dict(MODEL_REGISTRY[name].recommended_train_options)
+
+
 def create_model(config: ModelConfig, num_entities: int, num_relations: int, features=None):
     """Build the model ``config.name`` for a graph of this size (``features``: a FeatureStore)."""
     _import_models()

@@ -1,0 +1,28 @@
+"""Report pages the benchmark scripts write: generated tables above, a hand-written reading below.
+
+A page is regenerated whenever a run finishes; the ``## Reading`` section a person wrote from the
+runs (from that heading to the end of the page) is carried over, so tables and prose never drift
+apart by hand-copying."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+READING = "## Reading"
+
+
+def hand_reading(page: Path) -> str:
+    """The hand-written ``## Reading`` section of an existing page (to the end), or ""."""
+    if not page.is_file():
+        return ""
+    text = page.read_text()
+    at = text.find("\n" + READING)
+    return "" if at < 0 else text[at:].lstrip("\n")
+
+
+def write_page(page: Path, lines: list[str]) -> None:
+    """Write the generated ``lines`` to ``page``, followed by the page's existing reading."""
+    page.parent.mkdir(parents=True, exist_ok=True)
+    generated = "\n".join(lines).rstrip("\n") + "\n"
+    reading = hand_reading(page)
+    page.write_text(generated + ("\n" + reading if reading else ""))
