@@ -33,6 +33,7 @@ from _pages import write_page  # same folder
 
 MODELS = {
     "rotate": "structure only",
+    "transe": "structure only",  # MMKRL's own backbone: its gain is paired against it too
     "afme": "structure + name text",
     # the second-wave baselines (docs/baselines.md), same inputs as AFME: --models rotate afme native ...
     "mmkrl": "structure + name text",
@@ -40,6 +41,7 @@ MODELS = {
     "native": "structure + name text",
 }
 MULTIMODAL = {m for m, inputs in MODELS.items() if inputs != "structure only"}
+BACKBONE = {"mmkrl": "transe"}  # a model's structure-only scorer when it is not RotatE
 SMOKE_EPOCHS = 10  # below this a README says the numbers only prove the pipeline runs
 
 
@@ -77,6 +79,13 @@ def _pm(values: list[float]) -> str:
     return f"{mean:.2f} ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
 
 
+def _recommended_note(models: list[str]) -> str:
+    """"; MMKRL lambda_adv 1.0, ..." for the compared models that declare recommended options."""
+    notes = [f"{m.upper()} " + ", ".join(f"{k} {v}" for k, v in recommended_train_options(m).items())
+             for m in models if recommended_train_options(m)]
+    return "; " + "; ".join(notes) + " (their recommended options)" if notes else ""
+
+
 def report(args, built: dict, results: dict, command: str) -> list[str]:
     compared = " / ".join(m for m in args.models if m in MULTIMODAL) or "nothing"
     lines = [f"# What entity-name text adds: RotatE vs {compared} (structure + name text)", "",
@@ -107,8 +116,9 @@ def report(args, built: dict, results: dict, command: str) -> list[str]:
                   "(`--model sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2`, online) suits it.", ""]
     devices = ", ".join(sorted({m["device"] for runs in results.values() for m in runs}))
     lines += ["## Link prediction", "",
-              f"Settings: dim {args.dim} (RotatE: {args.dim // 2} complex coordinates; AFME: the same RotatE scorer "
-              f"with its defaults otherwise, text as its only modality), at most {args.epochs} epoch{'s' * (args.epochs != 1)}, batch {args.batch_size}, "
+              f"Settings: dim {args.dim} (RotatE: {args.dim // 2} complex coordinates; the multi-modal models: the "
+              f"same RotatE scorer (MMKRL: its TransE translation) with their defaults otherwise, text as their "
+              f"only modality{_recommended_note(args.models)}), at most {args.epochs} epoch{'s' * (args.epochs != 1)}, batch {args.batch_size}, "
               f"{args.negatives} negatives, Adam lr {args.lr}, self-adversarial loss (margin 6, temperature 1), "
               f"validation every {args.eval_every} epochs (patience {args.patience}), seeds "
               f"{' '.join(map(str, args.seeds))}; device {devices or args.device}. Filtered test ranking, both sides, "
@@ -119,8 +129,10 @@ def report(args, built: dict, results: dict, command: str) -> list[str]:
         for model, inputs in ((m, MODELS[m]) for m in args.models):
             runs = results.get((dataset, model), [])
             if dataset in args.structure_only and model != "rotate":
-                lines.append(f"| {dataset} | {model} | {inputs} | 0 | not run: entity2id.txt holds Wikidata ids, "
-                             "no names | | | | |")
+                if model == next(m for m in args.models if m != "rotate"):  # one row for all of them
+                    others = ", ".join(m for m in args.models if m != "rotate")
+                    lines.append(f"| {dataset} | {others} | | 0 | not run: entity2id.txt holds Wikidata ids, "
+                                 "no names | | | | |")
                 continue
             if not runs:
                 lines.append(f"| {dataset} | {model} | {inputs} | 0 | not run yet | | | | |")
@@ -131,12 +143,14 @@ def report(args, built: dict, results: dict, command: str) -> list[str]:
             lines.append(f"| {dataset} | {model} | {inputs} | {len(runs)} | {_pm([t['mrr'] for t in test])} | "
                          f"{_pm([t['hits@1'] for t in test])} | {_pm([t['hits@10'] for t in test])} | {epochs:.0f} | "
                          f"{per_epoch:.1f} |")
-    for model in (m for m in args.models if m in MULTIMODAL):
-        lines += ["", f"Paired gain {model} - RotatE (same seed), in points of %:", "",
+    pairs = [(m, "rotate") for m in args.models if m in MULTIMODAL]
+    pairs += [(m, BACKBONE[m]) for m in args.models if m in BACKBONE and BACKBONE[m] in args.models]
+    for model, base in pairs:
+        lines += ["", f"Paired gain {model} - {base} (same seed), in points of %:", "",
                   "| dataset | seeds | ΔMRR | ΔHits@1 | ΔHits@10 |", "|---|---|---|---|---|"]
         for dataset in args.datasets:
             a = {m["seed"]: m["test"] for m in results.get((dataset, model), [])}
-            r = {m["seed"]: m["test"] for m in results.get((dataset, "rotate"), [])}
+            r = {m["seed"]: m["test"] for m in results.get((dataset, base), [])}
             both = sorted(set(a) & set(r))
             if not both:
                 lines.append(f"| {dataset} | 0 | | | |")

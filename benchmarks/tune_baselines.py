@@ -51,9 +51,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--runs", default="runs/tuning")
     parser.add_argument("--out", default="reports/reproduction/tuning.md")
+    parser.add_argument("--report-only", action="store_true", help="tabulate finished variants; train nothing")
     args = parser.parse_args()
 
-    for model in args.models:
+    for model in [] if args.report_only else args.models:
         for variant in args.variants:
             base_model, base_train = SETTINGS[model]
             model_kw, train_kw = {**base_model, **VARIANTS[variant][0]}, {**base_train, **VARIANTS[variant][1]}
@@ -77,16 +78,16 @@ def main() -> None:
             pub = PUBLISHED.get((args.dataset, model))
             gap = f"{100 * t['mrr'] - pub[0]:+.2f}" if pub else "–"
             rows.append(f"| {model} | {variant} | {settings} | {100 * m['valid']['mrr']:.2f} | {m['best_epoch']} | "
-                        f"{100 * t['mrr']:.2f} | {100 * t['hits@1']:.2f} | {100 * t['hits@10']:.2f} | {gap} | "
+                        f"{100 * t['mrr']:.2f} | {100 * t['hits@1']:.2f} | {100 * t['hits@10']:.2f} | {gap} | {m['epochs_run']} | "
                         f"{m['train_seconds'] / max(m['epochs_run'], 1):.1f} | {curve} |")
     lines = [f"# Baseline tuning sweep on {args.dataset}", "",
              "Command, per row: `python benchmarks/tune_baselines.py --dataset " + args.dataset
-             + " --models MODEL --variants VARIANT --epochs " + str(args.epochs) + f" --eval-every {args.eval_every}"
-             + (" --compile" if args.compile else "") + "`; the table lists every finished variant under `"
+             + " --models MODEL --variants VARIANT --epochs EPOCHS" + f" --eval-every {args.eval_every}"
+             + " [--compile]`; the table lists every finished variant under `"
              + str(args.runs) + "`. Settings otherwise as `reproduce_baselines.py` (batch 1024, 64 negatives, "
              "Adam lr 1e-3, seed 0), patience 2 validations; metrics in %, test from the best-valid checkpoint.", "",
-             "| model | variant | settings | best valid MRR | best epoch | test MRR | test Hits@1 | test Hits@10 | gap to published MRR | s/epoch | valid MRR curve |",
-             "|---|---|---|---|---|---|---|---|---|---|---|", *rows]
+             "| model | variant | settings | best valid MRR | best epoch | test MRR | test Hits@1 | test Hits@10 | gap to published MRR | epochs | s/epoch | valid MRR curve |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows]
     write_page(Path(args.out), lines)
 
 

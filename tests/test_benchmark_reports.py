@@ -21,13 +21,13 @@ def test_text_features_page_pairs_every_model_with_rotate_and_keeps_the_reading(
     out = tmp_path / "report"
     common = ["--datasets", "tiny", "--extra-features", "--structure-only", "--data-dir", str(data),
               "--features-root", str(tmp_path / "features"), "--runs", str(tmp_path / "runs"), "--out", str(out),
-              "--models", "rotate", "afme", "mmkrl", "--seeds", "0", "--epochs", "1", "--dim", "8",
+              "--models", "rotate", "transe", "afme", "mmkrl", "--seeds", "0", "--epochs", "1", "--dim", "8",
               "--batch-size", "512", "--negatives", "4", "--eval-every", "1", "--device", "cpu"]
     assert text_features_gain.main(common) == 0
     page = (out / "README.md").read_text()
-    assert "RotatE vs afme / mmkrl" in page and "Smoke run" in page
-    for model in ("afme", "mmkrl"):
-        section = page.split(f"Paired gain {model} - RotatE")[1]
+    assert "RotatE vs afme / mmkrl" in page and "Paired gain transe" not in page and "Smoke run" in page
+    for pair in ("afme - rotate", "mmkrl - rotate", "mmkrl - transe"):  # MMKRL also against its backbone
+        section = page.split(f"Paired gain {pair} ")[1]
         assert section.splitlines()[4].startswith("| tiny | 1 | ")  # one paired seed, numbers filled in
     assert (tmp_path / "features" / "tiny" / "tiny-textual.pth").is_file()
 
