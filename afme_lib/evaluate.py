@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from afme_lib import distributed
 from afme_lib.data.dataset import KGDataset
 from afme_lib.data.filters import CATEGORIES, FilterIndex, triple_categories
-from afme_lib.memory import CPU_CHUNK_BUDGET, CUDA_FREE_FRACTION, MIN_CHUNK, chunk_for_budget, eval_chunk_budget  # noqa: F401
+from afme_lib.memory import chunk_for_budget, eval_chunk_budget
 
 SIDES = ("tail", "head")
 HITS_AT = (1, 3, 10)

@@ -29,6 +29,15 @@ def code(text: str, *tags: str) -> tuple[str, str, tuple]:
     return ("code", text.strip("\n"), tags)
 
 
+def save_figures_cell(notebook: str) -> tuple[str, str, tuple]:
+    """The closing cell of a notebook: its ``figs`` saved under ``figures_dir`` (else runs/figures/<notebook>)."""
+    return code(f"""
+out = workbench.figures_folder(figures_dir, "{notebook}")
+for path in figures.save_figures(figs, out):
+    print(path)
+""")
+
+
 QUICK_LINE = "from afme_lib.workbench import quick_mode\nQUICK = quick_mode()  # AFME_NB_QUICK set to 1 (CI): tiny data, a few epochs"
 
 # --- 01 ------------------------------------------------------------------------------------------
@@ -148,13 +157,9 @@ if store is not None:
 """),
     md("""
 ## Saved figures
-Interactive HTML (plotly.js stored once per folder, works offline), plus PNG when kaleido can export.
+Interactive HTML (one shared copy of plotly.js, so they open offline), plus PNG when kaleido can export.
 """),
-    code("""
-out = workbench.figures_folder(figures_dir, "01_data_exploration")
-for path in figures.save_figures(figs, out):
-    print(path)
-"""),
+    save_figures_cell("01_data_exploration"),
 ]
 
 # --- 02 ------------------------------------------------------------------------------------------
@@ -356,11 +361,7 @@ if full is not None:
 spread. On the tiny preset with a couple of epochs and one seed (the CI setting) the numbers only
 show that the pipeline works; use the shipped `configs/ablation-afme.yaml` grid for conclusions.
 """),
-    code("""
-out = workbench.figures_folder(figures_dir, "03_ablations")
-for path in figures.save_figures(figs, out):
-    print(path)
-"""),
+    save_figures_cell("03_ablations"),
 ]
 
 # --- 04 ------------------------------------------------------------------------------------------
@@ -504,11 +505,7 @@ box to see the relation's mean weights. Needs a live kernel; a saved notebook sh
 panel = modality_panel(model, kg, profile, k=top_k, relation=rel_id)
 panel
 """),
-    code("""
-out = workbench.figures_folder(figures_dir, "04_modality_contributions")
-for path in figures.save_figures(figs, out):
-    print(path)
-"""),
+    save_figures_cell("04_modality_contributions"),
 ]
 
 # --- 05 ------------------------------------------------------------------------------------------
@@ -649,11 +646,7 @@ hurts most under noise, and that removing the GAN hurts most when rows go missin
 changes above is this run's answer; on the tiny preset with a couple of epochs (the CI setting)
 it is noise, use the default preset and the full settings for conclusions.
 """),
-    code("""
-out = workbench.figures_folder(figures_dir, "05_robustness")
-for path in figures.save_figures(figs, out):
-    print(path)
-"""),
+    save_figures_cell("05_robustness"),
 ]
 
 NOTEBOOKS = {

@@ -14,8 +14,7 @@ from afme_lib.data.features import FeatureStore
 from afme_lib.evaluate import evaluate
 from afme_lib.models import otkge as otkge_mod
 from afme_lib.models.registry import create_model
-from afme_lib.models.sinkhorn import (barycentric_map, free_support_barycenter, sinkhorn,
-                                      squared_distances)
+from afme_lib.models.sinkhorn import barycentric_map, free_support_barycenter, sinkhorn
 from afme_lib.train import Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")

@@ -7,9 +7,10 @@ stored as its JSON (``application/vnd.plotly.v1+json``, which JupyterLab and VS 
 offline) plus a small HTML view that loads plotly.js from the CDN (for nbconvert / GitHub
 previews). No output carries the bundle.
 
-Files. :func:`save_figure` writes interactive HTML with ``include_plotlyjs="directory"``: the
-page references a ``plotly.min.js`` copied once into its folder, so a folder of figures works
-offline and holds the bundle once. A PNG is written too when kaleido is importable and its
+Files. :func:`save_figure` writes interactive HTML that references one ``plotly.min.js`` by a
+relative path: under a ``reports/`` tree the single copy in ``reports/assets/``, elsewhere a copy
+in the figure's folder (:func:`_shared_plotlyjs`), so figures work offline and the bundle is
+stored once. A PNG is written too when kaleido is importable and its
 export works; otherwise the PNG is skipped with one warning per process, never an error.
 """
 
