@@ -2,7 +2,10 @@
 
 Model and training options are generated from the config dataclasses, so every field (every
 ablation switch included) is a flag, and a new field needs no CLI change: ``--dim 128``,
-``--no-denoising``, ``--lambda-adv 0.1``.
+``--no-denoising``, ``--lambda-adv 0.1``. Their help (a line and what is allowed) comes from the
+fields' declarations in afme_lib/config.py, and their values are checked there: an
+:class:`~afme_lib.errors.OptionError` is printed with the flag's spelling (``--epochs must be >= 0
+(got -3)``) under the sub-command's usage, as argparse does for its own errors.
 """
 
 from __future__ import annotations
@@ -12,35 +15,88 @@ import json
 import sys
 from dataclasses import MISSING, fields
 
-from afme_lib.config import ModelConfig, TrainConfig
-from afme_lib.errors import AfmeError
+from afme_lib.config import ModelConfig, TrainConfig, field_kind
+from afme_lib.errors import AfmeError, OptionError, did_you_mean
 
 RENAMED = {"name": "model"}  # ModelConfig.name is given as --model
+DATA_DIR_HELP = "folder holding the benchmark folders (default: $AFME_DATA_DIR, then the cache folder)"
+
+
+def flag_for(name: str) -> str:
+    """The CLI spelling of a config field or pipeline option: ``lambda_adv`` -> ``--lambda-adv``."""
+    return "--" + RENAMED.get(name, name).replace("_", "-")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that suggests the closest names for a mistyped choice, sub-command or flag, and
+    reports a flag unknown to a sub-command with that sub-command's usage (argparse's own parser
+    would show the top-level one)."""
+
+    def _check_value(self, action, value):
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as err:
+            raise argparse.ArgumentError(action, err.message + did_you_mean(value, action.choices)) from None
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            leaf = getattr(parsed, "_parser", self)
+            flags = [o for a in leaf._actions for o in a.option_strings if a.help != argparse.SUPPRESS]
+            hints = "".join(did_you_mean(x.split("=")[0], flags) for x in extra if x.startswith("-"))
+            leaf.error(f"unrecognized arguments: {' '.join(extra)}{hints}")
+        return parsed
+
+
+def _mark_leaves(parser: argparse.ArgumentParser) -> None:
+    """Let every sub-command's parser be found from its parsed namespace (``_parser``)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        parser.set_defaults(_parser=parser)
+    for action in subs:
+        for child in action.choices.values():
+            _mark_leaves(child)
+
+
+def _flag_help(f, choices=None) -> str:
+    """One line: the field's help, what it allows and its default."""
+    rule = f.metadata["allowed"]
+    allowed = ("one of " + ", ".join(choices)) if choices else rule.describe()
+    default = f.default if f.default is not MISSING else f.default_factory()
+    if field_kind(f) == "bool":
+        shown = "on" if default else "off"
+    elif field_kind(f) == "list":
+        shown = "all" if default is None else " ".join(default)
+    else:
+        shown = default
+    text = rule.help + (f" (allowed: {allowed}; default: {shown})" if allowed else f" (default: {shown})")
+    return text.replace("%", "%%")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
-    group = parser.add_argument_group(f"{cls.__name__} fields (defaults in afme_lib/config.py)")
+    group = parser.add_argument_group(f"{cls.__name__} fields (declared in afme_lib/config.py)")
     for f in fields(cls):
         if f.name in skip:
             continue
-        flag = "--" + RENAMED.get(f.name, f.name).replace("_", "-")
-        default = f.default if f.default is not MISSING else None
-        if f.type in ("bool", bool):
-            group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", action=argparse.BooleanOptionalAction,
-                               default=None, help=f"(default: {default})")
-        elif "list" in str(f.type):
-            group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", nargs="+", default=None,
-                               metavar=f.name.upper(), help=f"(default: {default})")
+        flag, dest, kind = flag_for(f.name), f"{cls.__name__}.{f.name}", field_kind(f)
+        if cls is ModelConfig and f.name == "name":
+            from afme_lib.models.registry import model_names  # the registry owns the model names
+
+            group.add_argument(flag, dest=dest, default=None, metavar="NAME", help=_flag_help(f, model_names()))
+        elif kind == "bool":
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=_flag_help(f))
+        elif kind == "list":
+            group.add_argument(flag, dest=dest, nargs="+", default=None, metavar=f.name.upper(), help=_flag_help(f))
         else:
-            kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], str)
-            group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", type=kind, default=None,
-                               metavar=f.name.upper(), help=f"(default: {default})")
+            convert = {"int": int, "float": float}.get(kind, str)
+            group.add_argument(flag, dest=dest, type=convert, default=None, metavar=f.name.upper(), help=_flag_help(f))
 
 
 def _given_fields(args: argparse.Namespace, cls) -> dict:
     """The ``cls`` fields set on the command line (flags left out are None)."""
     prefix = cls.__name__ + "."
-    return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None}
+    given = {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None}
+    return {k: [] if v == ["none"] else v for k, v in given.items()}  # --modalities none: structure only
 
 
 def _config_from_args(args: argparse.Namespace, cls):
@@ -79,7 +135,7 @@ def cmd_data_list(args) -> int:
 def cmd_data_download(args) -> int:
     from afme_lib.data.download import download_dataset
 
-    path = download_dataset(args.name, dest_root=args.dest, base_url=args.base_url,
+    path = download_dataset(args.name, dest_root=args.data_dir, base_url=args.base_url,
                             allow_unpinned=args.allow_unpinned, progress=not args.quiet)
     print(f"{args.name} is ready in {path}")
     return 0
@@ -131,35 +187,42 @@ def cmd_evaluate(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="afme", description="Multi-modal KG completion workbench (AFME + baselines)")
+    parser = Parser(prog="afme", description="Multi-modal KG completion workbench (AFME + baselines)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="datasets: info, list, download, synth").add_subparsers(dest="data_command", required=True)
     info = data.add_parser("info", help="counts, relation categories, degrees and modality coverage")
     info.add_argument("dataset", help="registered name (MKG-W, ...) or a folder in the OpenKE format")
-    info.add_argument("--data-dir", help="folder holding downloaded benchmarks")
+    info.add_argument("--data-dir", help=DATA_DIR_HELP)
     info.add_argument("--features", help="feature folder (default: feature files in the dataset folder)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_data_info)
     lst = data.add_parser("list", help="registered benchmarks")
     lst.set_defaults(func=cmd_data_list)
     dl = data.add_parser("download", help="fetch a registered benchmark and verify it by sha256")
-    dl.add_argument("name")
-    dl.add_argument("--dest", help="destination root (default: $AFME_DATA_DIR or the cache folder)")
+    dl.add_argument("name", help="registered benchmark (see `afme data list`)")
+    dl.add_argument("--data-dir", help="folder to put <NAME>/ in (default: $AFME_DATA_DIR, else the cache folder)")
+    dl.add_argument("--dest", dest="data_dir", help=argparse.SUPPRESS)  # its former name
     dl.add_argument("--base-url", help="mirror of the release (default: the NATIVE release on GitHub)")
     dl.add_argument("--allow-unpinned", action="store_true", help="accept files with no pinned sha256 (prints theirs)")
-    dl.add_argument("--quiet", action="store_true")
+    dl.add_argument("--quiet", action="store_true", help="no progress bar")
     dl.set_defaults(func=cmd_data_download)
+    from afme_lib.data.synthetic import PRESETS
+
     synth = data.add_parser("synth", help="write a synthetic multi-modal KG with known ground truth")
-    synth.add_argument("--preset", default="tiny", choices=["tiny", "default"])
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--out", required=True)
+    synth.add_argument("--preset", default="tiny", choices=list(PRESETS),
+                       help=f"size and difficulty: {', '.join(PRESETS)} (default: tiny)")
+    synth.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
+    synth.add_argument("--out", required=True, help="folder to write (new or empty)")
     synth.set_defaults(func=cmd_data_synth)
 
-    train = sub.add_parser("train", help="train a model and evaluate it (filtered ranking)")
+    train = sub.add_parser("train", help="train a model and evaluate it (filtered ranking)",
+                           description="Train a model and evaluate its best-valid checkpoint. Each option below "
+                           "says what it allows; a value outside that is refused before any data is read.")
     train.add_argument("--dataset", help="registered name or folder")
-    train.add_argument("--features", help="feature folder (released <DATASET>-visual.pth ... or <modality>.npy)")
-    train.add_argument("--data-dir", help="folder holding downloaded benchmarks")
+    train.add_argument("--features", help="feature folder (released <DATASET>-visual.pth ... or <modality>.npy); "
+                       "multi-modal models need one unless --modalities none")
+    train.add_argument("--data-dir", help=DATA_DIR_HELP)
     train.add_argument("--out", help="run folder to create")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint "
                        "(training flags given with it, e.g. --epochs, replace the run's values)")
@@ -170,10 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="evaluate a run folder's checkpoint on a split")
-    ev.add_argument("run_dir")
-    ev.add_argument("--split", default="test", choices=["valid", "test"])
-    ev.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    ev.add_argument("--json", action="store_true")
+    ev.add_argument("run_dir", help="run folder written by `afme train --out`")
+    ev.add_argument("--split", default="test", choices=["valid", "test"], help="split to rank (default: test)")
+    ev.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                    help="best-valid or last checkpoint (default: best; last when the run never validated)")
+    ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=cmd_evaluate)
 
     from afme_lib.features.cli import add_features_parser  # afme features text|image
@@ -187,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     from afme_lib.memory import add_memory_parser  # afme memory
 
     add_memory_parser(sub)
+    _mark_leaves(parser)
     return parser
 
 
@@ -194,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except OptionError as err:  # a flag's value: the sub-command's usage and the flag as typed
+        args._parser.print_usage(sys.stderr)
+        print(f"{args._parser.prog}: error: {err.render(flag_for)}", file=sys.stderr)
+        return 2
     except (AfmeError, ValueError, OSError) as err:  # bad input or paths: a message, not a traceback
         print(f"afme: error: {err}", file=sys.stderr)
         return 2

@@ -2,32 +2,137 @@
 
 Ablation switches are plain boolean fields of :class:`ModelConfig`, so notebooks, grids and
 the CLI set them the same way and a run folder always says which variant produced it.
+
+Every field is declared with :func:`option`: its default, a one-line help and what it allows (a
+range or choices). That declaration is the single source for validation (``validate()``, run by
+the constructor, so ``ModelConfig(...)``, ``from_dict``, notebooks, grids and the CLI all check
+the same way) and for ``afme train --help``. A bad value raises
+:class:`~afme_lib.errors.OptionError` naming the field, the value and what is allowed.
+Combinations that need more than one config (a model and its loss, the machine) are checked in
+:mod:`afme_lib.combinations`.
+
+The choice lists below belong to the modules that use them (losses.py, sampling.py, train.py,
+models/scorers.py); they are declared here, on the ground floor, and those modules import them,
+so that this module imports nothing of the library.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+import re
 from dataclasses import asdict, dataclass, field, fields
+
+from afme_lib.errors import OptionError, did_you_mean, literal
+
+LOSSES = ("nssa", "margin", "softplus", "bce", "1vsall")  # bce: another name for softplus
+SAMPLED_LOSSES = LOSSES[:-1]  # on K sampled negatives; 1vsall scores every entity instead
+SAMPLERS = ("uniform", "bernoulli")
+AMP_MODES = ("none", "bf16", "fp16")
+SCORER_NAMES = ("transe", "transe-l1", "transe-l2", "distmult", "complex", "rotate")
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]+)?"
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """What one field accepts (besides its type) and its one-line ``help``.
+
+    Bounds: ``at_least`` <= value <= ``at_most``, ``above`` < value < ``below`` (None: no bound).
+    ``choices``: the allowed values. ``pattern``: a regular expression a string must match whole,
+    described to users as ``pattern_text``.
+    """
+
+    help: str
+    at_least: float | None = None
+    above: float | None = None
+    at_most: float | None = None
+    below: float | None = None
+    choices: tuple | None = None
+    pattern: str | None = None
+    pattern_text: str = ""
+
+    def describe(self) -> str:
+        """What is allowed, in words: "one of a, b", ">= 0", "between 0 and 1", ...; "" for anything."""
+        if self.choices is not None:
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        if self.pattern is not None:
+            return self.pattern_text
+        low = f">= {_num(self.at_least)}" if self.at_least is not None else (
+            f"> {_num(self.above)}" if self.above is not None else "")
+        high = f"<= {_num(self.at_most)}" if self.at_most is not None else (
+            f"< {_num(self.below)}" if self.below is not None else "")
+        if self.at_least is not None and self.at_most is not None:
+            return f"between {_num(self.at_least)} and {_num(self.at_most)}"
+        return " and ".join(p for p in (low, high) if p)
+
+    def violated_by(self, value) -> bool:
+        if self.choices is not None:
+            return value not in self.choices
+        if self.pattern is not None:
+            return re.fullmatch(self.pattern, value) is None
+        return ((self.at_least is not None and value < self.at_least) or (self.above is not None and value <= self.above)
+                or (self.at_most is not None and value > self.at_most) or (self.below is not None and value >= self.below))
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def option(default, help: str, **allowed):
+    """A dataclass field with its default and its :class:`Allowed` declaration in the metadata."""
+    meta = {"allowed": Allowed(help, **allowed)}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def allowed(cls, name: str) -> Allowed:
+    """The :class:`Allowed` declaration of field ``name`` of ``cls``."""
+    return next(f for f in fields(cls) if f.name == name).metadata["allowed"]
+
+
+def field_kind(f) -> str:
+    """"bool", "int", "float", "str", "list" (of names, or None) or "dict", from the annotation."""
+    annotation = str(f.type)
+    return "list" if annotation.startswith("list") else annotation
 
 
 @dataclass
 class ModelConfig:
-    name: str = "rotate"  # registered model name (see afme_lib.models.registry)
-    dim: int = 64  # entity embedding size (real numbers; complex scorers use dim/2 complex)
-    scorer: str = "rotate"  # score function under multi-modal models
-    p_norm: int = 1  # TransE distance norm (1 or 2)
-    init_range: float = 0.0  # 0: scorer default
+    name: str = option("rotate", "model to train, by registered name")  # choices: afme_lib.models.registry
+    dim: int = option(64, "entity embedding size in real numbers (complex scorers: dim/2 complex, so even)", at_least=1)
+    scorer: str = option("rotate", "score function under the multi-modal models that take one (afme, mm-concat, "
+                         "otkge, native); structure-only models are their own scorer", choices=SCORER_NAMES)
+    p_norm: int = option(1, "TransE distance norm", choices=(1, 2))
+    init_range: float = option(0.0, "embeddings start uniform in [-a, a]; 0: the scorer's own default", at_least=0)
     # --- AFME (MoIFu / MoIEn) and its ablation switches ---
-    denoising: bool = True  # relation-driven gates; off => gates are identically 1
-    dynamic_weights: bool = True  # confidence/relevance softmax; off => uniform over present modalities
-    gan: bool = True  # MoIEn generator fills missing / enhances degraded modalities
-    self_attention: bool = True  # off => a per-token MLP replaces the attention layers
-    relation_context: bool = True  # off => gates and weights ignore the relation
-    noise_dim: int = 16  # z in e_mod = e_s (+) z
-    attention_layers: int = 2
-    attention_heads: int = 4
-    enhance_mix: float = 0.5  # how much a generated feature replaces a present (possibly degraded) one
-    dropout: float = 0.0
-    modalities: list[str] | None = None  # None: every modality the feature store holds
+    denoising: bool = option(True, "relation-driven gates on the modality tokens; off: every gate is 1")
+    dynamic_weights: bool = option(True, "confidence/relevance softmax over the tokens; off: uniform over "
+                                   "present modalities")
+    gan: bool = option(True, "MoIEn generator fills missing and enhances degraded modalities")
+    self_attention: bool = option(True, "attention layers in the generator; off: a per-token MLP")
+    relation_context: bool = option(True, "gates and weights see the relation; off: they ignore it")
+    noise_dim: int = option(16, "size of the generator's noise z (e_mod = e_s (+) z)", at_least=1)
+    attention_layers: int = option(2, "generator layers (attention or MLP)", at_least=1)
+    attention_heads: int = option(4, "attention heads (fewer when they do not divide the width)", at_least=1)
+    enhance_mix: float = option(0.5, "initial share of a generated feature in a present one", at_least=0, at_most=1)
+    dropout: float = option(0.0, "dropout in the generator", at_least=0, below=1)
+    modalities: list[str] | None = option(None, "modalities to use; none given: every one the features hold; "
+                                          "empty (CLI: --modalities none): structure only")
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> "ModelConfig":
+        """Check (and normalise: numbers to int/float, tuples to lists) every field; raise OptionError."""
+        _validate_fields(self)
+        if self.modalities is not None:
+            for m in self.modalities:
+                if not m.strip():
+                    raise OptionError("modalities", f"names must be non-empty (got {literal(self.modalities)})")
+            if len(set(self.modalities)) != len(self.modalities):
+                raise OptionError("modalities", f"names a modality twice (got {literal(self.modalities)})")
+        return self
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
@@ -39,34 +144,50 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 512
-    negatives: int = 16
-    lr: float = 1e-3
-    loss: str = "nssa"  # nssa (self-adversarial), margin, softplus, bce; 1vsall (cross-entropy over all entities)
-    label_smoothing: float = 0.0  # 1vsall only
-    margin: float = 6.0
-    adv_temperature: float = 1.0
-    sampler: str = "uniform"  # uniform | bernoulli
-    weight_decay: float = 0.0
-    regularization: float = 0.0  # N3/L2 weight on the batch's embeddings (DistMult / ComplEx)
+    epochs: int = option(10, "training epochs; 0 trains nothing and evaluates the initial model", at_least=0)
+    batch_size: int = option(512, "positive triples per step (a batch larger than the training set: one step "
+                             "per epoch)", at_least=1)
+    negatives: int = option(16, "negatives per positive, drawn from all entities (sampled losses)", at_least=1)
+    lr: float = option(1e-3, "Adam learning rate", above=0)
+    loss: str = option("nssa", "nssa (self-adversarial), margin, softplus (= bce) on sampled negatives; 1vsall: "
+                       "cross-entropy over all entities", choices=LOSSES)
+    label_smoothing: float = option(0.0, "target mass spread over all entities (loss 1vsall only)", at_least=0, below=1)
+    margin: float = option(6.0, "margin gamma of the nssa and margin losses", at_least=0)
+    adv_temperature: float = option(1.0, "self-adversarial temperature of nssa; 0: uniform weights", at_least=0)
+    sampler: str = option("uniform", "which side a negative corrupts: uniform, or bernoulli by the relation's "
+                          "tails per head", choices=SAMPLERS)
+    weight_decay: float = option(0.0, "Adam weight decay", at_least=0)
+    regularization: float = option(0.0, "N3 weight on the batch's embeddings (DistMult / ComplEx)", at_least=0)
     # AFME's joint schedule
-    lambda_adv: float = 0.01
-    lambda_gp: float = 10.0
-    n_critic: int = 1
-    disc_lr: float = 1e-4
+    lambda_adv: float = option(0.01, "weight of the adversarial terms (AFME generator, MMKRL, NATIVE); 0: off",
+                               at_least=0)
+    lambda_gp: float = option(10.0, "gradient-penalty weight of the WGAN critic", at_least=0)
+    n_critic: int = option(1, "critic steps per batch", at_least=1)
+    disc_lr: float = option(1e-4, "critic learning rate", above=0)
     # engine
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "none"  # none | bf16 | fp16 (GPU only)
-    compile: bool = False
-    eval_every: int = 5
-    patience: int = 0  # validations without improvement before stopping; 0 = never stop early
-    checkpoint_every: int = 1
-    eval_batch_size: int = 256
-    eval_chunk_size: int = 0  # candidates per chunk in evaluation; 0 = choose from free memory
-    progress: bool = True
-    extra: dict = field(default_factory=dict)
+    seed: int = option(0, "random seed (model, sampling, order)", at_least=0, at_most=2**32 - 1)
+    device: str = option("auto", "auto: cuda when there is one, else cpu", pattern=DEVICE_PATTERN,
+                         pattern_text="auto, cpu, cuda, cuda:N or mps")
+    amp: str = option("none", "mixed precision in training (GPU only)", choices=AMP_MODES)
+    compile: bool = option(False, "torch.compile the training step")
+    eval_every: int = option(5, "validate every N epochs (and after the last); 0: never", at_least=0)
+    patience: int = option(0, "validations without improvement before stopping; 0: never stop early", at_least=0)
+    checkpoint_every: int = option(1, "write the last checkpoint every N epochs (and after the last)", at_least=1)
+    eval_batch_size: int = option(256, "queries per evaluation step", at_least=1)
+    eval_chunk_size: int = option(0, "candidates per evaluation chunk; 0: chosen from free memory", at_least=0)
+    progress: bool = option(True, "progress bars")
+    extra: dict = option({}, "model-specific options, e.g. {'adv_epsilon': 0.1} (MMKRL)")
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> "TrainConfig":
+        """Check (and normalise) every field and the pairs within this config; raise OptionError."""
+        _validate_fields(self)
+        if self.label_smoothing and self.loss != "1vsall":
+            raise OptionError("label_smoothing", f"applies to {{loss}} 1vsall only (got {self.label_smoothing} "
+                              f"with {{loss}} {self.loss})")
+        return self
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -76,9 +197,56 @@ class TrainConfig:
         return asdict(self)
 
 
+def _validate_fields(config) -> None:
+    for f in fields(config):
+        value = _typed(f.name, field_kind(f), getattr(config, f.name))
+        rule: Allowed = f.metadata["allowed"]
+        if value is not None and not isinstance(value, (list, dict)) and rule.violated_by(value):
+            hint = did_you_mean(value, rule.choices) if rule.choices and isinstance(value, str) else ""
+            raise OptionError(f.name, f"must be {rule.describe()} (got {literal(value)}){hint}")
+        setattr(config, f.name, value)
+
+
+def _typed(name: str, kind: str, value):
+    """``value`` as a plain ``kind`` (numpy numbers become int / float); OptionError when it is not one."""
+    got = f"(got {literal(value)})"
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        raise OptionError(name, f"must be true or false {got}")
+    if kind == "int":
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        raise OptionError(name, f"must be an integer {got}")
+    if kind == "float":
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            if math.isfinite(value):
+                return float(value)
+            raise OptionError(name, f"must be a finite number {got}")
+        raise OptionError(name, f"must be a number {got}")
+    if kind == "str":
+        if isinstance(value, str):
+            return value
+        raise OptionError(name, f"must be text {got}")
+    if kind == "list":
+        if value is None:
+            return None
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise OptionError(name, f"must be a list of names or None {got}")
+    if kind == "dict":
+        if isinstance(value, dict):
+            return value
+        raise OptionError(name, f"must be a mapping {got}")
+    raise TypeError(f"field {name!r} has an annotation ({kind}) that validation does not know")
+
+
 def _from_dict(cls, values: dict):
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
+    if not isinstance(values, dict):
+        raise OptionError(cls.__name__, f"must be built from a mapping of field: value (got {literal(values)})")
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(known)}")
+        raise OptionError(str(unknown[0]), f"is not a {cls.__name__} field{did_you_mean(unknown[0], known)}; "
+                          f"fields: {', '.join(known)}")
     return cls(**values)

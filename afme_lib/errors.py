@@ -22,3 +22,53 @@ class DataFormatError(AfmeError, ValueError):
 
 class DownloadError(AfmeError):
     """A download failed or its content does not match the pinned sha256."""
+
+
+class OptionError(AfmeError, ValueError):
+    """A configuration option has a value it does not allow, alone or with another option.
+
+    The message names the option as the caller spelled it: ``spell`` maps a field name to that
+    spelling (the CLI gives ``--epochs``, notebooks ``epochs``). ``problem`` may name other
+    options as ``{field}`` placeholders, spelled the same way; ``{`` and ``}`` in values are
+    doubled (:func:`literal`)::
+
+        OptionError("epochs", "must be >= 0 (got -3)").render(cli_spelling) == "--epochs must be >= 0 (got -3)"
+    """
+
+    def __init__(self, option: str, problem: str, spell=None):
+        self.option, self.problem = option, problem
+        super().__init__(self.render(spell or (lambda name: name)))
+
+    def render(self, spell) -> str:
+        """The message with this option and every ``{field}`` of the problem spelled by ``spell``."""
+        return f"{spell(self.option)} {self.problem.format_map(_Spelled(spell))}"
+
+    def respelled(self, spell) -> "OptionError":
+        """The same error, its message spelling option names by ``spell`` (raise it ``from None``)."""
+        return OptionError(self.option, self.problem, spell)
+
+
+class _Spelled(dict):
+    def __init__(self, spell):
+        super().__init__()
+        self.spell = spell
+
+    def __missing__(self, key: str) -> str:
+        return self.spell(key)
+
+
+def literal(value) -> str:
+    """``repr(value)`` safe to embed in an :class:`OptionError` problem (braces doubled)."""
+    return repr(value).replace("{", "{{").replace("}", "}}")
+
+
+def did_you_mean(word: str, names) -> str:
+    """`` (did you mean 'x'?)`` naming up to three of ``names`` close to ``word``; "" when none is."""
+    import difflib
+
+    names = [str(n) for n in names]
+    by_fold = {n.casefold(): n for n in names}
+    close = difflib.get_close_matches(str(word).casefold(), list(by_fold), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(by_fold[c]) for c in close) + "?)"

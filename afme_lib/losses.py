@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from afme_lib.config import LOSSES, SAMPLED_LOSSES  # declared with TrainConfig.loss; re-exported here
+
 
 def self_adversarial_loss(pos: torch.Tensor, neg: torch.Tensor, margin: float, temperature: float) -> torch.Tensor:
     """RotatE's self-adversarial negative sampling loss (Sun et al., 2019), batch-averaged::
@@ -41,10 +43,6 @@ def one_vs_all_loss(scores: torch.Tensor, targets: torch.Tensor, label_smoothing
     softmax makes that cost small. ``label_smoothing`` spreads that much target mass uniformly.
     """
     return F.cross_entropy(scores.float(), targets, label_smoothing=label_smoothing)
-
-
-SAMPLED_LOSSES = ("nssa", "margin", "softplus", "bce")  # "bce" is another name for "softplus"
-LOSSES = (*SAMPLED_LOSSES, "1vsall")  # 1vsall: one_vs_all_loss, scored by the trainer against all entities
 
 
 def check_loss_name(name: str) -> None:

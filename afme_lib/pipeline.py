@@ -27,12 +27,12 @@ import warnings
 from pathlib import Path
 
 from afme_lib import distributed, memory
+from afme_lib.combinations import check_run
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.features import FeatureStore
 from afme_lib.data.registry import load_benchmark
-from afme_lib.errors import AfmeError
+from afme_lib.errors import AfmeError, OptionError, did_you_mean, literal
 from afme_lib.evaluate import evaluate
-from afme_lib.models.registry import model_names
 from afme_lib.runs import BEST, LAST, read_json, run_config, write_json
 from afme_lib.train import Trainer, resolve_device
 
@@ -98,6 +98,10 @@ def train_run(dataset: str, model_cfg: ModelConfig, train_cfg: TrainConfig, out_
               features: str | None = None, data_dir: str | None = None, feature_placement: str = "auto") -> dict:
     """Train a fresh run into ``out_dir`` (which must not already hold a run) and return its metrics."""
     run_dir = Path(out_dir)
+    check_run(model_cfg, train_cfg, features)  # options and their combinations, before any data is read
+    if feature_placement not in memory.PLACEMENTS:
+        raise OptionError("feature_placement", f"must be one of {', '.join(memory.PLACEMENTS)} (got "
+                          f"{literal(feature_placement)}){did_you_mean(feature_placement, memory.PLACEMENTS)}")
     # Under torchrun: join the group first, and let every process look at the folder before
     # rank 0 writes into it, so that they all take the same branch below.
     distributed.init_from_env(resolve_device(train_cfg.device))
@@ -106,10 +110,6 @@ def train_run(dataset: str, model_cfg: ModelConfig, train_cfg: TrainConfig, out_
     if taken:
         raise AfmeError(f"{run_dir} already holds a run: resume it with `afme train --resume {run_dir}` "
                         "or choose another --out")
-    if model_cfg.name not in model_names():  # before any data is read
-        raise AfmeError(f"unknown model {model_cfg.name!r}; registered models: {', '.join(model_names())}")
-    if feature_placement not in memory.PLACEMENTS:
-        raise AfmeError(f"unknown feature placement {feature_placement!r}; expected one of {', '.join(memory.PLACEMENTS)}")
     # Folders are recorded absolute so that resume and evaluate work from any working directory.
     dataset, features, data_dir = (str(Path(p).resolve()) if p and Path(p).is_dir() else p
                                    for p in (dataset, features, data_dir))
@@ -132,10 +132,15 @@ def _read_run_config(run_dir: Path) -> dict:
     return read_json(run_dir / "config.json")
 
 
-def _trainer_for(run_dir: Path, feature_placement: str | None = None, **train_overrides) -> Trainer:
+def _trainer_for(run_dir: Path, feature_placement: str | None = None, check: bool = False,
+                 **train_overrides) -> Trainer:
+    """The run's trainer, its TrainConfig updated by ``train_overrides``; ``check``: refuse
+    overrides this machine cannot run before any data is loaded (resume with user options)."""
     cfg = _read_run_config(run_dir)
     model_cfg = ModelConfig.from_dict(cfg["model"])
     train_cfg = TrainConfig.from_dict({**cfg["train"], **train_overrides})
+    if check:
+        check_run(model_cfg, train_cfg, needs_features=False)  # the run keeps the inputs it started with
     placement = feature_placement or cfg.get("feature_placement", "auto")
     data, store = _inputs_for_run(cfg["dataset"], cfg["features"], cfg["data_dir"], model_cfg, train_cfg, placement)
     return Trainer(data, model_cfg, train_cfg, run_dir, store)
@@ -164,7 +169,7 @@ def resume_run(run_dir: str | Path, feature_placement: str | None = None, **trai
     differently drawn shards and negatives from there on (a warning says so).
     """
     run_dir = Path(run_dir)
-    trainer = _trainer_for(run_dir, feature_placement, **train_overrides)
+    trainer = _trainer_for(run_dir, feature_placement, check=bool(train_overrides), **train_overrides)
     cfg = _read_run_config(run_dir)
     started_with = cfg.get("world_size", 1)
     if started_with != trainer.dist.world_size and trainer.dist.is_main:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from afme_lib.config import SAMPLERS
+
 
 def head_corruption_probability(train: torch.Tensor, num_relations: int) -> torch.Tensor:
     """P(corrupt head | r) = tph / (tph + hpt) from the training triples, [R]."""
@@ -30,8 +32,8 @@ def head_corruption_probability(train: torch.Tensor, num_relations: int) -> torc
 class NegativeSampler:
     def __init__(self, num_entities: int, num_negatives: int, mode: str = "uniform",
                  train: torch.Tensor | None = None, num_relations: int | None = None):
-        if mode not in ("uniform", "bernoulli"):
-            raise ValueError(f"unknown sampler {mode!r}; expected 'uniform' or 'bernoulli'")
+        if mode not in SAMPLERS:
+            raise ValueError(f"unknown sampler {mode!r}; expected one of {', '.join(SAMPLERS)}")
         self.num_entities, self.num_negatives, self.mode = num_entities, num_negatives, mode
         self.head_prob = None
         if mode == "bernoulli":

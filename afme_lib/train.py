@@ -28,11 +28,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from afme_lib import distributed
-from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.combinations import check_configs
+from afme_lib.config import AMP_MODES, ModelConfig, TrainConfig  # AMP_MODES: declared with TrainConfig.amp
 from afme_lib.errors import AfmeError
 from afme_lib.data.filters import FilterIndex
 from afme_lib.evaluate import evaluate
-from afme_lib.losses import SAMPLED_LOSSES, check_loss_name, kgc_loss, one_vs_all_loss
+from afme_lib.losses import kgc_loss, one_vs_all_loss
 from afme_lib.models.registry import create_model
 from afme_lib.models.structural import EmbeddingModel
 from afme_lib.runs import (BEST, LAST, append_log, load_checkpoint, rng_state, save_checkpoint, seed_everything,
@@ -53,9 +54,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise AfmeError("--device cuda was asked for but torch sees no CUDA device")
     return torch.device(name)
-
-
-AMP_MODES = ("none", "bf16", "fp16")
 
 
 def autocast_context(device: torch.device, amp: str):
@@ -80,18 +78,11 @@ class Trainer:
     def __init__(self, dataset, model_cfg: ModelConfig, train_cfg: TrainConfig, run_dir: str | Path | None,
                  features=None):
         self.dataset, self.model_cfg, self.cfg = dataset, model_cfg, train_cfg
-        check_loss_name(train_cfg.loss)
-        if train_cfg.label_smoothing and train_cfg.loss != "1vsall":
-            raise ValueError(f"label_smoothing applies to the 1vsall loss only, not to {train_cfg.loss!r}")
-        if train_cfg.amp not in AMP_MODES:  # checked here: on a CPU run a typo would pass unnoticed
-            raise ValueError(f"unknown amp mode {train_cfg.amp!r}; expected one of {', '.join(AMP_MODES)}")
+        check_configs(model_cfg, train_cfg)  # again: a config may have been changed since it was built
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.dist, self.device = distributed.init_from_env(resolve_device(train_cfg.device))
         seed_everything(train_cfg.seed)
         self.model = create_model(model_cfg, dataset.num_entities, dataset.num_relations, features).to(self.device)
-        if train_cfg.loss == "1vsall" and hasattr(self.model, "training_losses"):
-            raise ValueError(f"model {model_cfg.name!r} adds adversarial terms on sampled negatives; train it "
-                             f"with a sampled loss ({', '.join(SAMPLED_LOSSES)}), not 1vsall")
         main_params = self.model.main_parameters() if hasattr(self.model, "main_parameters") else list(self.model.parameters())
         self.optimizer = torch.optim.Adam(main_params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
         critic = self.model.critic_parameters() if hasattr(self.model, "critic_parameters") else []

@@ -22,6 +22,9 @@ from afme_lib.config import ModelConfig
 class KGModel(nn.Module):
     relation_conditioned: bool = False
     registered_name: str = ""
+    # Read by the option checks (afme_lib/combinations.py) before any data is loaded:
+    reads_features: bool = True  # takes modality features (False: structure only)
+    scorer_name: str = ""  # the scorer it always uses; "": ModelConfig.scorer
     # TrainConfig values the model's authors use where the engine's defaults would misrepresent the
     # model (e.g. an adversarial weight that switches its term off); benchmark scripts start from them.
     recommended_train_options: dict = {}

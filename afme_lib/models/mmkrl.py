@@ -61,6 +61,7 @@ class MMKRLScorer(IKRLScorer):
 
 @register_model("mmkrl")
 class MMKRL(KGModel):
+    scorer_name = "transe"
     recommended_train_options = {"lambda_adv": 1.0}  # the default 0.01 nearly switches the FGM term off
 
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):

@@ -65,6 +65,8 @@ class IKRL(KGModel):
     structural vector, so the four energy terms stay defined.
     """
 
+    scorer_name = "transe"  # inside IKRLScorer's four terms
+
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):
         super().__init__(config, num_entities, num_relations)
         transe = make_scorer("transe", p_norm=config.p_norm)

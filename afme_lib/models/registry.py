@@ -10,6 +10,7 @@ import importlib
 from typing import Callable
 
 from afme_lib.config import ModelConfig
+from afme_lib.errors import did_you_mean
 
 MODEL_REGISTRY: dict[str, Callable] = {}
 _MODEL_MODULES = ("afme_lib.models.structural", "afme_lib.models.multimodal", "afme_lib.models.afme",
@@ -36,17 +37,19 @@ def model_names() -> list[str]:
     return sorted(MODEL_REGISTRY)
 
 
-def recommended_train_options(name: str) -> dict:
-    """The TrainConfig overrides model ``name`` is meant to be trained with ({} for most models)."""
+def model_class(name: str):
+    """The class registered as ``name``; ValueError (with the closest names) for an unknown one."""
     _import_models()
     if name not in MODEL_REGISTRY:
-        raise ValueError(f"unknown model {name!r}; registered: {sorted(MODEL_REGISTRY)}")
-    return dict(MODEL_REGISTRY[name].recommended_train_options)
+        raise ValueError(f"unknown model {name!r}{did_you_mean(name, MODEL_REGISTRY)}; registered: {sorted(MODEL_REGISTRY)}")
+    return MODEL_REGISTRY[name]
+
+
+def recommended_train_options(name: str) -> dict:
+    """The TrainConfig overrides model ``name`` is meant to be trained with ({} for most models)."""
+    return dict(model_class(name).recommended_train_options)
 
 
 def create_model(config: ModelConfig, num_entities: int, num_relations: int, features=None):
     """Build the model ``config.name`` for a graph of this size (``features``: a FeatureStore)."""
-    _import_models()
-    if config.name not in MODEL_REGISTRY:
-        raise ValueError(f"unknown model {config.name!r}; registered: {sorted(MODEL_REGISTRY)}")
-    return MODEL_REGISTRY[config.name](config, num_entities, num_relations, features)
+    return model_class(config.name)(config, num_entities, num_relations, features)

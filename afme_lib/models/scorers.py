@@ -425,6 +425,7 @@ def _check_width(weight: torch.Tensor, expected: int, what: str, name: str) -> N
 
 
 # --- factory ------------------------------------------------------------------------------------
+# The names are ModelConfig.scorer's choices (afme_lib.config.SCORER_NAMES; a test keeps the two equal).
 SCORERS = {
     "transe": TransE,
     "transe-l1": lambda **kw: TransE(p_norm=1, **kw),

@@ -22,7 +22,7 @@ from afme_lib.models.scorers import scorer_from_config
 class EmbeddingModel(KGModel):
     """Lookup-table entity and relation representations for the scorer named ``scorer_name``."""
 
-    scorer_name: str = ""
+    reads_features = False
 
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):
         super().__init__(config, num_entities, num_relations)
