@@ -36,7 +36,7 @@ class Parser(argparse.ArgumentParser):
         try:
             super()._check_value(action, value)
         except argparse.ArgumentError as err:
-            raise argparse.ArgumentError(action, err.message + did_you_mean(value, action.choices)) from None
+            raise argparse.ArgumentError(action, err.message + did_you_mean(value, list(action.choices))) from None
 
     def parse_args(self, args=None, namespace=None):
         parsed, extra = self.parse_known_args(args, namespace)

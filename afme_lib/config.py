@@ -199,11 +199,12 @@ class TrainConfig:
 
 def _validate_fields(config) -> None:
     for f in fields(config):
-        value = _typed(f.name, field_kind(f), getattr(config, f.name))
+        given = getattr(config, f.name)
+        value = _typed(f.name, field_kind(f), given)
         rule: Allowed = f.metadata["allowed"]
         if value is not None and not isinstance(value, (list, dict)) and rule.violated_by(value):
             hint = did_you_mean(value, rule.choices) if rule.choices and isinstance(value, str) else ""
-            raise OptionError(f.name, f"must be {rule.describe()} (got {literal(value)}){hint}")
+            raise OptionError(f.name, f"must be {rule.describe()} (got {literal(given)}){hint}")
         setattr(config, f.name, value)
 
 

@@ -63,12 +63,12 @@ def literal(value) -> str:
 
 
 def did_you_mean(word: str, names) -> str:
-    """`` (did you mean 'x'?)`` naming up to three of ``names`` close to ``word``; "" when none is."""
+    """`` (did you mean 'x'?)`` naming up to three of ``names`` close to ``word`` (difflib, case
+    ignored); "" when none is. ``names`` may map each spelling to the name to show (aliases)."""
     import difflib
 
-    names = [str(n) for n in names]
-    by_fold = {n.casefold(): n for n in names}
-    close = difflib.get_close_matches(str(word).casefold(), list(by_fold), n=3, cutoff=0.6)
-    if not close:
-        return ""
-    return " (did you mean " + " or ".join(repr(by_fold[c]) for c in close) + "?)"
+    shown = dict(names) if isinstance(names, dict) else {n: n for n in names}
+    by_fold = {str(n).casefold(): str(v) for n, v in shown.items()}
+    close = difflib.get_close_matches(str(word).casefold(), list(by_fold), n=5, cutoff=0.6)
+    picks = list(dict.fromkeys(by_fold[c] for c in close))[:3]
+    return " (did you mean " + " or ".join(map(repr, picks)) + "?)" if picks else ""

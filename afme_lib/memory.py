@@ -418,7 +418,8 @@ def add_memory_parser(subparsers) -> None:
     p.add_argument("--features", help="feature folder: widths read from the files' headers")
     p.add_argument("--feature-dims", nargs="+", metavar="MODALITY=WIDTH", help="feature widths, e.g. image=383 text=384")
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="models to plan (default: all)")
-    p.add_argument("--feature-placement", default="device", choices=["device", "pinned", "mmap"])
+    p.add_argument("--feature-placement", default="device", choices=["device", "pinned", "mmap"],
+                   help="where features live: device memory, or pinned / memory-mapped host memory (default: device)")
     p.add_argument("--free-gb", type=float, help="free device memory to plan for (default: measured on --device)")
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_config_flags(p, ModelConfig, skip=("name",))

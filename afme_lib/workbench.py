@@ -32,7 +32,7 @@ from pathlib import Path
 
 import afme_lib
 from afme_lib.config import ModelConfig, TrainConfig
-from afme_lib.errors import AfmeError
+from afme_lib.errors import AfmeError, OptionError, did_you_mean, literal
 from afme_lib.runs import read_json
 
 QUICK_ENV = "AFME_NB_QUICK"
@@ -112,7 +112,8 @@ def synthetic_folder(preset: str, seed: int = 0, data_root: str | Path = DEFAULT
     from afme_lib.data.synthetic import PRESETS, write_synthetic
 
     if preset not in PRESETS:
-        raise AfmeError(f"unknown synthetic preset {preset!r}; expected one of {sorted(PRESETS)}")
+        raise AfmeError(f"unknown synthetic preset {preset!r}{did_you_mean(preset, PRESETS)}; expected one of "
+                        f"{sorted(PRESETS)}")
     root = resolve_path(data_root)
     folder = root / f"synth-{preset}-seed{seed}"
     stamp = _synth_stamp(preset, seed)
@@ -200,14 +201,25 @@ def build_configs(model: str = "afme", dim: int = 64, epochs: int = 10, batch_si
     """ModelConfig and TrainConfig from the training notebook's flat parameters.
 
     ``model_options`` / ``train_options`` hold any other field of the two dataclasses and win
-    over the flat values (a grid cell may set ``model_options: {dim: 32}``). Unknown field
-    names raise ValueError naming them.
+    over the flat values (a grid cell may set ``model_options: {dim: 32}``). Every value and the
+    combinations that cannot train are checked here (:mod:`afme_lib.combinations`): an
+    :class:`~afme_lib.errors.OptionError` names the parameter (``model`` for the model name).
     """
+    for name, options in (("model_options", model_options), ("train_options", train_options)):
+        if options is not None and not isinstance(options, dict):
+            raise OptionError(name, f"must be a mapping of field: value (got {literal(options)})")
     model_fields = {"name": model, "dim": dim, "denoising": denoising, "dynamic_weights": dynamic_weights,
                     "gan": gan, "self_attention": self_attention, **(model_options or {})}
     train_fields = {"epochs": epochs, "batch_size": batch_size, "negatives": negatives, "lr": lr, "seed": seed,
                     "device": device, "eval_every": eval_every, "progress": progress, **(train_options or {})}
-    return ModelConfig.from_dict(model_fields), TrainConfig.from_dict(train_fields)
+    from afme_lib.combinations import check_configs
+
+    try:
+        configs = ModelConfig.from_dict(model_fields), TrainConfig.from_dict(train_fields)
+        check_configs(*configs)
+    except OptionError as err:
+        raise err.respelled(lambda name: "model" if name == "name" else name) from None
+    return configs
 
 
 # --- run folders --------------------------------------------------------------------------------

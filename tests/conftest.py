@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-SHARED_DATASETS = Path(os.environ.get("AFME_SHARED_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
+from afme_lib.data.registry import DATA_DIR_ENV
+
+# The benchmarks' root: the CLI's $AFME_DATA_DIR when set, else ../shared/datasets beside the checkout.
+SHARED_DATASETS = Path(os.environ.get(DATA_DIR_ENV) or Path(__file__).resolve().parents[1].parent / "shared" / "datasets")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -24,7 +27,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
     if not (SHARED_DATASETS / "MKG-W" / "train2id.txt").is_file():
-        pytest.skip(f"shared benchmarks not found at {SHARED_DATASETS} (set AFME_SHARED_DATASETS)")
+        pytest.skip(f"shared benchmarks not found at {SHARED_DATASETS} (set ${DATA_DIR_ENV})")
     return SHARED_DATASETS
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from afme_lib.errors import DataFormatError
+from afme_lib.errors import DataFormatError, did_you_mean
 
 # Suffix used by released files -> modality name used in the workbench.
 RELEASED_SUFFIX = {"visual": "image", "textual": "text", "audio": "audio", "video": "video", "numeric": "numeric"}
@@ -261,7 +261,8 @@ def _feature_files(folder: str | Path, modalities: list[str] | None = None) -> d
     if modalities is not None:
         unknown = sorted(set(modalities) - set(found))
         if unknown:
-            raise DataFormatError(folder, f"no feature file for modalities {unknown}; found {sorted(found)}")
+            hint = "".join(did_you_mean(m, found) for m in unknown)
+            raise DataFormatError(folder, f"no feature file for modalities {unknown}{hint}; found {sorted(found)}")
         found = {m: found[m] for m in modalities}
     return found
 

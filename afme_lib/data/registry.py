@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from afme_lib.data.dataset import KGDataset, load_dataset
-from afme_lib.errors import AfmeError
+from afme_lib.errors import AfmeError, did_you_mean
 
 RELEASE_REPO = "zjukg/NATIVE"
 RELEASE_COMMIT = "c72291c3d571b36c754897935d21718aa4568fe7"
@@ -239,9 +239,16 @@ def get_entry(name: str, registry: Mapping[str, DatasetEntry] | None = None) -> 
     entry = find_entry(name, registry)
     if entry is None:
         raise UnknownDatasetError(
-            f"unknown dataset {name!r}; registered benchmarks: {_known_names(_registry(registry))}"
+            f"unknown dataset {name!r}{_closest(name, registry)}; registered benchmarks: "
+            f"{_known_names(_registry(registry))}"
         )
     return entry
+
+
+def _closest(name: str, registry: Mapping[str, DatasetEntry] | None) -> str:
+    """" (did you mean 'MKG-W'?)" for a near miss of a registered name or alias; else ""."""
+    return did_you_mean(name, {n: entry.name for entry in _registry(registry).values()
+                               for n in (entry.name, *entry.aliases)})
 
 
 def registry_table(registry: Mapping[str, DatasetEntry] | None = None) -> list[dict]:
@@ -303,7 +310,8 @@ def resolve_dataset(
     entry = find_entry(str(name_or_dir), registry)
     if entry is None:
         raise UnknownDatasetError(
-            f"unknown dataset {str(name_or_dir)!r}: no folder at {path.resolve()} and not a registered "
+            f"unknown dataset {str(name_or_dir)!r}{_closest(str(name_or_dir), registry)}: no folder at "
+            f"{path.resolve()} and not a registered "
             f"benchmark (registered: {_known_names(_registry(registry))}); to fetch a registered one "
             "run `afme data download NAME`"
         )

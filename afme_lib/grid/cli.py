@@ -80,7 +80,7 @@ def add_grid_commands(sub) -> None:
                           description="Expand GRID.yaml into cells, execute the notebook once per cell with papermill "
                           "and write reports/<name>/ (executed notebooks, results.csv, README.md, figure). Finished "
                           "cells are skipped; failed ones are retried. Exit status 1 when a cell failed.")
-    run.add_argument("grid", metavar="GRID.yaml")
+    run.add_argument("grid", metavar="GRID.yaml", help="grid file: notebook, parameters, grid, variants, metrics")
     run.add_argument("--workers", type=int, default=1, help="cells run at once on this machine (default 1)")
     run.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address (tcp://host:8786): one task per cell")
     run.add_argument("--reports", default="reports", metavar="DIR", help="reports root (default reports)")
@@ -95,9 +95,10 @@ def add_grid_commands(sub) -> None:
     run.add_argument("--no-progress", action="store_true", help="no progress bar or per-cell lines")
     run.set_defaults(func=cmd_grid_run)
     summary = cmds.add_parser("summary", help="rebuild README.md and the figure from results.csv; print the table")
-    summary.add_argument("report_dir", metavar="REPORT_DIR")
+    summary.add_argument("report_dir", metavar="REPORT_DIR", help="a grid's report folder (reports/<name>/)")
     summary.add_argument("--by", nargs="+", metavar="COLUMN", help="group columns (default: variant and the "
                          "parameters that vary, seed excepted)")
-    summary.add_argument("--metrics", nargs="+", choices=["mrr", "mr", "hits@1", "hits@3", "hits@10"])
+    summary.add_argument("--metrics", nargs="+", choices=["mrr", "mr", "hits@1", "hits@3", "hits@10"],
+                         help="test metrics to tabulate (default: the grid file's metrics)")
     summary.set_defaults(func=cmd_grid_summary)
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from afme_lib.errors import AfmeError, DataFormatError
+from afme_lib.errors import AfmeError, DataFormatError, OptionError
 
 TOP_LEVEL_KEYS = ("name", "notebook", "description", "parameters", "grid", "variants", "metrics")
 # Test metrics a grid can tabulate (the keys of evaluate()'s summary).
@@ -328,9 +328,33 @@ def parse_grid(data, source: str | Path = "<grid>", grid_file: Path | None = Non
                 chk.fail("notebook", f"{nb_value}'s parameters cell must define {' and '.join(missing)} (the runner "
                          "passes them to every cell)", data, "notebook")
 
-    return Grid(name=name, notebook=notebook, parameters=_plain(parameters), grid=_plain(grid),
+    spec = Grid(name=name, notebook=notebook, parameters=_plain(parameters), grid=_plain(grid),
                 variants=_plain(clean_variants), metrics=list(metrics), description=description.strip(),
                 path=grid_file)
+    if check_notebook:
+        check_cell_options(spec, chk.source)
+    return spec
+
+
+def check_cell_options(grid: Grid, source: Path) -> None:
+    """Build every cell's configs as the training notebooks do (``workbench.build_configs`` from the
+    parameters it takes) and check them, so a bad value fails before any cell runs: the error
+    names the file, the cell with its parameters, and the option. What depends on the machine the
+    cell will run on (device, GPU-only options, feature files) is checked there."""
+    import inspect
+
+    from afme_lib.workbench import build_configs
+
+    taken = set(inspect.signature(build_configs).parameters)
+    for cell in expand(grid):
+        given = {k: v for k, v in cell.params.items() if k in taken}
+        if not given:
+            continue
+        try:
+            build_configs(**given)
+        except OptionError as err:
+            shown = ", ".join(f"{k}={v!r}" for k, v in cell.params.items())
+            raise DataFormatError(source, f"cell {cell.id} ({shown}): {err}") from None
 
 
 def load_grid(path: str | Path, check_notebook: bool = True) -> Grid:
