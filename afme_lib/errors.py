@@ -69,6 +69,9 @@ def did_you_mean(word: str, names) -> str:
 
     shown = dict(names) if isinstance(names, dict) else {n: n for n in names}
     by_fold = {str(n).casefold(): str(v) for n, v in shown.items()}
-    close = difflib.get_close_matches(str(word).casefold(), list(by_fold), n=5, cutoff=0.6)
+    key = str(word).casefold()
+    # A name the word starts with (dimension -> dim) or that starts with it, then difflib's close ones.
+    prefixed = [n for n in by_fold if len(n) >= 3 and len(key) >= 3 and (key.startswith(n) or n.startswith(key))]
+    close = prefixed + difflib.get_close_matches(key, list(by_fold), n=5, cutoff=0.6)
     picks = list(dict.fromkeys(by_fold[c] for c in close))[:3]
     return " (did you mean " + " or ".join(map(repr, picks)) + "?)" if picks else ""

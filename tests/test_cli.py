@@ -152,7 +152,9 @@ def test_an_unknown_model_lists_the_registered_ones(tiny_synth, tmp_path, capsys
     run = tmp_path / "nomodel"
     assert main(["train", "--dataset", str(tiny_synth), "--out", str(run), "--model", "transformer"]) == 2
     err = capsys.readouterr().err
-    assert err == f"afme: error: unknown model 'transformer'; registered models: {', '.join(model_names())}\n"
+    assert err.startswith("usage: afme train ")
+    assert err.endswith(f"\nafme train: error: --model must be a registered model: {', '.join(model_names())} "
+                        "(got 'transformer') (did you mean 'transe'?)\n")
     assert {"rotate", "transe", "distmult", "complex", "ikrl", "mm-concat", "afme"} <= set(model_names())
     assert not (run / "config.json").exists()
 
@@ -161,11 +163,12 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--loss", "hinge"], "unknown loss 'hinge'; expected one of nssa, margin, softplus, bce"),
-    (["--sampler", "zipf"], "unknown sampler 'zipf'"),
-    (["--amp", "fp8"], "unknown amp mode 'fp8'; expected one of none, bf16, fp16"),
-    (["--model", "mm-concat", "--modalities", "smell"], "no feature file for modalities ['smell']"),
-    pytest.param(["--device", "cuda"], "--device cuda was asked for but torch sees no CUDA device", marks=NO_CUDA),
+    (["--loss", "hinge"], "afme train: error: --loss must be one of nssa, margin, softplus, bce, 1vsall (got 'hinge')"),
+    (["--sampler", "zipf"], "afme train: error: --sampler must be one of uniform, bernoulli (got 'zipf')"),
+    (["--amp", "fp8"], "afme train: error: --amp must be one of none, bf16, fp16 (got 'fp8')"),
+    (["--model", "mm-concat", "--modalities", "smell"], "afme: error: {dataset}: no feature file for modalities ['smell']"),
+    pytest.param(["--device", "cuda"], "afme train: error: --device cuda needs a CUDA device and torch sees none",
+                 marks=NO_CUDA),
 ])
 def test_a_rejected_training_option_leaves_no_half_written_run(tiny_synth, tmp_path, capsys, flags, message):
     run = tmp_path / "rejected"
@@ -173,7 +176,7 @@ def test_a_rejected_training_option_leaves_no_half_written_run(tiny_synth, tmp_p
             "--no-progress"]
     assert main(base + ["--device", "cpu"] + flags) == 2  # a later --device wins
     err = capsys.readouterr().err
-    assert err.startswith("afme: error: ") and message in err
+    assert message.format(dataset=tiny_synth) in err and "Traceback" not in err
     assert not (run / "config.json").exists()
     # so the corrected command simply works (no "already holds a run")
     assert main(base + ["--epochs", "0", "--device", "cpu"]) == 0

@@ -15,6 +15,7 @@ from afme_lib.cli import main
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.dataset import load_dataset
 from afme_lib.data.features import FeatureStore
+from afme_lib.errors import OptionError
 from afme_lib.evaluate import evaluate
 from afme_lib.models.registry import model_names
 from afme_lib.pipeline import METRICS_KEYS, evaluate_run, load_run, train_run
@@ -171,19 +172,21 @@ def test_distmult_learns_with_one_vs_all(tiny_synth, tmp_path):
 
 def test_one_vs_all_is_refused_where_it_does_not_apply(tiny_synth):
     dataset = load_dataset(tiny_synth)
-    with pytest.raises(ValueError, match="label_smoothing applies to the 1vsall loss only"):
-        train_mod.Trainer(dataset, ModelConfig(name="distmult", dim=8),
-                          TrainConfig(loss="softplus", label_smoothing=0.1, device="cpu"), None)
-    with pytest.raises(ValueError, match="model 'mmkrl' adds adversarial terms on sampled negatives"):
+    train_cfg = TrainConfig(loss="1vsall", label_smoothing=0.1, device="cpu")
+    train_cfg.loss = "softplus"  # changed after construction: the trainer checks again
+    with pytest.raises(OptionError, match=r"label_smoothing applies to loss 1vsall only \(got 0.1 with loss softplus\)"):
+        train_mod.Trainer(dataset, ModelConfig(name="distmult", dim=8), train_cfg, None)
+    with pytest.raises(OptionError, match="loss 1vsall cannot train model 'mmkrl': it adds adversarial terms on sampled negatives"):
         train_mod.Trainer(dataset, ModelConfig(name="mmkrl", dim=8), TrainConfig(loss="1vsall", device="cpu"),
                           None, features=FeatureStore.load(tiny_synth, dataset.num_entities, verbose=False))
 
 
 def test_patience_stops_early_and_says_so(tiny_synth, tmp_path):
-    """lr = 0: the model never changes, so the valid MRR never improves after epoch 1."""
+    """lr = 1e-12: Adam's steps (about lr each) are below float32's resolution at the embeddings'
+    scale, so the model never changes and the valid MRR never improves after epoch 1 (lr = 0 is refused)."""
     run = tmp_path / "patient"
     metrics = train_run(str(tiny_synth), ModelConfig(name="rotate", dim=16),
-                        TrainConfig(epochs=10, lr=0.0, batch_size=1024, negatives=4, eval_every=1, patience=2,
+                        TrainConfig(epochs=10, lr=1e-12, batch_size=1024, negatives=4, eval_every=1, patience=2,
                                     progress=False, device="cpu"), run)
     log = read_log(run)
     assert [rec["epoch"] for rec in log] == [1, 2, 3]

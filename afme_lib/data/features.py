@@ -261,7 +261,7 @@ def _feature_files(folder: str | Path, modalities: list[str] | None = None) -> d
     if modalities is not None:
         unknown = sorted(set(modalities) - set(found))
         if unknown:
-            hint = "".join(did_you_mean(m, found) for m in unknown)
+            hint = "".join(did_you_mean(m, list(found)) for m in unknown)
             raise DataFormatError(folder, f"no feature file for modalities {unknown}{hint}; found {sorted(found)}")
         found = {m: found[m] for m in modalities}
     return found
