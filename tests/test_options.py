@@ -5,6 +5,8 @@ refused before any data is read; help texts and "did you mean" suggestions come 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import re
@@ -130,7 +132,8 @@ def _numeric(cls):
     return [f for f in fields(cls) if field_kind(f) in ("int", "float") and f.metadata["allowed"].choices is None]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_numbers_are_accepted_exactly_inside_their_declared_range(data):
     cls = data.draw(st.sampled_from(CONFIGS))
@@ -149,6 +152,44 @@ def test_numbers_are_accepted_exactly_inside_their_declared_range(data):
     else:
         with pytest.raises(OptionError, match=rf"^{f.name} must be"):
             cls(**{f.name: value}, **extra)
+
+
+ANY_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63), st.floats(), st.text(max_size=12),
+                     st.lists(st.text(max_size=6), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None)
+@given(data=st.data())
+def test_any_value_is_accepted_or_refused_by_an_option_error(data):
+    """Whatever a caller passes, a config either holds it (checked again: idempotent) or raises an
+    OptionError naming the field -- never another exception from deeper down."""
+    cls, f = data.draw(st.sampled_from(ALL_FIELDS))
+    value = data.draw(ANY_VALUE)
+    try:
+        cfg = cls(**{f.name: value})
+    except OptionError as err:
+        assert str(err).startswith(f"{f.name} ") and err.option == f.name
+    else:
+        assert cfg.validate() is cfg
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(data=st.data())
+def test_any_flag_value_exits_with_a_message_naming_the_flag(data, tmp_path_factory):
+    cls, f = data.draw(st.sampled_from(CLI_FIELDS))
+    text = data.draw(st.text(alphabet=st.characters(codec="ascii", exclude_characters="\x00"), min_size=1, max_size=8))
+    flag = flag_for(f.name)
+    args = [f"{flag}={text}"] if field_kind(f) == "bool" else [flag, text]
+    tmp = tmp_path_factory.mktemp("cli")
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        try:
+            code = main(["train", "--dataset", str(tmp / "no-such-data"), "--out", str(tmp / "run"), *args])
+        except SystemExit as exit_:
+            code = exit_.code
+    message = err.getvalue()
+    assert code == 2 and "Traceback" not in message
+    assert flag in message or "unknown dataset" in message, message  # a valid value reaches the data
+    assert not (tmp / "run").exists()
 
 
 # --- the CLI ---------------------------------------------------------------------------------------
