@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--dest", dest="data_dir", help=argparse.SUPPRESS)  # its former name
     dl.add_argument("--base-url", help="mirror of the release (default: the NATIVE release on GitHub)")
     dl.add_argument("--allow-unpinned", action="store_true", help="accept files with no pinned sha256 (prints theirs)")
-    dl.add_argument("--quiet", action="store_true", help="no progress bar")
+    dl.add_argument("--no-progress", dest="quiet", action="store_true", help="no progress bar")
+    dl.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # its former name
     dl.set_defaults(func=cmd_data_download)
     from afme_lib.data.synthetic import PRESETS
 

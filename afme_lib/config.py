@@ -78,9 +78,10 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-def option(default, help: str, **allowed):
-    """A dataclass field with its default and its :class:`Allowed` declaration in the metadata."""
-    meta = {"allowed": Allowed(help, **allowed)}
+def option(default, help: str, **limits):
+    """A dataclass field with its default and its :class:`Allowed` declaration (``help`` and the
+    ``limits``: at_least, above, at_most, below, choices, pattern) in the metadata."""
+    meta = {"allowed": Allowed(help, **limits)}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)

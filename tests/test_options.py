@@ -400,7 +400,7 @@ def test_evaluate_help_describes_its_options(capsys):
 
 @pytest.mark.parametrize("argv,usage,message", [
     (["train", "--dimm", "3"], "usage: afme train", "unrecognized arguments: --dimm 3 (did you mean '--dim'?)"),
-    (["data", "download", "MKG-W", "--qiuet"], "usage: afme data download", "(did you mean '--quiet'?)"),
+    (["data", "download", "MKG-W", "--no-progess"], "usage: afme data download", "(did you mean '--no-progress'?)"),
     (["evaluate", "run", "--split", "tset"], "usage: afme evaluate", "invalid choice: 'tset' (choose from 'valid', "
                                                                        "'test') (did you mean 'test'?)"),
     (["data", "synth", "--out", "x", "--preset", "tinny"], "usage: afme data synth", "(did you mean 'tiny'?)"),
@@ -434,9 +434,12 @@ def test_one_data_dir_spelling(monkeypatch):
     parser = build_parser()
     assert parser.parse_args(["data", "download", "MKG-W", "--data-dir", "/d"]).data_dir == "/d"
     assert parser.parse_args(["data", "download", "MKG-W", "--dest", "/d"]).data_dir == "/d"  # former name, hidden
+    assert parser.parse_args(["data", "download", "MKG-W", "--quiet"]).quiet  # --no-progress's former name
     for command, sub in _parsers(parser):
         flags = {o for a in sub._actions if a.help != argparse.SUPPRESS for o in a.option_strings}
-        assert "--dest" not in flags, command
+        assert "--dest" not in flags and "--quiet" not in flags, command
+        if any(a.dest in ("quiet", "no_progress") or "progress" in a.dest for a in sub._actions):
+            assert "--no-progress" in flags, command  # one spelling for "no progress bar"
 
 
 def test_the_tests_read_the_cli_data_dir_variable():

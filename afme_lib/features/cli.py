@@ -67,7 +67,8 @@ def _common(parser: argparse.ArgumentParser, chunk_size: int, batch_size: int) -
     parser.add_argument("--amp", default="auto", choices=["auto", "none", "bf16", "fp16"],
                         help="autocast on GPU (auto: bf16 where supported, else fp16; CPU always float32)")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished file made with other settings")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", dest="quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # its former name
 
 
 def add_features_parser(sub) -> None:
