@@ -156,8 +156,8 @@ def cmd_train(args) -> int:
     if args.resume:
         model_flags = sorted(_given_fields(args, ModelConfig))
         if model_flags or args.dataset or args.features or args.data_dir or args.out:
-            given = [f"--{RENAMED.get(f, f).replace('_', '-')}" for f in model_flags]
-            given += [f"--{k.replace('_', '-')}" for k in ("dataset", "features", "data_dir", "out") if getattr(args, k)]
+            given = [flag_for(f) for f in model_flags]
+            given += [flag_for(k) for k in ("dataset", "features", "data_dir", "out") if getattr(args, k)]
             raise AfmeError(f"--resume continues the run with its own data and model; drop {' '.join(given)} "
                             "(training options such as --epochs or --lr may be given)")
         metrics = resume_run(args.resume, feature_placement=args.feature_placement, **_given_fields(args, TrainConfig))
