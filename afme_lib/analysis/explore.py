@@ -14,6 +14,7 @@ import torch
 from afme_lib.data.dataset import SPLITS, KGDataset
 from afme_lib.data.features import FeatureStore
 from afme_lib.data.filters import CATEGORIES, relation_categories
+from afme_lib.data.summary import hygiene_table
 
 
 def split_table(dataset: KGDataset) -> pd.DataFrame:
@@ -27,6 +28,11 @@ def split_table(dataset: KGDataset) -> pd.DataFrame:
         rows.append({"split": split, "triples": len(t), "entities": len(ents),
                      "relations": len(torch.unique(t[:, 1])), "entities unseen in train": int((~seen[ents]).sum())})
     return pd.DataFrame(rows).set_index("split")
+
+
+def hygiene_frame(report: dict) -> pd.DataFrame:
+    """The split-hygiene report (:func:`afme_lib.data.hygiene.hygiene_report`) as a figures x splits table."""
+    return pd.DataFrame(hygiene_table(report)).set_index("figure")
 
 
 def relation_table(dataset: KGDataset) -> pd.DataFrame:
