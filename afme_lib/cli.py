@@ -118,9 +118,26 @@ def _print(payload: dict, as_json: bool) -> None:
 
 # --- data -----------------------------------------------------------------------------------
 def cmd_data_info(args) -> int:
-    from afme_lib.data.summary import dataset_summary
+    from afme_lib.data.summary import dataset_summary, hygiene_lines
 
-    _print(dataset_summary(args.dataset, data_dir=args.data_dir, features=args.features), args.json)
+    summary = dataset_summary(args.dataset, data_dir=args.data_dir, features=args.features)
+    if args.json:
+        _print(summary, True)
+        return 0
+    _print({k: v for k, v in summary.items() if k != "hygiene"}, False)
+    print("hygiene (rows and shares; afme_lib/data/hygiene.py says how each figure is counted):")
+    print("\n".join(hygiene_lines(summary["name"], summary["hygiene"])))
+    return 0
+
+
+def cmd_data_clean(args) -> int:
+    from afme_lib.data.clean import MANIFEST, write_clean
+    from afme_lib.data.registry import load_benchmark
+
+    manifest = write_clean(load_benchmark(args.dataset, data_dir=args.data_dir), args.out,
+                           drop_pair_shortcuts=args.drop_pair_shortcuts, drop_reversed=args.drop_reversed)
+    counts = ", ".join(f"{s} {c['before']} -> {c['after']}" for s, c in manifest["counts"].items())
+    print(f"wrote {args.out} ({counts}); every removed row and why: {args.out}/{MANIFEST}")
     return 0
 
 
@@ -190,13 +207,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="afme", description="Multi-modal KG completion workbench (AFME + baselines)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    data = sub.add_parser("data", help="datasets: info, list, download, synth").add_subparsers(dest="data_command", required=True)
-    info = data.add_parser("info", help="counts, relation categories, degrees and modality coverage")
+    data = sub.add_parser("data", help="datasets: info, clean, list, download, synth").add_subparsers(dest="data_command", required=True)
+    info = data.add_parser("info", help="counts, relation categories, degrees, modality coverage and split hygiene")
     info.add_argument("dataset", help="registered name (MKG-W, ...) or a folder in the OpenKE format")
     info.add_argument("--data-dir", help=DATA_DIR_HELP)
     info.add_argument("--features", help="feature folder (default: feature files in the dataset folder)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_data_info)
+    clean = data.add_parser("clean", help="write a variant without duplicates and without valid/test triples found in train",
+                            description="Write a cleaned variant of a dataset (OpenKE files, same entity and relation "
+                            "ids, feature files linked): duplicate rows removed, valid/test triples that are training "
+                            "triples dropped, valid triples that are test triples dropped from valid. The folder's "
+                            "clean-manifest.json lists every removed row and why (afme_lib/data/clean.py).")
+    clean.add_argument("dataset", help="registered name (TIVA, ...) or a folder in the OpenKE format")
+    clean.add_argument("--out", required=True, help="folder to create; its name must say it is cleaned (e.g. TIVA-clean)")
+    clean.add_argument("--data-dir", help="folder holding downloaded benchmarks")
+    clean.add_argument("--drop-pair-shortcuts", action="store_true",
+                       help="also drop valid/test rows whose (head, tail) pair is linked in train under another relation")
+    clean.add_argument("--drop-reversed", action="store_true",
+                       help="also drop valid/test rows whose (tail, head) pair is linked in train")
+    clean.set_defaults(func=cmd_data_clean)
     lst = data.add_parser("list", help="registered benchmarks")
     lst.set_defaults(func=cmd_data_list)
     dl = data.add_parser("download", help="fetch a registered benchmark and verify it by sha256")
