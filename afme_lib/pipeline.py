@@ -30,6 +30,7 @@ from afme_lib import distributed, memory
 from afme_lib.combinations import check_run
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.features import FeatureStore
+from afme_lib.data.hygiene import warn_split_leakage
 from afme_lib.data.registry import load_benchmark
 from afme_lib.errors import AfmeError, OptionError, did_you_mean, literal
 from afme_lib.evaluate import evaluate
@@ -114,6 +115,8 @@ def train_run(dataset: str, model_cfg: ModelConfig, train_cfg: TrainConfig, out_
     dataset, features, data_dir = (str(Path(p).resolve()) if p and Path(p).is_dir() else p
                                    for p in (dataset, features, data_dir))
     data, store = _inputs_for_run(dataset, features, data_dir, model_cfg, train_cfg, feature_placement)
+    if distributed.is_main():  # valid/test rows that are training triples make the run's numbers mean little
+        warn_split_leakage(data)
     # Build everything before writing config.json: a config the trainer rejects (bad loss,
     # sampler, modality ...) must not leave a "run" that only --resume would accept.
     trainer = Trainer(data, model_cfg, train_cfg, run_dir, store)
