@@ -82,6 +82,8 @@ def test_report_counts_every_kind_of_leakage():
     assert report["pair_shortcuts"] == {
         "valid": {"rows": 8, "pair_in_train": 3, "pair_other_relation": 1, "reversed_pair": 4},
         "test": {"rows": 7, "pair_in_train": 2, "pair_other_relation": 1, "reversed_pair": 3}}
+    # entity 7 occurs in no training row: valid rows 2, 6, 7; test rows 0, 4, 5
+    assert report["unseen_entity_rows"] == {"valid": 3, "test": 3}
     # r0 {(0,1), (1,2), (5,6)} and r2 reversed {(5,4), (0,1), (1,2)} share 2 of 3 pairs
     assert report["relation_overlaps"] == {"threshold": 0.6, "min_pairs": 2, "pairs": [
         {"kind": "inverse", "relations": [0, 2], "pairs": [3, 3], "shared": 2, "share": 0.6667, "jaccard": 0.5,
@@ -161,10 +163,12 @@ def test_table_and_verdict_show_the_counts():
     assert table["rows that are training triples"]["valid"] == "2 (25.0%)"
     assert table["distinct triples also in train"]["test"] == "1 (16.7%)"
     assert table["... under another relation"]["test"] == "1 (14.3%)"
+    assert table["rows with an entity unseen in train"]["valid"] == "3 (37.5%)"
     assert table["memorisation-rule MRR"]["test"] == f"{report['memorisation']['test']['mrr']:.3f}"
     assert hygiene_verdict("toy", report) == (
         "toy: 14.3% of test rows are training triples; 14.3% have their (head, tail) pair linked in train under "
-        "another relation; 42.9% have it linked reversed; 25.0% of valid rows are training triples (checkpoint "
+        "another relation; 42.9% have it linked reversed; 42.9% hold an entity absent from train (only its features "
+        "can place it); 25.0% of valid rows are training triples (checkpoint "
         f"selection then rewards memorisation); a rule that only recalls training neighbours scores test MRR "
         f"{report['memorisation']['test']['mrr']:.3f}. Compare on a cleaned split: afme data clean toy --out toy-clean.")
 
@@ -301,7 +305,7 @@ def test_cli_data_info_reports_hygiene_as_json_and_text(toy_folder, capsys):
     want = json.loads(json.dumps(hygiene_report(load_dataset(toy_folder))))
     assert info["hygiene"] == want
     assert set(info["hygiene"]) == {"rows", "distinct", "duplicate_rows", "overlap", "pair_shortcuts",
-                                    "relation_overlaps", "memorisation"}
+                                    "unseen_entity_rows", "relation_overlaps", "memorisation"}
     assert main(["data", "info", str(toy_folder)]) == 0
     out = capsys.readouterr().out
     assert "\n  rows that are training triples " in out and "2 (25.0%)" in out

@@ -10,6 +10,9 @@ Link prediction is meant to infer *unseen* triples. A split falls short of that 
 - two relations share most of their (h, t) pairs (near-duplicates) or of their (t, h) pairs
   (inverses), which makes those shortcuts systematic.
 
+The report also counts valid / test rows with an entity absent from train, which structure alone
+cannot place: once leaked rows are removed, such rows may be most of what is left.
+
 Everything is computed on int64 keys with numpy set operations, never a loop over triples::
 
     triple key  (h * R + r) * N + t        (afme_lib.data.dataset.triple_keys)
@@ -97,6 +100,14 @@ def pair_shortcuts(split: torch.Tensor, train: torch.Tensor, num_entities: int, 
     return {"rows": len(pairs), "pair_in_train": int((relations_of_pair > 0).sum()),
             "pair_other_relation": int((relations_of_pair - own > 0).sum()),
             "reversed_pair": int(np.isin(pair_keys(split, n, reverse=True), train_pairs).sum())}
+
+
+def unseen_entity_rows(split: torch.Tensor, train: torch.Tensor, num_entities: int) -> int:
+    """Rows of ``split`` with a head or tail that occurs in no training row: structure alone
+    cannot place that entity (only its features could)."""
+    seen = np.zeros(num_entities, dtype=bool)
+    seen[_np(train)[:, [0, 2]].ravel()] = True
+    return int((~seen[_np(split)[:, [0, 2]]]).any(1).sum())
 
 
 def _cooccurrence(key_a: np.ndarray, rel_a: np.ndarray, key_b: np.ndarray, rel_b: np.ndarray,
@@ -219,7 +230,8 @@ def hygiene_report(dataset: KGDataset, threshold: float = RELATION_OVERLAP_THRES
     """Every hygiene figure of a dataset, as a JSON-ready dict (see the module docstring).
 
     ``rows`` / ``distinct`` / ``duplicate_rows`` per split; ``overlap`` (:func:`leakage_counts`);
-    ``pair_shortcuts`` per eval split (:func:`pair_shortcuts`); ``relation_overlaps``
+    ``pair_shortcuts`` and ``unseen_entity_rows`` per eval split (:func:`pair_shortcuts`,
+    :func:`unseen_entity_rows`); ``relation_overlaps``
     (:func:`relation_overlaps`, relation names added); ``memorisation`` per eval split
     (:func:`memorisation_metrics`; skipped with ``memorisation=False``).
     """
@@ -232,6 +244,7 @@ def hygiene_report(dataset: KGDataset, threshold: float = RELATION_OVERLAP_THRES
         "duplicate_rows": {s: len(k) - distinct[s] for s, k in keys.items()},
         "overlap": leakage_counts(dataset),
         "pair_shortcuts": {s: pair_shortcuts(dataset.split(s), dataset.train, n, r) for s in EVAL_SPLITS},
+        "unseen_entity_rows": {s: unseen_entity_rows(dataset.split(s), dataset.train, n) for s in EVAL_SPLITS},
         "relation_overlaps": {"threshold": threshold, "min_pairs": min_pairs, "pairs": [
             {**row, "names": [dataset.relation_names[i] for i in row["relations"]]}
             for row in relation_overlaps(dataset.train, n, r, threshold, min_pairs)]},

@@ -67,7 +67,8 @@ def hygiene_table(report: dict) -> list[dict]:
               "valid": str(over["valid_in_test"]["triples"]), "test": str(over["valid_in_test"]["triples"])},
              eval_row("rows with (h, t) linked in train", lambda s: _share(pairs[s]["pair_in_train"], rows[s])),
              eval_row("... under another relation", lambda s: _share(pairs[s]["pair_other_relation"], rows[s])),
-             eval_row("rows with (t, h) linked in train", lambda s: _share(pairs[s]["reversed_pair"], rows[s]))]
+             eval_row("rows with (t, h) linked in train", lambda s: _share(pairs[s]["reversed_pair"], rows[s])),
+             eval_row("rows with an entity unseen in train", lambda s: _share(report["unseen_entity_rows"][s], rows[s]))]
     if memo:
         table += [eval_row("answer co-occurs with query entity in train",
                            lambda s: f"{100 * memo[s]['answer_is_neighbour']:.1f}%" if memo[s] else ""),
@@ -100,6 +101,9 @@ def hygiene_verdict(name: str, report: dict) -> str:
                      "under another relation")
     if pairs["reversed_pair"]:
         parts.append(f"{pct(pairs['reversed_pair']):.1f}% have it linked reversed")
+    unseen = report.get("unseen_entity_rows", {}).get("test", 0)
+    if pct(unseen) >= 10:
+        parts.append(f"{pct(unseen):.1f}% hold an entity absent from train (only its features can place it)")
     if over["valid_in_train"]["rows"]:
         share = 100 * over["valid_in_train"]["rows"] / report["rows"]["valid"]
         parts.append(f"{share:.1f}% of valid rows are training triples"
