@@ -36,3 +36,34 @@ def test_text_features_page_pairs_every_model_with_rotate_and_keeps_the_reading(
     assert text_features_gain.main([*common, "--report-only"]) == 0
     again = (out / "README.md").read_text()
     assert again == page + "\n" + reading  # finished runs reused, the table unchanged, the reading kept once
+
+
+@pytest.mark.filterwarnings("ignore::afme_lib.data.hygiene.SplitLeakageWarning")
+def test_hygiene_page_tabulates_the_benchmarks_and_compares_original_with_cleaned(tiny_synth, tmp_path):
+    import hygiene_report
+    from afme_lib.data.dataset import load_dataset
+    from afme_lib.data.openke import write_triples
+
+    leaky = tmp_path / "tiny"
+    shutil.copytree(tiny_synth, leaky)
+    data = load_dataset(leaky)
+    write_triples(leaky / "test2id.txt", data.test.numpy()[list(range(len(data.test))) + [0]])  # one duplicate row
+    write_triples(leaky / "valid2id.txt", data.train.numpy()[:3].tolist() + data.valid.numpy().tolist())
+    out = tmp_path / "report"
+    common = ["--datasets", str(leaky), "--compare", str(leaky), "--runs", str(tmp_path / "runs"), "--out", str(out),
+              "--models", "rotate", "--seeds", "0", "--epochs", "1", "--dim", "8", "--batch-size", "512",
+              "--negatives", "4", "--eval-every", "1"]
+    assert hygiene_report.main(common) == 0
+    page = (out / "README.md").read_text()
+    assert f"| tiny | {len(data.train)} ({len(data.train)}) | 0 / 1 | 3 (" in page
+    n_test = len(data.test)
+    for row in (f"| rotate | structure only | tiny | original test ({n_test + 1}) | 1 | ",
+                f"| rotate | structure only | tiny | cleaned test rows ({n_test}) | 1 | ",
+                f"| rotate | structure only | tiny-clean | cleaned test ({n_test}) | 1 | "):
+        assert row in page
+    assert f"| relation popularity (no training) | - | - | tiny-clean test ({n_test}) | - | " in page
+    assert (tmp_path / "runs" / "tiny-clean" / "clean-manifest.json").is_file()
+    reading = "## Reading\n- by hand\n"
+    (out / "README.md").write_text(page + "\n" + reading)
+    assert hygiene_report.main(common) == 0  # finished runs reused, the reading kept once
+    assert (out / "README.md").read_text() == page + "\n" + reading
