@@ -15,8 +15,22 @@ import json
 import sys
 from dataclasses import MISSING, fields
 
+import torch
+
+from afme_lib import memory
 from afme_lib.config import ModelConfig, TrainConfig, field_kind
+from afme_lib.data.clean import MANIFEST, write_clean
+from afme_lib.data.download import download_dataset
+from afme_lib.data.registry import graph_counts, load_benchmark, registry_table
+from afme_lib.data.summary import dataset_summary, hygiene_lines
+from afme_lib.data.synthetic import PRESETS, write_synthetic
+from afme_lib.device import available_bytes
+from afme_lib.distributed import is_main
 from afme_lib.errors import AfmeError, OptionError, did_you_mean
+from afme_lib.features.cli import add_features_parser
+from afme_lib.grid.cli import add_grid_commands
+from afme_lib.models.registry import model_names
+from afme_lib.pipeline import evaluate_run, resume_run, train_run
 
 RENAMED = {"name": "model"}  # ModelConfig.name is given as --model
 DATA_DIR_HELP = "folder holding the benchmark folders (default: $AFME_DATA_DIR, then the cache folder)"
@@ -80,8 +94,6 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
             continue
         flag, dest, kind = flag_for(f.name), f"{cls.__name__}.{f.name}", field_kind(f)
         if cls is ModelConfig and f.name == "name":
-            from afme_lib.models.registry import model_names  # the registry owns the model names
-
             group.add_argument(flag, dest=dest, default=None, metavar="NAME", help=_flag_help(f, model_names()))
         elif kind == "bool":
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=_flag_help(f))
@@ -118,8 +130,6 @@ def _print(payload: dict, as_json: bool) -> None:
 
 # --- data -----------------------------------------------------------------------------------
 def cmd_data_info(args) -> int:
-    from afme_lib.data.summary import dataset_summary, hygiene_lines
-
     summary = dataset_summary(args.dataset, data_dir=args.data_dir, features=args.features)
     if args.json:
         _print(summary, True)
@@ -131,9 +141,6 @@ def cmd_data_info(args) -> int:
 
 
 def cmd_data_clean(args) -> int:
-    from afme_lib.data.clean import MANIFEST, write_clean
-    from afme_lib.data.registry import load_benchmark
-
     manifest = write_clean(load_benchmark(args.dataset, data_dir=args.data_dir), args.out,
                            drop_pair_shortcuts=args.drop_pair_shortcuts, drop_reversed=args.drop_reversed)
     counts = ", ".join(f"{s} {c['before']} -> {c['after']}" for s, c in manifest["counts"].items())
@@ -142,16 +149,12 @@ def cmd_data_clean(args) -> int:
 
 
 def cmd_data_list(args) -> int:
-    from afme_lib.data.registry import registry_table
-
     for row in registry_table():
         print("  ".join(f"{k}={v}" for k, v in row.items()))
     return 0
 
 
 def cmd_data_download(args) -> int:
-    from afme_lib.data.download import download_dataset
-
     path = download_dataset(args.name, dest_root=args.data_dir, base_url=args.base_url,
                             allow_unpinned=args.allow_unpinned, progress=not args.quiet)
     print(f"{args.name} is ready in {path}")
@@ -159,8 +162,6 @@ def cmd_data_download(args) -> int:
 
 
 def cmd_data_synth(args) -> int:
-    from afme_lib.data.synthetic import write_synthetic
-
     path = write_synthetic(args.out, args.preset, seed=args.seed)
     print(f"synthetic preset {args.preset!r} (seed {args.seed}) written to {path}")
     return 0
@@ -168,8 +169,6 @@ def cmd_data_synth(args) -> int:
 
 # --- train / evaluate -----------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from afme_lib.pipeline import resume_run, train_run
-
     if args.resume:
         model_flags = sorted(_given_fields(args, ModelConfig))
         if model_flags or args.dataset or args.features or args.data_dir or args.out:
@@ -187,8 +186,6 @@ def cmd_train(args) -> int:
                             feature_placement=args.feature_placement or "auto")
         out = args.out
     test = metrics["test"]
-    from afme_lib.distributed import is_main
-
     if is_main():  # under torchrun: one summary line, not one per process
         print(f"run {out}: test MRR {test['mrr']:.4f}  MR {test['mr']:.1f}  Hits@1 {test['hits@1']:.4f}  "
               f"Hits@10 {test['hits@10']:.4f}  ({metrics['epochs_run']} epochs, {metrics['train_seconds']:.1f}s)")
@@ -196,11 +193,86 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from afme_lib.pipeline import evaluate_run
-
     result = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint)
     _print(result, args.json)
     return 0
+
+
+# --- memory ---------------------------------------------------------------------------------
+def parse_dims(items: list[str] | None) -> dict[str, int]:
+    """``["image=383", "text=384"]`` -> {"image": 383, "text": 384}."""
+    dims = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"--feature-dims expects MODALITY=WIDTH items like image=383, got {item!r}")
+        dims[name] = int(value)
+    return dims
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f}"
+
+
+def table_lines(plans: list[memory.MemoryPlan], free_bytes: int | None = None) -> list[str]:
+    """A markdown table of memory plans: bytes per entity by component, then totals for the planned graph."""
+    lines = ["| model | params | embeddings B/ent | grads B/ent | Adam B/ent | features B/ent | eval B/ent "
+             "| total B/ent | fixed MiB | activations MiB | peak GiB | host GiB |" + (" fits |" if free_bytes else ""),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if free_bytes else "")]
+    for p in plans:
+        fixed = p.fixed["relations"] + p.fixed["dense"] + p.fixed["adam_steps"]
+        e = p.per_entity
+        row = (f"| {p.model} | {p.parameters:,} | {e['embeddings']} | {e['gradients']} | {e['optimiser']} | "
+               f"{e['features']} | {e['evaluation']} | {p.bytes_per_entity()} | {fixed / 2**20:.1f} | "
+               f"{p.fixed['activations'] / 2**20:.1f} | {_gib(p.peak_bytes)} | {_gib(p.host_bytes)} |")
+        if free_bytes:
+            row += f" {'yes' if p.fits(free_bytes) else 'NO'} |"
+        lines.append(row)
+    return lines
+
+
+def cmd_memory(args) -> int:
+    model_fields = _given_fields(args, ModelConfig)
+    train_cfg = TrainConfig.from_dict(_given_fields(args, TrainConfig))
+    name = train_cfg.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available() and not args.free_gb:
+        raise AfmeError("--device cuda without a CUDA device here: give --free-gb to plan for one")
+    entities, relations = graph_counts(args.dataset, args.data_dir)
+    dims = memory.feature_dims_in(args.features) if args.features else {}
+    dims.update(parse_dims(args.feature_dims))
+    free = int(args.free_gb * 2**30) if args.free_gb else available_bytes(device)
+    plans = [memory.plan(ModelConfig.from_dict({**model_fields, "name": name}), train_cfg, entities, relations, dims,
+                         args.feature_placement, device, free) for name in args.models or model_names()]
+    if args.json:
+        print(json.dumps({"entities": entities, "relations": relations, "free_bytes": free,
+                          "plans": [p.to_dict() for p in plans]}, indent=2))
+        return 0
+    where = f"{free / 2**30:.1f} GiB free" if free else "free memory unknown"
+    print(f"{args.dataset}: {entities:,} entities, {relations:,} relations; features {dims or 'none'}; "
+          f"device {device} ({where}); batch {train_cfg.batch_size} x {train_cfg.negatives} negatives, "
+          f"eval batch {train_cfg.eval_batch_size}")
+    for line in table_lines(plans, free):
+        print(line)
+    return 0
+
+
+def add_memory_parser(sub) -> None:
+    p = sub.add_parser("memory", help="bytes per entity and peak device memory of a run, before running it")
+    p.add_argument("--dataset", required=True, help="registered name (counts known even before download) or folder")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    p.add_argument("--features", help="feature folder: widths read from the files' headers")
+    p.add_argument("--feature-dims", nargs="+", metavar="MODALITY=WIDTH", help="feature widths, e.g. image=383 text=384")
+    p.add_argument("--models", nargs="+", help="models to plan (default: every registered model)")
+    p.add_argument("--feature-placement", default="device", choices=["device", "pinned", "mmap"],
+                   help="where features live: device memory, or pinned / memory-mapped host memory (default: device)")
+    p.add_argument("--free-gb", type=float, help="free device memory to plan for (default: measured on --device)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_config_flags(p, ModelConfig, skip=("name",))
+    _add_config_flags(p, TrainConfig, skip=("extra",))
+    p.set_defaults(func=cmd_memory)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,8 +310,6 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--no-progress", dest="quiet", action="store_true", help="no progress bar")
     dl.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # its former name
     dl.set_defaults(func=cmd_data_download)
-    from afme_lib.data.synthetic import PRESETS
-
     synth = data.add_parser("synth", help="write a synthetic multi-modal KG with known ground truth")
     synth.add_argument("--preset", default="tiny", choices=list(PRESETS),
                        help=f"size and difficulty: {', '.join(PRESETS)} (default: tiny)")
@@ -271,17 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=cmd_evaluate)
 
-    from afme_lib.features.cli import add_features_parser  # afme features text|image
-
-    add_features_parser(sub)
-
-    from afme_lib.grid.cli import add_grid_commands  # afme grid run|summary
-
-    add_grid_commands(sub)
-
-    from afme_lib.memory import add_memory_parser  # afme memory
-
-    add_memory_parser(sub)
+    add_features_parser(sub)  # afme features text|image
+    add_grid_commands(sub)  # afme grid run|summary
+    add_memory_parser(sub)  # afme memory
     _mark_leaves(parser)
     return parser
 

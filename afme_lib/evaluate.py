@@ -6,9 +6,9 @@ element. In the *filtered* setting every other known true answer of the query (o
 valid + test, from :class:`~afme_lib.data.filters.FilterIndex`) is removed from the candidates;
 the target itself always stays.
 
-Ranks use the "realistic" tie rule, so a model cannot profit from ties (a constant-score model
-gets the middle rank, not rank 1). With ``s`` the target's score and ``C`` the filtered
-candidates (target included)::
+Ranks use the "realistic" tie rule (:mod:`afme_lib.ranking`), so a model cannot profit from ties
+(a constant-score model gets the middle rank, not rank 1). With ``s`` the target's score and
+``C`` the filtered candidates (target included)::
 
     optimistic  = 1 + #{c in C : score(c) >  s}
     pessimistic =     #{c in C : score(c) >= s}          (counts the target itself)
@@ -44,82 +44,13 @@ from tqdm.auto import tqdm
 from afme_lib import distributed
 from afme_lib.data.dataset import KGDataset
 from afme_lib.data.filters import CATEGORIES, FilterIndex, triple_categories
-from afme_lib.memory import chunk_for_budget, eval_chunk_budget
+from afme_lib.device import chunk_for_budget, eval_chunk_budget
+from afme_lib.ranking import compute_metrics, realistic_ranks
 
 SIDES = ("tail", "head")
-HITS_AT = (1, 3, 10)
-METRIC_KEYS = ("mrr", "mr", *(f"hits@{k}" for k in HITS_AT), "count")
 
 # Which triple column holds the query's known entity and which the target, per side.
 _COLUMNS = {"tail": (0, 2), "head": (2, 0)}
-
-
-# --- ranks and metrics ----------------------------------------------------------------------
-def rank_targets(
-    scores: torch.Tensor,
-    targets: torch.Tensor,
-    filter_rows: torch.Tensor | None = None,
-    filter_cols: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Realistic filtered rank of each row's target: ``(1 + #higher + #at_least) / 2``.
-
-    ``scores`` [B, N] (higher = more plausible, any float dtype), ``targets`` [B] column of each
-    row's true answer. ``(filter_rows[i], filter_cols[i])`` are candidates to remove (other known
-    answers); a pair naming the row's own target is ignored, so the target is always ranked, and
-    repeated pairs count once. Returns float64 ranks [B] on ``scores.device`` (halves when ties
-    split evenly). Raises ValueError when a row holds a NaN score.
-    """
-    ranks, nan_rows = _realistic_ranks(scores, targets, filter_rows, filter_cols)
-    if bool(nan_rows.any()):
-        bad = nan_rows.nonzero().flatten()
-        raise ValueError(f"scores hold NaN in {len(bad)} of {len(nan_rows)} rows (first: row {int(bad[0])}); cannot rank them")
-    return ranks
-
-
-def _realistic_ranks(scores, targets, filter_rows, filter_cols) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ranks [B] and a NaN flag per row, without any host sync (evaluation raises once at the end)."""
-    if scores.dim() != 2:
-        raise ValueError(f"scores must be [B, N], got shape {tuple(scores.shape)}")
-    if (filter_rows is None) != (filter_cols is None):
-        raise ValueError("filter_rows and filter_cols must be given together")
-    num_candidates = scores.shape[1]
-    targets = targets.to(scores.device, torch.long)
-    # Compare in the scores' own dtype: widening bf16/fp16 to float32 is exact, so the counts are
-    # the same as in float32 without a float32 copy of the [B, N] matrix.
-    target_score = scores.gather(1, targets[:, None])
-    higher = (scores > target_score).sum(1)
-    at_least = (scores >= target_score).sum(1)
-    if filter_rows is not None and filter_rows.numel():
-        rows = filter_rows.to(scores.device, torch.long)
-        cols = filter_cols.to(scores.device, torch.long)
-        keep = cols != targets[rows]  # the target is never filtered out
-        key = torch.unique(rows[keep] * num_candidates + cols[keep])  # a repeated pair counts once
-        rows, cols = key // num_candidates, key % num_candidates
-        # Remove the filtered candidates from the counts instead of overwriting their scores with
-        # -inf: no [B, N] copy, and still right when the target itself scores -inf.
-        filtered, their_target = scores[rows, cols], target_score[rows, 0]
-        higher = higher - torch.zeros_like(higher).index_add_(0, rows, (filtered > their_target).long())
-        at_least = at_least - torch.zeros_like(at_least).index_add_(0, rows, (filtered >= their_target).long())
-    ranks = (1 + higher + at_least).to(torch.float64) / 2
-    return ranks, torch.isnan(scores).any(1)
-
-
-def compute_metrics(ranks: torch.Tensor) -> dict:
-    """``{"mrr", "mr", "hits@1", "hits@3", "hits@10", "count"}`` of a set of ranks (>= 1).
-
-    MRR = mean(1/rank), MR = mean(rank), Hits@k = fraction of ranks <= k; count = number of ranks.
-    Computed in float64 on the CPU.
-    """
-    r = torch.as_tensor(ranks).detach().to("cpu", torch.float64).flatten()
-    if r.numel() == 0:
-        raise ValueError("no ranks to summarise")
-    if bool(torch.isnan(r).any()) or bool((r < 1).any()):
-        raise ValueError(f"ranks must be >= 1, got minimum {float(r.min())}")
-    metrics = {"mrr": float((1.0 / r).mean()), "mr": float(r.mean())}
-    for k in HITS_AT:
-        metrics[f"hits@{k}"] = float((r <= k).double().mean())
-    metrics["count"] = int(r.numel())
-    return metrics
 
 
 # --- memory ---------------------------------------------------------------------------------
@@ -129,7 +60,7 @@ def default_chunk_size(num_entities: int, dim: int, batch_size: int, device, bud
     A scorer materialises about ``batch_size * chunk * dim`` float32 values per chunk (e.g. the
     ``q + r - t`` differences of a distance scorer); counting two such tensors alive at once:
     ``chunk = budget / (2 * 4 * batch_size * dim)``. The budget
-    (:func:`afme_lib.memory.eval_chunk_budget`, unless given) is a quarter of the free CUDA
+    (:func:`afme_lib.device.eval_chunk_budget`, unless given) is a quarter of the free CUDA
     memory (the rest stays for the [B, N] scores, the model and allocator slack), or on other
     devices a quarter of the available RAM capped at 256 MB. ``dim`` counts real numbers per
     entity row (a complex d-vector is 2d).
@@ -280,7 +211,7 @@ def _rank_queries(model, dataset, split, triples, rows, index, batch_size, chunk
                     known, rels, target = batch[:, known_col], batch[:, 1], batch[:, target_col]
                     scores = model.scorer.score_all(table[known], model.relation_repr(rels), table, side, chunk)
                     filter_rows, filter_cols = index.known_answers(known, rels, side)
-                    ranks[side][at], nan_rows[side][at] = _realistic_ranks(scores, target, filter_rows, filter_cols)
+                    ranks[side][at], nan_rows[side][at] = realistic_ranks(scores, target, filter_rows, filter_cols)
                     bar.update()
             del table  # free it before the next relation's table is built: one [N, D] table alive at a time
     return ranks, nan_rows

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 
+from afme_lib.analysis.modality import relation_profile, truth_agreement, truth_matrix
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.synthetic import write_synthetic
 from afme_lib.data.synthetic_oracle import mrr_by_kind, oracle_ranks, relation_kinds
@@ -36,8 +37,6 @@ MODELS = {
 def modality_weight_table(trainer, metadata: dict) -> list[str]:
     """Mean AFME modality weight per relation against the ground-truth informative modalities,
     and how well the weights rank the informative modalities first (AUC over modality pairs)."""
-    from afme_lib.analysis.modality import relation_profile, truth_agreement, truth_matrix
-
     model, data = trainer.model, trainer.dataset
     profile = relation_profile(model, data, split="train", positions=("head",))
     weights = profile.weights  # relations x [structure, modalities...]

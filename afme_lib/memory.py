@@ -28,7 +28,7 @@ Bytes on the device, with B = ``batch_size``, K = ``negatives``, B_e = ``eval_ba
                                             measured on a probe batch (float32, K negatives)
                  eval chunk     8 B_e c w   the scorer's chunk temporaries at the smallest chunk,
                                             c = min(N, 1024); with more free memory evaluation
-                                            takes bigger chunks (below), an elastic share that
+                                            takes bigger chunks (afme_lib/device.py), an elastic share that
                                             the peak does not count
 
     peak = N (embeddings + gradients + Adam + features) + 16 b R + 16 c + 4T
@@ -36,13 +36,11 @@ Bytes on the device, with B = ``batch_size``, K = ``negatives``, B_e = ``eval_ba
 
 (validation runs while the training state is allocated, after the batch's activations are freed).
 :func:`plan` computes this; :meth:`MemoryPlan.fits` compares it with free memory less a 10%
-headroom (allocator fragmentation, the CUDA context's later growth); ``afme memory`` prints it.
+headroom (allocator fragmentation, the CUDA context's later growth); ``afme memory`` (afme_lib/cli.py)
+prints it.
 
-Evaluation chunk. The scorer materialises about ``B_e x chunk x w`` float32 values per step,
-two such tensors alive at once, so ``chunk = budget / (8 B_e w)`` clamped to [1024, N]. The
-budget (:func:`eval_chunk_budget`) is a quarter of the free CUDA memory (mem_get_info) -- the
-rest stays for the [B_e, N] scores, the model and allocator slack -- and on the CPU a quarter of
-the available RAM (psutil) capped at 256 MB (the CPU scorers tile far below that anyway).
+The evaluation chunk's budget and size come from :mod:`afme_lib.device` (evaluation asks it on
+every call; the plan asks it for the planned free memory).
 """
 
 from __future__ import annotations
@@ -54,49 +52,15 @@ from pathlib import Path
 import torch
 
 from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.data.features import FeatureStore, feature_shapes
+from afme_lib.device import F32, MIN_CHUNK, available_bytes, chunk_for_budget, eval_chunk_budget
+from afme_lib.models.modality import ModalityInputs
+from afme_lib.models.registry import create_model
+from afme_lib.train import batch_losses
 
-F32 = 4
-MIN_CHUNK = 1024
-CPU_CHUNK_BUDGET = 256 * 2**20  # bytes for the scorer's per-chunk intermediates on CPU
-CUDA_FREE_FRACTION = 0.25  # share of free GPU memory given to those intermediates
-CPU_FREE_FRACTION = 0.25
 HEADROOM = 0.10  # share of free memory a plan leaves unused
 PROBE_BATCH = 8  # positives in the activation probe
 PLACEMENTS = ("auto", "device", "pinned", "mmap")
-
-
-# --- free memory and the evaluation chunk ---------------------------------------------------------
-def available_bytes(device) -> int | None:
-    """Free memory of ``device`` in bytes: CUDA's mem_get_info, psutil's available RAM on the
-    CPU (None when psutil is not installed)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        import psutil
-    except ImportError:
-        return None
-    return int(psutil.virtual_memory().available)
-
-
-def eval_chunk_budget(device, free_bytes: int | None = None) -> int:
-    """Bytes the evaluation scorer may spend on one chunk's temporaries (see the module doc).
-
-    ``free_bytes`` replaces the measured free memory (planning for another machine)."""
-    device = torch.device(device)
-    free = available_bytes(device) if free_bytes is None else int(free_bytes)
-    if device.type == "cuda":
-        return int(free * CUDA_FREE_FRACTION)
-    if free is None:
-        return CPU_CHUNK_BUDGET
-    return int(min(CPU_CHUNK_BUDGET, free * CPU_FREE_FRACTION))
-
-
-def chunk_for_budget(num_entities: int, width: int, batch_size: int, budget: int) -> int:
-    """Candidates per scorer chunk: ``budget / (2 * 4 * batch_size * width)`` clamped to [1024, N]."""
-    per_candidate = 2 * F32 * max(int(batch_size), 1) * max(int(width), 1)
-    return int(max(1, min(int(num_entities), max(MIN_CHUNK, int(budget) // per_candidate))))
 
 
 # --- parameter layout -----------------------------------------------------------------------------
@@ -118,9 +82,7 @@ class ParameterLayout:
         return self.per_entity * num_entities + self.per_relation * num_relations + self.fixed
 
 
-def _probe_features(num_entities: int, feature_dims: dict[str, int] | None):
-    from afme_lib.data.features import FeatureStore
-
+def _probe_features(num_entities: int, feature_dims: dict[str, int] | None) -> FeatureStore | None:
     if not feature_dims:
         return None
     store = FeatureStore(num_entities)
@@ -130,8 +92,6 @@ def _probe_features(num_entities: int, feature_dims: dict[str, int] | None):
 
 
 def _build(model_cfg: ModelConfig, num_entities: int, num_relations: int, feature_dims):
-    from afme_lib.models.registry import create_model
-
     return create_model(model_cfg, num_entities, num_relations, _probe_features(num_entities, feature_dims))
 
 
@@ -143,13 +103,8 @@ def _count(model) -> tuple[int, int]:
 def _saved_activation_bytes(model, train_cfg: TrainConfig, num_entities: int) -> int:
     """Bytes autograd saves for backward in one training batch loss of PROBE_BATCH positives.
 
-    The loss is the trainer's own (``Trainer._batch_loss`` on a stand-in holding only what it
-    reads), so every term a model adds is probed too. Counted once per storage; parameters
-    (already in the model's bytes) are skipped."""
-    from types import SimpleNamespace
-
-    from afme_lib.train import Trainer
-
+    The loss is the trainer's own (:func:`afme_lib.train.batch_losses`), so every term a model adds
+    is probed too. Counted once per storage; parameters (already in the model's bytes) are skipped."""
     param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
 
@@ -164,12 +119,9 @@ def _saved_activation_bytes(model, train_cfg: TrainConfig, num_entities: int) ->
                          torch.randint(num_entities, (b,))], 1)
     negatives = torch.randint(num_entities, (b, k))
     corrupt_head = torch.rand(b) < 0.5
-    has_critic = bool(model.critic_parameters()) if hasattr(model, "critic_parameters") else False
-    trainer = SimpleNamespace(cfg=train_cfg, model=model, device=torch.device("cpu"),
-                              critic_optimizer=object() if has_critic else None)
     model.train()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        terms = Trainer._batch_loss(trainer, batch, negatives, corrupt_head)
+        terms = batch_losses(model, train_cfg, batch, negatives, corrupt_head, torch.device("cpu"))
     del terms
     return sum(seen.values())
 
@@ -182,8 +134,6 @@ def measure_layout(model_cfg: ModelConfig, feature_dims: dict[str, int] | None =
     n0 is large enough for the activation probe to see distinct entities. The caller's random
     state is left untouched.
     """
-    from afme_lib.models.modality import ModalityInputs
-
     train_cfg = train_cfg or TrainConfig()
     n0 = max(64, 4 * PROBE_BATCH * (int(train_cfg.negatives) + 2))
     with torch.random.fork_rng(devices=[]):
@@ -344,118 +294,7 @@ def choose_feature_placement(requested: str, model_cfg: ModelConfig, train_cfg: 
     return "device" if resident.fits(free) else "pinned"
 
 
-# --- inputs of the CLI: graph sizes and feature widths without loading them ----------------------
-def graph_counts(dataset: str, data_dir: str | None = None) -> tuple[int, int]:
-    """(entities, relations) of a dataset folder or registered name, from the id files' count
-    lines; a registered benchmark that is not on disk uses its registered counts."""
-    from afme_lib.data.registry import DatasetNotFoundError, find_entry, resolve_dataset
-
-    try:
-        folder = resolve_dataset(dataset, data_dir)
-    except DatasetNotFoundError:
-        entry = find_entry(dataset)
-        if entry is None:
-            raise
-        return int(entry.counts["entities"]), int(entry.counts["relations"])
-    counts = []
-    for name in ("entity2id.txt", "relation2id.txt"):
-        with open(Path(folder) / name, encoding="utf-8") as fh:
-            counts.append(int(fh.readline().split()[0]))
-    return counts[0], counts[1]
-
-
+# --- inputs of `afme memory`: feature widths without loading the features ----------------------
 def feature_dims_in(folder: str | Path) -> dict[str, int]:
     """{modality: width} of the feature files in ``folder``, read from their headers (mmap)."""
-    from afme_lib.data.features import feature_shapes
-
     return {m: (shape[1] if len(shape) > 1 else 1) for m, shape in feature_shapes(folder).items()}
-
-
-def parse_dims(items: list[str] | None) -> dict[str, int]:
-    """``["image=383", "text=384"]`` -> {"image": 383, "text": 384}."""
-    dims = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value.isdigit() or int(value) < 1:
-            raise ValueError(f"--feature-dims expects MODALITY=WIDTH items like image=383, got {item!r}")
-        dims[name] = int(value)
-    return dims
-
-
-# --- the table ------------------------------------------------------------------------------------
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.2f}"
-
-
-def table_lines(plans: list[MemoryPlan], free_bytes: int | None = None) -> list[str]:
-    """A markdown table: bytes per entity by component, then totals for the planned graph."""
-    lines = ["| model | params | embeddings B/ent | grads B/ent | Adam B/ent | features B/ent | eval B/ent "
-             "| total B/ent | fixed MiB | activations MiB | peak GiB | host GiB |" + (" fits |" if free_bytes else ""),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if free_bytes else "")]
-    for p in plans:
-        fixed = p.fixed["relations"] + p.fixed["dense"] + p.fixed["adam_steps"]
-        e = p.per_entity
-        row = (f"| {p.model} | {p.parameters:,} | {e['embeddings']} | {e['gradients']} | {e['optimiser']} | "
-               f"{e['features']} | {e['evaluation']} | {p.bytes_per_entity()} | {fixed / 2**20:.1f} | "
-               f"{p.fixed['activations'] / 2**20:.1f} | {_gib(p.peak_bytes)} | {_gib(p.host_bytes)} |")
-        if free_bytes:
-            row += f" {'yes' if p.fits(free_bytes) else 'NO'} |"
-        lines.append(row)
-    return lines
-
-
-# --- `afme memory` --------------------------------------------------------------------------------
-DEFAULT_MODELS = ("transe", "distmult", "complex", "rotate", "ikrl", "mm-concat", "afme")
-
-
-def add_memory_parser(subparsers) -> None:
-    """Register ``afme memory`` on the CLI's sub-command parsers."""
-    from afme_lib.cli import _add_config_flags
-
-    p = subparsers.add_parser("memory", help="bytes per entity and peak device memory of a run, before running it")
-    p.add_argument("--dataset", required=True, help="registered name (counts known even before download) or folder")
-    p.add_argument("--data-dir", help="folder holding downloaded benchmarks")
-    p.add_argument("--features", help="feature folder: widths read from the files' headers")
-    p.add_argument("--feature-dims", nargs="+", metavar="MODALITY=WIDTH", help="feature widths, e.g. image=383 text=384")
-    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="models to plan (default: all)")
-    p.add_argument("--feature-placement", default="device", choices=["device", "pinned", "mmap"],
-                   help="where features live: device memory, or pinned / memory-mapped host memory (default: device)")
-    p.add_argument("--free-gb", type=float, help="free device memory to plan for (default: measured on --device)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _add_config_flags(p, ModelConfig, skip=("name",))
-    _add_config_flags(p, TrainConfig, skip=("extra",))
-    p.set_defaults(func=cmd_memory)
-
-
-def cmd_memory(args) -> int:
-    import json
-
-    from afme_lib.cli import _given_fields
-    from afme_lib.errors import AfmeError
-
-    model_fields = _given_fields(args, ModelConfig)
-    train_cfg = TrainConfig.from_dict(_given_fields(args, TrainConfig))
-    name = train_cfg.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available() and not args.free_gb:
-        raise AfmeError("--device cuda without a CUDA device here: give --free-gb to plan for one")
-    entities, relations = graph_counts(args.dataset, args.data_dir)
-    dims = feature_dims_in(args.features) if args.features else {}
-    dims.update(parse_dims(args.feature_dims))
-    free = int(args.free_gb * 2**30) if args.free_gb else available_bytes(device)
-    plans = [plan(ModelConfig.from_dict({**model_fields, "name": name}), train_cfg, entities, relations, dims,
-                  args.feature_placement, device, free) for name in args.models]
-    if args.json:
-        print(json.dumps({"entities": entities, "relations": relations, "free_bytes": free,
-                          "plans": [p.to_dict() for p in plans]}, indent=2))
-        return 0
-    where = f"{free / 2**30:.1f} GiB free" if free else "free memory unknown"
-    print(f"{args.dataset}: {entities:,} entities, {relations:,} relations; features {dims or 'none'}; "
-          f"device {device} ({where}); batch {train_cfg.batch_size} x {train_cfg.negatives} negatives, "
-          f"eval batch {train_cfg.eval_batch_size}")
-    for line in table_lines(plans, free):
-        print(line)
-    return 0
-

@@ -31,11 +31,12 @@ from afme_lib.combinations import check_run
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.features import FeatureStore
 from afme_lib.data.hygiene import warn_split_leakage
-from afme_lib.data.registry import load_benchmark
+from afme_lib.data.registry import graph_counts, load_benchmark
+from afme_lib.device import resolve_device
 from afme_lib.errors import AfmeError, OptionError, did_you_mean, literal
 from afme_lib.evaluate import evaluate
 from afme_lib.runs import BEST, LAST, read_json, run_config, write_json
-from afme_lib.train import Trainer, resolve_device
+from afme_lib.train import Trainer
 
 SUMMARY_KEYS = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
 METRICS_KEYS = ("valid", "test", "epochs_run", "best_epoch", "stopped_early", "train_seconds", "eval_seconds", "device",
@@ -62,7 +63,7 @@ def _inputs_for_run(dataset, features, data_dir, model_cfg: ModelConfig, train_c
     if features and placement == "auto":
         _info, device = distributed.init_from_env(resolve_device(train_cfg.device))
         if device.type == "cuda":  # on the CPU features are in host memory whatever the placement
-            entities, relations = memory.graph_counts(dataset, data_dir)
+            entities, relations = graph_counts(dataset, data_dir)
             dims = memory.feature_dims_in(features)
             placement = memory.choose_feature_placement("auto", model_cfg, train_cfg, entities, relations, dims, device)
     return load_inputs(dataset, features, data_dir, model_cfg.modalities, "device" if placement == "auto" else placement)

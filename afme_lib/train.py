@@ -16,7 +16,6 @@ rank 0 writes the log and the checkpoints.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
@@ -29,7 +28,8 @@ from tqdm.auto import tqdm
 
 from afme_lib import distributed
 from afme_lib.combinations import check_configs
-from afme_lib.config import AMP_MODES, ModelConfig, TrainConfig  # AMP_MODES: declared with TrainConfig.amp
+from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.device import autocast_context, resolve_device
 from afme_lib.errors import AfmeError
 from afme_lib.data.filters import FilterIndex
 from afme_lib.evaluate import evaluate
@@ -48,21 +48,6 @@ class NonFiniteLossError(AfmeError):
                          "last good checkpoint is kept (try a lower learning rate or --amp none)")
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AfmeError("--device cuda was asked for but torch sees no CUDA device")
-    return torch.device(name)
-
-
-def autocast_context(device: torch.device, amp: str):
-    if amp == "none" or device.type != "cuda":
-        return contextlib.nullcontext()  # CPU runs in float32: bf16 on CPU is slower, not faster
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-    return torch.autocast("cuda", dtype=dtype)
-
-
 @dataclass
 class TrainState:
     epoch: int = 0  # epochs completed
@@ -72,6 +57,46 @@ class TrainState:
     train_seconds: float = 0.0
     stopped_early: bool = False
     history: list = field(default_factory=list)
+
+
+def batch_losses(model, cfg: TrainConfig, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor,
+                 device: torch.device) -> dict[str, torch.Tensor]:
+    """The named loss terms of one training batch (their sum is the loss the main optimiser steps on).
+
+    ``batch`` [B, 3] positives (h, r, t), ``negatives`` [B, K] entity ids replacing the head
+    (``corrupt_head[b]``) or the tail of row b. Terms: ``kgc`` (the sampled loss ``cfg.loss`` of
+    positive vs negative scores, or 1vsall's cross-entropy over every entity), ``reg``
+    (``cfg.regularization`` x mean |e|^3 of the batch's entities), ``extra`` (the model's
+    ``extra_loss``), the model's own named training terms, and ``generator`` (lambda_adv x the
+    generator loss, for a model with a critic). The trainer and the memory model's activation
+    probe both call this, so what is measured is what is trained.
+    """
+    has_critic = bool(model.critic_parameters()) if hasattr(model, "critic_parameters") else False
+    h, r, t = batch.unbind(1)
+    with autocast_context(device, cfg.amp):
+        if cfg.loss == "1vsall":  # tail and head queries of every positive, each against all entities
+            tail_side = one_vs_all_loss(model.score_all(h, r, "tail"), t, cfg.label_smoothing)
+            head_side = one_vs_all_loss(model.score_all(t, r, "head"), h, cfg.label_smoothing)
+            terms = {"kgc": (tail_side + head_side) / 2}
+        else:
+            pos = model.score(h, r, t).float()
+            neg = model.score_negatives(h, r, t, negatives, corrupt_head).float()
+            terms = {"kgc": kgc_loss(cfg.loss, pos, neg, cfg.margin, cfg.adv_temperature)}
+        if cfg.regularization > 0:
+            reg = model.entity_repr(batch[:, [0, 2]], r[:, None]).float().abs().pow(3).mean()
+            terms["reg"] = cfg.regularization * reg
+        extra = model.extra_loss(h, r, t)
+        if extra is not None:
+            terms["extra"] = extra
+        # Named model terms that need the batch's negatives or the training config (MMKRL's
+        # and NATIVE's adversarial terms); each is logged under its own name and summed.
+        hook = getattr(model, "training_losses", None)
+        if hook is not None:
+            terms.update(hook(batch, negatives, corrupt_head, cfg))
+        if has_critic and cfg.lambda_adv > 0:
+            ents, rels = torch.cat([h, t]), torch.cat([r, r])
+            terms["generator"] = cfg.lambda_adv * model.generator_loss(ents, rels).float()
+    return terms
 
 
 class Trainer:
@@ -111,32 +136,7 @@ class Trainer:
 
     # --- one batch ---------------------------------------------------------------------------
     def _batch_loss(self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
-        h, r, t = batch.unbind(1)
-        with autocast_context(self.device, cfg.amp):
-            if cfg.loss == "1vsall":  # tail and head queries of every positive, each against all entities
-                tail_side = one_vs_all_loss(self.model.score_all(h, r, "tail"), t, cfg.label_smoothing)
-                head_side = one_vs_all_loss(self.model.score_all(t, r, "head"), h, cfg.label_smoothing)
-                terms = {"kgc": (tail_side + head_side) / 2}
-            else:
-                pos = self.model.score(h, r, t).float()
-                neg = self.model.score_negatives(h, r, t, negatives, corrupt_head).float()
-                terms = {"kgc": kgc_loss(cfg.loss, pos, neg, cfg.margin, cfg.adv_temperature)}
-            if cfg.regularization > 0:
-                reg = self.model.entity_repr(batch[:, [0, 2]], r[:, None]).float().abs().pow(3).mean()
-                terms["reg"] = cfg.regularization * reg
-            extra = self.model.extra_loss(h, r, t)
-            if extra is not None:
-                terms["extra"] = extra
-            # Named model terms that need the batch's negatives or the training config (MMKRL's
-            # and NATIVE's adversarial terms); each is logged under its own name and summed.
-            hook = getattr(self.model, "training_losses", None)
-            if hook is not None:
-                terms.update(hook(batch, negatives, corrupt_head, cfg))
-            if self.critic_optimizer is not None and cfg.lambda_adv > 0:
-                ents, rels = torch.cat([h, t]), torch.cat([r, r])
-                terms["generator"] = cfg.lambda_adv * self.model.generator_loss(ents, rels).float()
-        return terms
+        return batch_losses(self.model, self.cfg, batch, negatives, corrupt_head, self.device)
 
     def _step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """The batch loss terms. Negatives are drawn outside the compiled graph: RNG calls with a

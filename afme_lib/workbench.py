@@ -30,9 +30,19 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
+import pandas as pd
+
 import afme_lib
+from afme_lib.analysis.figures import use_notebook_renderer
+from afme_lib.analysis.robustness import COLUMNS as CURVE_COLUMNS
+from afme_lib.analysis.robustness import corrupted_feature_folder
 from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.combinations import check_configs
+from afme_lib.data import synthetic
+from afme_lib.data.registry import resolve_dataset
+from afme_lib.data.summary import has_feature_files
 from afme_lib.errors import AfmeError, OptionError, did_you_mean, literal
+from afme_lib.pipeline import load_inputs, run_or_resume
 from afme_lib.runs import read_json
 
 QUICK_ENV = "AFME_NB_QUICK"
@@ -92,8 +102,6 @@ def parse_synth_spec(spec: str) -> tuple[str, int] | None:
 
 def _generator_fingerprint() -> str:
     """sha1 of the generator's source: a folder made by another version of it is regenerated."""
-    from afme_lib.data import synthetic
-
     return hashlib.sha1(Path(synthetic.__file__).read_bytes()).hexdigest()
 
 
@@ -109,11 +117,9 @@ def synthetic_folder(preset: str, seed: int = 0, data_root: str | Path = DEFAULT
     A new folder is written under a temporary name and renamed into place, so notebooks
     running in parallel (a grid with several workers) never read a half-written folder.
     """
-    from afme_lib.data.synthetic import PRESETS, write_synthetic
-
-    if preset not in PRESETS:
-        raise AfmeError(f"unknown synthetic preset {preset!r}{did_you_mean(preset, PRESETS)}; expected one of "
-                        f"{sorted(PRESETS)}")
+    if preset not in synthetic.PRESETS:
+        raise AfmeError(f"unknown synthetic preset {preset!r}{did_you_mean(preset, synthetic.PRESETS)}; expected one of "
+                        f"{sorted(synthetic.PRESETS)}")
     root = resolve_path(data_root)
     folder = root / f"synth-{preset}-seed{seed}"
     stamp = _synth_stamp(preset, seed)
@@ -127,7 +133,7 @@ def synthetic_folder(preset: str, seed: int = 0, data_root: str | Path = DEFAULT
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=root))
     try:
-        write_synthetic(tmp, preset, seed=seed)
+        synthetic.write_synthetic(tmp, preset, seed=seed)
         (tmp / STAMP_FILE).write_text(json.dumps(stamp, indent=2) + "\n")
         if current():  # a parallel worker finished first: keep theirs, another may be reading it
             return folder
@@ -162,9 +168,6 @@ def prepare_dataset(spec: str, features: str | Path | None = None,
 
 def _find_dataset(spec: str, data_root: str | Path) -> tuple[str, str | None]:
     """The dataset folder of ``spec`` and the feature folder that comes with it (or None)."""
-    from afme_lib.data.registry import resolve_dataset
-    from afme_lib.data.summary import has_feature_files
-
     synth = parse_synth_spec(spec)
     if synth is not None:
         folder = synthetic_folder(*synth, data_root=data_root)
@@ -212,8 +215,6 @@ def build_configs(model: str = "afme", dim: int = 64, epochs: int = 10, batch_si
                     "gan": gan, "self_attention": self_attention, **(model_options or {})}
     train_fields = {"epochs": epochs, "batch_size": batch_size, "negatives": negatives, "lr": lr, "seed": seed,
                     "device": device, "eval_every": eval_every, "progress": progress, **(train_options or {})}
-    from afme_lib.combinations import check_configs
-
     try:
         configs = ModelConfig.from_dict(model_fields), TrainConfig.from_dict(train_fields)
         check_configs(*configs)
@@ -269,8 +270,6 @@ def train_or_reuse(dataset: str, features: str | None, model_cfg: ModelConfig, t
     config.json has the same dataset, features and configs (``progress`` aside); otherwise an
     AfmeError lists the differing fields instead of silently returning another run's metrics.
     """
-    from afme_lib.pipeline import run_or_resume
-
     run_dir = resolve_path(run_dir)
     config_path = run_dir / "config.json"
     if config_path.is_file():
@@ -330,11 +329,35 @@ def figures_folder(figures_dir: str | Path | None, notebook: str) -> Path:
 def setup_notebook() -> None:
     """Notebook defaults: plotly figures as JSON output (see :mod:`afme_lib.analysis.figures`),
     wide pandas tables, and no warning for the missing feature rows the tables already count."""
-    import pandas as pd
-
-    from afme_lib.analysis.figures import use_notebook_renderer
-
     use_notebook_renderer()
     pd.set_option("display.max_columns", 40)
     pd.set_option("display.width", 200)
     warnings.filterwarnings("ignore", message=".*count as missing")
+
+
+# --- experiments that train ------------------------------------------------------------------------
+def curve_train_time(dataset: str, features: str, model_cfg: ModelConfig, train_cfg: TrainConfig, kind: str, levels,
+                     out_root: str | Path, modalities=None, clean_metrics: dict | None = None) -> pd.DataFrame:
+    """Train-time robustness (:mod:`afme_lib.analysis.robustness`): one row per level, a model
+    trained and evaluated with the features corrupted by ``kind`` at that level.
+
+    ``dataset`` / ``features`` are folders (as from :func:`prepare_dataset`); the corruption seed is
+    the training seed. Runs go to ``<out_root>/<kind>-<level>`` and are reused when finished
+    (:func:`train_or_reuse`). Level 0 reuses ``clean_metrics`` (the clean run's metrics.json) when
+    given instead of training again.
+    """
+    out_root = Path(out_root)
+    data, store = None, None
+    rows = []
+    for level in levels:
+        if level == 0 and clean_metrics is not None:
+            metrics = clean_metrics
+        else:
+            if store is None:
+                data, store = load_inputs(dataset, features, modalities=model_cfg.modalities)
+            folder = corrupted_feature_folder(store, out_root / "features", data.name, kind, level, modalities,
+                                              train_cfg.seed, source=str(Path(features).resolve()))
+            metrics = train_or_reuse(dataset, str(folder), model_cfg, train_cfg, out_root / f"{kind}-{level:g}")
+        rows.append({"kind": kind, "level": float(level), "seed": train_cfg.seed,
+                     **{k: metrics["test"][k] for k in CURVE_COLUMNS[3:]}})
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)

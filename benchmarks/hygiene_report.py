@@ -32,7 +32,8 @@ from afme_lib.data.clean import read_manifest, write_clean
 from afme_lib.data.hygiene import hygiene_report
 from afme_lib.data.registry import load_benchmark
 from afme_lib.data.filters import FilterIndex
-from afme_lib.evaluate import compute_metrics, evaluate, rank_targets
+from afme_lib.evaluate import evaluate
+from afme_lib.ranking import compute_metrics, rank_targets
 from afme_lib.models.registry import recommended_train_options
 from afme_lib.pipeline import load_run, run_or_resume
 from _pages import write_page  # same folder

@@ -629,7 +629,7 @@ if train_time:
         for kind, kind_levels in levels.items():
             # retrained runs live in this notebook's cache, also for a clean run trained elsewhere
             out_root = workbench.auto_run_dir("05_robustness", data_path, feature_path, run["model_cfg"], run["train_cfg"])
-            curve = robustness.curve_train_time(
+            curve = workbench.curve_train_time(
                 data_path, feature_path, run["model_cfg"], run["train_cfg"], kind, kind_levels,
                 out_root / "train-time", corrupt_modalities, clean_metrics=run["metrics"])
             parts.append(curve.assign(variant=variant, phase="train time"))

@@ -505,15 +505,15 @@ def test_corrupted_feature_folder_is_written_once_and_loads_back(store, tmp_path
 
 
 def test_curve_at_train_time_reuses_clean_metrics_and_trains_corrupted_runs(kg_folder, tmp_path):
-    from afme_lib.workbench import build_configs
+    from afme_lib.workbench import build_configs, curve_train_time  # the curve trains: it lives above analysis
 
     model_cfg, train_cfg = build_configs(model="afme", dim=8, epochs=1, batch_size=2048, negatives=2, eval_every=1,
                                          progress=False, device="cpu", model_options={"attention_layers": 1})
     clean = {"test": {"mrr": 0.5, "mr": 2.0, "hits@1": 0.4, "hits@3": 0.5, "hits@10": 0.9}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        curve = robustness.curve_train_time(str(kg_folder), str(kg_folder), model_cfg, train_cfg, "noise", [0.0, 1.0],
-                                            tmp_path, clean_metrics=clean)
+        curve = curve_train_time(str(kg_folder), str(kg_folder), model_cfg, train_cfg, "noise", [0.0, 1.0], tmp_path,
+                                 clean_metrics=clean)
     assert curve["level"].tolist() == [0.0, 1.0] and curve.loc[0, "mrr"] == 0.5
     run = tmp_path / "noise-1"
     assert curve.loc[1, "mrr"] == json.loads((run / "metrics.json").read_text())["test"]["mrr"]

@@ -17,7 +17,8 @@ from torch import nn
 from afme_lib.config import ModelConfig
 from afme_lib.data.dataset import KGDataset
 from afme_lib.data.filters import FilterIndex, triple_categories
-from afme_lib.evaluate import compute_metrics, default_chunk_size, evaluate, rank_targets
+from afme_lib.evaluate import default_chunk_size, evaluate
+from afme_lib.ranking import compute_metrics, rank_targets
 from afme_lib.models.base import KGModel
 
 N_ENT, N_REL = 30, 4

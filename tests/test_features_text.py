@@ -17,10 +17,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from afme_lib.cli import main  # noqa: E402
 from afme_lib.data.features import FeatureStore  # noqa: E402
 from afme_lib.data.openke import write_id_map, write_triples  # noqa: E402
+from afme_lib.device import effective_amp  # noqa: E402
 from afme_lib.errors import AfmeError, DataFormatError  # noqa: E402
 from afme_lib.features.names import (clean_entity_name, dataset_entities, entity_key_index, id_fraction,  # noqa: E402
                                      looks_like_id, resolve_key)
-from afme_lib.features.text import (TextEncoder, effective_amp, extract_text_features,  # noqa: E402
+from afme_lib.features.text import (TextEncoder, extract_text_features,  # noqa: E402
                                     name_texts, packaged_minilm_path, read_texts)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")

@@ -21,8 +21,8 @@ from afme_lib.data.hygiene import (SplitLeakageWarning, hygiene_report, leakage_
                                    memorisation_ranks, relation_overlaps, warn_split_leakage)
 from afme_lib.data.openke import write_id_map, write_triples
 from afme_lib.data.summary import hygiene_table, hygiene_verdict
-from afme_lib.evaluate import compute_metrics, rank_targets
 from afme_lib.pipeline import train_run
+from afme_lib.ranking import compute_metrics, rank_targets
 
 # (h, r, t) rows; the comment says what each row is there for. Training (h, t) pairs:
 # (0,1) r0, (1,2) r0, (2,3) r1, (3,4) r1, (4,5) r2, (1,0) r2, (2,1) r2, (5,6) r0.

@@ -9,14 +9,17 @@ import json
 import pytest
 import torch
 
+import afme_lib.device as device
 import afme_lib.memory as memory
-from afme_lib.cli import main
+from afme_lib.cli import main, parse_dims
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.dataset import load_dataset
 from afme_lib.data.features import FeatureStore
+from afme_lib.data.registry import graph_counts
+from afme_lib.device import chunk_for_budget, eval_chunk_budget
 from afme_lib.evaluate import default_chunk_size
-from afme_lib.memory import chunk_for_budget, eval_chunk_budget, measure_layout, plan
-from afme_lib.models.registry import create_model
+from afme_lib.memory import measure_layout, plan
+from afme_lib.models.registry import create_model, model_names
 from afme_lib.train import Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
@@ -146,12 +149,12 @@ def test_cpu_budget_reads_psutil_and_falls_back_to_the_constant(monkeypatch):
         available = 200 * 2**20
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: Memory())
-    assert memory.available_bytes("cpu") == 200 * 2**20
+    assert device.available_bytes("cpu") == 200 * 2**20
     assert default_chunk_size(10**7, 64, 16, "cpu") == (50 * 2**20) // (2 * 4 * 16 * 64)
     real_import = builtins.__import__
     monkeypatch.setattr(builtins, "__import__",
                         lambda name, *a, **kw: (_ for _ in ()).throw(ImportError(name)) if name == "psutil" else real_import(name, *a, **kw))
-    assert memory.available_bytes("cpu") is None
+    assert device.available_bytes("cpu") is None
     assert default_chunk_size(10**7, 64, 16, "cpu") == (256 * 2**20) // (2 * 4 * 16 * 64)
 
 
@@ -174,15 +177,15 @@ def test_auto_placement_keeps_features_on_the_device_only_when_the_run_fits(monk
 # --- inputs and the CLI ------------------------------------------------------------------------------
 def test_graph_counts_from_a_folder_and_from_the_registry(tiny_synth, tmp_path):
     data = load_dataset(tiny_synth)
-    assert memory.graph_counts(str(tiny_synth)) == (data.num_entities, data.num_relations)
-    assert memory.graph_counts("DB15K", data_dir=tmp_path) == (12_842, 279)  # registered, not downloaded
+    assert graph_counts(str(tiny_synth)) == (data.num_entities, data.num_relations)
+    assert graph_counts("DB15K", data_dir=tmp_path) == (12_842, 279)  # registered, not downloaded
     assert memory.feature_dims_in(tiny_synth) == DIMS
 
 
 def test_parse_dims():
-    assert memory.parse_dims(["image=383", "text=384"]) == {"image": 383, "text": 384}
+    assert parse_dims(["image=383", "text=384"]) == {"image": 383, "text": 384}
     with pytest.raises(ValueError, match="--feature-dims expects MODALITY=WIDTH items like image=383, got 'image:383'"):
-        memory.parse_dims(["image:383"])
+        parse_dims(["image:383"])
 
 
 def test_afme_memory_prints_the_table_and_json(tiny_synth, capsys):
@@ -200,3 +203,9 @@ def test_afme_memory_prints_the_table_and_json(tiny_synth, capsys):
     assert payload["plans"][1]["feature_dims"] == {**DIMS, "text": 8}
     data = load_dataset(tiny_synth)
     assert payload["plans"][0]["parameters"] == data.num_entities * 16 + data.num_relations * 8
+
+
+def test_afme_memory_plans_every_registered_model_by_default(tiny_synth, capsys):
+    assert main(["memory", "--dataset", str(tiny_synth), "--dim", "8", "--attention-layers", "1",
+                 "--free-gb", "1", "--json"]) == 0
+    assert [p["model"] for p in json.loads(capsys.readouterr().out)["plans"]] == model_names()

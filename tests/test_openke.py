@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from afme_lib.data.openke import read_id_map, read_triples, write_id_map, write_triples
+from afme_lib.data.openke import read_count, read_id_map, read_triples, write_id_map, write_triples
 from afme_lib.errors import DataFormatError
 
 
@@ -249,3 +249,14 @@ def test_triples_unusual_whitespace_reads_like_plain(tmp_path):
     np.testing.assert_array_equal(a, ids)
     np.testing.assert_array_equal(b, ids)
     assert a.flags.c_contiguous and a.dtype == b.dtype == np.int64
+
+
+def test_read_count_reads_only_the_count_line(tmp_path):
+    path = tmp_path / "entity2id.txt"
+    path.write_bytes(b"\xef\xbb\xbf3\r\na\t0\nb\t1\n")  # BOM, CRLF; the rows disagree: not its business
+    assert read_count(path) == 3
+    path.write_text("three\na\t0\n")
+    _fails(read_count, path, 1, "bad count line 'three': expected the number of rows")
+    path.write_text("-2\n")
+    _fails(read_count, path, 1, "bad count line '-2': negative count")
+    _fails(read_count, tmp_path / "absent.txt", None, "file not found")

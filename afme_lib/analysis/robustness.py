@@ -6,7 +6,9 @@ Two settings (features are per entity, so there is no separate "test" copy of a 
   (:func:`curve_test_time`): a shift the model never saw. Its weights are untouched
   (:func:`~afme_lib.analysis.corruption.with_features`).
 - **train time**: the features are corrupted before training and stay so for evaluation
-  (:func:`curve_train_time`): can the model learn to discount a degraded modality?
+  (:func:`afme_lib.workbench.curve_train_time`, which trains, so it lives above analysis; it writes
+  the corrupted features with :func:`corrupted_feature_folder`): can the model learn to discount
+  a degraded modality?
 
 Levels: for ``noise``, the noise std in units of each feature's own std (0 = clean); for
 ``missing``, the share of measured rows dropped (0 = clean, 1 = modality gone).
@@ -75,34 +77,6 @@ def corrupted_feature_folder(store: FeatureStore, root: str | Path, dataset_name
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
-
-
-def curve_train_time(dataset: str, features: str, model_cfg, train_cfg, kind: str, levels, out_root: str | Path,
-                     modalities=None, clean_metrics: dict | None = None) -> pd.DataFrame:
-    """One row per level: a model trained and evaluated with the corrupted features.
-
-    ``dataset`` / ``features`` are folders (as from :func:`afme_lib.workbench.prepare_dataset`);
-    the corruption seed is the training seed. Runs go to ``<out_root>/<kind>-<level>`` and are
-    reused when finished (:func:`afme_lib.workbench.train_or_reuse`). Level 0 reuses
-    ``clean_metrics`` (the clean run's metrics.json) when given instead of training again.
-    """
-    from afme_lib.pipeline import load_inputs
-    from afme_lib.workbench import train_or_reuse
-
-    out_root = Path(out_root)
-    data, store = None, None
-    rows = []
-    for level in levels:
-        if level == 0 and clean_metrics is not None:
-            metrics = clean_metrics
-        else:
-            if store is None:
-                data, store = load_inputs(dataset, features, modalities=model_cfg.modalities)
-            folder = corrupted_feature_folder(store, out_root / "features", data.name, kind, level, modalities,
-                                              train_cfg.seed, source=str(Path(features).resolve()))
-            metrics = train_or_reuse(dataset, str(folder), model_cfg, train_cfg, out_root / f"{kind}-{level:g}")
-        rows.append({"kind": kind, "level": float(level), "seed": train_cfg.seed, **{k: metrics["test"][k] for k in _KEYS}})
-    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def summarize_curves(curves: pd.DataFrame, by=("variant", "phase", "kind", "level")) -> pd.DataFrame:

@@ -31,6 +31,7 @@ import torch
 
 from afme_lib.data.dataset import KGDataset, triple_keys
 from afme_lib.data.filters import FilterIndex
+from afme_lib.ranking import compute_metrics
 
 EVAL_SPLITS = ("valid", "test")
 RELATION_OVERLAP_THRESHOLD = 0.8  # share of the smaller relation's pairs the other one also holds
@@ -204,8 +205,6 @@ def memorisation_metrics(dataset: KGDataset, split: str, filter_index: FilterInd
     """MRR / MR / Hits@k of the memorisation rule on ``split`` (tail and head queries pooled),
     plus ``answer_is_neighbour``: the share of queries whose answer co-occurred with the query
     entity in train."""
-    from afme_lib.evaluate import compute_metrics
-
     if len(dataset.split(split)) == 0:
         return {}
     ranks = memorisation_ranks(dataset, split, filter_index)

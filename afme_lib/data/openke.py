@@ -65,6 +65,23 @@ def _count_and_rows(path: Path) -> tuple[int, list[tuple[int, str]]]:
     return count, rows
 
 
+def read_count(path: str | Path) -> int:
+    """The row count on the first line of an OpenKE file, without reading the rows (sizes a run
+    before loading it). The rows are not checked against it: :func:`read_id_map` does that."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, "file not found")
+    with open(path, "rb") as fh:
+        first = fh.readline()
+    head = first.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace").strip()
+    count = _parse_int(head)
+    if count is None:
+        raise DataFormatError(path, f"bad count line {head!r}: expected the number of rows", line=1)
+    if count < 0:
+        raise DataFormatError(path, f"bad count line {head!r}: negative count", line=1)
+    return count
+
+
 def read_id_map(path: str | Path) -> list[str]:
     """Read ``entity2id.txt`` / ``relation2id.txt``; return the names indexed by id.
 

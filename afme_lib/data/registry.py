@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from afme_lib.data.dataset import KGDataset, load_dataset
+from afme_lib.data.openke import read_count
 from afme_lib.errors import AfmeError, did_you_mean
 
 RELEASE_REPO = "zjukg/NATIVE"
@@ -347,3 +348,17 @@ def load_benchmark(
     entry = find_entry(str(name_or_dir), registry) if not Path(name_or_dir).expanduser().is_dir() else None
     entry = entry or find_entry(path.resolve().name, registry)
     return load_dataset(path, name=entry.name if entry else None)
+
+
+def graph_counts(name_or_dir: str | Path, data_dir: str | Path | None = None,
+                 registry: Mapping[str, DatasetEntry] | None = None) -> tuple[int, int]:
+    """(entities, relations) of a dataset folder or registered name, from the id files' count
+    lines; a registered benchmark that is not on disk uses its registered counts."""
+    try:
+        folder = resolve_dataset(name_or_dir, data_dir, registry)
+    except DatasetNotFoundError:
+        entry = find_entry(str(name_or_dir), registry)
+        if entry is None:
+            raise
+        return int(entry.counts["entities"]), int(entry.counts["relations"])
+    return read_count(folder / "entity2id.txt"), read_count(folder / "relation2id.txt")

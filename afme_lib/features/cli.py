@@ -29,7 +29,7 @@ def _print_result(result, seconds: float) -> None:
 def cmd_features_text(args) -> int:
     import time
 
-    from afme_lib.features.text import extract_text_features
+    from afme_lib.features.text import extract_text_features  # lazy: torch and transformers, only when run
 
     start = time.perf_counter()
     result = extract_text_features(
@@ -43,7 +43,7 @@ def cmd_features_text(args) -> int:
 def cmd_features_image(args) -> int:
     import time
 
-    from afme_lib.features.image import extract_image_features
+    from afme_lib.features.image import extract_image_features  # lazy: torch and torchvision, only when run
 
     start = time.perf_counter()
     result = extract_image_features(

@@ -32,9 +32,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from afme_lib.device import autocast_context, effective_amp, resolve_device
 from afme_lib.errors import AfmeError, DataFormatError
 from afme_lib.features.names import dataset_entities, entity_key_index, resolve_key
-from afme_lib.features.text import effective_amp
 from afme_lib.features.writer import ExtractionResult, run_extraction
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
@@ -235,8 +235,6 @@ def extract_image_features(
     Resumable (see :mod:`afme_lib.features.writer`); a finished file with the same settings is
     returned as is.
     """
-    from afme_lib.train import autocast_context, resolve_device
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     dataset_name, entity_names = dataset_entities(dataset, data_dir)

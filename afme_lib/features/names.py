@@ -39,6 +39,10 @@ import re
 from pathlib import Path
 from urllib.parse import unquote
 
+from afme_lib.data.dataset import KGDataset
+from afme_lib.data.openke import read_id_map
+from afme_lib.data.registry import find_entry, resolve_dataset
+
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _ID = re.compile(r"^(?:[QPL]\d+|/[mg]/[0-9a-z_]+|\d+)$")
@@ -122,10 +126,6 @@ def dataset_entities(dataset, data_dir: str | Path | None = None) -> tuple[str, 
     Only ``entity2id.txt`` is read (extraction needs no triples); the name follows
     :func:`~afme_lib.data.registry.load_benchmark` (the registry's canonical name, else the folder's).
     """
-    from afme_lib.data.dataset import KGDataset
-    from afme_lib.data.openke import read_id_map
-    from afme_lib.data.registry import find_entry, resolve_dataset
-
     if isinstance(dataset, KGDataset):
         return dataset.name, list(dataset.entity_names)
     path = resolve_dataset(dataset, data_dir)

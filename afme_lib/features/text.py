@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from afme_lib.device import autocast_context, effective_amp, resolve_device
 from afme_lib.errors import AfmeError, DataFormatError
 from afme_lib.features.names import (clean_entity_name, dataset_entities, entity_key_index, id_fraction,
                                      resolve_key)
@@ -40,7 +41,6 @@ from afme_lib.features.writer import ExtractionResult, run_extraction
 DEFAULT_MODEL = "minilm"
 PACKAGED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 POOLINGS = ("auto", "mean", "cls")
-AMP_CHOICES = ("auto", "none", "bf16", "fp16")
 ID_WARNING_SHARE = 0.5  # warn when more than this share of the texts are identifiers
 UNK_WARNING_SHARE = 0.2  # warn when more than this share of the tokens are [UNK]
 
@@ -99,17 +99,6 @@ def sentence_transformer_defaults(source: str, local: bool) -> dict:
     return defaults
 
 
-def effective_amp(device: torch.device, amp: str) -> str:
-    """``auto``: bf16 on a GPU that has it, else fp16 on GPU; none (float32) on CPU."""
-    if amp not in AMP_CHOICES:
-        raise ValueError(f"unknown amp mode {amp!r}; expected one of {', '.join(AMP_CHOICES)}")
-    if device.type != "cuda":
-        return "none"  # autocast on CPU is slower, and float32 keeps CPU features exact
-    if amp == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return amp
-
-
 class TextEncoder:
     """A transformers encoder with its pooling: ``encode(texts) -> FloatTensor [n, dim]`` on CPU.
 
@@ -118,8 +107,6 @@ class TextEncoder:
 
     def __init__(self, model: str = DEFAULT_MODEL, pooling: str = "auto", normalize: bool | None = None,
                  max_length: int | None = None, device: str = "auto", amp: str = "auto", batch_size: int = 64):
-        from afme_lib.train import resolve_device
-
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)}")
         if batch_size < 1:
@@ -195,8 +182,6 @@ class TextEncoder:
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> torch.Tensor:
         """Encode in batches of similar length (less padding); rows come back in the input order."""
-        from afme_lib.train import autocast_context
-
         tokenizer, model = self._load()
         out = torch.zeros(len(texts), self.dim)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))

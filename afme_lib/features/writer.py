@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 
 import afme_lib
+from afme_lib import atomic
 from afme_lib.data.features import FEATURE_SUFFIXES, SUFFIX_FOR, FeatureStore, _modality_of
 from afme_lib.errors import AfmeError, DataFormatError
-from afme_lib.runs import read_json, write_json
 
 PARTIAL = ".partial"
 
@@ -63,10 +63,8 @@ def _normalised(settings: dict) -> dict:
     return json.loads(json.dumps(settings))  # tuples -> lists, so a stored copy compares equal
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
 
 
 def _merge_stats(total: dict, stats: dict) -> None:
@@ -120,22 +118,22 @@ def run_extraction(
     layout = {"settings": settings, "chunk_size": chunk_size}  # what chunks on disk must match
     _check_folder(out, target, modality)
     if target.is_file() and not overwrite:
-        made_with = read_json(sidecar).get("settings") if sidecar.is_file() else None
+        made_with = _read_json(sidecar).get("settings") if sidecar.is_file() else None
         if made_with == settings:
-            return ExtractionResult(target, read_json(sidecar), reused=True)
+            return ExtractionResult(target, _read_json(sidecar), reused=True)
         differs = sorted(k for k in set(settings) | set(made_with or {}) if (made_with or {}).get(k) != settings.get(k))
         why = f"made with other settings (differing: {', '.join(differs)})" if made_with else "with no sidecar saying how it was made"
         raise AfmeError(f"{target} already exists, {why}; pass --overwrite (overwrite=True) to replace it")
 
     partial = out / PARTIAL / modality
     manifest = partial / "manifest.json"
-    if manifest.is_file() and {k: read_json(manifest).get(k) for k in layout} != layout:
+    if manifest.is_file() and {k: _read_json(manifest).get(k) for k in layout} != layout:
         stale = len(list(partial.glob("chunk-*.pt")))
         warnings.warn(f"{partial}: discarding {stale} finished chunk(s) of an extraction with other settings "
                       "or chunk size", stacklevel=2)
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
-    write_json(manifest, {"dataset": dataset_name, "modality": modality, **layout})
+    atomic.write_json(manifest, {"dataset": dataset_name, "modality": modality, **layout})
 
     n_chunks = math.ceil(num_rows / chunk_size)
     chunk_file = [partial / f"chunk-{k:05d}.pt" for k in range(n_chunks)]
@@ -154,8 +152,8 @@ def run_extraction(
                 raise RuntimeError(f"chunk {k}: got values {tuple(values.shape)} and mask {tuple(present.shape)}, "
                                    f"expected ({stop - start}, {dim}) and ({stop - start},)")
             stats = {**stats, "seconds": time.perf_counter() - began}
-            _atomic_save({"values": values.detach().float().cpu(), "present": present.bool().cpu(), "stats": stats},
-                         chunk_file[k])
+            atomic.save({"values": values.detach().float().cpu(), "present": present.bool().cpu(), "stats": stats},
+                        chunk_file[k])
             bar.update(stop - start)
             if after_chunk is not None:
                 after_chunk(k)
@@ -197,7 +195,7 @@ def run_extraction(
         "workbench_version": afme_lib.__version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_json(sidecar, info)
+    atomic.write_json(sidecar, info)
     staging = partial / "final"
     (written,) = store.save(staging, dataset_name)
     os.replace(written, target)

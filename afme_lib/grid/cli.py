@@ -5,6 +5,11 @@ from __future__ import annotations
 import shlex
 import signal
 import sys
+from pathlib import Path
+
+from afme_lib.grid.report import markdown_table, read_results, summarize
+from afme_lib.grid.runner import SPEC_COPY, plan, run_grid, write_report
+from afme_lib.grid.spec import DEFAULT_METRICS, load_grid
 
 
 def _interrupt(signum, frame):
@@ -12,8 +17,6 @@ def _interrupt(signum, frame):
 
 
 def cmd_grid_run(args) -> int:
-    from afme_lib.grid import load_grid, plan, run_grid
-
     grid = load_grid(args.grid)
     if args.dry_run:
         table = plan(grid, args.reports, args.runs, only=args.only)
@@ -53,13 +56,6 @@ def cmd_grid_run(args) -> int:
 
 
 def cmd_grid_summary(args) -> int:
-    from pathlib import Path
-
-    from afme_lib.grid import read_results, summarize, write_report
-    from afme_lib.grid.report import markdown_table
-    from afme_lib.grid.runner import SPEC_COPY
-    from afme_lib.grid.spec import DEFAULT_METRICS, load_grid
-
     report = Path(args.report_dir)
     results = read_results(report)
     grid = load_grid(report / SPEC_COPY, check_notebook=False) if (report / SPEC_COPY).is_file() else None

@@ -23,6 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from afme_lib.analysis.figures import save_figure
+from afme_lib.analysis.metrics import mean_std_figure
+from afme_lib.errors import AfmeError
 from afme_lib.grid.spec import DEFAULT_METRICS, METRIC_NAMES, RESULT_COLUMNS, Cell, Grid
 
 RESULTS = "results.csv"
@@ -78,8 +81,6 @@ def read_results(report_dir: str | Path) -> pd.DataFrame:
     """``<report_dir>/results.csv`` as a DataFrame (``variant`` and ``error`` "" where empty)."""
     path = Path(report_dir) / RESULTS
     if not path.is_file():
-        from afme_lib.errors import AfmeError
-
         raise AfmeError(f"{path} not found: run the grid first (`afme grid run GRID.yaml`)")
     text_columns = ("variant", "error", "device_used")
     frame = pd.read_csv(path, dtype={c: str for c in text_columns})
@@ -178,9 +179,6 @@ def write_figure(summary: pd.DataFrame, metrics, folder: Path, title: str) -> li
         return []
     if importlib.util.find_spec("plotly") is None:
         return []
-    from afme_lib.analysis.figures import save_figure
-    from afme_lib.analysis.metrics import mean_std_figure
-
     return save_figure(mean_std_figure(summary, shown, title=title), Path(folder) / FIGURE)
 
 

@@ -343,7 +343,7 @@ def check_cell_options(grid: Grid, source: Path) -> None:
     cell will run on (device, GPU-only options, feature files) is checked there."""
     import inspect
 
-    from afme_lib.workbench import build_configs
+    from afme_lib.workbench import build_configs  # here: it loads torch and the engine, which reading a grid needs not
 
     taken = set(inspect.signature(build_configs).parameters)
     for cell in expand(grid):
