@@ -271,7 +271,7 @@ def add_memory_parser(sub) -> None:
     p.add_argument("--free-gb", type=float, help="free device memory to plan for (default: measured on --device)")
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_config_flags(p, ModelConfig, skip=("name",))
-    _add_config_flags(p, TrainConfig, skip=("extra",))
+    _add_config_flags(p, TrainConfig)
     p.set_defaults(func=cmd_memory)
 
 
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint "
                        "(training flags given with it, e.g. --epochs, replace the run's values)")
     _add_config_flags(train, ModelConfig)
-    _add_config_flags(train, TrainConfig, skip=("extra",))
+    _add_config_flags(train, TrainConfig)
     train.add_argument("--feature-placement", choices=["auto", "device", "pinned", "mmap"],
                        help="where features live: on the device, or host memory gathered per batch (default: auto)")
     train.set_defaults(func=cmd_train)

@@ -35,7 +35,7 @@ def check_configs(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
         raise OptionError("name", f"must be a registered model: {', '.join(names)} (got {literal(name)})"
                           f"{did_you_mean(name, names)}")
     cls = model_class(name)
-    if train_cfg.loss == "1vsall" and hasattr(cls, "training_losses"):
+    if train_cfg.loss == "1vsall" and cls.sampled_loss_only:
         raise OptionError("loss", f"1vsall cannot train model {name!r}: it adds adversarial terms on sampled "
                           f"negatives; use one of {', '.join(SAMPLED_LOSSES)}")
     scorer = cls.scorer_name or model_cfg.scorer

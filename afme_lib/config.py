@@ -165,6 +165,8 @@ class TrainConfig:
     lambda_gp: float = option(10.0, "gradient-penalty weight of the WGAN critic", at_least=0)
     n_critic: int = option(1, "critic steps per batch", at_least=1)
     disc_lr: float = option(1e-4, "critic learning rate", above=0)
+    adv_epsilon: float = option(0.1, "MMKRL's adversarial perturbation size, relative to the representation's norm",
+                                at_least=0)
     # engine
     seed: int = option(0, "random seed (model, sampling, order)", at_least=0, at_most=2**32 - 1)
     device: str = option("auto", "auto: cuda when there is one, else cpu", pattern=DEVICE_PATTERN,
@@ -177,7 +179,6 @@ class TrainConfig:
     eval_batch_size: int = option(256, "queries per evaluation step", at_least=1)
     eval_chunk_size: int = option(0, "candidates per evaluation chunk; 0: chosen from free memory", at_least=0)
     progress: bool = option(True, "progress bars")
-    extra: dict = option({}, "model-specific options, e.g. {'adv_epsilon': 0.1} (MMKRL)")
 
     def __post_init__(self):
         self.validate()
@@ -192,6 +193,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        if isinstance(values, dict) and "extra" in values:
+            # Run folders written before adv_epsilon was a field hold an "extra" bag; it was read
+            # for adv_epsilon only, so any other key in it never changed a run.
+            values = dict(values)
+            legacy = values.pop("extra") or {}
+            if "adv_epsilon" in legacy:
+                values.setdefault("adv_epsilon", legacy["adv_epsilon"])
         return _from_dict(cls, values)
 
     def to_dict(self) -> dict:

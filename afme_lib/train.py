@@ -31,9 +31,12 @@ from afme_lib.combinations import check_configs
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.device import autocast_context, resolve_device
 from afme_lib.errors import AfmeError
+from afme_lib.data.dataset import KGDataset
+from afme_lib.data.features import FeatureStore
 from afme_lib.data.filters import FilterIndex
 from afme_lib.evaluate import evaluate
 from afme_lib.losses import kgc_loss, one_vs_all_loss
+from afme_lib.models.base import KGModel, LossContext
 from afme_lib.models.registry import create_model
 from afme_lib.models.structural import EmbeddingModel
 from afme_lib.runs import (BEST, LAST, append_log, load_checkpoint, rng_state, save_checkpoint, seed_everything,
@@ -59,19 +62,30 @@ class TrainState:
     history: list = field(default_factory=list)
 
 
-def batch_losses(model, cfg: TrainConfig, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor,
-                 device: torch.device) -> dict[str, torch.Tensor]:
+def loss_context(cfg: TrainConfig) -> LossContext:
+    """The part of ``cfg`` a model's training hooks may read (see :class:`LossContext`)."""
+    def sampled_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        return kgc_loss(cfg.loss, pos, neg, cfg.margin, cfg.adv_temperature)
+
+    return LossContext(sampled_loss=sampled_loss, lambda_adv=cfg.lambda_adv, lambda_gp=cfg.lambda_gp,
+                       adv_epsilon=cfg.adv_epsilon)
+
+
+def batch_losses(model: KGModel, cfg: TrainConfig, batch: torch.Tensor, negatives: torch.Tensor,
+                 corrupt_head: torch.Tensor, device: torch.device, context: LossContext | None = None,
+                 ) -> dict[str, torch.Tensor]:
     """The named loss terms of one training batch (their sum is the loss the main optimiser steps on).
 
     ``batch`` [B, 3] positives (h, r, t), ``negatives`` [B, K] entity ids replacing the head
-    (``corrupt_head[b]``) or the tail of row b. Terms: ``kgc`` (the sampled loss ``cfg.loss`` of
-    positive vs negative scores, or 1vsall's cross-entropy over every entity), ``reg``
-    (``cfg.regularization`` x mean |e|^3 of the batch's entities), ``extra`` (the model's
-    ``extra_loss``), the model's own named training terms, and ``generator`` (lambda_adv x the
-    generator loss, for a model with a critic). The trainer and the memory model's activation
-    probe both call this, so what is measured is what is trained.
+    (``corrupt_head[b]``) or the tail of row b. Terms, in this order: ``kgc`` (the sampled loss
+    ``cfg.loss`` of positive vs negative scores, or 1vsall's cross-entropy over every entity),
+    ``reg`` (``cfg.regularization`` x mean |e|^3 of the batch's entities), ``extra`` (the model's
+    ``extra_loss``), the model's ``training_losses`` (each under its own name), and ``generator``
+    (lambda_adv x ``generator_loss``, for a model with a critic). ``context`` defaults to
+    :func:`loss_context` of ``cfg``. The trainer, the memory model's activation probe and the
+    shared model contract test all call this, so what is measured and tested is what is trained.
     """
-    has_critic = bool(model.critic_parameters()) if hasattr(model, "critic_parameters") else False
+    context = context or loss_context(cfg)
     h, r, t = batch.unbind(1)
     with autocast_context(device, cfg.amp):
         if cfg.loss == "1vsall":  # tail and head queries of every positive, each against all entities
@@ -81,36 +95,40 @@ def batch_losses(model, cfg: TrainConfig, batch: torch.Tensor, negatives: torch.
         else:
             pos = model.score(h, r, t).float()
             neg = model.score_negatives(h, r, t, negatives, corrupt_head).float()
-            terms = {"kgc": kgc_loss(cfg.loss, pos, neg, cfg.margin, cfg.adv_temperature)}
+            terms = {"kgc": context.sampled_loss(pos, neg)}
         if cfg.regularization > 0:
             reg = model.entity_repr(batch[:, [0, 2]], r[:, None]).float().abs().pow(3).mean()
             terms["reg"] = cfg.regularization * reg
         extra = model.extra_loss(h, r, t)
         if extra is not None:
             terms["extra"] = extra
-        # Named model terms that need the batch's negatives or the training config (MMKRL's
-        # and NATIVE's adversarial terms); each is logged under its own name and summed.
-        hook = getattr(model, "training_losses", None)
-        if hook is not None:
-            terms.update(hook(batch, negatives, corrupt_head, cfg))
-        if has_critic and cfg.lambda_adv > 0:
+        terms.update(model.training_losses(batch, negatives, corrupt_head, context))
+        if context.lambda_adv > 0 and model.critic_parameters():
             ents, rels = torch.cat([h, t]), torch.cat([r, r])
-            terms["generator"] = cfg.lambda_adv * model.generator_loss(ents, rels).float()
+            terms["generator"] = context.lambda_adv * model.generator_loss(ents, rels).float()
     return terms
 
 
 class Trainer:
-    def __init__(self, dataset, model_cfg: ModelConfig, train_cfg: TrainConfig, run_dir: str | Path | None,
-                 features=None):
+    """One training run: builds the model ``model_cfg`` for ``dataset`` (a KGDataset, with an
+    optional FeatureStore), its optimisers, negative sampler and filter index, and trains it.
+
+    :meth:`fit` runs the epochs (validation every ``eval_every``, best-valid checkpoint, early
+    stopping), writing ``log.jsonl`` and checkpoints into ``run_dir`` (None: nothing is written);
+    :meth:`resume` continues from ``checkpoint-last.pt``; :meth:`restore` loads a checkpoint.
+    ``state`` (:class:`TrainState`) holds the counters a checkpoint carries.
+    """
+
+    def __init__(self, dataset: KGDataset, model_cfg: ModelConfig, train_cfg: TrainConfig, run_dir: str | Path | None,
+                 features: FeatureStore | None = None):
         self.dataset, self.model_cfg, self.cfg = dataset, model_cfg, train_cfg
         check_configs(model_cfg, train_cfg)  # again: a config may have been changed since it was built
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.dist, self.device = distributed.init_from_env(resolve_device(train_cfg.device))
         seed_everything(train_cfg.seed)
         self.model = create_model(model_cfg, dataset.num_entities, dataset.num_relations, features).to(self.device)
-        main_params = self.model.main_parameters() if hasattr(self.model, "main_parameters") else list(self.model.parameters())
-        self.optimizer = torch.optim.Adam(main_params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-        critic = self.model.critic_parameters() if hasattr(self.model, "critic_parameters") else []
+        self.optimizer = torch.optim.Adam(self.model.main_parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+        critic = self.model.critic_parameters()
         self.critic_optimizer = torch.optim.Adam(critic, lr=train_cfg.disc_lr, betas=(0.5, 0.9)) if critic else None
         self.train_triples = dataset.train.to(self.device)
         self.sampler = NegativeSampler(dataset.num_entities, train_cfg.negatives, train_cfg.sampler,
@@ -118,9 +136,10 @@ class Trainer:
         self.state = TrainState()
         self.filter_index = FilterIndex.from_dataset(dataset).to(self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and train_cfg.amp == "fp16")
+        self.loss_context = loss_context(train_cfg)
         self._compiled = torch.compile(self._batch_loss) if train_cfg.compile else None
-        if train_cfg.compile and hasattr(self.model.scorer, "compile"):
-            self.model.scorer.compile = True  # evaluation's all-candidates kernel too (RotatE)
+        if train_cfg.compile:
+            self.model.enable_compile()  # evaluation's all-candidates kernel too (RotatE)
         # Positives per step in this process: the global batch split over the processes.
         self.batch_size = math.ceil(train_cfg.batch_size / self.dist.world_size)
         self.progress = train_cfg.progress and self.dist.is_main
@@ -136,7 +155,7 @@ class Trainer:
 
     # --- one batch ---------------------------------------------------------------------------
     def _batch_loss(self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor) -> dict[str, torch.Tensor]:
-        return batch_losses(self.model, self.cfg, batch, negatives, corrupt_head, self.device)
+        return batch_losses(self.model, self.cfg, batch, negatives, corrupt_head, self.device, self.loss_context)
 
     def _step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """The batch loss terms. Negatives are drawn outside the compiled graph: RNG calls with a

@@ -12,9 +12,9 @@ from afme_lib.data.dataset import load_dataset
 from afme_lib.data.features import FeatureStore
 from afme_lib.evaluate import evaluate
 from afme_lib.losses import kgc_loss
-from afme_lib.models.mmkrl import ADV_EPSILON, fgm_perturbation
+from afme_lib.models.mmkrl import fgm_perturbation
 from afme_lib.models.registry import create_model
-from afme_lib.train import Trainer
+from afme_lib.train import Trainer, loss_context
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 
@@ -123,8 +123,8 @@ def test_adversarial_term_is_the_kgc_loss_on_perturbed_positives():
     batch = torch.tensor([[1, 0, 3], [4, 2, 5], [6, 1, 0]])
     negatives = torch.tensor([[2, 7, 8], [9, 1, 0], [3, 4, 5]])
     corrupt_head = torch.tensor([True, False, True])
-    cfg = TrainConfig(lambda_adv=0.5, margin=2.0, extra={"adv_epsilon": 0.3})
-    got = model.training_losses(batch, negatives, corrupt_head, cfg)["mmkrl_adv"]
+    cfg = TrainConfig(lambda_adv=0.5, margin=2.0, adv_epsilon=0.3)
+    got = model.training_losses(batch, negatives, corrupt_head, loss_context(cfg))["mmkrl_adv"]
 
     # reference: leaf copies of the positives' representations, gradient, step, loss again
     h, r, t = batch.unbind(1)
@@ -149,8 +149,14 @@ def test_adversarial_term_is_the_kgc_loss_on_perturbed_positives():
     assert adversarial > clean  # the step goes uphill: a harder version of the batch
     got.backward()  # and it trains the model through the perturbed representations
     assert model.entity.weight.grad is not None and model.entity.weight.grad.abs().sum() > 0
-    assert model.training_losses(batch, negatives, corrupt_head, TrainConfig(lambda_adv=0.0)) == {}
-    assert ADV_EPSILON == TrainConfig().extra.get("adv_epsilon", ADV_EPSILON)
+    assert model.training_losses(batch, negatives, corrupt_head, loss_context(TrainConfig(lambda_adv=0.0))) == {}
+    assert TrainConfig().adv_epsilon == 0.1  # the size documented in docs/baselines.md
+
+
+def test_an_old_run_config_with_an_extra_bag_still_loads():
+    # config.json written before adv_epsilon was a field held it in TrainConfig.extra
+    assert TrainConfig.from_dict({"epochs": 3, "extra": {"adv_epsilon": 0.3}}) == TrainConfig(epochs=3, adv_epsilon=0.3)
+    assert TrainConfig.from_dict({"extra": {}}) == TrainConfig()
 
 
 def test_mmkrl_learns_the_tiny_preset_and_logs_its_terms(tiny_synth):

@@ -17,7 +17,7 @@ from afme_lib.evaluate import evaluate
 from afme_lib.models import native as native_mod
 from afme_lib.models.registry import create_model
 from afme_lib.runs import read_log
-from afme_lib.train import Trainer
+from afme_lib.train import Trainer, loss_context
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 
@@ -119,7 +119,7 @@ def test_ablation_switches():
     no_gan = build(gan=False)
     assert not hasattr(no_gan, "generator")
     assert no_gan.training_losses(torch.tensor([[1, 0, 2]]), torch.zeros(1, 2, dtype=torch.long),
-                                  torch.tensor([False]), TrainConfig()) == {}
+                                  torch.tensor([False]), loss_context(TrainConfig())) == {}
 
 
 def test_generated_tokens_have_the_measured_token_norm():
@@ -145,7 +145,7 @@ def test_generator_ascends_what_the_kgc_model_descends(monkeypatch):
     model = build()
     monkeypatch.setattr(model, "adversarial_scores",
                         lambda b, noise_=None, f=model.adversarial_scores: f(b, noise))
-    terms = model.training_losses(batch, None, None, cfg)
+    terms = model.training_losses(batch, None, None, loss_context(cfg))
     assert set(terms) == {"native_adv"}
     g_adv = grads_of(model, terms["native_adv"])
 
@@ -165,7 +165,7 @@ def test_gradient_penalty_under_rotate_is_its_closed_form():
     the head and for the tail, so ||grad|| = sqrt(D) and the penalty is (sqrt(D) - 1)^2."""
     model = build()
     batch = torch.tensor([[1, 0, 2], [3, 1, 4], [5, 2, 6]])
-    terms = model.training_losses(batch, None, None, TrainConfig(lambda_adv=0.2, lambda_gp=3.0))
+    terms = model.training_losses(batch, None, None, loss_context(TrainConfig(lambda_adv=0.2, lambda_gp=3.0)))
     torch.testing.assert_close(terms["native_gp"], torch.tensor(0.2 * 3.0 * (math.sqrt(DIM) - 1) ** 2))
     terms["native_gp"].backward()  # twice differentiable through the scorer
 

@@ -6,19 +6,12 @@ import pytest
 import torch
 
 from afme_lib.config import ModelConfig
-from afme_lib.models import registry
 from afme_lib.models.base import KGModel
 from afme_lib.models.registry import MODEL_REGISTRY, create_model, model_names
 from afme_lib.models.scorers import ComplEx, DistMult, RotatE, TransE
 
 N_ENT, N_REL, DIM = 13, 4, 8
 NAMES = ["transe", "distmult", "complex", "rotate"]
-
-
-@pytest.fixture(autouse=True)
-def structural_only(monkeypatch):
-    # Only this module's registrations are under test; other model modules may be mid-edit.
-    monkeypatch.setattr(registry, "_MODEL_MODULES", ("afme_lib.models.structural",))
 
 
 def build(name, **config):

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from afme_lib.config import ModelConfig
+from afme_lib.data.features import FeatureStore
 from afme_lib.models.base import KGModel
 from afme_lib.models.enhance import ModalityCritic, ModalityGenerator, gradient_penalty
 from afme_lib.models.fusion import MoIFu
@@ -41,9 +42,13 @@ TABLE_CHUNK = 4096  # entities fused at a time when building a whole entity tabl
 
 @register_model("afme")
 class AFME(KGModel):
+    """AFME: MoIFu fusion and MoIEn enhancement of the modality tokens under a score function;
+    a model with a critic (``critic_parameters``, ``critic_loss``, ``generator_loss``). The
+    forward pass is the module docstring."""
+
     relation_conditioned = True
 
-    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):
+    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
         super().__init__(config, num_entities, num_relations)
         dim = self.init_embeddings(scorer_from_config(config))
         self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())

@@ -1,6 +1,7 @@
 """The interface every model implements, so training and evaluation never special-case a model.
 
-A model has
+Representations and scores (every model defines the first two):
+
 - ``entity_repr(entities, relations)``: entity representations, broadcasting ``relations``
   against ``entities``. Relation-conditioned models (AFME) use the relation; others ignore it.
 - ``relation_repr(relations)``: the relation parameters the score function consumes.
@@ -8,10 +9,25 @@ A model has
 - ``entity_table(relation)``: every entity's representation [N, D] -- once per relation for a
   relation-conditioned model, once in all for the others. Evaluation scores all candidates
   against this table, so per-(entity, relation) work is done once per relation, never per query.
-- ``extra_loss(batch)``: optional model-specific regularisation added to the KGC loss.
+
+Training hooks (the engine, :func:`afme_lib.train.batch_losses`, calls every one of them; the
+defaults here are those of a model with nothing beyond its scores):
+
+- ``extra_loss(h, r, t)``: a regularisation term added to the KGC loss (None: nothing).
+- ``training_losses(batch, negatives, corrupt_head, context)``: named terms that need the batch's
+  negatives or the engine's loss (MMKRL's and NATIVE's adversarial terms); ``context`` is a
+  :class:`LossContext`, the part of the training configuration a model may read.
+- ``critic_parameters()`` / ``main_parameters()``: a model with a critic (AFME's MoIEn) trains it
+  with its own optimiser on ``critic_loss(entities, relations, lambda_gp)``, and adds
+  ``lambda_adv x generator_loss(entities, relations)`` to the main loss.
+- ``enable_compile()``: asked when training runs under torch.compile.
+- ``introspect(entities, relations)``: interpretable internals for the notebooks.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -19,7 +35,29 @@ from torch import nn
 from afme_lib.config import ModelConfig
 
 
+@dataclass(frozen=True)
+class LossContext:
+    """What a model's training hooks may read of the training configuration (built once per run
+    by :func:`afme_lib.train.loss_context`).
+
+    ``sampled_loss(pos [B], neg [B, K]) -> scalar`` is the engine's KGC loss (``TrainConfig.loss``
+    with its margin and temperature); a model uses it to score a perturbed batch the way the
+    batch itself is scored, without knowing which loss that is.
+    """
+
+    sampled_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    lambda_adv: float = 0.0  # weight of a model's adversarial term
+    lambda_gp: float = 0.0  # weight of a gradient penalty
+    adv_epsilon: float = 0.1  # size of an adversarial perturbation, relative to the representation's norm
+
+
 class KGModel(nn.Module):
+    """Base class of every registered model: representations, scores and training hooks (the
+    module docstring lists them). Subclasses set ``self.scorer`` and the tables through
+    :meth:`init_embeddings`, define :meth:`entity_repr` and :meth:`relation_repr`, and override
+    the training hooks they need; :func:`~afme_lib.models.registry.register_model` names them.
+    """
+
     relation_conditioned: bool = False
     registered_name: str = ""
     # Read by the option checks (afme_lib/combinations.py) before any data is loaded:
@@ -28,6 +66,9 @@ class KGModel(nn.Module):
     # TrainConfig values the model's authors use where the engine's defaults would misrepresent the
     # model (e.g. an adversarial weight that switches its term off); benchmark scripts start from them.
     recommended_train_options: dict = {}
+    # True when training_losses is defined on sampled negatives (MMKRL, NATIVE): the engine then
+    # refuses the 1vsall loss, which draws none.
+    sampled_loss_only: bool = False
 
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int):
         super().__init__()
@@ -106,9 +147,41 @@ class KGModel(nn.Module):
                                               table, side, chunk_size).float()
         return out
 
+    # --- training hooks --------------------------------------------------------------------
     def extra_loss(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor) -> torch.Tensor | None:
         """Model-specific term added to the KGC loss (None: nothing)."""
         return None
+
+    def training_losses(self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor,
+                        context: LossContext) -> dict[str, torch.Tensor]:
+        """Named terms added to the loss, each logged under its name ({}: none). ``batch`` [B, 3]
+        positives, ``negatives`` [B, K] and ``corrupt_head`` [B] as the engine drew them."""
+        return {}
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        """Parameters of an adversarial critic, stepped by their own optimiser on
+        :meth:`critic_loss` ([]: the model has no critic, and the engine never calls the critic
+        hooks)."""
+        return []
+
+    def main_parameters(self) -> list[nn.Parameter]:
+        """Parameters the main optimiser steps on the loss: all but the critic's."""
+        critic = {id(p) for p in self.critic_parameters()}
+        return [p for p in self.parameters() if id(p) not in critic]
+
+    def critic_loss(self, entities: torch.Tensor, relations: torch.Tensor, lambda_gp: float) -> dict[str, torch.Tensor]:
+        """``{"loss", "wasserstein", "gp"}`` of one critic step on (entity, relation) pairs; the
+        critic's optimiser minimises "loss". Required when :meth:`critic_parameters` is not empty."""
+        raise NotImplementedError(f"{type(self).__name__} has critic parameters but no critic_loss")
+
+    def generator_loss(self, entities: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        """The generator's loss against the critic, added to the main loss times ``lambda_adv``.
+        Required when :meth:`critic_parameters` is not empty."""
+        raise NotImplementedError(f"{type(self).__name__} has critic parameters but no generator_loss")
+
+    def enable_compile(self) -> None:
+        """Training runs under torch.compile: let the scorer compile its evaluation kernel too."""
+        self.scorer.enable_compile()
 
     def introspect(self, entities: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
         """Interpretable internals for (entity, relation) pairs (gates, modality weights); {} if none."""

@@ -16,14 +16,14 @@ added to the KGC loss (``extra_loss``; MSE = mean squared difference over coordi
     L_align = MSE(h, h^) + MSE(t, t^) + MSE(r, r^) + MSE(W_sm h, h_m) + MSE(W_sm t, t_m)
 
 (the last two over entities with at least one modality). Adversarial training (``training_losses``,
-the engine passes the batch and the training config): the KGC loss again on the batch with the
-positive triples' head and tail representations moved by the fast gradient perturbation
-(Goodfellow et al. 2015; Miyato et al. 2017)::
+the engine passes the batch and a :class:`~afme_lib.models.base.LossContext`): the engine's KGC
+loss again on the batch with the positive triples' head and tail representations moved by the
+fast gradient perturbation (Goodfellow et al. 2015; Miyato et al. 2017)::
 
     delta = eps ||x|| g / ||g||,  g = d L_kgc / d x  (per row, no gradient through delta)
     L_adv = lambda_adv * L_kgc(x + delta)
 
-``eps`` is ``TrainConfig.extra["adv_epsilon"]`` (default ADV_EPSILON). Choices where the paper is
+``eps`` is ``TrainConfig.adv_epsilon`` (``--adv-epsilon``, default 0.1). Choices where the paper is
 silent are listed in docs/baselines.md (MMKRL section).
 """
 
@@ -34,15 +34,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from afme_lib.config import ModelConfig
-from afme_lib.losses import kgc_loss
-from afme_lib.models.base import KGModel
+from afme_lib.data.features import FeatureStore
+from afme_lib.models.base import KGModel, LossContext
 from afme_lib.models.modality import ModalityInputs
 from afme_lib.models.multimodal import IKRLScorer, _mean_present
 from afme_lib.models.registry import register_model
 from afme_lib.models.scorers import make_scorer
-
-ADV_EPSILON = 0.1  # perturbation norm relative to the representation's norm
-
 
 class MMKRLScorer(IKRLScorer):
     """IKRL's four translation terms over [e^ | e_m], averaged (the authors' code divides by 4)."""
@@ -61,10 +58,15 @@ class MMKRLScorer(IKRLScorer):
 
 @register_model("mmkrl")
 class MMKRL(KGModel):
+    """MMKRL: reconstructed structural and multi-modal entity vectors under one shared TransE
+    translation, knowledge alignment as ``extra_loss`` and FGM adversarial training as
+    ``training_losses`` (formulas in the module docstring)."""
+
     scorer_name = "transe"
     recommended_train_options = {"lambda_adv": 1.0}  # the default 0.01 nearly switches the FGM term off
+    sampled_loss_only = True  # the FGM term re-scores the batch's sampled negatives
 
-    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):
+    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
         super().__init__(config, num_entities, num_relations)
         transe = make_scorer("transe", p_norm=config.p_norm, init_range=config.init_range)
         dim = self.init_embeddings(transe)
@@ -124,11 +126,11 @@ class MMKRL(KGModel):
 
     # --- adversarial training ------------------------------------------------------------------
     def training_losses(self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor,
-                        cfg) -> dict[str, torch.Tensor]:
+                        context: LossContext) -> dict[str, torch.Tensor]:
         """{"mmkrl_adv": lambda_adv * L_kgc on the FGM-perturbed batch} (empty when lambda_adv = 0)."""
-        if cfg.lambda_adv <= 0 or not torch.is_grad_enabled():
+        if context.lambda_adv <= 0 or not torch.is_grad_enabled():
             return {}
-        eps = float(cfg.extra.get("adv_epsilon", ADV_EPSILON))
+        eps = float(context.adv_epsilon)
         h, r, t = batch.unbind(1)
         heads, tails, rel = self.entity_repr(h), self.entity_repr(t), self.relation_repr(r)
         cands = self.entity_repr(negatives)
@@ -136,11 +138,11 @@ class MMKRL(KGModel):
         def loss_of(hx, tx):
             pos = self.scorer.score(hx, rel, tx)
             neg = self.scorer.score_candidates(torch.where(corrupt_head[:, None], tx, hx), rel, cands, corrupt_head)
-            return kgc_loss(cfg.loss, pos.float(), neg.float(), cfg.margin, cfg.adv_temperature)
+            return context.sampled_loss(pos.float(), neg.float())
 
         grads = torch.autograd.grad(loss_of(heads, tails), (heads, tails), retain_graph=True)
         moved = [x + fgm_perturbation(x.detach(), g, eps) for x, g in zip((heads, tails), grads)]
-        return {"mmkrl_adv": cfg.lambda_adv * loss_of(*moved)}
+        return {"mmkrl_adv": context.lambda_adv * loss_of(*moved)}
 
 
 def fgm_perturbation(x: torch.Tensor, grad: torch.Tensor, eps: float) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from afme_lib.config import ModelConfig
+from afme_lib.data.features import FeatureStore
 from afme_lib.models.base import KGModel
 from afme_lib.models.modality import ModalityInputs
 from afme_lib.models.registry import register_model
@@ -35,6 +36,9 @@ class IKRLScorer:
 
     def __init__(self, transe):
         self.transe = transe  # the TransE scorer each of the four terms uses
+
+    def enable_compile(self) -> None:
+        self.transe.enable_compile()
 
     @staticmethod
     def _halves(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +71,7 @@ class IKRL(KGModel):
 
     scorer_name = "transe"  # inside IKRLScorer's four terms
 
-    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):
+    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
         super().__init__(config, num_entities, num_relations)
         transe = make_scorer("transe", p_norm=config.p_norm)
         dim = self.init_embeddings(transe)  # TransE-sized tables for the structural vectors
@@ -96,7 +100,7 @@ class MMConcat(KGModel):
     reference every AFME component's gain is measured against.
     """
 
-    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):
+    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
         super().__init__(config, num_entities, num_relations)
         dim = self.init_embeddings(scorer_from_config(config))
         self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())

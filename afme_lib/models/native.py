@@ -38,7 +38,8 @@ import torch
 from torch import nn
 
 from afme_lib.config import ModelConfig
-from afme_lib.models.base import KGModel
+from afme_lib.data.features import FeatureStore
+from afme_lib.models.base import KGModel, LossContext
 from afme_lib.models.enhance import gradient_penalty
 from afme_lib.models.modality import ModalityInputs, rms_normalise
 from afme_lib.models.registry import register_model
@@ -88,10 +89,15 @@ class ModalityGenerator(nn.Module):
 
 @register_model("native")
 class NATIVE(KGModel):
+    """NATIVE: relation-guided adaptive fusion of the structural and modality tokens, and the
+    collaborative modality adversarial terms as ``training_losses`` (formulas in the module
+    docstring)."""
+
     relation_conditioned = True
     recommended_train_options = {"lambda_adv": 1e-4, "lambda_gp": 0.1}  # the authors' mu and beta
+    sampled_loss_only = True  # trained as in the paper, on sampled negatives (1vsall is refused)
 
-    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):
+    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
         super().__init__(config, num_entities, num_relations)
         dim = self.init_embeddings(scorer_from_config(config))
         self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())
@@ -189,16 +195,16 @@ class NATIVE(KGModel):
                 "real_pair": torch.cat([real_h, real_t], -1), "fake_pair": torch.cat([fake_h, fake_t], -1), "rel": rel}
 
     def training_losses(self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor,
-                        cfg) -> dict[str, torch.Tensor]:
+                        context: LossContext) -> dict[str, torch.Tensor]:
         """{"native_adv", "native_gp"} weighted by lambda_adv (and lambda_gp); {} when off."""
-        if not self.use_gan or cfg.lambda_adv <= 0 or not torch.is_grad_enabled():
+        if not self.use_gan or context.lambda_adv <= 0 or not torch.is_grad_enabled():
             return {}
         out = self.adversarial_scores(batch)
         adv = out["fake"].float().mean(1).mean() - out["real"].float().mean()
-        terms = {"native_adv": cfg.lambda_adv * adv}
-        if cfg.lambda_gp > 0:
+        terms = {"native_adv": context.lambda_adv * adv}
+        if context.lambda_gp > 0:
             gp = self._score_penalty(out["real_pair"], out["fake_pair"], out["rel"])
-            terms["native_gp"] = cfg.lambda_adv * cfg.lambda_gp * gp.float()
+            terms["native_gp"] = context.lambda_adv * context.lambda_gp * gp.float()
         return terms
 
     @torch.compiler.disable  # double backward: outside any compiled graph (aot_autograd lacks it)

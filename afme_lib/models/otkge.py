@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 
 from afme_lib.config import ModelConfig
-from afme_lib.data.features import gather_rows
+from afme_lib.data.features import FeatureStore, gather_rows
 from afme_lib.models.base import KGModel
 from afme_lib.models.modality import ModalityInputs, rms_normalise
 from afme_lib.models.registry import register_model
@@ -72,7 +72,11 @@ def coordinate_plans(structural: torch.Tensor, features: torch.Tensor, epsilon: 
 
 @register_model("otkge")
 class OTKGE(KGModel):
-    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features=None):
+    """OTKGE: each modality's features transported into the structural space (a Sinkhorn plan
+    between coordinates plus a learned correction) and fused as a barycentre with the structural
+    embedding (formulas in the module docstring)."""
+
+    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
         super().__init__(config, num_entities, num_relations)
         dim = self.init_embeddings(scorer_from_config(config))
         self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())

@@ -1,20 +1,24 @@
 """Create models by name: the CLI, notebooks and grids all go through :func:`create_model`.
 
-Adding a model is one module plus one ``@register_model("name")`` line; the module is listed in
-``_MODEL_MODULES`` so it is imported (and so registered) the first time a model is asked for.
+Adding a model is one module in ``afme_lib/models/`` holding a :class:`~afme_lib.models.base.KGModel`
+subclass under ``@register_model("name")``: the first time a model is asked for, the registry
+imports every module of the package (``pkgutil`` over ``afme_lib.models.__path__``), and the
+decorators register what they find. A module kept elsewhere joins the same way once its folder is
+on that path (``afme_lib.models.__path__.append(folder)``; the tests add a throw-away model so).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+import pkgutil
 
 from afme_lib.config import ModelConfig
+from afme_lib.data.features import FeatureStore
 from afme_lib.errors import did_you_mean
+from afme_lib.models.base import KGModel
 
-MODEL_REGISTRY: dict[str, Callable] = {}
-_MODEL_MODULES = ("afme_lib.models.structural", "afme_lib.models.multimodal", "afme_lib.models.afme",
-                  "afme_lib.models.mmkrl", "afme_lib.models.otkge", "afme_lib.models.native")
+MODEL_REGISTRY: dict[str, type[KGModel]] = {}
+PACKAGE = "afme_lib.models"
 
 
 def register_model(name: str):
@@ -28,8 +32,10 @@ def register_model(name: str):
 
 
 def _import_models() -> None:
-    for module in _MODEL_MODULES:
-        importlib.import_module(module)
+    """Import every module of the models package (cached by Python after the first time)."""
+    package = importlib.import_module(PACKAGE)
+    for module in pkgutil.iter_modules(package.__path__, PACKAGE + "."):
+        importlib.import_module(module.name)
 
 
 def model_names() -> list[str]:
@@ -37,7 +43,7 @@ def model_names() -> list[str]:
     return sorted(MODEL_REGISTRY)
 
 
-def model_class(name: str):
+def model_class(name: str) -> type[KGModel]:
     """The class registered as ``name``; ValueError (with the closest names) for an unknown one."""
     _import_models()
     if name not in MODEL_REGISTRY:
@@ -50,6 +56,8 @@ def recommended_train_options(name: str) -> dict:
     return dict(model_class(name).recommended_train_options)
 
 
-def create_model(config: ModelConfig, num_entities: int, num_relations: int, features=None):
-    """Build the model ``config.name`` for a graph of this size (``features``: a FeatureStore)."""
+def create_model(config: ModelConfig, num_entities: int, num_relations: int,
+                 features: FeatureStore | None = None) -> KGModel:
+    """Build the model ``config.name`` for a graph of this size, reading ``features`` where the
+    model uses modality features."""
     return model_class(config.name)(config, num_entities, num_relations, features)

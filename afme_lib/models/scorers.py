@@ -64,6 +64,9 @@ class Scorer:
         with torch.no_grad():
             return weight.uniform_(-bound, bound)
 
+    def enable_compile(self) -> None:
+        """Run the evaluation kernel through torch.compile, where the scorer has one (RotatE)."""
+
     # --- scores -----------------------------------------------------------------------------------
     def score(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -270,6 +273,9 @@ class RotatE(Scorer):
         # directly (phase_scale=1) move ~50x slower under Adam and train far more slowly.
         self.phase_scale = phase_scale if phase_scale == "paper" else float(phase_scale)
         self.compile = bool(compile)
+
+    def enable_compile(self) -> None:
+        self.compile = True
 
     def entity_dim(self, dim: int) -> int:
         return _even(dim, self.name)
