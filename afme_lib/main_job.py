@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 
+from afme_lib import atomic
 from afme_lib.analysis.modality import relation_profile, truth_agreement, truth_matrix
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.synthetic import write_synthetic
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
               "The generator decides each attribute relation from the modalities listed as its truth; "
               "structural relations are memorised facts that no modality predicts.", ""]
     lines += modality_weight_table(trainers["afme"], metadata)
-    (out / "README.md").write_text("\n".join(lines) + "\n")
+    atomic.write_text(out / "README.md", "\n".join(lines) + "\n")
     print("\n".join(lines[:4 + 2 + len(results) + 2]))
     print(f"\nreport written to {out / 'README.md'}")
     return 0

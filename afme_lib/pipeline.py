@@ -35,10 +35,9 @@ from afme_lib.data.registry import graph_counts, load_benchmark
 from afme_lib.device import resolve_device
 from afme_lib.errors import AfmeError, OptionError, did_you_mean, literal
 from afme_lib.evaluate import evaluate
-from afme_lib.runs import BEST, LAST, read_json, run_config, write_json
+from afme_lib.runs import BEST, RunConfig, RunFolder
 from afme_lib.train import Trainer
 
-SUMMARY_KEYS = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
 METRICS_KEYS = ("valid", "test", "epochs_run", "best_epoch", "stopped_early", "train_seconds", "eval_seconds", "device",
                 "world_size")
 
@@ -69,10 +68,11 @@ def _inputs_for_run(dataset, features, data_dir, model_cfg: ModelConfig, train_c
     return load_inputs(dataset, features, data_dir, model_cfg.modalities, "device" if placement == "auto" else placement)
 
 
-def _finish(trainer: Trainer, run_dir: Path) -> dict:
-    """Evaluate valid and test with the best-valid checkpoint; write metrics.json."""
-    if (run_dir / BEST).is_file():
-        trainer.restore(run_dir / BEST, with_training_state=False)
+def _finish(trainer: Trainer, folder: RunFolder) -> dict:
+    """Evaluate valid and test with the best-valid checkpoint (the final model when there is
+    none: a run without validation); write metrics.json."""
+    if (folder.path / BEST).is_file():
+        trainer.restore(folder.path / BEST, with_training_state=False)
     start = time.perf_counter()
     cfg = trainer.cfg
     results = {}
@@ -92,14 +92,14 @@ def _finish(trainer: Trainer, run_dir: Path) -> dict:
     }
     metrics["world_size"] = trainer.dist.world_size
     if trainer.dist.is_main:
-        write_json(run_dir / "metrics.json", metrics)
+        folder.write_metrics(metrics)
     return metrics
 
 
 def train_run(dataset: str, model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str | Path,
               features: str | None = None, data_dir: str | None = None, feature_placement: str = "auto") -> dict:
     """Train a fresh run into ``out_dir`` (which must not already hold a run) and return its metrics."""
-    run_dir = Path(out_dir)
+    folder = RunFolder(out_dir)
     check_run(model_cfg, train_cfg, features)  # options and their combinations, before any data is read
     if feature_placement not in memory.PLACEMENTS:
         raise OptionError("feature_placement", f"must be one of {', '.join(memory.PLACEMENTS)} (got "
@@ -107,10 +107,10 @@ def train_run(dataset: str, model_cfg: ModelConfig, train_cfg: TrainConfig, out_
     # Under torchrun: join the group first, and let every process look at the folder before
     # rank 0 writes into it, so that they all take the same branch below.
     distributed.init_from_env(resolve_device(train_cfg.device))
-    taken = (run_dir / "config.json").exists()
+    taken = folder.started
     distributed.barrier()
     if taken:
-        raise AfmeError(f"{run_dir} already holds a run: resume it with `afme train --resume {run_dir}` "
+        raise AfmeError(f"{folder.path} already holds a run: resume it with `afme train --resume {folder.path}` "
                         "or choose another --out")
     # Folders are recorded absolute so that resume and evaluate work from any working directory.
     dataset, features, data_dir = (str(Path(p).resolve()) if p and Path(p).is_dir() else p
@@ -120,45 +120,26 @@ def train_run(dataset: str, model_cfg: ModelConfig, train_cfg: TrainConfig, out_
         warn_split_leakage(data)
     # Build everything before writing config.json: a config the trainer rejects (bad loss,
     # sampler, modality ...) must not leave a "run" that only --resume would accept.
-    trainer = Trainer(data, model_cfg, train_cfg, run_dir, store)
+    trainer = Trainer(data, model_cfg, train_cfg, folder.path, store)
     if trainer.dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", run_config(
-            str(dataset), str(features) if features else None, data_dir, model_cfg, train_cfg,
-            feature_placement=feature_placement, world_size=trainer.dist.world_size))
+        folder.write_config(RunConfig.new(str(dataset), str(features) if features else None, data_dir, model_cfg,
+                                          train_cfg, feature_placement=feature_placement,
+                                          world_size=trainer.dist.world_size))
     trainer.fit()
-    return _finish(trainer, run_dir)
+    return _finish(trainer, folder)
 
 
-def _read_run_config(run_dir: Path) -> dict:
-    if not (run_dir / "config.json").is_file():
-        raise AfmeError(f"{run_dir} is not a run folder (no config.json); start a run with `afme train --out {run_dir}`")
-    return read_json(run_dir / "config.json")
-
-
-def _trainer_for(run_dir: Path, feature_placement: str | None = None, check: bool = False,
+def _trainer_for(folder: RunFolder, feature_placement: str | None = None, check: bool = False,
                  **train_overrides) -> Trainer:
     """The run's trainer, its TrainConfig updated by ``train_overrides``; ``check``: refuse
     overrides this machine cannot run before any data is loaded (resume with user options)."""
-    cfg = _read_run_config(run_dir)
-    model_cfg = ModelConfig.from_dict(cfg["model"])
-    train_cfg = TrainConfig.from_dict({**cfg["train"], **train_overrides})
+    config = folder.config
+    train_cfg = TrainConfig.from_dict({**config.train.to_dict(), **train_overrides})
     if check:
-        check_run(model_cfg, train_cfg, needs_features=False)  # the run keeps the inputs it started with
-    placement = feature_placement or cfg.get("feature_placement", "auto")
-    data, store = _inputs_for_run(cfg["dataset"], cfg["features"], cfg["data_dir"], model_cfg, train_cfg, placement)
-    return Trainer(data, model_cfg, train_cfg, run_dir, store)
-
-
-def _checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
-    """``checkpoint-best.pt`` (or ``-last``); best falls back to last (runs without validation)."""
-    if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    for name in ((BEST, LAST) if checkpoint == "best" else (LAST,)):
-        if (run_dir / name).is_file():
-            return run_dir / name
-    raise AfmeError(f"{run_dir} holds no checkpoint yet (stopped before its first epoch ended); "
-                    f"continue it with `afme train --resume {run_dir}`")
+        check_run(config.model, train_cfg, needs_features=False)  # the run keeps the inputs it started with
+    placement = feature_placement or config.feature_placement
+    data, store = _inputs_for_run(config.dataset, config.features, config.data_dir, config.model, train_cfg, placement)
+    return Trainer(data, config.model, train_cfg, folder.path, store)
 
 
 def resume_run(run_dir: str | Path, feature_placement: str | None = None, **train_overrides) -> dict:
@@ -172,41 +153,49 @@ def resume_run(run_dir: str | Path, feature_placement: str | None = None, **trai
     A run continued with another number of processes than it started with trains on
     differently drawn shards and negatives from there on (a warning says so).
     """
-    run_dir = Path(run_dir)
-    trainer = _trainer_for(run_dir, feature_placement, check=bool(train_overrides), **train_overrides)
-    cfg = _read_run_config(run_dir)
-    started_with = cfg.get("world_size", 1)
-    if started_with != trainer.dist.world_size and trainer.dist.is_main:
-        warnings.warn(f"{run_dir} was started with {started_with} process(es) and continues with "
+    folder = RunFolder(run_dir)
+    trainer = _trainer_for(folder, feature_placement, check=bool(train_overrides), **train_overrides)
+    config = folder.config
+    if config.world_size != trainer.dist.world_size and trainer.dist.is_main:
+        warnings.warn(f"{folder.path} was started with {config.world_size} process(es) and continues with "
                       f"{trainer.dist.world_size}: the continuation draws other shards and negatives than an "
                       "uninterrupted run would", RuntimeWarning, stacklevel=2)
     if train_overrides and trainer.dist.is_main:
-        cfg["train"] = trainer.cfg.to_dict()
-        write_json(run_dir / "config.json", cfg)
+        folder.write_config(config.with_train(trainer.cfg))
     trainer.resume()
     trainer.fit()
-    return _finish(trainer, run_dir)
+    return _finish(trainer, folder)
 
 
 def run_or_resume(dataset: str, model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str | Path,
-                  features: str | None = None, data_dir: str | None = None) -> dict:
+                  features: str | None = None, data_dir: str | None = None, same_config: bool = False) -> dict:
     """Metrics of the run in ``out_dir``: read when finished, resumed when interrupted, else trained.
 
-    What batch jobs (the main job, benchmark grids) call so that a rerun never repeats finished work.
+    What batch jobs (the main job, benchmark grids, the notebooks) call so that a rerun never
+    repeats finished work. ``same_config``: a folder already holding a run is used only when that
+    run has the same dataset, features and configs (``TrainConfig.progress`` aside); otherwise an
+    AfmeError lists the differing fields instead of silently returning another run's metrics.
     """
-    run_dir = Path(out_dir)
-    if (run_dir / "metrics.json").is_file():
-        return read_json(run_dir / "metrics.json")
-    if (run_dir / "config.json").is_file():
-        return resume_run(run_dir)
-    return train_run(dataset, model_cfg, train_cfg, run_dir, features=features, data_dir=data_dir)
+    folder = RunFolder(out_dir)
+    if same_config and folder.started:
+        wanted = RunConfig(dataset=dataset, features=features, model=model_cfg, train=train_cfg)
+        differ = folder.config.differences(wanted)
+        if differ:
+            detail = ", ".join(f"{k}: {there!r} there, {asked!r} asked" for k, there, asked in differ[:6])
+            raise AfmeError(f"{folder.path} holds a different run ({detail}{', ...' if len(differ) > 6 else ''}); "
+                            "pick another run_dir or delete that folder")
+    if folder.finished:
+        return folder.metrics
+    if folder.started:
+        return resume_run(folder.path)
+    return train_run(dataset, model_cfg, train_cfg, folder.path, features=features, data_dir=data_dir)
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", **train_overrides) -> dict:
     """Evaluate a run's best (or last) checkpoint on a split."""
-    run_dir = Path(run_dir)
-    trainer = _trainer_for(run_dir, **train_overrides)
-    trainer.restore(_checkpoint_path(run_dir, checkpoint), with_training_state=False)
+    folder = RunFolder(run_dir)
+    trainer = _trainer_for(folder, **train_overrides)
+    trainer.restore(folder.checkpoint(checkpoint), with_training_state=False)
     cfg = trainer.cfg
     return evaluate(trainer.model, trainer.dataset, split, filter_index=trainer.filter_index,
                     batch_size=cfg.eval_batch_size, chunk_size=cfg.eval_chunk_size or None, progress=cfg.progress)
@@ -214,8 +203,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
 
 def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Trainer:
     """A trainer holding a finished run's model (for notebooks: introspection, predictions)."""
-    run_dir = Path(run_dir)
-    trainer = _trainer_for(run_dir, device=device, progress=False)
-    trainer.restore(_checkpoint_path(run_dir, checkpoint), with_training_state=False)
+    folder = RunFolder(run_dir)
+    trainer = _trainer_for(folder, device=device, progress=False)
+    trainer.restore(folder.checkpoint(checkpoint), with_training_state=False)
     trainer.model.eval()
     return trainer

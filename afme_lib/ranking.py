@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import torch
 
-HITS_AT = (1, 3, 10)
-METRIC_KEYS = ("mrr", "mr", *(f"hits@{k}" for k in HITS_AT), "count")
+from afme_lib.metric_names import HITS_AT
 
 
 def rank_targets(
@@ -67,7 +66,7 @@ def realistic_ranks(scores, targets, filter_rows, filter_cols) -> tuple[torch.Te
 
 
 def compute_metrics(ranks: torch.Tensor) -> dict:
-    """``{"mrr", "mr", "hits@1", "hits@3", "hits@10", "count"}`` of a set of ranks (>= 1).
+    """:data:`~afme_lib.metric_names.METRIC_KEYS` (mrr, mr, hits@1/3/10, count) of a set of ranks (>= 1).
 
     MRR = mean(1/rank), MR = mean(rank), Hits@k = fraction of ranks <= k; count = number of ranks.
     Computed in float64 on the CPU.

@@ -1,39 +1,41 @@
-"""Run folders: config, per-epoch log, checkpoints with RNG state, final metrics.
+"""Run folders: what a training run leaves on disk, and :class:`RunFolder`, the one way to read it.
 
 A run folder holds
 - ``config.json``: everything needed to repeat the run (data, model, training, package version,
-  git commit);
+  git commit) -- :class:`RunConfig`;
 - ``log.jsonl``: one JSON line per epoch (``epoch`` counted from 1, losses, ``seconds``, valid
   metrics when computed) -- a trace any tool can read;
 - ``checkpoint-last.pt`` (every ``checkpoint_every`` epochs, at the last epoch and when stopping
   early; an ``epochs=0`` run keeps its initial model there) and ``checkpoint-best.pt`` (best
-  valid MRR); each holds model + optimiser state and every RNG state, so a resumed run continues
-  exactly as an uninterrupted one would on the same device;
+  valid MRR), written and read by :mod:`afme_lib.checkpoints`;
 - ``metrics.json`` when the run is finished.
 
-Under torchrun only rank 0 writes any of these (afme_lib/distributed.py).
+Under torchrun only rank 0 writes any of these (afme_lib/distributed.py). JSON files are
+published atomically (:mod:`afme_lib.atomic`); a kill can tear the last log line at most:
+:func:`read_log` stops there and a resume rewrites the log up to the checkpoint's epoch.
 
-Checkpoints are written to a temporary file and renamed into place, so a kill -9 in the middle of
-a save leaves the previous checkpoint intact; they are read with ``weights_only=True`` and an
-unreadable one raises :class:`AfmeError` naming the file. A kill can tear the last log line at
-most; :func:`read_log` stops there and a resume rewrites the log up to the checkpoint's epoch.
+This module reads and writes JSON only (no torch), so the grid runner and the CLI can look into
+run folders without loading the engine.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-import numpy as np
-import torch
-
 import afme_lib
+from afme_lib import atomic
+from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.errors import AfmeError
 
+CONFIG, LOG, METRICS = "config.json", "log.jsonl", "metrics.json"
 LAST, BEST = "checkpoint-last.pt", "checkpoint-best.pt"
+CHECKPOINTS = {"best": BEST, "last": LAST}
+# TrainConfig fields that change how a run is shown, not what it computes.
+COSMETIC = ("progress",)
 
 
 def git_commit() -> str | None:
@@ -46,83 +48,148 @@ def git_commit() -> str | None:
 
 
 def write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    atomic.write_json(path, payload)
 
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-# --- RNG state --------------------------------------------------------------------------------
-def rng_state() -> dict:
-    np_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+# --- config.json ------------------------------------------------------------------------------
+@dataclass
+class RunConfig:
+    """``config.json``, typed. ``dataset`` / ``features`` / ``data_dir`` as given to the run
+    (folders absolute); ``feature_placement``: where features were asked to live (see
+    afme_lib.pipeline); ``world_size``: processes the run was started with (torchrun)."""
+
+    dataset: str
+    features: str | None
+    model: ModelConfig
+    train: TrainConfig
+    data_dir: str | None = None
+    feature_placement: str = "auto"
+    world_size: int = 1
+    afme_version: str | None = None
+    torch_version: str | None = None
+    git_commit: str | None = None
+    other: dict = field(default_factory=dict)  # keys this version does not know, kept as they are
+
+    @classmethod
+    def new(cls, dataset: str, features: str | None, data_dir: str | None, model: ModelConfig, train: TrainConfig,
+            feature_placement: str = "auto", world_size: int = 1) -> "RunConfig":
+        """The config of a run starting now, with this package's and torch's versions and the git commit."""
+        import torch  # its version only; importing this module stays torch-free
+
+        return cls(dataset=dataset, features=features, data_dir=data_dir, model=model, train=train,
+                   feature_placement=feature_placement, world_size=int(world_size), afme_version=afme_lib.__version__,
+                   torch_version=torch.__version__, git_commit=git_commit())
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        known = {f.name for f in fields(cls)} - {"other"}
+        plain = {k: v for k, v in values.items() if k in known and k not in ("model", "train")}
+        return cls(model=ModelConfig.from_dict(values["model"]), train=TrainConfig.from_dict(values["train"]),
+                   other={k: v for k, v in values.items() if k not in known}, **plain)
+
+    def to_dict(self) -> dict:
+        return {"dataset": self.dataset, "features": self.features, "data_dir": self.data_dir,
+                "feature_placement": self.feature_placement, "world_size": self.world_size,
+                "model": self.model.to_dict(), "train": self.train.to_dict(), "afme_version": self.afme_version,
+                "torch_version": self.torch_version, "git_commit": self.git_commit, **self.other}
+
+    def differences(self, other: "RunConfig") -> list[tuple[str, object, object]]:
+        """``(field, ours, theirs)`` for every field that changes what the run computes: the
+        dataset and features (folders compared as absolute paths), every model field and every
+        training field but the :data:`COSMETIC` ones; sorted by field name."""
+        mine, theirs = self._computed(), other._computed()
+        return [(k, mine.get(k), theirs.get(k)) for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+
+    def _computed(self) -> dict:
+        return {"dataset": _absolute(self.dataset), "features": _absolute(self.features),
+                **{f"model.{k}": v for k, v in self.model.to_dict().items()},
+                **{f"train.{k}": v for k, v in self.train.to_dict().items() if k not in COSMETIC}}
+
+    def with_train(self, train: TrainConfig) -> "RunConfig":
+        return replace(self, train=train)
 
 
-def set_rng_state(state: dict) -> None:
-    """Restore :func:`rng_state`'s output. The state tensors may come back on a GPU (a checkpoint
-    read with ``map_location="cuda"``); the generators take CPU byte tensors, hence ``.cpu()``."""
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+def _absolute(path: str | None) -> str | None:
+    """Folders as absolute paths (how runs record them); names and None unchanged."""
+    if path is None:
+        return None
+    candidate = Path(path)
+    return str(candidate.resolve()) if candidate.is_dir() else str(path)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # seeds CUDA too
+# --- the folder -------------------------------------------------------------------------------
+class RunFolder:
+    """A run folder (see the module docstring); reading a file it does not hold raises an
+    :class:`AfmeError` that says how to get it."""
 
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
 
-# --- checkpoints ------------------------------------------------------------------------------
-def save_checkpoint(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
 
+    @property
+    def started(self) -> bool:
+        """Whether the folder holds a run (its config.json), finished or not."""
+        return (self.path / CONFIG).is_file()
 
-def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """Read a checkpoint with ``weights_only=True`` (tensors and plain containers, no pickled code).
+    @property
+    def finished(self) -> bool:
+        """Whether the run is finished (its metrics.json)."""
+        return (self.path / METRICS).is_file()
 
-    A missing, truncated or corrupted file raises :class:`AfmeError` naming the file, instead of
-    the unpickler's own error (EOFError, KeyError, OSError ... depending on where the bytes end).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise AfmeError(f"{path}: no such checkpoint")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 -- every unpickling failure means the same thing here
-        detail = (str(err).strip().splitlines() or [""])[0][:200]
-        raise AfmeError(f"{path}: unreadable checkpoint ({type(err).__name__}: {detail}); the file is truncated, "
-                        "corrupted or not an afme checkpoint -- delete it and resume from another one, or retrain") from err
-    if not isinstance(payload, dict) or "model" not in payload:
-        raise AfmeError(f"{path}: not an afme checkpoint (expected a dict with a 'model' entry)")
-    return payload
+    @property
+    def config(self) -> RunConfig:
+        if not self.started:
+            raise AfmeError(f"{self.path} is not a run folder (no config.json); start a run with "
+                            f"`afme train --out {self.path}`")
+        return RunConfig.from_dict(read_json(self.path / CONFIG))
+
+    def write_config(self, config: RunConfig) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.path / CONFIG, config.to_dict())
+
+    @property
+    def metrics(self) -> dict:
+        """metrics.json: valid and test results and the run's counters (see afme_lib.pipeline)."""
+        if not self.finished:
+            raise AfmeError(f"{self.path} holds no finished run (no metrics.json); finish it with "
+                            f"`afme train --resume {self.path}`")
+        return read_json(self.path / METRICS)
+
+    def write_metrics(self, metrics: dict) -> None:
+        write_json(self.path / METRICS, metrics)
+
+    @property
+    def log(self) -> list[dict]:
+        return read_log(self.path)
+
+    def checkpoint(self, which: str = "best") -> Path:
+        """The path of ``checkpoint-best.pt`` (falling back to ``-last`` for a run without
+        validation) or ``checkpoint-last.pt``."""
+        if which not in CHECKPOINTS:
+            raise ValueError(f"checkpoint must be 'best' or 'last', got {which!r}")
+        for name in ((BEST, LAST) if which == "best" else (LAST,)):
+            if (self.path / name).is_file():
+                return self.path / name
+        raise AfmeError(f"{self.path} holds no checkpoint yet (stopped before its first epoch ended); "
+                        f"continue it with `afme train --resume {self.path}`")
 
 
 # --- epoch log --------------------------------------------------------------------------------
 def append_log(run_dir: Path, record: dict) -> None:
-    with open(run_dir / "log.jsonl", "a") as fh:
+    with open(Path(run_dir) / LOG, "a") as fh:
         fh.write(json.dumps(record) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 
 
 def read_log(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "log.jsonl"
+    path = Path(run_dir) / LOG
     if not path.is_file():
         return []
     records = []
@@ -137,24 +204,4 @@ def read_log(run_dir: Path) -> list[dict]:
 def truncate_log(run_dir: Path, last_epoch: int) -> None:
     """Keep the log lines of epochs <= last_epoch (those the checkpoint contains)."""
     kept = [r for r in read_log(run_dir) if r.get("epoch", 0) <= last_epoch]
-    tmp = Path(run_dir) / "log.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(tmp, Path(run_dir) / "log.jsonl")
-
-
-def run_config(dataset: str, features: str | None, data_dir: str | None, model_cfg, train_cfg,
-               feature_placement: str = "auto", world_size: int = 1) -> dict:
-    """config.json's content. ``world_size``: processes the run was started with (torchrun);
-    ``feature_placement``: where features were asked to live (see afme_lib.pipeline)."""
-    return {
-        "dataset": dataset,
-        "features": features,
-        "data_dir": data_dir,
-        "feature_placement": feature_placement,
-        "world_size": int(world_size),
-        "model": model_cfg.to_dict(),
-        "train": train_cfg.to_dict(),
-        "afme_version": afme_lib.__version__,
-        "torch_version": torch.__version__,
-        "git_commit": git_commit(),
-    }
+    atomic.write_text(Path(run_dir) / LOG, "".join(json.dumps(r) + "\n" for r in kept))

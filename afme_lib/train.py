@@ -27,20 +27,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from afme_lib import distributed
+from afme_lib.checkpoints import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from afme_lib.combinations import check_configs
 from afme_lib.config import ModelConfig, TrainConfig
-from afme_lib.device import autocast_context, resolve_device
-from afme_lib.errors import AfmeError
 from afme_lib.data.dataset import KGDataset
 from afme_lib.data.features import FeatureStore
 from afme_lib.data.filters import FilterIndex
+from afme_lib.device import autocast_context, resolve_device
+from afme_lib.errors import AfmeError
 from afme_lib.evaluate import evaluate
 from afme_lib.losses import kgc_loss, one_vs_all_loss
+from afme_lib.metric_names import RANK_METRICS
 from afme_lib.models.base import KGModel, LossContext
 from afme_lib.models.registry import create_model
 from afme_lib.models.structural import EmbeddingModel
-from afme_lib.runs import (BEST, LAST, append_log, load_checkpoint, rng_state, save_checkpoint, seed_everything,
-                           set_rng_state, truncate_log)
+from afme_lib.runs import BEST, LAST, append_log, truncate_log
 from afme_lib.sampling import NegativeSampler
 
 
@@ -317,7 +318,7 @@ class Trainer:
             validated = cfg.eval_every > 0 and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
             if validated:
                 valid = self.validate()
-                record["valid"] = {k: valid[k] for k in ("mrr", "mr", "hits@1", "hits@3", "hits@10")}
+                record["valid"] = {k: valid[k] for k in RANK_METRICS}
                 if valid["mrr"] > st.best_mrr:
                     st.best_mrr, st.best_epoch, st.bad_validations = valid["mrr"], epoch, 0
                     self.save(BEST)

@@ -24,8 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -33,17 +31,18 @@ from pathlib import Path
 import pandas as pd
 
 import afme_lib
+from afme_lib import atomic
+from afme_lib.analysis import robustness
 from afme_lib.analysis.figures import use_notebook_renderer
-from afme_lib.analysis.robustness import COLUMNS as CURVE_COLUMNS
-from afme_lib.analysis.robustness import corrupted_feature_folder
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.combinations import check_configs
 from afme_lib.data import synthetic
 from afme_lib.data.registry import resolve_dataset
 from afme_lib.data.summary import has_feature_files
 from afme_lib.errors import AfmeError, OptionError, did_you_mean, literal
+from afme_lib.metric_names import RANK_METRICS
 from afme_lib.pipeline import load_inputs, run_or_resume
-from afme_lib.runs import read_json
+from afme_lib.runs import COSMETIC, RunFolder, read_json
 
 QUICK_ENV = "AFME_NB_QUICK"
 SYNTH_PREFIX = "synth:"
@@ -51,9 +50,6 @@ DEFAULT_DATA_ROOT = "runs/data"
 NOTEBOOK_RUNS = "runs/notebooks"
 STAMP_FILE = "workbench-stamp.json"  # in a generated synthetic folder: which generator made it
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
-# TrainConfig fields that change how a run is shown, not what it computes: they neither
-# select a cached run folder nor make a run folder "different".
-_COSMETIC = ("progress",)
 
 
 def quick_mode() -> bool:
@@ -120,33 +116,17 @@ def synthetic_folder(preset: str, seed: int = 0, data_root: str | Path = DEFAULT
     if preset not in synthetic.PRESETS:
         raise AfmeError(f"unknown synthetic preset {preset!r}{did_you_mean(preset, synthetic.PRESETS)}; expected one of "
                         f"{sorted(synthetic.PRESETS)}")
-    root = resolve_path(data_root)
-    folder = root / f"synth-{preset}-seed{seed}"
+    folder = resolve_path(data_root) / f"synth-{preset}-seed{seed}"
     stamp = _synth_stamp(preset, seed)
 
-    def current() -> bool:
-        path = folder / STAMP_FILE
-        return path.is_file() and read_json(path) == stamp
-
-    if current():
-        return folder
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=root))
-    try:
+    def write(tmp: Path) -> None:
         synthetic.write_synthetic(tmp, preset, seed=seed)
-        (tmp / STAMP_FILE).write_text(json.dumps(stamp, indent=2) + "\n")
-        if current():  # a parallel worker finished first: keep theirs, another may be reading it
-            return folder
-        if folder.exists():  # stale (another generator version) or left half-written by a kill
-            shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # a parallel worker renamed its copy in between
-            if not current():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+        atomic.write_json(tmp / STAMP_FILE, stamp)
+
+    def current(path: Path) -> bool:
+        return (path / STAMP_FILE).is_file() and read_json(path / STAMP_FILE) == stamp
+
+    return atomic.publish_folder(folder, write, current)
 
 
 def prepare_dataset(spec: str, features: str | Path | None = None,
@@ -244,9 +224,8 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _comparable(train_cfg: TrainConfig | dict) -> dict:
-    values = train_cfg.to_dict() if isinstance(train_cfg, TrainConfig) else dict(train_cfg)
-    return {k: v for k, v in values.items() if k not in _COSMETIC}
+def _comparable(train_cfg: TrainConfig) -> dict:
+    return {k: v for k, v in train_cfg.to_dict().items() if k not in COSMETIC}
 
 
 def auto_run_dir(notebook: str, dataset: str, features: str | None, model_cfg: ModelConfig,
@@ -264,60 +243,28 @@ def auto_run_dir(notebook: str, dataset: str, features: str | None, model_cfg: M
 
 def train_or_reuse(dataset: str, features: str | None, model_cfg: ModelConfig, train_cfg: TrainConfig,
                    run_dir: str | Path) -> dict:
-    """:func:`~afme_lib.pipeline.run_or_resume` that refuses a folder holding a different run.
-
-    A finished run in ``run_dir`` is reused and an interrupted one resumed only when its
-    config.json has the same dataset, features and configs (``progress`` aside); otherwise an
-    AfmeError lists the differing fields instead of silently returning another run's metrics.
-    """
-    run_dir = resolve_path(run_dir)
-    config_path = run_dir / "config.json"
-    if config_path.is_file():
-        saved = read_json(config_path)
-        wanted = {"dataset": _absolute(dataset), "features": _absolute(features), **{
-            f"model.{k}": v for k, v in model_cfg.to_dict().items()}, **{
-            f"train.{k}": v for k, v in _comparable(train_cfg).items()}}
-        found = {"dataset": _absolute(saved["dataset"]), "features": _absolute(saved["features"]), **{
-            f"model.{k}": v for k, v in saved["model"].items()}, **{
-            f"train.{k}": v for k, v in _comparable(saved["train"]).items()}}
-        differ = sorted(k for k in set(wanted) | set(found) if wanted.get(k) != found.get(k))
-        if differ:
-            detail = ", ".join(f"{k}: {found.get(k)!r} there, {wanted.get(k)!r} asked" for k in differ[:6])
-            raise AfmeError(f"{run_dir} holds a different run ({detail}{', ...' if len(differ) > 6 else ''}); "
-                            "pick another run_dir or delete that folder")
+    """:func:`~afme_lib.pipeline.run_or_resume` with ``same_config=True`` on a folder relative to
+    the project root: a finished run in ``run_dir`` is reused and an interrupted one resumed only
+    when it has the same dataset, features and configs (``progress`` aside)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*count as missing")  # the coverage tables report it
-        return run_or_resume(dataset, model_cfg, train_cfg, run_dir, features=features)
-
-
-def _absolute(path: str | None) -> str | None:
-    """Folders as absolute paths (how train_run records them); names and None unchanged."""
-    if path is None:
-        return None
-    candidate = Path(path)
-    return str(candidate.resolve()) if candidate.is_dir() else str(path)
+        return run_or_resume(dataset, model_cfg, train_cfg, resolve_path(run_dir), features=features, same_config=True)
 
 
 def run_inputs(run_dir: str | Path) -> tuple[str, str | None]:
-    """``(dataset, features)`` a finished run folder was trained on (from its config.json)."""
-    config = resolve_path(run_dir) / "config.json"
-    if not config.is_file():
-        raise AfmeError(f"{config.parent} is not a run folder (no config.json)")
-    saved = read_json(config)
-    return saved["dataset"], saved["features"]
+    """``(dataset, features)`` a run folder was trained on (from its config.json)."""
+    config = RunFolder(resolve_path(run_dir)).config
+    return config.dataset, config.features
 
 
 def read_finished_run(run_dir: str | Path) -> dict:
     """A finished run's ``dataset``, ``features``, ``model_cfg``, ``train_cfg`` and ``metrics``
     (for notebooks that analyse runs trained elsewhere). An unfinished folder is an AfmeError."""
-    folder = resolve_path(run_dir)
-    if not (folder / "metrics.json").is_file():
-        raise AfmeError(f"{folder} holds no finished run (no metrics.json); finish it with "
-                        f"`afme train --resume {folder}`")
-    saved = read_json(folder / "config.json")
-    return {"dataset": saved["dataset"], "features": saved["features"], "run_dir": folder,
-            "model_cfg": ModelConfig.from_dict(saved["model"]), "train_cfg": TrainConfig.from_dict(saved["train"]),
-            "metrics": read_json(folder / "metrics.json")}
+    folder = RunFolder(resolve_path(run_dir))
+    metrics = folder.metrics
+    config = folder.config
+    return {"dataset": config.dataset, "features": config.features, "run_dir": folder.path,
+            "model_cfg": config.model, "train_cfg": config.train, "metrics": metrics}
 
 
 def figures_folder(figures_dir: str | Path | None, notebook: str) -> Path:
@@ -355,9 +302,9 @@ def curve_train_time(dataset: str, features: str, model_cfg: ModelConfig, train_
         else:
             if store is None:
                 data, store = load_inputs(dataset, features, modalities=model_cfg.modalities)
-            folder = corrupted_feature_folder(store, out_root / "features", data.name, kind, level, modalities,
+            folder = robustness.corrupted_feature_folder(store, out_root / "features", data.name, kind, level, modalities,
                                               train_cfg.seed, source=str(Path(features).resolve()))
             metrics = train_or_reuse(dataset, str(folder), model_cfg, train_cfg, out_root / f"{kind}-{level:g}")
         rows.append({"kind": kind, "level": float(level), "seed": train_cfg.seed,
-                     **{k: metrics["test"][k] for k in CURVE_COLUMNS[3:]}})
-    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+                     **{k: metrics["test"][k] for k in RANK_METRICS}})
+    return pd.DataFrame(rows, columns=robustness.COLUMNS)

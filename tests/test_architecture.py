@@ -29,13 +29,14 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     # nothing of the package below them: settings, errors, device/AMP/memory budget, processes,
     # atomic file writes, how progress is shown
     ("ground", ("afme_lib", "afme_lib.config", "afme_lib.errors", "afme_lib.device", "afme_lib.distributed",
-                "afme_lib.atomic", "afme_lib.console", "afme_lib.ranking")),
-    ("data", ("afme_lib.data",)),  # benchmark files, registry and download, feature store, synthetic graphs
+                "afme_lib.atomic", "afme_lib.console", "afme_lib.ranking", "afme_lib.metric_names")),
+    # files on disk: benchmark files, registry and download, feature store, synthetic graphs; run folders
+    ("data", ("afme_lib.data", "afme_lib.runs")),
     ("extraction", ("afme_lib.features",)),  # raw text / images -> feature files; never the engine
     ("models", ("afme_lib.models",)),  # score math, representations, the registry; no training policy
     # the training policy the engine applies, and the option checks that need the model registry
     ("math", ("afme_lib.losses", "afme_lib.sampling", "afme_lib.combinations")),
-    ("engine", ("afme_lib.runs", "afme_lib.train", "afme_lib.evaluate")),
+    ("engine", ("afme_lib.checkpoints", "afme_lib.train", "afme_lib.evaluate")),
     ("analysis", ("afme_lib.analysis",)),  # reads models and runs, evaluates; never trains
     ("planner", ("afme_lib.memory",)),  # the memory model: builds models, probes the engine's batch loss
     ("pipeline", ("afme_lib.pipeline",)),  # dataset name -> finished run folder

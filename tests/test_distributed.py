@@ -33,7 +33,8 @@ from afme_lib.data.dataset import load_dataset
 from afme_lib.data.features import FeatureStore
 from afme_lib.evaluate import evaluate
 from afme_lib.pipeline import evaluate_run, train_run
-from afme_lib.runs import BEST, LAST, load_checkpoint, read_log
+from afme_lib.checkpoints import load_checkpoint
+from afme_lib.runs import BEST, LAST, read_log
 from afme_lib.train import Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")

@@ -18,6 +18,7 @@ from afme_lib.config import ModelConfig
 from afme_lib.data.dataset import KGDataset
 from afme_lib.data.filters import FilterIndex, triple_categories
 from afme_lib.evaluate import default_chunk_size, evaluate
+from afme_lib.metric_names import METRIC_KEYS
 from afme_lib.ranking import compute_metrics, rank_targets
 from afme_lib.models.base import KGModel
 
@@ -231,6 +232,7 @@ def test_compute_metrics_exact_values():
     assert m["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 3.5 + 1 / 10 + 1 / 11) / 5)
     assert m["mr"] == pytest.approx(5.5)
     assert (m["hits@1"], m["hits@3"], m["hits@10"], m["count"]) == (0.2, 0.4, 0.8, 5)
+    assert tuple(m) == METRIC_KEYS  # the vocabulary every table, log and grid uses
 
 
 def test_compute_metrics_rejects_empty_and_impossible_ranks():

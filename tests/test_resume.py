@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import afme_lib.runs as runs_mod
+import afme_lib.checkpoints as checkpoints_mod
 import afme_lib.train as train_mod
 from afme_lib.cli import main
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.errors import AfmeError
 from afme_lib.pipeline import evaluate_run, load_run, resume_run, train_run
-from afme_lib.runs import BEST, LAST, load_checkpoint, read_log
+from afme_lib.checkpoints import load_checkpoint
+from afme_lib.runs import BEST, LAST, read_log
 from afme_lib.train import NonFiniteLossError, Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
@@ -245,11 +246,11 @@ def test_a_corrupted_checkpoint_gives_a_clear_error(tiny_synth, tmp_path, damage
 
 def test_checkpoint_writes_are_atomic_and_hold_no_pickled_objects(tmp_path, monkeypatch):
     path = tmp_path / "c.pt"
-    runs_mod.save_checkpoint(path, {"model": {"w": torch.ones(2)}, "n": 1})
+    checkpoints_mod.save_checkpoint(path, {"model": {"w": torch.ones(2)}, "n": 1})
     # A save that dies half-way leaves the previous checkpoint in place.
     monkeypatch.setattr(torch, "save", lambda obj, f: (Path(f).write_bytes(b"half"), 1 / 0))
     with pytest.raises(ZeroDivisionError):
-        runs_mod.save_checkpoint(path, {"model": {"w": torch.zeros(2)}})
+        checkpoints_mod.save_checkpoint(path, {"model": {"w": torch.zeros(2)}})
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
     monkeypatch.undo()
     # An object that needs pickled code is refused by the weights_only reader, with our message.

@@ -19,7 +19,8 @@ from afme_lib.errors import OptionError
 from afme_lib.evaluate import evaluate
 from afme_lib.models.registry import model_names
 from afme_lib.pipeline import METRICS_KEYS, evaluate_run, load_run, train_run
-from afme_lib.runs import BEST, LAST, load_checkpoint, read_log
+from afme_lib.checkpoints import load_checkpoint
+from afme_lib.runs import BEST, LAST, read_log
 from afme_lib.train import NonFiniteLossError
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")

@@ -13,7 +13,7 @@ from afme_lib.data.dataset import load_dataset
 from afme_lib.data.features import FeatureStore
 from afme_lib.data.registry import DatasetNotFoundError, UnknownDatasetError
 from afme_lib.errors import AfmeError
-from afme_lib.runs import run_config, write_json
+from afme_lib.runs import RunConfig, RunFolder
 
 
 @pytest.fixture
@@ -215,10 +215,10 @@ def test_code_fingerprint_follows_training_code_only(tmp_path, monkeypatch):
 
 
 def _fake_finished_run(run_dir: Path, dataset: str, model_cfg, train_cfg) -> dict:
-    run_dir.mkdir(parents=True)
-    write_json(run_dir / "config.json", run_config(dataset, dataset, None, model_cfg, train_cfg))
+    folder = RunFolder(run_dir)
+    folder.write_config(RunConfig.new(dataset, dataset, None, model_cfg, train_cfg))
     metrics = {"test": {"mrr": 0.25}, "valid": {"mrr": 0.3}}
-    write_json(run_dir / "metrics.json", metrics)
+    folder.write_metrics(metrics)
     return metrics
 
 

@@ -20,6 +20,8 @@ import importlib.util
 import warnings
 from pathlib import Path
 
+from afme_lib import atomic
+
 NOTEBOOK_RENDERER = "plotly_mimetype+notebook_connected"
 _png_state: dict[str, str | None] = {"error": None}  # set once a PNG export failed in this process
 
@@ -59,9 +61,7 @@ def _shared_plotlyjs(folder: Path) -> str:
     target = target_dir / PLOTLY_JS
     if not target.is_file():
         target_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(get_plotlyjs(), encoding="utf-8")
-        tmp.replace(target)
+        atomic.write_text(target, get_plotlyjs())  # parallel grid cells may write it at once
     return os.path.relpath(target, folder).replace(os.sep, "/")
 
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-LABELS = {"mrr": "MRR", "mr": "MR", "hits@1": "Hits@1", "hits@3": "Hits@3", "hits@10": "Hits@10", "count": "queries"}
-PERCENT = ("mrr", "hits@1", "hits@3", "hits@10")
+from afme_lib.metric_names import LABELS, PERCENT, label
+
 
 
 def _row(values: Mapping, percent: bool) -> dict:
@@ -68,7 +68,7 @@ def format_mean_std(summary: pd.DataFrame, metrics: Sequence[str], percent: bool
     for metric in metrics:
         scale = 100.0 if percent and metric in PERCENT else 1.0
         mean, std = summary[f"{metric}_mean"] * scale, summary[f"{metric}_std"] * scale
-        out[LABELS.get(metric, metric)] = [f"{m:.{digits}f} ± {s:.{digits}f}" if pd.notna(s) else f"{m:.{digits}f} ± n/a"
+        out[label(metric)] = [f"{m:.{digits}f} ± {s:.{digits}f}" if pd.notna(s) else f"{m:.{digits}f} ± n/a"
                                            for m, s in zip(mean, std)]
     return out
 
@@ -78,7 +78,7 @@ def mean_std_figure(summary: pd.DataFrame, metrics: Sequence[str], percent: bool
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    labels = [LABELS.get(m, m) for m in metrics]
+    labels = [label(m) for m in metrics]
     for key, row in summary.iterrows():
         name = " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
         scale = [100.0 if percent and m in PERCENT else 1.0 for m in metrics]

@@ -18,21 +18,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from afme_lib import atomic
 from afme_lib.analysis.corruption import corrupt, with_features
 from afme_lib.data.dataset import KGDataset
 from afme_lib.data.features import FeatureStore
 from afme_lib.data.filters import FilterIndex
 from afme_lib.evaluate import evaluate
+from afme_lib.metric_names import RANK_METRICS
 
-COLUMNS = ["kind", "level", "seed", "mrr", "mr", "hits@1", "hits@3", "hits@10"]
-_KEYS = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
+COLUMNS = ["kind", "level", "seed", *RANK_METRICS]
 
 
 def curve_test_time(model, dataset: KGDataset, store: FeatureStore, kind: str, levels, modalities=None,
@@ -46,7 +44,7 @@ def curve_test_time(model, dataset: KGDataset, store: FeatureStore, kind: str, l
         for seed in (seeds if level > 0 else seeds[:1]):  # level 0 is the clean store: one evaluation
             probe = with_features(model, corrupt(store, kind, level, modalities, seed))
             result = evaluate(probe, dataset, split, filter_index=index, batch_size=batch_size)
-            rows.append({"kind": kind, "level": float(level), "seed": seed, **{k: result[k] for k in _KEYS}})
+            rows.append({"kind": kind, "level": float(level), "seed": seed, **{k: result[k] for k in RANK_METRICS}})
             del probe
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -59,24 +57,12 @@ def corrupted_feature_folder(store: FeatureStore, root: str | Path, dataset_name
     key = json.dumps({"source": source, "name": dataset_name, "kind": kind, "level": float(level),
                       "modalities": modalities, "seed": seed}, sort_keys=True)
     folder = Path(root) / f"{kind}-{level:g}-seed{seed}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
-    done = folder / "corruption.json"
-    if done.is_file():
-        return folder
-    Path(root).mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=root))
-    try:
+
+    def write(tmp: Path) -> None:
         corrupt(store, kind, level, modalities, seed).save(tmp, dataset_name)
-        (tmp / "corruption.json").write_text(key + "\n")
-        if not done.is_file():
-            shutil.rmtree(folder, ignore_errors=True)  # a half-written folder from a killed run
-            try:
-                os.rename(tmp, folder)
-            except OSError:  # written meanwhile by a parallel run
-                if not done.is_file():
-                    raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+        (tmp / "corruption.json").write_text(key + "\n")  # written last: marks the folder complete
+
+    return atomic.publish_folder(folder, write, lambda path: (path / "corruption.json").is_file())
 
 
 def summarize_curves(curves: pd.DataFrame, by=("variant", "phase", "kind", "level")) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from afme_lib import atomic
 from afme_lib.data.dataset import CATEGORY_FILES, SPLITS, KGDataset, triple_keys
 from afme_lib.data.features import FEATURE_SUFFIXES
 from afme_lib.data.hygiene import later_copies, pair_keys
@@ -153,7 +154,7 @@ def _write_manifest(path: Path, manifest: dict) -> None:
     text = json.dumps({**manifest, "removed": {**manifest["removed"], "rows": "@ROWS@"}}, indent=2, ensure_ascii=False)
     body = ",\n".join("      " + json.dumps(row) for row in rows)
     text = text.replace('"@ROWS@"', "[\n" + body + "\n    ]" if rows else "[]")
-    path.write_text(text + "\n", encoding="utf-8")
+    atomic.write_text(path, text + "\n")  # written last: a folder with a manifest is complete
 
 
 def read_manifest(folder: str | Path) -> dict:

@@ -24,14 +24,13 @@ import shutil
 import stat
 import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from afme_lib import __version__
+from afme_lib import __version__, atomic
 from afme_lib.data.registry import (
     DATA_DIR_ENV,
     DatasetEntry,
@@ -87,13 +86,12 @@ def fetch_file(
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     request = urllib.request.Request(url, headers={"User-Agent": f"afme-workbench/{__version__}"})
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
+    # The temporary file is renamed onto target only when the block ends normally (atomic.py).
+    with atomic.replacing(target, suffix=".part") as tmp:
         digest = hashlib.sha256()
         received = 0
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
                 length = resp.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else size
                 with _progress_bar(total, target.name, progress) as bar:
@@ -122,11 +120,7 @@ def fetch_file(
                 f"sha256 mismatch for {target.name} from {url}: expected {sha256.lower()}, "
                 f"got {actual}{size_note}; the file was not kept"
             )
-        os.replace(tmp, target)
-        return actual
-    finally:
-        # Reached with the temporary file still there only on failure.
-        tmp.unlink(missing_ok=True)
+    return actual
 
 
 class _NoBar:

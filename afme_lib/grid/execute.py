@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from afme_lib.errors import AfmeError
+from afme_lib.runs import METRICS, RunFolder
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 KERNEL_LOG = "kernel.log"
@@ -106,14 +107,13 @@ def describe_error(err: BaseException, log_path: Path | None = None) -> str:
 
 
 def read_metrics(run_dir: Path) -> dict | None:
-    import json
-
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
+    """The cell's metrics.json, None when the run did not finish (or left an unreadable file)."""
+    folder = RunFolder(run_dir)
+    if not folder.finished:
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        return folder.metrics
+    except (OSError, ValueError):  # json.JSONDecodeError is a ValueError
         return None
 
 
@@ -155,7 +155,7 @@ def run_cell(notebook: str, output: str, run_dir: str, params: dict, kernel_name
     seconds = round(time.perf_counter() - start, 3)
     metrics = read_metrics(run_dir)
     if error is None and metrics is None:
-        error = f"the notebook finished but wrote no {run_dir / 'metrics.json'}"
+        error = f"the notebook finished but wrote no {run_dir / METRICS}"
     return {"status": "failed" if error else "ok", "error": error, "seconds": seconds, "metrics": metrics}
 
 

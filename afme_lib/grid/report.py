@@ -18,20 +18,20 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 from pathlib import Path
 
 import pandas as pd
 
+from afme_lib import atomic
 from afme_lib.analysis.figures import save_figure
 from afme_lib.analysis.metrics import mean_std_figure
 from afme_lib.errors import AfmeError
-from afme_lib.grid.spec import DEFAULT_METRICS, METRIC_NAMES, RESULT_COLUMNS, Cell, Grid
+from afme_lib.grid.spec import DEFAULT_METRICS, RESULT_COLUMNS, Cell, Grid
+from afme_lib.metric_names import PERCENT, RANK_METRICS, label
 
 RESULTS = "results.csv"
 README = "README.md"
 FIGURE = "test-metrics"
-LABELS = {"mrr": "MRR", "mr": "MR", "hits@1": "Hits@1", "hits@3": "Hits@3", "hits@10": "Hits@10"}
 
 
 # --- rows -------------------------------------------------------------------------------------
@@ -59,7 +59,7 @@ def cell_row(cell: Cell, grid: Grid, status: str, error: str | None, seconds, me
     metrics = metrics or {}
     test, valid = metrics.get("test") or {}, metrics.get("valid") or {}
     row.update(status=status, error=error or "", seconds=seconds)
-    row.update({m: test.get(m, math.nan) for m in METRIC_NAMES})
+    row.update({m: test.get(m, math.nan) for m in RANK_METRICS})
     row.update(valid_mrr=valid.get("mrr", math.nan), epochs_run=metrics.get("epochs_run"),
                best_epoch=metrics.get("best_epoch"), train_seconds=metrics.get("train_seconds"),
                device_used=metrics.get("device", ""), notebook=_display_path(notebook), run_dir=_display_path(run_dir))
@@ -68,12 +68,11 @@ def cell_row(cell: Cell, grid: Grid, status: str, error: str | None, seconds, me
 
 def write_results(report_dir: Path, rows: list[dict]) -> Path:
     path = Path(report_dir) / RESULTS
-    tmp = path.with_name(path.name + ".tmp")
     frame = pd.DataFrame(rows)
     for col in ("epochs_run", "best_epoch"):  # integers with gaps, not 3.0
         frame[col] = pd.to_numeric(frame[col]).astype("Int64")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)  # a reader (or a kill) never sees half a file
+    with atomic.replacing(path) as tmp:  # a reader (or a kill) never sees half a file
+        frame.to_csv(tmp, index=False)
     return path
 
 
@@ -124,7 +123,7 @@ def summarize(results: pd.DataFrame, by=None, metrics=None, over: str = "seed") 
     metrics = list(metrics or [m for m in DEFAULT_METRICS if m in results])
     unknown = [m for m in metrics if m not in results]
     if unknown:
-        raise ValueError(f"results have no column {unknown}; metric columns: {[m for m in METRIC_NAMES if m in results]}")
+        raise ValueError(f"results have no column {unknown}; metric columns: {[m for m in RANK_METRICS if m in results]}")
     by = default_group_columns(results, over) if by is None else list(by)
     missing = [b for b in by if b not in results]
     if missing:
@@ -146,7 +145,7 @@ def summarize(results: pd.DataFrame, by=None, metrics=None, over: str = "seed") 
 def _fmt(metric: str, mean: float, std: float) -> str:
     if mean != mean:  # NaN: no finished cell in the group
         return "–"
-    scale, digits = (1, 1) if metric == "mr" else (100, 2)
+    scale, digits = (100, 2) if metric in PERCENT else (1, 1)
     text = f"{scale * mean:.{digits}f}"
     return text if std != std else f"{text} ± {scale * std:.{digits}f}"
 
@@ -155,7 +154,7 @@ def markdown_table(summary: pd.DataFrame, metrics, over: str = "seed") -> list[s
     """Mean ± std per group, in % (MR as a rank); the count column shows ok/all when some failed."""
     names = [n for n in summary.index.names]
     count = "seeds" if over == "seed" else "cells ok"
-    header = names + [count] + [LABELS.get(m, m) + ("" if m == "mr" else " (%)") for m in metrics]
+    header = names + [count] + [label(m) + (" (%)" if m in PERCENT else "") for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, row in summary.iterrows():
         keys = key if isinstance(key, tuple) else (key,)
@@ -239,7 +238,5 @@ def write_readme(report_dir: Path, grid: Grid, results: pd.DataFrame, command: s
         lines += ["", f"## Pending cells ({len(pending)})", "", "Not run yet (interrupted or not selected): "
                   + ", ".join(f"`{c}`" for c in pending["cell"])]
     path = report_dir / README
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    atomic.write_text(path, "\n".join(lines) + "\n")
     return path

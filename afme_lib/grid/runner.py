@@ -22,11 +22,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from afme_lib import atomic
 from afme_lib.errors import AfmeError
 from afme_lib.grid.execute import read_metrics, require_papermill, run_dask, run_local, usable_cores
 from afme_lib.grid.report import (RESULTS, cell_row, read_results, summarize, write_figure, write_readme,
                                   write_results)
 from afme_lib.grid.spec import Cell, Grid, expand, load_grid
+from afme_lib.runs import RunFolder
 
 SPEC_COPY = "grid.yaml"
 LOCK = ".grid.lock"
@@ -48,7 +50,7 @@ class GridPaths:
         return self.notebooks / f"{cell.id}.ipynb"
 
     def finished(self, cell: Cell) -> bool:
-        return (self.run_dir(cell) / "metrics.json").is_file() and notebook_completed(self.output(cell))
+        return RunFolder(self.run_dir(cell)).finished and notebook_completed(self.output(cell))
 
 
 def notebook_completed(path: Path) -> bool:
@@ -198,7 +200,7 @@ def _command_from_readme(report_dir: Path) -> str | None:
 
 def _copy_spec(grid: Grid, report_dir: Path) -> None:
     text = grid.path.read_text() if grid.path else yaml.safe_dump(grid.to_dict(), sort_keys=False, allow_unicode=True)
-    (report_dir / SPEC_COPY).write_text(text)
+    atomic.write_text(report_dir / SPEC_COPY, text)
 
 
 def run_grid(grid_or_path: Grid | str | Path, reports_root: str | Path = "reports",

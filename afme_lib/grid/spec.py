@@ -41,15 +41,14 @@ from pathlib import Path
 import yaml
 
 from afme_lib.errors import AfmeError, DataFormatError, OptionError
+from afme_lib.metric_names import RANK_METRICS
 
 TOP_LEVEL_KEYS = ("name", "notebook", "description", "parameters", "grid", "variants", "metrics")
-# Test metrics a grid can tabulate (the keys of evaluate()'s summary).
-METRIC_NAMES = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
-DEFAULT_METRICS = ("mrr", "hits@1", "hits@10")
+DEFAULT_METRICS = ("mrr", "hits@1", "hits@10")  # tabulated when a grid names none (any of RANK_METRICS may be)
 # Parameters the runner passes to every cell itself.
 RUNNER_PARAMETERS = ("run_dir", "progress")
 # results.csv columns that are not parameters; a parameter with one of these names would clash.
-RESULT_COLUMNS = ("cell", "variant", "status", "error", "seconds", *METRIC_NAMES, "valid_mrr", "epochs_run",
+RESULT_COLUMNS = ("cell", "variant", "status", "error", "seconds", *RANK_METRICS, "valid_mrr", "epochs_run",
                   "best_epoch", "train_seconds", "device_used", "notebook", "run_dir")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MAX_SLUG = 120  # readable part of a cell id; the hash keeps longer ids unique
@@ -306,10 +305,10 @@ def parse_grid(data, source: str | Path = "<grid>", grid_file: Path | None = Non
 
     metrics = data.get("metrics", list(DEFAULT_METRICS))
     if not isinstance(metrics, list) or not metrics:
-        chk.fail("metrics", f"expected a non-empty list out of {', '.join(METRIC_NAMES)}", data, "metrics")
+        chk.fail("metrics", f"expected a non-empty list out of {', '.join(RANK_METRICS)}", data, "metrics")
     for m in metrics:
-        if m not in METRIC_NAMES:
-            chk.fail("metrics", f"unknown metric {m!r}; choose from {', '.join(METRIC_NAMES)}", data, "metrics")
+        if m not in RANK_METRICS:
+            chk.fail("metrics", f"unknown metric {m!r}; choose from {', '.join(RANK_METRICS)}", data, "metrics")
     if len(set(metrics)) != len(metrics):
         chk.fail("metrics", "lists a metric twice", data, "metrics")
 
