@@ -178,7 +178,7 @@ class TrainConfig:
     checkpoint_every: int = option(1, "write the last checkpoint every N epochs (and after the last)", at_least=1)
     eval_batch_size: int = option(256, "queries per evaluation step", at_least=1)
     eval_chunk_size: int = option(0, "candidates per evaluation chunk; 0: chosen from free memory", at_least=0)
-    progress: bool = option(True, "progress bars")
+    progress: bool = option(True, "progress: bars on a terminal, one line per epoch in a log file or pipe")
 
     def __post_init__(self):
         self.validate()

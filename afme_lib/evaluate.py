@@ -39,9 +39,8 @@ import math
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from afme_lib import distributed
+from afme_lib import console, distributed
 from afme_lib.data.dataset import KGDataset
 from afme_lib.data.filters import CATEGORIES, FilterIndex, triple_categories
 from afme_lib.device import chunk_for_budget, eval_chunk_budget
@@ -194,7 +193,7 @@ def _rank_queries(model, dataset, split, triples, rows, index, batch_size, chunk
     ranks = {s: torch.empty(m, dtype=torch.float64, device=device) for s in SIDES}
     nan_rows = {s: torch.zeros(m, dtype=torch.bool, device=device) for s in SIDES}
     chunk = chunk_size
-    with tqdm(total=total, desc=f"eval {split}", unit="batch", disable=not progress, leave=False) as bar:
+    with console.progress_bar(None, progress, total=total, desc=f"eval {split}", unit="batch", leave=False) as bar:
         for relation, start, end in groups:
             table = model.entity_table(relation) if conditioned else model.entity_table()
             if table.shape[0] != dataset.num_entities:

@@ -24,9 +24,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from afme_lib import distributed
+from afme_lib import console, distributed
 from afme_lib.checkpoints import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from afme_lib.combinations import check_configs
 from afme_lib.config import ModelConfig, TrainConfig
@@ -108,6 +107,20 @@ def batch_losses(model: KGModel, cfg: TrainConfig, batch: torch.Tensor, negative
             ents, rels = torch.cat([h, t]), torch.cat([r, r])
             terms["generator"] = context.lambda_adv * model.generator_loss(ents, rels).float()
     return terms
+
+
+def epoch_line(record: dict, epochs: int, elapsed: float, remaining: float) -> str:
+    """One epoch's log record as a line: ``epoch 3/10  loss 0.8123  kgc 0.8011  4.1 s  valid mrr
+    0.1234 ...  elapsed 0:12  remaining ~0:29`` (``remaining``: this run's pace so far times the
+    epochs left)."""
+    parts = [f"epoch {record['epoch']}/{epochs}"]
+    parts += [f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds", "valid", "stopped_early")]
+    parts.append(f"{record['seconds']:.1f} s")
+    if "valid" in record:
+        parts.append("valid " + " ".join(f"{k} {v:.1f}" if k == "mr" else f"{k} {v:.4f}" for k, v in record["valid"].items()))
+    parts.append(f"elapsed {console.duration(elapsed)}")
+    parts.append("stopped early" if record.get("stopped_early") else f"remaining ~{console.duration(remaining)}")
+    return "  ".join(parts)
 
 
 class Trainer:
@@ -214,7 +227,7 @@ class Trainer:
         batches = self._epoch_order(epoch).split(self.batch_size)
         sums: dict[str, torch.Tensor] = {}
         first_bad: dict[str, torch.Tensor] = {}
-        bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not self.progress, unit="batch")
+        bar = console.progress_bar(batches, self.progress, desc=f"epoch {epoch}", leave=False, unit="batch")
         for i, idx in enumerate(bar):
             batch = self.train_triples[idx]
             terms = self._critic_steps(batch) if self.critic_optimizer is not None and cfg.lambda_adv > 0 else {}
@@ -301,7 +314,10 @@ class Trainer:
                         chunk_size=self.cfg.eval_chunk_size or None, progress=self.progress)
 
     def fit(self) -> TrainState:
+        """Train until ``epochs`` (or early stopping); each epoch is logged, checkpointed and, when
+        the output is a log rather than a terminal, printed as one line (:mod:`afme_lib.console`)."""
         cfg, st = self.cfg, self.state
+        began, first_epoch = time.perf_counter(), st.epoch
         while st.epoch < cfg.epochs and not st.stopped_early:
             epoch = st.epoch + 1
             start = time.perf_counter()
@@ -331,6 +347,10 @@ class Trainer:
                 append_log(self.run_dir, record)  # log first: a kill before the save redoes this epoch
                 if epoch % max(cfg.checkpoint_every, 1) == 0 or epoch == cfg.epochs or st.stopped_early:
                     self.save(LAST)
+            if self.progress and console.lines():
+                elapsed = time.perf_counter() - began
+                left = 0.0 if st.stopped_early else (cfg.epochs - epoch) * elapsed / (epoch - first_epoch)
+                console.log_line(epoch_line(record, cfg.epochs, elapsed, left))
         if self.run_dir is not None and not (self.run_dir / LAST).is_file():
             self.save(LAST)  # epochs=0: the initial model, so every finished run has a checkpoint
         distributed.barrier()  # the others may now read what rank 0 wrote (checkpoint-best.pt)

@@ -6,8 +6,10 @@ with a plain distance scorer; the real scorers live elsewhere and are tested the
 
 from __future__ import annotations
 
+import io
 import math
 import random
+import sys
 
 import numpy as np
 import pytest
@@ -378,10 +380,18 @@ def test_default_chunk_is_passed_to_the_scorer(dataset):
     assert set(model.scorer.chunks) == {9}
 
 
-def test_progress_bar_runs(dataset, capsys):
+def test_progress_bar_on_a_terminal_only(dataset, capsys, monkeypatch):
     result = evaluate(FakeModel(), dataset, "test", batch_size=4, progress=True)
     assert result["count"] == 2 * len(dataset.test)
-    assert "eval test" in capsys.readouterr().err
+    assert capsys.readouterr().err == ""  # captured output is no terminal: no bar (afme_lib.console)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    evaluate(FakeModel(), dataset, "test", batch_size=4, progress=True)
+    assert "eval test" in sys.stderr.getvalue()
 
 
 def test_evaluate_rejects_bad_inputs(dataset):

@@ -30,7 +30,7 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from afme_lib import __version__, atomic
+from afme_lib import __version__, atomic, console
 from afme_lib.data.registry import (
     DATA_DIR_ENV,
     DatasetEntry,
@@ -123,23 +123,9 @@ def fetch_file(
     return actual
 
 
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n: int) -> None:
-        pass
-
-
 def _progress_bar(total: int | None, label: str, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
+    return console.progress_bar(None, enabled, total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
+                                leave=False)
 
 
 def download_dataset(

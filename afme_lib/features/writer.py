@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 import afme_lib
-from afme_lib import atomic
+from afme_lib import atomic, console
 from afme_lib.data.features import FEATURE_SUFFIXES, SUFFIX_FOR, FeatureStore, _modality_of
 from afme_lib.errors import AfmeError, DataFormatError
 
@@ -139,10 +139,8 @@ def run_extraction(
     chunk_file = [partial / f"chunk-{k:05d}.pt" for k in range(n_chunks)]
     todo = [k for k in range(n_chunks) if not chunk_file[k].is_file()]
     done_rows = num_rows - sum(min(chunk_size, num_rows - k * chunk_size) for k in todo)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=num_rows, initial=done_rows, disable=not progress, unit="entity",
-               desc=f"{dataset_name} {modality}")
+    bar = console.progress_bar(None, progress, total=num_rows, initial=done_rows, unit="entity",
+                               desc=f"{dataset_name} {modality}")
     try:
         for k in todo:
             start, stop = k * chunk_size, min((k + 1) * chunk_size, num_rows)
@@ -155,6 +153,9 @@ def run_extraction(
             atomic.save({"values": values.detach().float().cpu(), "present": present.bool().cpu(), "stats": stats},
                         chunk_file[k])
             bar.update(stop - start)
+            done_rows += stop - start
+            console.log_line(f"{dataset_name} {modality}: chunk {k + 1}/{n_chunks}, {done_rows}/{num_rows} entities "
+                             f"({stats['seconds']:.1f} s)", progress)
             if after_chunk is not None:
                 after_chunk(k)
     finally:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from afme_lib import atomic
+from afme_lib import atomic, console
 from afme_lib.errors import AfmeError
 from afme_lib.grid.execute import read_metrics, require_papermill, run_dask, run_local, usable_cores
 from afme_lib.grid.report import (RESULTS, cell_row, read_results, summarize, write_figure, write_readme,
@@ -278,8 +278,6 @@ class _GridState:
         write_readme(self.paths.report, self.grid, results, self.command, runs_dir=self.paths.runs, figures=figs)
 
     def execute(self, todo: list[Cell], workers, scheduler, progress, kernel_name, threads, timeout) -> None:
-        from tqdm.auto import tqdm
-
         require_papermill()
         if scheduler is None:
             _check_kernel(kernel_name, self.grid.notebook)
@@ -288,8 +286,9 @@ class _GridState:
         jobs = [(c.id, {"notebook": str(self.grid.notebook), "output": str(self.paths.output(c)),
                         "run_dir": str(self.paths.run_dir(c)), "params": c.params, "kernel_name": kernel_name,
                         "threads": threads, "timeout": timeout}) for c in todo]
-        bar = tqdm(total=len(todo), desc=f"grid {self.grid.name}", unit="cell", disable=not progress,
-                   dynamic_ncols=True)
+        # a bar on a terminal; the ok / FAILED line of each cell is printed either way
+        bar = console.progress_bar(None, progress, total=len(todo), desc=f"grid {self.grid.name}", unit="cell",
+                                   dynamic_ncols=True)
         failed = 0
 
         def on_done(cid: str, result: dict) -> None:
