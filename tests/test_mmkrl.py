@@ -21,21 +21,15 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 N, R, DIM = 10, 3, 8
 
 
-def small_store(seed=0):
-    """Two modalities; entity 0 has neither, entity 1 only text, entity 2 only image."""
-    gen = torch.Generator().manual_seed(seed)
-    store = FeatureStore(N)
-    image, text = torch.randn(N, 5, generator=gen), torch.randn(N, 7, generator=gen)
-    image[[0, 1]] = 0
-    text[[0, 2]] = 0
-    store.add("image", image)
-    store.add("text", text)
-    return store
+@pytest.fixture
+def store(small_store):
+    """Image and text; entity 0 has neither, entity 1 only text, entity 2 only image (conftest)."""
+    return small_store(N)
 
 
-def build(store=None, seed=0, p_norm=1):
+def build(store, seed=0, p_norm=1):
     torch.manual_seed(seed)
-    model = create_model(ModelConfig(name="mmkrl", dim=DIM, p_norm=p_norm), N, R, store if store is not None else small_store())
+    model = create_model(ModelConfig(name="mmkrl", dim=DIM, p_norm=p_norm), N, R, store)
     with torch.no_grad():  # move off the identity / zero initialisation so every term matters
         for p in (model.reconstruct.weight, model.entity_bias, model.relation_bias):
             p.add_(0.1 * torch.randn_like(p))
@@ -57,8 +51,8 @@ def parts_of(model, e):
 
 
 @pytest.mark.parametrize("p_norm", [1, 2])
-def test_score_is_the_mean_of_four_translations_over_one_relation(p_norm):
-    model = build(p_norm=p_norm)
+def test_score_is_the_mean_of_four_translations_over_one_relation(store, p_norm):
+    model = build(store, p_norm=p_norm)
     triples = [(0, 0, 1), (1, 2, 2), (3, 1, 0), (4, 0, 5), (2, 1, 2)]
     h, r, t = torch.tensor(triples).T
     with torch.no_grad():
@@ -73,8 +67,8 @@ def test_score_is_the_mean_of_four_translations_over_one_relation(p_norm):
             torch.testing.assert_close(got[k], -sum(terms) / 4, rtol=1e-5, atol=1e-6)
 
 
-def test_an_entity_without_modalities_uses_the_aligned_prediction():
-    model = build()
+def test_an_entity_without_modalities_uses_the_aligned_prediction(store):
+    model = build(store)
     with torch.no_grad():
         rep = model.entity_repr(torch.tensor([0, 3]))
         expected = F.normalize(model.align(model.entity.weight[0]), dim=0)
@@ -82,8 +76,8 @@ def test_an_entity_without_modalities_uses_the_aligned_prediction():
         assert not torch.allclose(rep[1, DIM:], F.normalize(model.align(model.entity.weight[3]), dim=0))
 
 
-def test_alignment_loss_equals_the_loop():
-    model = build()
+def test_alignment_loss_equals_the_loop(store):
+    model = build(store)
     triples = [(0, 0, 1), (1, 2, 2), (3, 1, 0), (4, 0, 5)]
     h, r, t = torch.tensor(triples).T
     with torch.no_grad():
@@ -102,7 +96,7 @@ def test_alignment_loss_equals_the_loop():
         expected = rel + ent + sum(sum(v) / len(v) for v in mod.values())
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
     # identity W_s and zero biases: the reconstruction part of a fresh model is exactly 0
-    fresh = create_model(ModelConfig(name="mmkrl", dim=DIM), N, R, small_store())
+    fresh = create_model(ModelConfig(name="mmkrl", dim=DIM), N, R, store)
     with torch.no_grad():
         for side in (h, t):
             s, recon = fresh.reconstructed_entity(side)
@@ -118,8 +112,8 @@ def test_fgm_perturbation_has_norm_eps_x_along_the_gradient():
     assert torch.equal(delta[2], torch.zeros(2))  # no gradient: no perturbation
 
 
-def test_adversarial_term_is_the_kgc_loss_on_perturbed_positives():
-    model = build()
+def test_adversarial_term_is_the_kgc_loss_on_perturbed_positives(store):
+    model = build(store)
     batch = torch.tensor([[1, 0, 3], [4, 2, 5], [6, 1, 0]])
     negatives = torch.tensor([[2, 7, 8], [9, 1, 0], [3, 4, 5]])
     corrupt_head = torch.tensor([True, False, True])
@@ -151,12 +145,6 @@ def test_adversarial_term_is_the_kgc_loss_on_perturbed_positives():
     assert model.entity.weight.grad is not None and model.entity.weight.grad.abs().sum() > 0
     assert model.training_losses(batch, negatives, corrupt_head, loss_context(TrainConfig(lambda_adv=0.0))) == {}
     assert TrainConfig().adv_epsilon == 0.1  # the size documented in docs/baselines.md
-
-
-def test_an_old_run_config_with_an_extra_bag_still_loads():
-    # config.json written before adv_epsilon was a field held it in TrainConfig.extra
-    assert TrainConfig.from_dict({"epochs": 3, "extra": {"adv_epsilon": 0.3}}) == TrainConfig(epochs=3, adv_epsilon=0.3)
-    assert TrainConfig.from_dict({"extra": {}}) == TrainConfig()
 
 
 def test_mmkrl_learns_the_tiny_preset_and_logs_its_terms(tiny_synth):

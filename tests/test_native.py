@@ -24,22 +24,15 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 N, R, DIM = 10, 4, 8
 
 
-def small_store(seed=0):
-    """Three modalities; entity 0 has none, entity 1 only text, entity 2 image and audio."""
-    gen = torch.Generator().manual_seed(seed)
-    store = FeatureStore(N)
-    image, text, audio = (torch.randn(N, d, generator=gen) for d in (5, 7, 3))
-    image[[0, 1]] = 0
-    text[[0, 2]] = 0
-    audio[[0, 1]] = 0
-    for name, values in (("image", image), ("text", text), ("audio", audio)):
-        store.add(name, values)
-    return store
+@pytest.fixture
+def store(small_store):
+    """Image, text and audio; entity 0 has none, entity 1 only text, entity 2 image and audio (conftest)."""
+    return small_store(N, {"image": 5, "text": 7, "audio": 3})
 
 
-def build(seed=0, **kw):
+def build(store, seed=0, **kw):
     torch.manual_seed(seed)
-    model = create_model(ModelConfig(name="native", dim=DIM, noise_dim=4, **kw), N, R, small_store())
+    model = create_model(ModelConfig(name="native", dim=DIM, noise_dim=4, **kw), N, R, store)
     with torch.no_grad():  # spread the temperatures so relations really differ
         model.temperature_logit.copy_(torch.linspace(-2, 2, len(model.temperature_logit)))
     return model
@@ -61,8 +54,8 @@ def loop_fused(model, e, r):
     return sum(w * x for w, x in zip(weights, tokens)), weights
 
 
-def test_fusion_weights_and_embeddings_equal_the_loop():
-    model = build().eval()
+def test_fusion_weights_and_embeddings_equal_the_loop(store):
+    model = build(store).eval()
     with torch.no_grad():
         for e in range(N):
             for r in range(R):
@@ -89,8 +82,8 @@ def test_fusion_weights_function_matches_softmax_with_temperature():
         torch.testing.assert_close(w[n], ref)
 
 
-def test_batched_shapes_and_tables_agree_with_single_pairs():
-    model = build().eval()
+def test_batched_shapes_and_tables_agree_with_single_pairs(store):
+    model = build(store).eval()
     ents = torch.tensor([[1, 2, 3], [4, 0, 9]])
     rels = torch.tensor([[0], [3]])
     with torch.no_grad():
@@ -107,23 +100,23 @@ def test_batched_shapes_and_tables_agree_with_single_pairs():
         model.entity_table(None)
 
 
-def test_ablation_switches():
-    uniform = build(dynamic_weights=False).eval()
+def test_ablation_switches(store):
+    uniform = build(store, dynamic_weights=False).eval()
     w = uniform.introspect(torch.tensor([2, 1, 0]), torch.tensor([0, 1, 2]))["weights"]
     torch.testing.assert_close(w, torch.tensor([[1 / 3, 1 / 3, 0, 1 / 3], [0.5, 0, 0.5, 0], [1.0, 0, 0, 0]]))
-    shared = build(relation_context=False).eval()
+    shared = build(store, relation_context=False).eval()
     assert shared.temperature_logit.shape == (1,)
     with torch.no_grad():
         reps = [shared.entity_repr(torch.tensor([2]), torch.tensor([r])) for r in range(R)]
     assert all(torch.equal(reps[0], x) for x in reps[1:])
-    no_gan = build(gan=False)
+    no_gan = build(store, gan=False)
     assert not hasattr(no_gan, "generator")
     assert no_gan.training_losses(torch.tensor([[1, 0, 2]]), torch.zeros(1, 2, dtype=torch.long),
                                   torch.tensor([False]), loss_context(TrainConfig())) == {}
 
 
-def test_generated_tokens_have_the_measured_token_norm():
-    model = build()
+def test_generated_tokens_have_the_measured_token_norm(store):
+    model = build(store)
     tokens, _ = model.tokens(torch.arange(N))
     fakes = model.generate(tokens)
     norms = fakes.norm(dim=-1)
@@ -131,7 +124,7 @@ def test_generated_tokens_have_the_measured_token_norm():
     torch.testing.assert_close(norms, expected.expand_as(norms).detach(), rtol=1e-4, atol=1e-5)
 
 
-def test_generator_ascends_what_the_kgc_model_descends(monkeypatch):
+def test_generator_ascends_what_the_kgc_model_descends(store, monkeypatch):
     """Through the gradient-reversal layer, G's gradient of L_adv is minus the gradient of
     lambda_adv * mean fake score, while the KGC model's parameters get L_adv's own gradient."""
     batch = torch.tensor([[1, 0, 2], [3, 1, 4], [5, 2, 6], [7, 3, 8]])
@@ -142,7 +135,7 @@ def test_generator_ascends_what_the_kgc_model_descends(monkeypatch):
         params = [model.generator.net[0].weight, model.relation.weight, model.omega]
         return torch.autograd.grad(loss, params)
 
-    model = build()
+    model = build(store)
     monkeypatch.setattr(model, "adversarial_scores",
                         lambda b, noise_=None, f=model.adversarial_scores: f(b, noise))
     terms = model.training_losses(batch, None, None, loss_context(cfg))
@@ -160,10 +153,10 @@ def test_generator_ascends_what_the_kgc_model_descends(monkeypatch):
     assert g_plain[0].abs().sum() > 0 and g_plain[1].abs().sum() > 0
 
 
-def test_gradient_penalty_under_rotate_is_its_closed_form():
+def test_gradient_penalty_under_rotate_is_its_closed_form(store):
     """d/dx of -sum_k |h_k e^{i theta_k} - t_k| has one unit complex entry per coordinate for
     the head and for the tail, so ||grad|| = sqrt(D) and the penalty is (sqrt(D) - 1)^2."""
-    model = build()
+    model = build(store)
     batch = torch.tensor([[1, 0, 2], [3, 1, 4], [5, 2, 6]])
     terms = model.training_losses(batch, None, None, loss_context(TrainConfig(lambda_adv=0.2, lambda_gp=3.0)))
     torch.testing.assert_close(terms["native_gp"], torch.tensor(0.2 * 3.0 * (math.sqrt(DIM) - 1) ** 2))

@@ -125,16 +125,11 @@ def test_barycentre_needs_one_weight_per_measure():
 
 
 # --- the model ------------------------------------------------------------------------------------
-def small_store(n=12, seed=0):
-    """Two modalities; entity 0 has neither, entity 1 only text, entity 2 only image."""
-    gen = torch.Generator().manual_seed(seed)
-    store = FeatureStore(n)
-    image, text = torch.randn(n, 6, generator=gen), torch.randn(n, 9, generator=gen) + 0.3
-    image[[0, 1]] = 0
-    text[[0, 2]] = 0
-    store.add("image", image)
-    store.add("text", text)
-    return store
+@pytest.fixture
+def store(small_store):
+    """Image and text (shifted, so its coordinates are not centred); entity 0 has neither, entity 1
+    only text, entity 2 only image (conftest)."""
+    return small_store(12, {"image": 6, "text": 9}, offsets={"text": 0.3})
 
 
 def build(store, n=12, relations=3, dim=8, seed=0, **kw):
@@ -142,8 +137,7 @@ def build(store, n=12, relations=3, dim=8, seed=0, **kw):
     return create_model(ModelConfig(name="otkge", dim=dim, **kw), n, relations, store)
 
 
-def test_transport_maps_are_averaged_barycentric_maps_of_reference_plans():
-    store = small_store()
+def test_transport_maps_are_averaged_barycentric_maps_of_reference_plans(store):
     model = build(store)
     maps = model.transport_maps()
     weight = model.entity.weight.detach().double().numpy()
@@ -163,8 +157,7 @@ def test_transport_maps_are_averaged_barycentric_maps_of_reference_plans():
         torch.testing.assert_close(maps[i].sum(1), torch.ones(8), rtol=0, atol=1e-5)
 
 
-def test_fused_embedding_is_the_weighted_barycentre_written_out():
-    store = small_store()
+def test_fused_embedding_is_the_weighted_barycentre_written_out(store):
     model = build(store).eval()
     maps = model.transport_maps()
     with torch.no_grad():
@@ -185,8 +178,8 @@ def test_fused_embedding_is_the_weighted_barycentre_written_out():
         torch.testing.assert_close(weights, torch.tensor([[1.0, 0, 0], [0.2 / 0.6, 0, 0.4 / 0.6], [0.2 / 0.6, 0.4 / 0.6, 0]]))
 
 
-def test_plan_is_recomputed_when_the_structural_table_changes_and_only_then():
-    model = build(small_store())
+def test_plan_is_recomputed_when_the_structural_table_changes_and_only_then(store):
+    model = build(store)
     first = model.transport_maps()
     assert model.transport_maps() is first  # cached while the table is unchanged
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
@@ -195,7 +188,7 @@ def test_plan_is_recomputed_when_the_structural_table_changes_and_only_then():
     optimizer.step()
     second = model.transport_maps()
     assert second is not first and not torch.allclose(second[0], first[0])
-    fresh = build(small_store(), seed=7)
+    fresh = build(store, seed=7)
     fresh.load_state_dict(model.state_dict())
     for a, b in zip(fresh.transport_maps(), second):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
