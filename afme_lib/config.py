@@ -116,7 +116,13 @@ class ModelConfig:
     noise_dim: int = option(16, "size of the generator's noise z (e_mod = e_s (+) z)", at_least=1)
     attention_layers: int = option(2, "generator layers (attention or MLP)", at_least=1)
     attention_heads: int = option(4, "attention heads (fewer when they do not divide the width)", at_least=1)
-    enhance_mix: float = option(0.5, "initial share of a generated feature in a present one", at_least=0, at_most=1)
+    enhance_mix: float = option(0.0, "AFME: initial share of a generated feature mixed into a measured one "
+                                "(0: MoIEn fills missing rows only)", at_least=0, at_most=1)
+    reconstruction: float = option(1.0, "AFME: weight of MoIEn's reconstruction term on hidden measured rows", at_least=0)
+    adversarial_rows: int = option(128, "AFME: entities per step in MoIEn's critic and generator updates", at_least=1)
+    structure_dropout: float = option(0.1, "models that read features: share of a batch's entities trained with an "
+                                      "uninformative structural embedding (another entity's, or the learned "
+                                      "'unknown' vector that entities with no training triple use)", at_least=0, below=1)
     dropout: float = option(0.0, "dropout in the generator", at_least=0, below=1)
     modalities: list[str] | None = option(None, "modalities to use; none given: every one the features hold; "
                                           "empty (CLI: --modalities none): structure only")

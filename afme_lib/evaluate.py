@@ -43,6 +43,7 @@ import torch
 from afme_lib import console, distributed
 from afme_lib.data.dataset import KGDataset
 from afme_lib.data.filters import CATEGORIES, FilterIndex, triple_categories
+from afme_lib.data.groups import group_order, triple_groups
 from afme_lib.device import chunk_for_budget, eval_chunk_budget
 from afme_lib.ranking import compute_metrics, realistic_ranks
 
@@ -90,8 +91,11 @@ def evaluate(
     """Filtered link prediction on ``split``: both query sides, realistic ranks (see module doc).
 
     Returns the pooled metrics (:func:`compute_metrics`; ``count`` = number of queries, two per
-    triple) plus ``"by_side"`` (``"tail"``, ``"head"``) and ``"by_category"`` (``"1-1"``,
-    ``"1-N"``, ``"N-1"``, ``"N-N"`` from :func:`triple_categories`, only those that occur). With
+    triple) plus ``"by_side"`` (``"tail"``, ``"head"``), ``"by_category"`` (``"1-1"``,
+    ``"1-N"``, ``"N-1"``, ``"N-N"`` from :func:`triple_categories`, only those that occur),
+    ``"by_relation"`` (keyed by relation name) and, when the dataset declares entity groups
+    (:mod:`afme_lib.data.groups`), ``"by_group"`` (a triple's group is its endpoints' group of
+    highest precedence: ``"cold"`` holds every query about a cold entity). With
     ``return_ranks``, ``"ranks": {"tail": ndarray, "head": ndarray}`` holds the float64 rank of
     each triple's query, in the split's order.
 
@@ -159,13 +163,25 @@ def evaluate(
     categories = triple_categories(dataset, split)
     present = [c for c in CATEGORIES if (categories == c).any()]
     present += sorted(set(np.unique(categories).tolist()) - set(CATEGORIES))
-    result["by_category"] = {}
-    for cat in present:
-        mask = torch.from_numpy(categories == cat)
-        result["by_category"][cat] = compute_metrics(torch.cat([ranks[s][mask] for s in SIDES]))
+    result["by_category"] = _metrics_by(ranks, categories, present)
+    relations = triples_cpu[:, 1].numpy()
+    names = np.array(dataset.relation_names, dtype=object)
+    result["by_relation"] = _metrics_by(ranks, names[relations], [names[r] for r in np.unique(relations)])
+    if dataset.entity_groups is not None:
+        groups = triple_groups(triples_cpu.numpy(), dataset.entity_groups)
+        result["by_group"] = _metrics_by(ranks, groups, [g for g in group_order(dataset.entity_groups) if (groups == g).any()])
     if return_ranks:
         result["ranks"] = {s: ranks[s].numpy() for s in SIDES}
     return result
+
+
+def _metrics_by(ranks: dict, labels: np.ndarray, keys: list) -> dict:
+    """Metrics over both sides of the triples carrying each label in ``keys`` (labels [n] per triple)."""
+    out = {}
+    for key in keys:
+        mask = torch.from_numpy(labels == key)
+        out[str(key)] = compute_metrics(torch.cat([ranks[s][mask] for s in SIDES]))
+    return out
 
 
 def _query_order(model, triples: torch.Tensor) -> torch.Tensor:

@@ -93,8 +93,8 @@ def batch_losses(model: KGModel, cfg: TrainConfig, batch: torch.Tensor, negative
             head_side = one_vs_all_loss(model.score_all(t, r, "head"), h, cfg.label_smoothing)
             terms = {"kgc": (tail_side + head_side) / 2}
         else:
-            pos = model.score(h, r, t).float()
-            neg = model.score_negatives(h, r, t, negatives, corrupt_head).float()
+            pos, neg = model.score_batch(h, r, t, negatives, corrupt_head)
+            pos, neg = pos.float(), neg.float()
             terms = {"kgc": context.sampled_loss(pos, neg)}
         if cfg.regularization > 0:
             reg = model.entity_repr(batch[:, [0, 2]], r[:, None]).float().abs().pow(3).mean()
@@ -141,6 +141,7 @@ class Trainer:
         self.dist, self.device = distributed.init_from_env(resolve_device(train_cfg.device))
         seed_everything(train_cfg.seed)
         self.model = create_model(model_cfg, dataset.num_entities, dataset.num_relations, features).to(self.device)
+        self.model.observe_training_graph(dataset.train)
         self.optimizer = torch.optim.Adam(self.model.main_parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
         critic = self.model.critic_parameters()
         self.critic_optimizer = torch.optim.Adam(critic, lr=train_cfg.disc_lr, betas=(0.5, 0.9)) if critic else None

@@ -1,4 +1,6 @@
-"""The synthetic generator: determinism, loadable files, clean splits, and a ground truth that holds."""
+"""The synthetic generator (v2): determinism, loadable files, slice bookkeeping, and a ground
+truth that holds (attribute relations decided by the features of the modalities that encode
+them, structural ones by the block model)."""
 
 from __future__ import annotations
 
@@ -12,13 +14,14 @@ import torch
 
 from afme_lib.data.dataset import load_dataset, triple_keys
 from afme_lib.data.features import FeatureStore
-from afme_lib.data.filters import CATEGORIES, FilterIndex, relation_categories
+from afme_lib.data.filters import CATEGORIES, relation_categories
 from afme_lib.data.synthetic import (
     PRESETS,
     ModalitySpec,
     SynthConfig,
     generate,
     read_metadata,
+    value_entity_ids,
     write_synthetic,
 )
 from afme_lib.errors import AfmeError
@@ -40,20 +43,18 @@ def tiny_folder(tmp_path_factory):
 
 
 def _attrs(meta) -> np.ndarray:
-    return np.array(meta["entity_attributes"]).T  # [N, A]
+    return np.array(meta["entity_attributes"]).T  # [N, A], -1 where an entity has no value
 
 
-def _clean_rows(meta, modality: str, n: int) -> np.ndarray:
+def _items(meta) -> np.ndarray:
+    return np.arange(meta["counts"]["items"])
+
+
+def _clean_rows(meta, modality: str) -> np.ndarray:
+    """Item ids whose row in ``modality`` is neither missing nor degraded."""
     rec = meta["modalities"][modality]
-    clean = np.ones(n, dtype=bool)
-    clean[rec["missing"]["ids"] + rec["corrupted"]["ids"]] = False
-    return clean
-
-
-def _assert_cyclic_shift(mapping: np.ndarray, k: int) -> None:
-    """Maps must be v -> (v + s) mod k: shifts commute, so diagonal scorers can represent them."""
-    assert len(mapping) == k
-    np.testing.assert_array_equal(mapping, (np.arange(k) + mapping[0]) % k)
+    bad = set(rec["missing"]["ids"]) | set(rec["corrupted"]["ids"])
+    return np.array([i for i in _items(meta) if i not in bad])
 
 
 def _ridge_accuracy(x_train, y_train, x_test, y_test, k: int) -> float:
@@ -69,203 +70,182 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(tmp_path, tiny
     other = write_synthetic(tmp_path / "other", "tiny", seed=8)
     names = sorted(p.name for p in tiny_folder.iterdir())
     assert names == sorted(p.name for p in again.iterdir())
-    assert len(names) == 9  # 2 id maps + 3 splits + 3 feature files + metadata.json
+    assert len(names) == 11  # 2 id maps + 3 splits + entity2group.txt + 4 feature files + metadata.json
     for name in names:
         assert (tiny_folder / name).read_bytes() == (again / name).read_bytes(), name
-    for name in ("train2id.txt", "synth-tiny-textual.pth", "synth-tiny-visual.pth", "metadata.json"):
+    for name in ("train2id.txt", "entity2group.txt", "synth-tiny-textual.pth", "synth-tiny-visual.pth", "metadata.json"):
         assert (tiny_folder / name).read_bytes() != (other / name).read_bytes(), name
 
 
-def test_written_folder_loads_with_the_right_shapes_and_masks(tiny_folder):
+def test_written_folder_loads_with_groups_shapes_and_masks(tiny_folder):
     meta = read_metadata(tiny_folder)
     ds = load_dataset(tiny_folder)
-    n = meta["config"]["num_entities"]
-    assert ds.num_entities == n and ds.num_relations == len(meta["relations"]) == 8
+    cfg = SynthConfig.from_dict(meta["config"])
+    n, n_items = cfg.num_entities, cfg.num_items
+    assert ds.num_entities == n == meta["counts"]["entities"] == n_items + sum(cfg.attribute_values)
+    assert ds.num_relations == len(meta["relations"]) == len(cfg.attribute_values) + len(cfg.structural_relations)
     assert ds.relation_names == [r["name"] for r in meta["relations"]]
-    assert ds.counts() == {k: v for k, v in meta["counts"].items() if k != "isolated_entities"}
-    assert 2000 <= len(ds.train) <= 3000
+    assert ds.entity_groups == meta["entity_groups"]
+    assert meta["group_counts"] == {"warm": 180, "cold": 48, "zero-shot": 12, "value": 17}
     types = meta["entity_types"]
-    for i, name in enumerate(ds.entity_names):
-        assert re.fullmatch(rf"e{i:05d}_type{types[i]}", name), name
+    for i in range(n_items):
+        assert re.fullmatch(rf"e{i:05d}_type{types[i]}", ds.entity_names[i])
+    for a, ids in enumerate(value_entity_ids(cfg)):
+        assert [ds.entity_names[i] for i in ids] == [f"attr{a}=v{v:02d}" for v in range(cfg.attribute_values[a])]
 
     store = FeatureStore.load(tiny_folder, n, verbose=False)
-    assert sorted(store.modalities) == ["audio", "image", "text"]
+    assert sorted(store.modalities) == ["audio", "image", "numeric", "text"]
+    values = np.arange(n_items, n)
     for m, rec in meta["modalities"].items():
-        assert store.features[m].shape == (n, meta["config"]["modalities"][m]["dim"]) == (n, rec["dim"])
-        missing = (~store.masks[m]).nonzero().flatten().tolist()
-        assert missing == rec["missing"]["ids"] and len(missing) == rec["missing"]["count"] > 0
-        corrupted = rec["corrupted"]["ids"]
-        assert len(corrupted) == rec["corrupted"]["count"] > 0
-        assert store.masks[m][corrupted].all()  # degraded rows are present, just wrong
+        assert store.features[m].shape == (n, rec["dim"])
+        mask = store.masks[m].numpy()
+        assert np.flatnonzero(~mask[:n_items]).tolist() == rec["missing"]["ids"]
+        assert len(rec["missing"]["ids"]) == rec["missing"]["count"]
+        assert mask[rec["corrupted"]["ids"]].all()  # degraded rows are present, just wrong
+        # a value entity has a row exactly in the modalities that strongly encode its attribute
+        owns = np.concatenate([value_entity_ids(cfg)[a] for a in rec["attributes"]]) if rec["attributes"] else []
+        np.testing.assert_array_equal(np.flatnonzero(mask[values]) + n_items, np.sort(owns))
         assert (tiny_folder / rec["file"]).is_file()
 
 
 @pytest.mark.parametrize("preset", ["tiny", "default"])
-def test_splits_are_disjoint_duplicate_free_and_covered_by_train(preset, tiny, default):
+def test_splits_are_disjoint_and_slices_are_kept_apart(preset, tiny, default):
     ds, _, meta = tiny if preset == "tiny" else default
     n, r = ds.num_entities, ds.num_relations
     keys = {s: triple_keys(ds.split(s), n, r) for s in ("train", "valid", "test")}
     for s, k in keys.items():
-        assert len(np.unique(k)) == len(k), f"duplicate triples in {s}"
-        assert len(k) > 0
-    assert not np.intersect1d(keys["train"], keys["valid"]).size
-    assert not np.intersect1d(keys["train"], keys["test"]).size
-    assert not np.intersect1d(keys["valid"], keys["test"]).size
+        assert len(np.unique(k)) == len(k) > 0, s
+    for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
+        assert not np.intersect1d(keys[a], keys[b]).size
     assert (ds.all_true[:, 0] != ds.all_true[:, 2]).all()  # no self-loops
-    train_entities = set(ds.train[:, [0, 2]].flatten().tolist())
-    train_relations = set(ds.train[:, 1].tolist())
-    assert train_entities == set(range(n)) and meta["counts"]["isolated_entities"] == 0
-    for s in ("valid", "test"):
-        assert set(ds.split(s)[:, [0, 2]].flatten().tolist()) <= train_entities
-        assert set(ds.split(s)[:, 1].tolist()) <= train_relations
-    held = (len(ds.valid) + len(ds.test)) / len(ds.all_true)
-    assert 0.17 < held <= 0.2 + 1 / len(ds.all_true)  # the configured 10 % + 10 % (rounded), minus the few kept for coverage
+
+    group = np.array(meta["entity_groups"])
+    kinds = np.array([rec["kind"] for rec in meta["relations"]])
+    train = ds.train.numpy()
+    train_kind = kinds[train[:, 1]]
+    # cold items: structural triples only in train, every attribute triple held out
+    assert not ((train_kind == "attribute") & (group[train[:, 0]] == "cold")).any()
+    cold = np.flatnonzero(group == "cold")
+    assert set(cold) <= set(train[:, [0, 2]].ravel().tolist())  # ... and at least one structural triple each
+    held = torch.cat([ds.valid, ds.test]).numpy()
+    held_attr = held[kinds[held[:, 1]] == "attribute"]
+    assert set(np.unique(held_attr[:, 0])) == set(np.flatnonzero(np.isin(group, ["cold", "zero-shot"])))
+    # warm items keep every attribute triple in train
+    warm_attr = train[(train_kind == "attribute") & (group[train[:, 0]] == "warm")]
+    assert len(warm_attr) == (group == "warm").sum() * (kinds == "attribute").sum()
+    # zero-shot items never appear in train
+    assert not np.isin(train[:, [0, 2]], np.flatnonzero(group == "zero-shot")).any()
+    # every cold / zero-shot item's held-out triples are all in one split, and both splits get some
+    for g in ("cold", "zero-shot"):
+        members = np.flatnonzero(group == g)
+        in_valid = np.isin(members, ds.valid.numpy()[:, [0, 2]])
+        in_test = np.isin(members, ds.test.numpy()[:, [0, 2]])
+        assert in_valid.any() and in_test.any()
+        attr_valid = np.isin(members, ds.valid.numpy()[kinds[ds.valid[:, 1].numpy()] == "attribute", 0])
+        attr_test = np.isin(members, ds.test.numpy()[kinds[ds.test[:, 1].numpy()] == "attribute", 0])
+        assert (attr_valid ^ attr_test).all()
+    # every relation and every value entity is seen in train
+    assert set(train[:, 1]) == set(range(r))
+    assert set(np.flatnonzero(group == "value")) <= set(train[:, 2].tolist())
 
 
 @pytest.mark.parametrize("preset", ["tiny", "default"])
 def test_metadata_ground_truth_holds_for_every_triple(preset, tiny, default):
     ds, _, meta = tiny if preset == "tiny" else default
-    cfg = meta["config"]
+    cfg = SynthConfig.from_dict(meta["config"])
     attrs, types = _attrs(meta), np.array(meta["entity_types"])
     community = np.array(meta["entity_communities"])
     triples = ds.all_true.numpy()
-    kinds = {rec["kind"] for rec in meta["relations"]}
-    assert kinds == {"attribute", "structural"}
+    items = _items(meta)
     for rec in meta["relations"]:
         sub = triples[triples[:, 1] == rec["id"]]
         assert sum(rec["triples"].values()) == len(sub) > 0
         assert rec["category"] == rec["intended_category"], rec["name"]
-        community_map = np.array(rec["community_map"])
-        _assert_cyclic_shift(community_map, meta["num_communities"])
-        np.testing.assert_array_equal(community[sub[:, 2]], community_map[community[sub[:, 0]]])
         if rec["kind"] == "attribute":
             a = rec["attribute"]
-            encoders = [m for m, spec in cfg["modalities"].items() if a in spec["attributes"]]
-            assert rec["informative_modalities"] == encoders and encoders
-            assert rec["name"].startswith(f"r{rec['id']:02d}_attr{a}_")
-            value_map = np.array(rec["value_map"])
-            _assert_cyclic_shift(value_map, meta["attribute_values"][a])
-            np.testing.assert_array_equal(attrs[sub[:, 2], a], value_map[attrs[sub[:, 0], a]])
+            assert rec["informative_modalities"] == [m for m, s in cfg.modalities.items() if a in s.attributes]
+            assert rec["weak_modalities"] == [m for m, s in cfg.modalities.items() if a in s.weak]
+            # every item has exactly one triple, to the value entity of its value
+            np.testing.assert_array_equal(np.sort(sub[:, 0]), items)
+            np.testing.assert_array_equal(sub[:, 2], value_entity_ids(cfg)[a][attrs[sub[:, 0], a]])
         else:
             assert rec["informative_modalities"] == [] and rec["attribute"] is None
-            assert rec["name"].startswith(f"r{rec['id']:02d}_struct_")
-            assert np.isin(types[sub[:, 0]], rec["head_types"]).all()
-            assert np.isin(types[sub[:, 2]], rec["tail_types"]).all()
-    for m, rec in meta["modalities"].items():
-        assert rec["attributes"] == list(cfg["modalities"][m]["attributes"])
-        assert not set(rec["missing"]["ids"]) & set(rec["corrupted"]["ids"])
-    # types, communities and every attribute's values are balanced over entities
-    for labels, k in [(types, meta["num_types"]), (community, meta["num_communities"]),
-                      *((attrs[:, a], k) for a, k in enumerate(meta["attribute_values"]))]:
+            c_map = np.array(rec["community_map"])
+            np.testing.assert_array_equal(c_map, (np.arange(cfg.num_communities) + c_map[0]) % cfg.num_communities)
+            np.testing.assert_array_equal(community[sub[:, 2]], c_map[community[sub[:, 0]]])
+            assert np.isin(types[sub[:, 0]], rec["head_types"]).all() and np.isin(types[sub[:, 2]], rec["tail_types"]).all()
+    for labels, k in [(types[items], cfg.num_types), (community[items], cfg.num_communities),
+                      *((attrs[items, a], k) for a, k in enumerate(cfg.attribute_values))]:
         counts = np.bincount(labels, minlength=k)
-        assert len(counts) == k and counts.max() - counts.min() <= 1
+        assert len(counts) == k and counts.max() - counts.min() <= 1  # balanced
 
 
-def test_informative_modality_predicts_the_tail_attribute_and_others_do_not(tiny):
-    """Ridge probe: head's clean features -> tail's value of a(r), on heads unseen by the probe."""
-    ds, store, meta = tiny
-    attrs, triples = _attrs(meta), ds.all_true.numpy()
-    checked = 0
-    for rec in meta["relations"]:
-        if rec["kind"] != "attribute":
-            continue
-        a = rec["attribute"]
-        k = meta["attribute_values"][a]
-        for m in meta["modalities"]:
-            sub = triples[(triples[:, 1] == rec["id"]) & _clean_rows(meta, m, ds.num_entities)[triples[:, 0]]]
-            x = store.features[m].double().numpy()[sub[:, 0]]
-            y = attrs[sub[:, 2], a]
-            fold = sub[:, 0] % 2 == 0  # split by head: no head is in both halves
+def test_strong_and_weak_modalities_decode_the_attribute_and_the_rest_do_not(default):
+    """Ridge probe from an item's clean row to its value of each attribute, on held-out items."""
+    ds, store, meta = default
+    attrs = _attrs(meta)
+    for a, k in enumerate(meta["attribute_values"]):
+        for m, rec in meta["modalities"].items():
+            clean = _clean_rows(meta, m)
+            x = store.features[m].double().numpy()[clean]
+            y = attrs[clean, a]
+            fold = clean % 2 == 0
             acc = _ridge_accuracy(x[fold], y[fold], x[~fold], y[~fold], k)
-            if m in rec["informative_modalities"]:
-                assert acc > 0.7, (rec["name"], m, acc)
+            if a in rec["attributes"]:
+                assert acc > 0.95, (a, m, acc)
+            elif a in rec["weak"]:
+                assert acc > 0.4, (a, m, acc)  # a second source (its oracle is weaker: see test_synthetic_oracle)
             else:
-                assert acc < 1 / k + 0.2, (rec["name"], m, acc)
-            checked += 1
-    assert checked == 6 * 3
-
-
-def _oracle_mrr(ds, meta, use_community: bool, use_attribute: bool) -> dict[str, float]:
-    """Filtered tail MRR on test of a ranker that knows the hidden cells and the training popularity.
-
-    score(t) = [t is in the allowed cell] + 1e-3 * (times t is a training tail of r); ties share
-    the mean rank. The cell is the community the relation maps to (``use_community``) and,
-    for attribute relations, the attribute value it maps to (``use_attribute``; the
-    modalities' share); structural relations always know their tail types.
-    """
-    attrs, community, types = _attrs(meta), np.array(meta["entity_communities"]), np.array(meta["entity_types"])
-    train, (h, r, t) = ds.train.numpy(), ds.test.numpy().T
-    score = np.zeros((len(h), ds.num_entities))
-    for rec in meta["relations"]:
-        rows = np.flatnonzero(r == rec["id"])
-        ok = np.ones((len(rows), ds.num_entities), dtype=bool)
-        if use_community:
-            ok &= community[None, :] == np.array(rec["community_map"])[community[h[rows]]][:, None]
-        if rec["kind"] == "structural":
-            ok &= np.isin(types, rec["tail_types"])[None, :]
-        elif use_attribute:
-            a = rec["attribute"]
-            ok &= attrs[None, :, a] == np.array(rec["value_map"])[attrs[h[rows], a]][:, None]
-        popularity = np.bincount(train[train[:, 1] == rec["id"], 2], minlength=ds.num_entities)
-        score[rows] = ok + 1e-3 * popularity[None, :]
-    target = score[np.arange(len(h)), t].copy()
-    q_rows, answers = FilterIndex.from_dataset(ds).known_answers(torch.from_numpy(h), torch.from_numpy(r), "tail")
-    score[q_rows.numpy(), answers.numpy()] = -np.inf  # filtered: other true tails do not count
-    rank = (score > target[:, None]).sum(1) + ((score == target[:, None]).sum(1) + 1) / 2
-    kinds = np.array([meta["relations"][i]["kind"] for i in r])
-    return {k: float((1 / rank[kinds == k]).mean()) for k in ("attribute", "structural")}
-
-
-def test_held_out_links_are_predictable_from_structure_and_features_together(tiny):
-    """The hidden cells make test triples predictable; on attribute relations both halves are needed."""
-    ds, _, meta = tiny
-    full = _oracle_mrr(ds, meta, use_community=True, use_attribute=True)
-    structure_only = _oracle_mrr(ds, meta, use_community=True, use_attribute=False)
-    features_only = _oracle_mrr(ds, meta, use_community=False, use_attribute=True)
-    assert full["attribute"] > 0.4 and full["structural"] > 0.15
-    assert full["attribute"] > 3 * structure_only["attribute"]
-    assert full["attribute"] > 3 * features_only["attribute"]
-    assert structure_only["structural"] == full["structural"]  # no modality informs structural relations
+                assert acc < 1 / k + 0.1, (a, m, acc)
 
 
 def test_corrupted_rows_carry_no_signal_and_scales_differ(default):
     ds, store, meta = default
-    n, attrs = ds.num_entities, _attrs(meta)
+    attrs = _attrs(meta)
     x = store.features["image"].double().numpy()
     rec = meta["modalities"]["image"]
-    clean = _clean_rows(meta, "image", n)
-    corrupted = np.array(rec["corrupted"]["ids"])
-    a = rec["attributes"][1]
-    k = meta["attribute_values"][a]
-    train = clean & (np.arange(n) % 2 == 0)
-    test_clean = clean & (np.arange(n) % 2 == 1)
-    fit = (x[train], attrs[train, a])
-    assert _ridge_accuracy(*fit, x[test_clean], attrs[test_clean, a], k) > 0.9
+    clean, corrupted = _clean_rows(meta, "image"), np.array(rec["corrupted"]["ids"])
+    a, k = rec["attributes"][0], meta["attribute_values"][rec["attributes"][0]]
+    fit = (x[clean[::2]], attrs[clean[::2], a])
+    assert _ridge_accuracy(*fit, x[clean[1::2]], attrs[clean[1::2], a], k) > 0.95
     assert _ridge_accuracy(*fit, x[corrupted], attrs[corrupted, a], k) < 1 / k + 0.1
-    # Degraded rows have the spread of clean ones, so their norm does not give them away.
     norms = np.linalg.norm(x, axis=1)
-    assert abs(norms[corrupted].mean() / norms[clean].mean() - 1) < 0.1
-    # Modality scale is deliberately different: image rows are ~10x text rows per dimension.
+    assert abs(norms[corrupted].mean() / norms[clean].mean() - 1) < 0.1  # the norm does not give them away
+
     def rms(m):
         f = store.features[m][store.masks[m]]
         return float(f.pow(2).mean().sqrt())
-    assert 7 < rms("image") / rms("text") < 13
+
+    assert 7 < rms("image") / rms("text") < 13  # modality scales differ on purpose
     assert rms("numeric") < 0.2 * rms("text")
 
 
-def test_default_preset_covers_every_category_and_the_size_of_the_main_job(default):
+def test_swap_corruption_copies_another_items_clean_row():
+    cfg = PRESETS["tiny"]
+    swapped = replace(cfg, modalities={**cfg.modalities, "text": replace(cfg.modalities["text"], corruption="swap")})
+    _, store, meta = generate(swapped)
+    rec = meta["modalities"]["text"]
+    x = store.features["text"].numpy()
+    corrupted = rec["corrupted"]["ids"]
+    others = np.setdiff1d(_items(meta), corrupted)
+    for i in corrupted:  # plausible content: exactly some other item's row
+        assert (np.abs(x[others] - x[i]).max(1) == 0).any()
+
+
+def test_default_preset_has_the_size_and_composition_of_the_main_job(default):
     ds, store, meta = default
-    cats = relation_categories(ds.train, ds.num_relations)
-    assert set(cats) == set(CATEGORIES)
-    for kind in ("attribute", "structural"):
-        assert {c for c, rec in zip(cats, meta["relations"]) if rec["kind"] == kind} == set(CATEGORIES), kind
-    assert 1000 <= ds.num_entities <= 1500 and 16 <= ds.num_relations <= 24  # a few CPU-minutes of training
-    assert 8_000 <= len(ds.all_true) <= 15_000
+    assert 1000 <= ds.num_entities <= 1500 and ds.num_relations == 12
+    assert 10_000 <= len(ds.all_true) <= 16_000
     assert sorted(store.modalities) == ["audio", "image", "numeric", "text"]
-    assert all(32 <= f.shape[1] <= 128 for f in store.features.values())
-    # one modality encodes nothing: no relation lists it as informative
-    assert meta["modalities"]["numeric"]["attributes"] == []
-    assert not any("numeric" in rec["informative_modalities"] for rec in meta["relations"])
+    cats = relation_categories(ds.train, ds.num_relations)
+    assert {c for c, rec in zip(cats, meta["relations"]) if rec["kind"] == "structural"} == set(CATEGORIES)
+    strong = {m: rec["attributes"] for m, rec in meta["modalities"].items()}
+    assert strong["numeric"] == [] and not meta["modalities"]["numeric"]["weak"]  # pure noise
+    # every attribute relation: one strong modality, one weak second source; equal counts per modality
+    attr_rels = [rec for rec in meta["relations"] if rec["kind"] == "attribute"]
+    assert all(len(rec["informative_modalities"]) == 1 and len(rec["weak_modalities"]) == 1 for rec in attr_rels)
+    assert sorted(len(v) for m, v in strong.items() if m != "numeric") == [2, 2, 2]
+    assert meta["group_counts"]["cold"] == 180 and meta["group_counts"]["zero-shot"] == 60
 
 
 def test_tiny_generation_is_fast():
@@ -297,13 +277,13 @@ def test_feature_settings_leave_the_graph_and_other_modalities_unchanged(tiny):
 
 def test_rewriting_a_synthetic_folder_replaces_it_and_a_foreign_folder_is_refused(tmp_path):
     folder = write_synthetic(tmp_path / "s", "tiny")
-    small = replace(PRESETS["tiny"], name="synth-small", num_entities=120,
+    small = replace(PRESETS["tiny"], name="synth-small", num_items=120, attribute_values=(4,),
                     modalities={"text": ModalitySpec((0,), dim=8, missing=0.1)})
     write_synthetic(folder, small)
     assert not list(folder.glob("synth-tiny-*"))  # stale feature files are gone
-    store = FeatureStore.load(folder, 120, verbose=False)
-    assert store.modalities == ["text"] and int((~store.masks["text"]).sum()) == 12
-    assert load_dataset(folder).num_entities == 120
+    store = FeatureStore.load(folder, 124, verbose=False)
+    assert store.modalities == ["text"] and int((~store.masks["text"][:120]).sum()) == 12
+    assert load_dataset(folder).num_entities == 124
 
     foreign = tmp_path / "foreign"
     foreign.mkdir()
@@ -316,11 +296,13 @@ def test_rewriting_a_synthetic_folder_replaces_it_and_a_foreign_folder_is_refuse
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"attribute_relations": ((9, "1-1"),)}, r"attribute relation on attribute 9 outside \[0, 4\)"),
         ({"structural_relations": ("1-2",)}, r"unknown category '1-2'"),
-        ({"modalities": {"text": ModalitySpec((5,), dim=4)}}, r"modality 'text' encodes attributes \[5\] outside \[0, 4\)"),
+        ({"modalities": {"text": ModalitySpec((5,), dim=4)}}, r"modality 'text' encodes attributes \[5\] outside \[0, 3\)"),
+        ({"modalities": {"text": ModalitySpec((0,), dim=4, weak=(0,))}}, r"both strong and weak"),
+        ({"modalities": {"text": ModalitySpec((0,), dim=4, corruption="blur")}}, r"corruption 'blur' not one of"),
         ({"modalities": {"my-text": ModalitySpec((0,), dim=4)}}, r"modality name 'my-text'"),
         ({"fanout": 2.0}, r"fanout 2.0 < 2.5"),
+        ({"cold_fraction": 0.6, "zero_shot_fraction": 0.4}, r"sum below 0.9"),
         ({"valid_fraction": 0.6, "test_fraction": 0.5}, r"sum below 1"),
     ],
 )

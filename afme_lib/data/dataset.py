@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from afme_lib.data.groups import GROUPS_FILE, read_groups
 from afme_lib.data.openke import read_id_map, read_triples
 from afme_lib.errors import DataFormatError
 
@@ -31,6 +32,8 @@ class KGDataset:
     test: torch.Tensor
     # Test triples by category as shipped in 1-1.txt ... (OpenKE convention), when present.
     shipped_test_categories: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Group of every entity from the folder's optional entity2group.txt (afme_lib/data/groups.py).
+    entity_groups: list[str] | None = None
 
     @property
     def num_entities(self) -> int:
@@ -78,12 +81,14 @@ def load_dataset(path: str | Path, name: str | None = None) -> KGDataset:
         file = path / filename
         if file.is_file():
             shipped[category] = torch.from_numpy(read_triples(file, n_ent, n_rel))
+    groups_file = path / GROUPS_FILE
     return KGDataset(
         name=name or path.name,
         path=path,
         entity_names=entities,
         relation_names=relations,
         shipped_test_categories=shipped,
+        entity_groups=read_groups(groups_file, n_ent) if groups_file.is_file() else None,
         **splits,
     )
 

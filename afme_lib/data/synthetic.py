@@ -1,54 +1,50 @@
 """Synthetic multi-modal knowledge graphs with known ground truth: the embedded default dataset.
 
 The released benchmarks ship no image/text features, so this generator is what every test,
-notebook and the README's main job run on without a download. It is built to test AFME's
-claims: relation-driven denoising (some feature rows are degraded), per-relation modality
-weighting (each relation is predicted by known modalities only), GAN completion (modalities
-share information, so a missing one can be inferred from the others).
+notebook and the README's main job run on without a download. It is built so that the claims
+of a multi-modal model can be *seen*: which modality decides which relation is known, some
+entities can only be answered through their features, and each stressor that an AFME
+component exists for is a parameter.
 
-Generative story
-----------------
-1. **Entities.** Entity ``i`` has a latent type ``type[i]`` in ``[0, num_types)``, a hidden
-   community ``comm[i]`` in ``[0, C)`` and one value per latent categorical attribute,
-   ``attr[i, a]`` in ``[0, K_a)``; each is a balanced random assignment (every value is held by
-   ``N / K`` entities, up to rounding). Modalities encode attributes only: types and
-   communities are visible to nothing but the graph.
-2. **Every relation follows the communities.** Relation ``r`` has a shift ``s_r`` and every
-   triple satisfies ``comm[t] = (comm[h] + s_r) mod C``: a block model, which is what makes
-   held-out triples predictable from structure (tails drawn uniformly from a large pool would
-   leave even an oracle at MRR ~0.01).
-3. **Attribute relations** are tied to one attribute ``a(r)`` and a shift of its values:
-   ``attr[t, a(r)] = (attr[h, a(r)] + u_r) mod K_a(r)`` (``value_map`` in the metadata). The
-   modalities that encode ``a(r)`` (``informative_modalities``) narrow the tails ``K``-fold,
-   which structure alone learns only for well-connected entities.
-4. **Structural relations** draw heads from a random half of the types and tails from another
-   half (``head_types`` / ``tail_types``); no modality says anything about them.
+Generative story (version 2)
+----------------------------
+1. **Entities.** ``num_items`` *items* (films, people ...) and, for every latent attribute
+   ``a`` with ``K_a`` values, one *value entity* per value (``attr2=v03``: the "Comedy" or
+   "France" of a real KG). Item ``i`` has a type, a community (both visible to the graph only)
+   and one value ``attr[i, a]`` per attribute; each is a balanced random assignment.
+2. **Attribute relations**, one per attribute: ``(i, has_a, value entity of attr[i, a])``
+   for every item, so each is N-1 and functional. Which value an item has is encoded in the
+   features of the modalities that encode ``a`` and nowhere else (no community, no type): for an
+   item whose attribute triples are not in training, its features are the only evidence.
+3. **Structural relations** follow a block model over items: relation ``s`` links an item of
+   community ``c`` to items of community ``community_map[c]`` (a cyclic shift, so diagonal
+   scorers such as RotatE represent every relation), heads drawn from half of the types and
+   tails from another half, with the relation's link pattern (1-1, 1-N, N-1, N-N) from a
+   configuration model. No modality says anything about them: structure-only models learn them.
+4. **Features.** Modality ``m`` encodes its *strong* attributes ``A_m`` and, at a lower
+   amplitude ``weak_strength``, its *weak* ones (a redundant second source, which is what lets a
+   missing modality be completed from the others). Every attribute value has a fixed random
+   prototype ``P_{m,a}[v] ~ N(0, I)`` in ``R^{d_m}``; an item's row is::
 
-   Maps are cyclic shifts rather than arbitrary permutations because shifts commute: one
-   Fourier basis diagonalises them all, so diagonal scorers (RotatE, ComplEx) can represent
-   every relation; with a random permutation per relation they could only memorise.
-5. **Link patterns.** Links are drawn cell by cell: heads of cell (value ``v``, community
-   ``c``) link to tails of cell (``value_map[v]``, ``community_map[c]``) by a configuration
-   model. An "N" side gives each chosen entity ``1 + Poisson(f_r - 1)`` link stubs (``f_r`` is
-   the relation's fanout), a "1" side one stub; shuffled head stubs are paired with shuffled
-   tail stubs, and self-loops and duplicates are dropped. So 1-N means every tail has one
-   head and a head ~``f_r`` tails, N-N that a cell's heads share a pool of ~``target / f_r``
-   tails, etc. The categories :func:`relation_categories` finds on the training split match
-   the intended ones for the presets (``metadata.json`` records both).
-6. **Features.** Modality ``m`` encodes the attributes ``A_m``. Each encoded attribute value
-   has a fixed random prototype ``P_{m,a}[v] ~ N(0, I / |A_m|)`` in ``R^{d_m}``, so
+       x_m[i] = scale_m * ( sum_a w_a P_{m,a}[attr[i, a]] / sqrt(sum_a w_a^2) + noise_m * eps_i )
 
-       x_m[i] = scale_m * ( sum_{a in A_m} P_{m,a}[attr[i, a]] + noise_m * eps_i ),  eps_i ~ N(0, I)
-
-   i.e. the signal has unit variance per dimension and ``noise_m`` is the noise std relative
-   to it. A modality with ``A_m`` empty carries noise only. A fraction ``corrupted_m`` of the
-   entities (*degraded* rows) get pure noise ``scale_m * sqrt(s + noise_m^2) * eps`` instead,
-   with ``s`` the signal variance (1, or 0 for an empty modality): same spread, no content, so
-   a norm does not give them away. A disjoint fraction ``missing_m`` get an all-zero row, which
-   :class:`FeatureStore` reads as missing. ``scale_m`` differs between modalities on purpose,
-   so that weighting by raw magnitude is punished.
-7. **Split.** Triples are deduplicated and a random ``valid_fraction`` / ``test_fraction`` is
-   held out, except triples whose head, tail or relation would then be absent from training.
+   (unit-variance signal; ``w_a`` = 1 strong, ``weak_strength`` weak). Stressors, per modality:
+   ``noise`` (Gaussian, relative to the signal); ``corrupted`` rows (degraded content with the
+   same spread as a clean row, so no norm gives it away: ``corruption="noise"`` is pure noise,
+   ``"swap"`` another item's clean row, plausible but wrong); ``missing`` rows (all zero, which
+   :class:`FeatureStore` reads as missing); ``scale`` (modalities differ in magnitude on purpose,
+   so weighting by raw size is punished). A modality with no attribute is pure noise: a model
+   should learn to ignore it. A value entity has a row only in the modalities that strongly
+   encode its attribute: its own prototype plus noise (the name "Comedy" is text).
+5. **Entity groups and the split.** Items are *warm*, *cold* (``cold_fraction``) or *zero-shot*
+   (``zero_shot_fraction``). Warm items keep every attribute triple in train. Cold items keep
+   only structural triples in train; all their attribute triples are held out, so only their
+   features can answer them. Zero-shot items have no training triple at all. Each cold and
+   zero-shot item is assigned to valid or test (in the ratio of ``valid_fraction`` to
+   ``test_fraction``) and its held-out triples go there, so both splits have every slice.
+   Structural triples between warm/cold items are held out at random with those fractions,
+   except any that would leave an item, a value entity or a relation without training triples.
+   ``entity2group.txt`` (see :mod:`afme_lib.data.groups`) records each entity's group.
 
 Randomness comes from independent streams keyed by the seed and the stage (entities, each
 relation, the split, each modality by name), so changing a modality's noise leaves the graph
@@ -70,35 +66,42 @@ import torch
 from afme_lib.data.dataset import KGDataset
 from afme_lib.data.features import SUFFIX_FOR, FeatureStore
 from afme_lib.data.filters import CATEGORIES, relation_categories
+from afme_lib.data.groups import GROUPS_FILE, write_groups
 from afme_lib.data.openke import write_id_map, write_triples
 from afme_lib.errors import AfmeError
 
 GENERATOR = "afme_lib.data.synthetic"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _SPLIT_FILES = {"train": "train2id.txt", "valid": "valid2id.txt", "test": "test2id.txt"}
 _SLUG = {"1-1": "1to1", "1-N": "1toN", "N-1": "Nto1", "N-N": "NtoN"}
+CORRUPTIONS = ("noise", "swap")
 # Stage tags of the random streams (changing one stage never shifts another's draws).
 _ENTITIES, _RELATIONS, _SPLIT, _FEATURES = 1, 2, 3, 4
+WARM, COLD, ZERO_SHOT, VALUE = "warm", "cold", "zero-shot", "value"
 
 
 @dataclass(frozen=True)
 class ModalitySpec:
     """One modality: which attributes it encodes and how its feature rows are degraded."""
 
-    attributes: tuple[int, ...]  # latent attribute indices it encodes (empty: noise only)
+    attributes: tuple[int, ...]  # attributes it encodes at full strength (empty + no weak: pure noise)
     dim: int
-    noise: float = 0.5  # Gaussian noise std relative to the unit-variance signal
+    noise: float = 0.3  # Gaussian noise std relative to the unit-variance signal
     scale: float = 1.0  # multiplies the whole row (modalities differ in magnitude on purpose)
-    corrupted: float = 0.0  # fraction of entities whose row is pure noise
-    missing: float = 0.0  # fraction of entities whose row is all zero (disjoint from corrupted)
+    corrupted: float = 0.0  # fraction of items whose row is degraded content
+    missing: float = 0.0  # fraction of items whose row is all zero (disjoint from corrupted)
+    weak: tuple[int, ...] = ()  # attributes it encodes at amplitude weak_strength (redundant copies)
+    weak_strength: float = 0.6
+    corruption: str = "noise"  # "noise": same-spread noise; "swap": another item's clean row
 
 
 def _tiny_modalities() -> dict[str, ModalitySpec]:
-    # text and image share attribute 1, so either can partly stand in for the other.
+    # Each attribute strongly in one modality and weakly in another (a second source); numeric: noise.
     return {
-        "text": ModalitySpec((0, 1), dim=32, noise=0.5, scale=1.0, corrupted=0.05, missing=0.05),
-        "image": ModalitySpec((1, 2), dim=24, noise=0.8, scale=10.0, corrupted=0.10, missing=0.15),
-        "audio": ModalitySpec((3,), dim=16, noise=1.2, scale=1.0, corrupted=0.10, missing=0.25),
+        "text": ModalitySpec((0,), dim=24, noise=0.3, scale=1.0, corrupted=0.10, missing=0.10, weak=(1,)),
+        "image": ModalitySpec((1,), dim=24, noise=0.3, scale=10.0, corrupted=0.10, missing=0.15, weak=(2,)),
+        "audio": ModalitySpec((2,), dim=16, noise=0.3, scale=1.0, corrupted=0.10, missing=0.10, weak=(0,)),
+        "numeric": ModalitySpec((), dim=8, noise=1.0, scale=0.1),
     }
 
 
@@ -107,26 +110,25 @@ class SynthConfig:
     """Everything the generator needs; the defaults are the ``tiny`` preset."""
 
     name: str = "synth-tiny"  # dataset name: feature files are <name>-textual.pth, ...
-    num_entities: int = 300
-    num_types: int = 3
-    attribute_values: tuple[int, ...] = (4, 4, 4, 4)  # K_a, the number of values of each attribute
+    num_items: int = 240
+    num_types: int = 2
+    attribute_values: tuple[int, ...] = (6, 6, 5)  # K_a: values of each attribute (= its value entities)
     modalities: dict[str, ModalitySpec] = field(default_factory=_tiny_modalities)
-    # (attribute, intended category) of each attribute relation
-    attribute_relations: tuple[tuple[int, str], ...] = (
-        (0, "1-1"), (1, "1-N"), (2, "N-1"), (3, "N-N"), (0, "N-N"), (2, "1-N"),
-    )
-    structural_relations: tuple[str, ...] = ("N-1", "N-N")  # intended category of each
-    triples_per_relation: int = 600  # target before dedup; a "1" side caps it at its cells' sizes
-    fanout: float = 4.0  # mean multiplicity of an "N" side; each relation scales it by U(0.8, 1.25)
-    num_communities: int = 6  # hidden communities C: every relation shifts the head's to the tail's
+    structural_relations: tuple[str, ...] = ("N-1", "N-N", "1-N")  # intended category of each
+    structural_triples: int = 300  # target per structural relation before dedup
+    fanout: float = 3.0  # mean multiplicity of an "N" side; each relation scales it by U(0.8, 1.25)
+    num_communities: int = 8  # communities C of the structural block model
+    cold_fraction: float = 0.2
+    zero_shot_fraction: float = 0.05
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
+    value_features: bool = True  # value entities get a feature row in the modalities of their attribute
     seed: int = 0
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first inconsistent field."""
-        if self.num_entities < 2 or self.num_types < 1:
-            raise ValueError("num_entities must be >= 2 and num_types >= 1")
+        if self.num_items < 10 or self.num_types < 1:
+            raise ValueError("num_items must be >= 10 and num_types >= 1")
         if not self.attribute_values or min(self.attribute_values) < 2:
             raise ValueError(f"attribute_values {tuple(self.attribute_values)}: need at least one attribute, each with >= 2 values")
         n_attr = len(self.attribute_values)
@@ -135,29 +137,32 @@ class SynthConfig:
         for m, spec in self.modalities.items():
             if not re.fullmatch(r"[A-Za-z0-9_]+", m):
                 raise ValueError(f"modality name {m!r}: use letters, digits and '_' (feature files are <name>-<modality>.pth)")
-            bad = [a for a in spec.attributes if not 0 <= a < n_attr]
+            bad = [a for a in (*spec.attributes, *spec.weak) if not 0 <= a < n_attr]
             if bad:
                 raise ValueError(f"modality {m!r} encodes attributes {bad} outside [0, {n_attr})")
-            if spec.dim < 1 or spec.noise < 0 or spec.scale <= 0:
-                raise ValueError(f"modality {m!r}: need dim >= 1, noise >= 0, scale > 0")
+            if set(spec.attributes) & set(spec.weak):
+                raise ValueError(f"modality {m!r}: an attribute cannot be both strong and weak")
+            if spec.dim < 1 or spec.noise < 0 or spec.scale <= 0 or spec.weak_strength <= 0:
+                raise ValueError(f"modality {m!r}: need dim >= 1, noise >= 0, scale > 0, weak_strength > 0")
             if not (0 <= spec.corrupted and 0 <= spec.missing and spec.corrupted + spec.missing < 1):
                 raise ValueError(f"modality {m!r}: corrupted + missing fractions must lie in [0, 1)")
-        for a, cat in self.attribute_relations:
-            if not 0 <= a < n_attr:
-                raise ValueError(f"attribute relation on attribute {a} outside [0, {n_attr})")
-            if cat not in CATEGORIES:
-                raise ValueError(f"unknown category {cat!r}; expected one of {CATEGORIES}")
+            if spec.corruption not in CORRUPTIONS:
+                raise ValueError(f"modality {m!r}: corruption {spec.corruption!r} not one of {CORRUPTIONS}")
         for cat in self.structural_relations:
             if cat not in CATEGORIES:
                 raise ValueError(f"unknown category {cat!r}; expected one of {CATEGORIES}")
-        if not self.attribute_relations and not self.structural_relations:
-            raise ValueError("no relations: give attribute_relations and/or structural_relations")
         if self.fanout < 2.5:
             raise ValueError(f"fanout {self.fanout} < 2.5: 'N' sides would not read as N (threshold 1.5)")
         if self.num_communities < 1:
             raise ValueError("num_communities must be >= 1")
-        if self.valid_fraction < 0 or self.test_fraction < 0 or self.valid_fraction + self.test_fraction >= 1:
-            raise ValueError("valid_fraction and test_fraction must be >= 0 and sum below 1")
+        if not (0 <= self.cold_fraction and 0 <= self.zero_shot_fraction and self.cold_fraction + self.zero_shot_fraction < 0.9):
+            raise ValueError("cold_fraction and zero_shot_fraction must be >= 0 and sum below 0.9 (warm items teach the features)")
+        if self.valid_fraction <= 0 or self.test_fraction <= 0 or self.valid_fraction + self.test_fraction >= 1:
+            raise ValueError("valid_fraction and test_fraction must be > 0 and sum below 1")
+
+    @property
+    def num_entities(self) -> int:
+        return self.num_items + sum(self.attribute_values)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,9 +173,9 @@ class SynthConfig:
         values = dict(values)
         values["attribute_values"] = tuple(values["attribute_values"])
         values["modalities"] = {
-            m: ModalitySpec(**{**spec, "attributes": tuple(spec["attributes"])}) for m, spec in values["modalities"].items()
+            m: ModalitySpec(**{**spec, "attributes": tuple(spec["attributes"]), "weak": tuple(spec.get("weak", ()))})
+            for m, spec in values["modalities"].items()
         }
-        values["attribute_relations"] = tuple((int(a), c) for a, c in values["attribute_relations"])
         values["structural_relations"] = tuple(values["structural_relations"])
         return cls(**values)
 
@@ -179,28 +184,24 @@ PRESETS: dict[str, SynthConfig] = {
     "tiny": SynthConfig(),
     "default": SynthConfig(
         name="synth-default",
-        num_entities=1200,
-        num_types=5,
-        attribute_values=(8, 8, 6, 6, 5),
+        num_items=1200,
+        num_types=3,
+        attribute_values=(12, 10, 12, 10, 12, 10),
         modalities={
-            # Overlaps (attr 2 in text+image, attr 3 in image+audio) make completion possible;
-            # numeric encodes nothing: a modality every relation should learn to ignore.
-            "text": ModalitySpec((0, 1, 2), dim=128, noise=0.6, scale=1.0, corrupted=0.05, missing=0.05),
-            "image": ModalitySpec((2, 3), dim=96, noise=0.8, scale=10.0, corrupted=0.10, missing=0.20),
-            "audio": ModalitySpec((3, 4), dim=48, noise=1.2, scale=1.0, corrupted=0.10, missing=0.30),
-            "numeric": ModalitySpec((), dim=32, noise=1.0, scale=0.1, corrupted=0.0, missing=0.10),
+            # Each of text / image / audio strongly encodes two attributes (so the relation-driven
+            # gate has coordinates to select) and weakly two of the others' (every attribute has a
+            # second, weaker source, so a missing row can be completed); numeric encodes nothing.
+            "text": ModalitySpec((0, 1), dim=64, noise=0.3, scale=1.0, corrupted=0.08, missing=0.08, weak=(2, 4)),
+            "image": ModalitySpec((2, 3), dim=64, noise=0.3, scale=10.0, corrupted=0.08, missing=0.12, weak=(1, 5)),
+            "audio": ModalitySpec((4, 5), dim=48, noise=0.3, scale=1.0, corrupted=0.08, missing=0.10, weak=(0, 3)),
+            "numeric": ModalitySpec((), dim=16, noise=1.0, scale=0.1),
         },
-        attribute_relations=(
-            (0, "1-1"), (0, "1-N"), (0, "N-N"),
-            (1, "N-1"), (1, "N-N"), (1, "1-N"),
-            (2, "1-1"), (2, "N-N"), (2, "N-1"),
-            (3, "1-N"), (3, "N-N"), (3, "1-1"),
-            (4, "N-1"), (4, "N-N"),
-        ),
         structural_relations=("1-1", "1-N", "N-1", "N-N", "N-N", "N-1"),
-        triples_per_relation=600,
+        structural_triples=1500,
         fanout=4.0,
-        num_communities=8,
+        num_communities=24,
+        cold_fraction=0.15,
+        zero_shot_fraction=0.05,
         seed=0,
     ),
 }
@@ -216,7 +217,7 @@ def _balanced(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
 
 
 def _shift(rng: np.random.Generator, k: int) -> np.ndarray:
-    """The map v -> (v + s) mod k for a random shift s (s = 0: "same value" relations)."""
+    """The map v -> (v + s) mod k for a random shift s."""
     return (np.arange(k) + rng.integers(k)) % k
 
 
@@ -248,115 +249,159 @@ def _pair(rng, heads_pool: np.ndarray, tails_pool: np.ndarray, target: int, cate
     return head_stubs[:n], tail_stubs[:n]
 
 
-def _relations(cfg: SynthConfig, attrs: np.ndarray, types: np.ndarray, community: np.ndarray) -> tuple[list[dict], np.ndarray]:
-    """Draw every relation; return its ground-truth record and the deduplicated (h, r, t) triples.
+def value_entity_ids(cfg: SynthConfig) -> list[np.ndarray]:
+    """Entity ids of each attribute's value entities (they follow the items, attribute by attribute)."""
+    starts = cfg.num_items + np.cumsum([0, *cfg.attribute_values[:-1]])
+    return [start + np.arange(k) for start, k in zip(starts, cfg.attribute_values)]
 
-    Links are drawn cell by cell: heads of cell (value v, community c) link to tails of cell
-    (value_map[v], community_map[c]); a structural relation has one value, its allowed types.
-    """
-    specs = [("attribute", a, c) for a, c in cfg.attribute_relations] + [("structural", None, c) for c in cfg.structural_relations]
+
+def _attribute_relations(cfg: SynthConfig, attrs: np.ndarray) -> tuple[list[dict], list[np.ndarray]]:
+    """One functional relation per attribute: item -> the value entity of its value."""
     records, parts = [], []
-    for r, (kind, attr, category) in enumerate(specs):
+    items = np.arange(cfg.num_items)
+    for a, ids in enumerate(value_entity_ids(cfg)):
+        strong = [m for m, s in cfg.modalities.items() if a in s.attributes]
+        weak = [m for m, s in cfg.modalities.items() if a in s.weak]
+        records.append({"id": a, "name": f"r{a:02d}_has_attr{a}", "kind": "attribute", "attribute": a,
+                        "intended_category": "N-1", "informative_modalities": strong, "weak_modalities": weak})
+        parts.append(np.stack([items, np.full(len(items), a), ids[attrs[:, a]]], 1))
+    return records, parts
+
+
+def _structural_relations(cfg: SynthConfig, types: np.ndarray, community: np.ndarray,
+                          first_id: int) -> tuple[list[dict], list[np.ndarray]]:
+    """Block-model relations among items: cells are (community, allowed type)."""
+    records, parts = [], []
+    for i, category in enumerate(cfg.structural_relations):
+        r = first_id + i
         rng = _rng(cfg.seed, _RELATIONS, r)
         fanout = float(cfg.fanout * rng.uniform(0.8, 1.25))
-        # Maps are cyclic shifts, not arbitrary permutations: shifts commute, so one Fourier basis
-        # diagonalises all of them and RotatE / ComplEx can represent every relation exactly.
         community_map = _shift(rng, cfg.num_communities)  # community[t] = community_map[community[h]]
-        rec: dict = {"id": r, "kind": kind, "attribute": attr, "intended_category": category, "fanout": round(fanout, 4),
-                     "community_map": community_map.tolist()}
-        if kind == "attribute":
-            k = cfg.attribute_values[attr]
-            value_map = _shift(rng, k)  # attr[t] = value_map[attr[h]]
-            rec["value_map"] = value_map.tolist()
-            rec["informative_modalities"] = [m for m, s in cfg.modalities.items() if attr in s.attributes]
-            rec["name"] = f"r{r:02d}_attr{attr}_{_SLUG[category]}"
-            head_value, tail_value, maps = attrs[:, attr], attrs[:, attr], value_map
-        else:
-            n_side = math.ceil(cfg.num_types / 2)  # type-constrained, but not so narrow that 1-x sides starve
-            head_types = np.sort(rng.choice(cfg.num_types, n_side, replace=False))
-            tail_types = np.sort(rng.choice(cfg.num_types, n_side, replace=False))
-            rec.update(head_types=head_types.tolist(), tail_types=tail_types.tolist(), informative_modalities=[])
-            rec["name"] = f"r{r:02d}_struct_{_SLUG[category]}"
-            # one "value": allowed (0) or not (-1), so the cell loop below serves both kinds
-            head_value = np.where(np.isin(types, head_types), 0, -1)
-            tail_value = np.where(np.isin(types, tail_types), 0, -1)
-            maps = np.array([0])
-        n_allowed = int((head_value >= 0).sum())
+        n_side = math.ceil(cfg.num_types / 2)  # type-constrained, but not so narrow that 1-x sides starve
+        head_types = np.sort(rng.choice(cfg.num_types, n_side, replace=False))
+        tail_types = np.sort(rng.choice(cfg.num_types, n_side, replace=False))
+        records.append({"id": r, "name": f"r{r:02d}_struct_{_SLUG[category]}", "kind": "structural", "attribute": None,
+                        "intended_category": category, "fanout": round(fanout, 4), "community_map": community_map.tolist(),
+                        "head_types": head_types.tolist(), "tail_types": tail_types.tolist(),
+                        "informative_modalities": [], "weak_modalities": []})
+        head_ok, tail_ok = np.isin(types, head_types), np.isin(types, tail_types)
+        n_allowed = int(head_ok.sum())
         heads, tails = [], []
-        for v in range(len(maps)):  # loops over cells (values x communities), never entities
-            for c in range(cfg.num_communities):
-                pool_h = np.flatnonzero((head_value == v) & (community == c))
-                pool_t = np.flatnonzero((tail_value == maps[v]) & (community == community_map[c]))
-                target = round(cfg.triples_per_relation * len(pool_h) / n_allowed)
-                if target and len(pool_t):
-                    h, t = _pair(rng, pool_h, pool_t, target, category, fanout)
-                    heads.append(h)
-                    tails.append(t)
+        for c in range(cfg.num_communities):  # loops over cells, never entities
+            pool_h = np.flatnonzero(head_ok & (community == c))
+            pool_t = np.flatnonzero(tail_ok & (community == community_map[c]))
+            target = round(cfg.structural_triples * len(pool_h) / max(n_allowed, 1))
+            if target and len(pool_t):
+                h, t = _pair(rng, pool_h, pool_t, target, category, fanout)
+                heads.append(h)
+                tails.append(t)
         h, t = (np.concatenate(x) if x else np.empty(0, dtype=np.int64) for x in (heads, tails))
         keep = h != t
         parts.append(np.stack([h[keep], np.full(int(keep.sum()), r), t[keep]], 1))
-        records.append(rec)
-    triples = np.concatenate(parts).astype(np.int64)
-    n, m = cfg.num_entities, len(specs)
+    return records, parts
+
+
+def _dedupe(triples: np.ndarray, n: int, m: int) -> np.ndarray:
     keys = (triples[:, 0] * m + triples[:, 1]) * n + triples[:, 2]
     _, first = np.unique(keys, return_index=True)  # sorted by (h, r, t), duplicates dropped
-    return records, triples[first]
+    return triples[first]
 
 
-def _split(cfg: SynthConfig, triples: np.ndarray, num_relations: int) -> dict[str, np.ndarray]:
-    """Hold out valid/test at random, keeping in train every entity and relation they mention.
+def _groups(cfg: SynthConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Group label of every entity and, for cold / zero-shot items, the held-out split (1 valid, 2 test)."""
+    n_items = cfg.num_items
+    order = rng.permutation(n_items)
+    n_zero, n_cold = round(cfg.zero_shot_fraction * n_items), round(cfg.cold_fraction * n_items)
+    group = np.full(cfg.num_entities, WARM, dtype=object)
+    group[n_items:] = VALUE
+    group[order[:n_zero]] = ZERO_SHOT
+    group[order[n_zero:n_zero + n_cold]] = COLD
+    held_split = np.zeros(cfg.num_entities, dtype=np.int64)
+    share = cfg.valid_fraction / (cfg.valid_fraction + cfg.test_fraction)
+    for members in (order[:n_zero], order[n_zero:n_zero + n_cold]):  # each group split valid / test
+        n_valid = round(share * len(members))
+        held_split[members[:n_valid]] = 1
+        held_split[members[n_valid:]] = 2
+    return group, held_split
 
-    Held-out triples that would leave an entity or relation without training triples go back
-    to train; that only raises training degrees, so one vectorised pass is enough.
-    """
-    rng = _rng(cfg.seed, _SPLIT)
-    n = len(triples)
-    order = rng.permutation(n)
-    held = np.zeros(n, dtype=bool)
-    held[order[: round((cfg.valid_fraction + cfg.test_fraction) * n)]] = True
-    train = triples[~held]
+
+def _split(cfg: SynthConfig, triples: np.ndarray, kinds: np.ndarray, group: np.ndarray, held_split: np.ndarray,
+           rng: np.random.Generator, num_relations: int) -> dict[str, np.ndarray]:
+    """Assign every triple to train / valid / test (see the module docstring, step 5)."""
+    h, t = triples[:, 0], triples[:, 2]
+    where = np.zeros(len(triples), dtype=np.int64)  # 0 train, 1 valid, 2 test
+    zero_h, zero_t = group[h] == ZERO_SHOT, group[t] == ZERO_SHOT
+    # A zero-shot endpoint decides: the head's split if it is zero-shot, else the tail's.
+    where[zero_t] = held_split[t[zero_t]]
+    where[zero_h] = held_split[h[zero_h]]
+    cold_attr = (kinds == "attribute") & (group[h] == COLD)
+    where[cold_attr] = held_split[h[cold_attr]]
+    free = (kinds == "structural") & ~zero_h & ~zero_t
+    u = rng.random(len(triples))
+    draw = np.where(u < cfg.valid_fraction, 1, np.where(u < cfg.valid_fraction + cfg.test_fraction, 2, 0))
+    where[free] = draw[free]
+    # Held-out free triples that would leave an entity or a relation without training triples
+    # go back to train; that only raises training degrees, so one vectorised pass is enough.
+    train = triples[where == 0]
     ent_deg = np.bincount(train[:, [0, 2]].ravel(), minlength=cfg.num_entities)
     rel_deg = np.bincount(train[:, 1], minlength=num_relations)
-    orphan = (ent_deg[triples[:, 0]] == 0) | (ent_deg[triples[:, 2]] == 0) | (rel_deg[triples[:, 1]] == 0)
-    held &= ~orphan
-    held_order = order[held[order]]
-    share = cfg.valid_fraction / (cfg.valid_fraction + cfg.test_fraction) if held.any() else 0.0
-    n_valid = round(share * len(held_order))
-    # Sorting the indices keeps each split in (h, r, t) order: tidy, diffable files.
-    return {
-        "train": triples[~held],
-        "valid": triples[np.sort(held_order[:n_valid])],
-        "test": triples[np.sort(held_order[n_valid:])],
-    }
+    orphan = free & ((ent_deg[h] == 0) | (ent_deg[t] == 0) | (rel_deg[triples[:, 1]] == 0))
+    where[orphan] = 0
+    return {name: triples[where == i] for i, name in enumerate(("train", "valid", "test"))}
+
+
+def _prototypes(cfg: SynthConfig, m: str, spec: ModalitySpec) -> tuple[np.random.Generator, dict[int, np.ndarray]]:
+    rng = _rng(cfg.seed, _FEATURES, zlib.crc32(m.encode()))
+    return rng, {a: rng.normal(size=(cfg.attribute_values[a], spec.dim)) for a in (*spec.attributes, *spec.weak)}
 
 
 def _features(cfg: SynthConfig, attrs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
-    """Feature matrix of every modality (float32) and its ground-truth record."""
-    n = cfg.num_entities
+    """Feature matrix of every modality (float32, [num_entities, d_m]) and its ground-truth record."""
+    n_items = cfg.num_items
+    value_ids = value_entity_ids(cfg)
     out, records = {}, {}
     for m, spec in cfg.modalities.items():
-        rng = _rng(cfg.seed, _FEATURES, zlib.crc32(m.encode()))
-        signal = np.zeros((n, spec.dim))
-        for a in spec.attributes:
-            prototypes = rng.normal(0.0, math.sqrt(1.0 / len(spec.attributes)), (cfg.attribute_values[a], spec.dim))
-            signal += prototypes[attrs[:, a]]
-        x = signal + spec.noise * rng.normal(size=(n, spec.dim))
-        order = rng.permutation(n)
-        n_missing, n_corrupted = round(spec.missing * n), round(spec.corrupted * n)
+        rng, proto = _prototypes(cfg, m, spec)
+        amplitude = {a: 1.0 for a in spec.attributes} | {a: spec.weak_strength for a in spec.weak}
+        norm = math.sqrt(sum(w * w for w in amplitude.values())) or 1.0
+        signal = np.zeros((n_items, spec.dim))
+        for a, w in amplitude.items():
+            signal += w * proto[a][attrs[:, a]]
+        signal /= norm
+        has_signal = bool(amplitude)
+        x_items = signal + spec.noise * rng.normal(size=(n_items, spec.dim))
+        order = rng.permutation(n_items)
+        n_missing, n_corrupted = round(spec.missing * n_items), round(spec.corrupted * n_items)
         missing = np.sort(order[:n_missing])
-        corrupted = np.sort(order[n_missing : n_missing + n_corrupted])
-        spread = math.sqrt((1.0 if spec.attributes else 0.0) + spec.noise**2)
-        x[corrupted] = spread * rng.normal(size=(n_corrupted, spec.dim))
+        corrupted = np.sort(order[n_missing:n_missing + n_corrupted])
+        if spec.corruption == "swap":  # another item's clean row: plausible content, wrong entity
+            donors = rng.permutation(np.setdiff1d(np.arange(n_items), order[:n_missing + n_corrupted]))[:n_corrupted]
+            x_items[corrupted] = x_items[donors]
+        else:  # pure noise with the spread of a clean row
+            spread = math.sqrt((1.0 if has_signal else 0.0) + spec.noise ** 2)
+            x_items[corrupted] = spread * rng.normal(size=(n_corrupted, spec.dim))
+        x_items[missing] = 0.0
+        x = np.zeros((cfg.num_entities, spec.dim))
+        x[:n_items] = x_items
+        valued = []
+        if cfg.value_features:
+            for a in spec.attributes:  # "Comedy" is text: the value's own prototype, plus noise
+                ids = value_ids[a]
+                x[ids] = proto[a] + spec.noise * rng.normal(size=(len(ids), spec.dim))
+                valued.append(ids)
         x *= spec.scale
-        x[missing] = 0.0
         out[m] = x.astype(np.float32)
+        absent_values = np.setdiff1d(np.arange(n_items, cfg.num_entities), np.concatenate(valued) if valued else [])
         records[m] = {
             "attributes": list(spec.attributes),
+            "weak": list(spec.weak),
             "dim": spec.dim,
             "noise": spec.noise,
             "scale": spec.scale,
-            "missing": {"count": int(n_missing), "ids": missing.tolist()},
+            "corruption": spec.corruption,
+            "missing": {"count": int(n_missing), "ids": missing.tolist()},  # items only
             "corrupted": {"count": int(n_corrupted), "ids": corrupted.tolist()},
+            "value_entities_without_row": int(len(absent_values)),
         }
     return out, records
 
@@ -368,51 +413,63 @@ def generate(config: SynthConfig | str = "tiny", seed: int | None = None) -> tup
     ``metadata`` is the ground truth written as ``metadata.json`` (see the module docstring).
     """
     cfg = _resolve(config, seed)
-    n = cfg.num_entities
+    n_items, n = cfg.num_items, cfg.num_entities
     rng = _rng(cfg.seed, _ENTITIES)
-    types = _balanced(rng, n, cfg.num_types)
-    attrs = np.stack([_balanced(rng, n, k) for k in cfg.attribute_values], 1)  # [N, A]
-    community = _balanced(rng, n, cfg.num_communities)  # hidden: no modality encodes it
+    types = _balanced(rng, n_items, cfg.num_types)
+    attrs = np.stack([_balanced(rng, n_items, k) for k in cfg.attribute_values], 1)  # [items, A]
+    community = _balanced(rng, n_items, cfg.num_communities)
 
-    relations, triples = _relations(cfg, attrs, types, community)
-    splits = _split(cfg, triples, len(relations))
+    attr_records, attr_parts = _attribute_relations(cfg, attrs)
+    struct_records, struct_parts = _structural_relations(cfg, types, community, len(attr_records))
+    relations = attr_records + struct_records
+    triples = _dedupe(np.concatenate(attr_parts + struct_parts).astype(np.int64), n, len(relations))
+    kinds = np.array([rec["kind"] for rec in relations])[triples[:, 1]]
+    split_rng = _rng(cfg.seed, _SPLIT)
+    group, held_split = _groups(cfg, split_rng)
+    splits = _split(cfg, triples, kinds, group, held_split, split_rng, len(relations))
     observed = relation_categories(torch.from_numpy(splits["train"]), len(relations))
     for rec, cat in zip(relations, observed):
         rec["category"] = cat
         rec["triples"] = {s: int((part[:, 1] == rec["id"]).sum()) for s, part in splits.items()}
 
-    width = max(5, len(str(n - 1)))
+    width = max(5, len(str(n_items - 1)))
     entity_names = [f"e{i:0{width}d}_type{c}" for i, c in enumerate(types.tolist())]
-    dataset = KGDataset(
-        name=cfg.name,
-        path=None,
-        entity_names=entity_names,
-        relation_names=[rec["name"] for rec in relations],
-        **{s: torch.from_numpy(part) for s, part in splits.items()},
-    )
+    entity_names += [f"attr{a}=v{v:02d}" for a, k in enumerate(cfg.attribute_values) for v in range(k)]
+    dataset = KGDataset(name=cfg.name, path=None, entity_names=entity_names,
+                        relation_names=[rec["name"] for rec in relations], entity_groups=group.tolist(),
+                        **{s: torch.from_numpy(part) for s, part in splits.items()})
     values, modality_records = _features(cfg, attrs)
     store = FeatureStore(n)
     for m, x in values.items():
         store.add(m, torch.from_numpy(x), source=f"<synthetic {m}>")
         modality_records[m]["file"] = f"{cfg.name}-{SUFFIX_FOR.get(m, m)}.pth"
 
+    # Per-entity truth over all entities (value entities: -1 except their own attribute).
+    full_attrs = np.full((n, len(cfg.attribute_values)), -1, dtype=np.int64)
+    full_attrs[:n_items] = attrs
+    for a, ids in enumerate(value_entity_ids(cfg)):
+        full_attrs[ids, a] = np.arange(len(ids))
+    pad = np.full(n - n_items, -1)
     degree = np.bincount(splits["train"][:, [0, 2]].ravel(), minlength=n)
     metadata = {
         "generator": GENERATOR,
         "format_version": FORMAT_VERSION,
         "name": cfg.name,
         "seed": cfg.seed,
-        "counts": dataset.counts() | {"isolated_entities": int((degree == 0).sum())},
+        "counts": dataset.counts() | {"items": n_items, "value_entities": n - n_items,
+                                      "isolated_entities": int((degree == 0).sum())},
         "config": cfg.to_dict(),
         "relations": relations,
         "modalities": modality_records,
         "num_types": cfg.num_types,
-        "entity_types": types.tolist(),
+        "entity_types": np.concatenate([types, pad]).tolist(),
         "attribute_values": list(cfg.attribute_values),
-        # entity_attributes[a][i]: value of attribute a for entity i
-        "entity_attributes": attrs.T.tolist(),
+        # entity_attributes[a][i]: value of attribute a for entity i (-1: none)
+        "entity_attributes": full_attrs.T.tolist(),
         "num_communities": cfg.num_communities,
-        "entity_communities": community.tolist(),
+        "entity_communities": np.concatenate([community, pad]).tolist(),
+        "entity_groups": group.tolist(),
+        "group_counts": {g: int((group == g).sum()) for g in (WARM, COLD, ZERO_SHOT, VALUE)},
     }
     return dataset, store, metadata
 
@@ -449,11 +506,11 @@ def write_synthetic(out_dir: str | Path, preset_or_config: SynthConfig | str = "
     """Generate and write one folder holding the dataset, the features and ``metadata.json``.
 
     Files: ``entity2id.txt``, ``relation2id.txt``, ``train2id.txt``, ``valid2id.txt``,
-    ``test2id.txt`` (OpenKE), ``<name>-textual.pth`` ... (:meth:`FeatureStore.save`) and
-    ``metadata.json``. The folder loads with ``load_dataset(out_dir)`` and
-    ``FeatureStore.load(out_dir, N)``. A folder written earlier by this function is replaced
-    (its files are removed first, so no stale feature file survives); any other non-empty
-    folder is refused.
+    ``test2id.txt`` (OpenKE), ``entity2group.txt`` (warm / cold / zero-shot / value),
+    ``<name>-textual.pth`` ... (:meth:`FeatureStore.save`) and ``metadata.json``. The folder loads
+    with ``load_dataset(out_dir)`` and ``FeatureStore.load(out_dir, N)``. A folder written earlier
+    by this function is replaced (its files are removed first, so no stale feature file
+    survives); any other non-empty folder is refused.
     """
     out = Path(out_dir)
     dataset, store, metadata = generate(preset_or_config, seed)
@@ -473,7 +530,9 @@ def write_synthetic(out_dir: str | Path, preset_or_config: SynthConfig | str = "
     write_id_map(out / "relation2id.txt", dataset.relation_names)
     for split, filename in _SPLIT_FILES.items():
         write_triples(out / filename, dataset.split(split).numpy())
+    write_groups(out / GROUPS_FILE, metadata["entity_groups"])
     feature_files = [p.name for p in store.save(out, dataset.name)]
-    metadata["files"] = ["entity2id.txt", "relation2id.txt", *_SPLIT_FILES.values(), *feature_files, "metadata.json"]
+    metadata["files"] = ["entity2id.txt", "relation2id.txt", *_SPLIT_FILES.values(), GROUPS_FILE, *feature_files,
+                         "metadata.json"]
     (out / "metadata.json").write_text(_render_json(metadata) + "\n", encoding="utf-8")
     return out

@@ -1,24 +1,34 @@
-"""AFME: MoIFu fusion + MoIEn GAN enhancement under a pluggable score function (RotatE default).
+"""AFME (v2): MoIFu fusion + MoIEn completion under a pluggable score function (RotatE default).
 
 For an entity e seen through relation r::
 
-    e_s                             learned structural embedding
-    h_m = s_m rms(P_m f_m)          frozen features of each modality, projected (modality.py)
-    h~_m = gate_m * h_m             MoIFu denoising (fusion.py)
-    g_m = s_m rms(G(e_s, z, h~)_m)  MoIEn generator (enhance.py), on the measured tokens' scale
-    t_m = h~_m (1 - b_m) + g_m b_m  if m is present  (enhance a possibly degraded feature)
-          g_m                       if m is missing  (fill it)
-    e_r = sum_m w_m t_m + w_s e_s   MoIFu dynamic weights over [e_s, t_1..t_M]
+    e_s                            learned structural embedding (the "unknown" vector for an
+                                   entity with no training triple, see models/base.py)
+    h_m = s_m rms(P_m f_m)         frozen features of each modality, projected (modality.py)
+    g_m = s_m rms(G(e_s, z, {h_k}))  MoIEn: per entity, from structure and the measured tokens
+    t_m = h_m                      if m is measured for e
+          g_m                      if it is missing (completed)
+          (1 - b_m) h_m + b_m g_m  if ``enhance_mix`` > 0 (enhance a possibly degraded row)
+    e_r = e_s + sum_m w_m(e, r) gate_m(e, r) * t_m      MoIFu (fusion.py)
     score(h, r, t) = scorer(e_r(h), r, e_r(t))
 
-b_m = sigmoid(beta_m) is a learned per-modality mixing share, initialised at
-``config.enhance_mix``. With ``gan=False`` t_m = h~_m and missing modalities keep weight 0.
-A generated feature gets the norm of a measured token of its modality (s_m sqrt(D), see
-modality.py): left raw, the generator's output is several times longer (4x at dim 64 at
-initialisation), would dominate e_r and push MoIFu's confidence alpha above its documented
-range [0, 1]. The critic then judges a feature's direction, not its size.
-The joint objective (see the engine) is the KGC loss + lambda_adv * generator loss, and the critic
-(a WGAN critic with gradient penalty) has its own optimiser: :meth:`critic_parameters`.
+Cost. h_m, g_m and the gate's W_g^m t_m depend on the entity only, so each call computes them
+once per distinct entity; per (entity, relation) pair only elementwise work remains. An
+evaluation computes them once for all entities and reuses them for every relation's table.
+
+Training. The KGC loss trains the embeddings, projections and MoIFu. It does not train the
+generator: generated tokens enter the KGC forward detached. MoIEn learns from its own objective
+on a subsample of the batch's entities (``adversarial_rows``): each measured modality is hidden
+from the generator with probability 1/2 and the generator must recreate it, judged by a
+conditional WGAN-GP critic (enhance.py, own optimiser) plus a reconstruction term::
+
+    L_G = -E[D(g_m | e_s, m)] + lambda_rec * E[||g_m - h_m||^2] / E[||h_m||^2]    (hidden measured rows)
+    L_D = E[D(g_m)] - E[D(h_m)] + lambda_gp * GP
+
+The reconstruction term (``ModelConfig.reconstruction``) is ours: with the critic alone the
+generator matches the distribution of a modality but not the entity's own row, which is what
+completing a missing row needs. Inputs to G and D (e_s, the tokens) are detached, so MoIEn's
+losses reach only the generator and the critic. ``gan=False``: missing modalities get weight 0.
 """
 
 from __future__ import annotations
@@ -37,25 +47,29 @@ from afme_lib.models.modality import ModalityInputs, rms_normalise
 from afme_lib.models.registry import register_model
 from afme_lib.models.scorers import scorer_from_config
 
-TABLE_CHUNK = 4096  # entities fused at a time when building a whole entity table
+TABLE_CHUNK = 8192  # entities fused at a time when building a whole entity table
+import os
+FEATURE_START = float(os.environ.get("AFME_FS", "0.3"))  # initial token scale, as a fraction of the structural embeddings' RMS
 
 
 @register_model("afme")
 class AFME(KGModel):
-    """AFME: MoIFu fusion and MoIEn enhancement of the modality tokens under a score function;
-    a model with a critic (``critic_parameters``, ``critic_loss``, ``generator_loss``). The
-    forward pass is the module docstring."""
+    """AFME v2 (see the module docstring): relation-chosen modality weights, residual fusion that
+    starts as the scorer alone, MoIEn that completes missing modalities per entity."""
 
     relation_conditioned = True
 
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
         super().__init__(config, num_entities, num_relations)
         dim = self.init_embeddings(scorer_from_config(config))
-        self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())
+        self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=FEATURE_START * self.embedding_scale())
         m = len(self.inputs)
         self.token_names = ["structure"] + self.inputs.names
         self.fusion = MoIFu(m, dim, num_relations, config.denoising, config.dynamic_weights, config.relation_context)
         self.use_gan = config.gan and m > 0
+        self.enhance = False
+        if m:
+            self.enable_unknown_entities()
         if self.use_gan:
             self.generator = ModalityGenerator(m, dim, config.noise_dim, config.attention_layers,
                                                config.attention_heads, config.self_attention, config.dropout)
@@ -63,66 +77,148 @@ class AFME(KGModel):
             # a(e_s) + b(x) and stop being conditioned on the entity (the self_attention
             # ablation is about the generator).
             self.critic = ModalityCritic(m, dim, 1, config.attention_heads, self_attention=True)
-            mix = min(max(config.enhance_mix, 1e-3), 1 - 1e-3)
-            self.mix_logit = nn.Parameter(torch.full((m,), math.log(mix / (1 - mix))))
+            self.enhance = config.enhance_mix > 0
+            if self.enhance:
+                mix = min(max(config.enhance_mix, 1e-3), 1 - 1e-3)
+                self.mix_logit = nn.Parameter(torch.full((m,), math.log(mix / (1 - mix))))
+        self._table_cache: dict | None = None
 
-    # --- representations -------------------------------------------------------------------
+    # --- per-entity part ---------------------------------------------------------------------
+    def _generate(self, structural: torch.Tensor, tokens: torch.Tensor, shown: torch.Tensor,
+                  noise: torch.Tensor | None) -> torch.Tensor:
+        """MoIEn's tokens [n, M, D] on the measured tokens' scale, s_m rms(G(e_s, z, shown tokens))."""
+        generated = self.generator(structural, tokens, shown, noise)
+        return rms_normalise(generated) * self.inputs.log_scale.exp()[:, None].to(generated.dtype)
+
+    def _noise(self, n: int, device) -> torch.Tensor | None:
+        return torch.randn(n, self.config.noise_dim, device=device) if self.training else None
+
+    def per_entity(self, entities: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Everything that depends on the entity alone, for distinct flat ``entities`` [n]."""
+        structural = self.structural(entities)
+        if len(self.inputs) == 0:
+            return {"structural": structural}
+        tokens, measured = self.inputs(entities)
+        available = measured
+        if self.use_gan:
+            need = ~measured.all(1) if not self.enhance else torch.ones_like(measured[:, 0])
+            rows = need.nonzero(as_tuple=True)[0]
+            if len(rows):
+                # Detached: the KGC loss must not train the generator (MoIEn has its own objective).
+                with torch.no_grad():
+                    generated = self._generate(structural[rows], tokens[rows], measured[rows],
+                                               self._noise(len(rows), entities.device))
+                filled = torch.where(measured[rows, :, None], tokens[rows], generated)
+                if self.enhance:
+                    mix = torch.sigmoid(self.mix_logit)[:, None].to(tokens.dtype)
+                    filled = torch.where(measured[rows, :, None], (1 - mix) * tokens[rows] + mix * generated, filled)
+                tokens = tokens.index_put((rows,), filled)
+            available = torch.ones_like(measured)
+        return {"structural": structural, "tokens": tokens, "token_norm": tokens.norm(dim=-1), "available": available,
+                "measured": measured, "gate_inputs": self.fusion.gate_inputs(tokens)}
+
+    def _pairs(self, per: dict, index: torch.Tensor, relations: torch.Tensor, distinct: bool = False) -> dict[str, torch.Tensor]:
+        """MoIFu for the pairs (per-entity row ``index``, relation) -> fused [n, D] and internals.
+
+        Unless the caller says the pairs are ``distinct``, each distinct pair is fused once (a
+        batch's negatives repeat pairs on small graphs) and the result gathered back."""
+        if len(self.inputs) == 0:
+            return {"fused": per["structural"][index]}
+        if not distinct:
+            keys = index * self.num_relations + relations
+            unique, inverse = torch.unique(keys, return_inverse=True)
+            if len(unique) < len(keys):
+                out = self._pairs(per, unique // self.num_relations, unique % self.num_relations, distinct=True)
+                return {k: v[inverse] for k, v in out.items()}
+        structural = per["structural"][index]
+        import os
+        q = float(os.environ.get("AFME_ADAPT", "0"))
+        if self.training and q > 0:
+            lam = torch.sigmoid(self.fusion.structure_scale.detach())[relations if self.config.relation_context else 0 * relations]
+            drop = torch.rand(len(index), device=index.device) < q * (1 - lam)
+            other = per["structural"][torch.randint(0, len(per["structural"]), (len(index),), device=index.device)]
+            structural = torch.where(drop[:, None], other, structural)
+        gate_inputs = per["gate_inputs"]
+        out = self.fusion(structural, per["tokens"][index], per["token_norm"][index], per["available"][index],
+                          gate_inputs[index] if gate_inputs.dim() else gate_inputs, relations)
+        out.setdefault("structural", structural)
+        return out
+
+    # --- representations ---------------------------------------------------------------------
     def relation_repr(self, relations: torch.Tensor) -> torch.Tensor:
         return self.relation(relations)
-
-    def _fuse(self, entities: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
-        """MoIFu (+ MoIEn) for flat, aligned ``entities`` [n] and ``relations`` [n]."""
-        structural = self.entity(entities)
-        if len(self.inputs) == 0:  # no modality at all: AFME reduces to its scorer
-            return {"fused": structural}
-        tokens, present = self.inputs(entities)
-        context = self.fusion.relation_context_for(relations)
-        gates = self.fusion.gates(tokens, context[:, 1:])
-        denoised = gates * tokens
-        raw = tokens
-        if self.use_gan:
-            noise = torch.randn(len(entities), self.config.noise_dim, device=structural.device) if self.training else None
-            generated = self._generate(structural, denoised, present, noise)
-            mix = torch.sigmoid(self.mix_logit)[:, None]
-            denoised = torch.where(present[..., None], (1 - mix) * denoised + mix * generated, generated)
-            raw = torch.where(present[..., None], tokens, generated)  # a filled token is its own reference
-            present = torch.ones_like(present)
-        fused, weights = self.fusion.combine(structural, raw, denoised, present, context, relations)
-        return {"fused": fused, "gates": gates, "weights": weights, "present": present}
 
     def entity_repr(self, entities: torch.Tensor, relations: torch.Tensor | None = None) -> torch.Tensor:
         if relations is None:
             raise ValueError("AFME representations depend on the relation: pass relations")
         ent, rel = torch.broadcast_tensors(entities, relations)
-        # Fuse each distinct (entity, relation) pair once: a batch's K negatives per positive
-        # repeat pairs often on small graphs, and the fusion (generator included) dominates cost.
-        keys = ent.reshape(-1) * self.num_relations + rel.reshape(-1)
-        unique, inverse = torch.unique(keys, return_inverse=True)
-        fused = self._fuse(unique // self.num_relations, unique % self.num_relations)["fused"]
-        return fused[inverse].view(*ent.shape, -1)
+        unique, inverse = torch.unique(ent.reshape(-1), return_inverse=True)
+        fused = self._pairs(self.per_entity(unique), inverse, rel.reshape(-1))["fused"]
+        return fused.view(*ent.shape, -1)
+
+    def score_batch(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor,
+                    negatives: torch.Tensor, corrupt_head: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positives [B] and corrupted triples [B, K] with one per-entity pass for the whole batch:
+        every distinct entity of heads, tails and negatives is projected (and completed) once."""
+        b, k = negatives.shape
+        unique, inverse = torch.unique(torch.cat([heads, tails, negatives.reshape(-1)]), return_inverse=True)
+        pairs_rel = torch.cat([relations, relations, relations.repeat_interleave(k)])
+        fused = self._pairs(self.per_entity(unique), inverse, pairs_rel)["fused"]
+        head, tail, cand = fused[:b], fused[b:2 * b], fused[2 * b:].view(b, k, -1)
+        rel = self.relation_repr(relations)
+        known = torch.where(corrupt_head[:, None], tail, head)
+        return self.scorer.score(head, rel, tail), self.scorer.score_candidates(known, rel, cand, corrupt_head)
+
+    def _all_entities(self) -> dict[str, torch.Tensor]:
+        """Per-entity tensors of every entity; cached while the model is in eval mode without
+        gradients (one evaluation builds every relation's table from them)."""
+        cacheable = not self.training and not torch.is_grad_enabled()
+        if cacheable and self._table_cache is not None:
+            return self._table_cache
+        per = self.per_entity(torch.arange(self.num_entities, device=self.device))
+        self._table_cache = per if cacheable else None
+        return per
+
+    def train(self, mode: bool = True):
+        self._table_cache = None  # parameters may change from here on
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._table_cache = None
+        return super()._load_from_state_dict(*args, **kwargs)
 
     def entity_table(self, relation: int | None = None) -> torch.Tensor:
         if relation is None:
             raise ValueError("AFME is relation-conditioned: entity_table needs a relation")
+        per = self._all_entities()
         ids = torch.arange(self.num_entities, device=self.device)
-        rel = torch.full_like(ids[:TABLE_CHUNK], int(relation))
-        return torch.cat([self._fuse(chunk, rel[: len(chunk)])["fused"] for chunk in ids.split(TABLE_CHUNK)])
+        rel = torch.full((min(TABLE_CHUNK, self.num_entities),), int(relation), dtype=torch.long, device=self.device)
+        return torch.cat([self._pairs(per, chunk, rel[: len(chunk)], distinct=True)["fused"] for chunk in ids.split(TABLE_CHUNK)])
 
     def introspect(self, entities: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Mean gate per modality [n, M], modality weights [n, M+1] (structure first), presence."""
+        """Mean gate per modality [n, M], shares of e_r [n, M+1] (structure first; see
+        MoIFu.shares), the softmax weights over modalities [n, M] and which rows are measured."""
         ent, rel = torch.broadcast_tensors(entities, relations)
-        _, present = self.inputs(ent.reshape(-1)) if len(self.inputs) else (None, None)
-        out = self._fuse(ent.reshape(-1), rel.reshape(-1))
-        if "gates" not in out:
+        if len(self.inputs) == 0:
             return {}
-        return {"gates": out["gates"].mean(-1), "weights": out["weights"], "measured": present}
+        unique, inverse = torch.unique(ent.reshape(-1), return_inverse=True)
+        per = self.per_entity(unique)
+        out = self._pairs(per, inverse, rel.reshape(-1))
+        if "structure_weight" in out:
+            shares = torch.cat([out["structure_weight"][:, None], out["weights"]], 1)
+        else:
+            shares = MoIFu.shares(out["structural"], out["modal"])
+        return {"gates": out["gates"].mean(-1), "weights": shares,
+                "modality_weights": out["weights"], "measured": per["measured"][inverse]}
 
-    def _generate(self, structural, denoised, present, noise) -> torch.Tensor:
-        """MoIEn's features [n, M, D] rescaled to the measured tokens' norm: s_m rms(g_m)."""
-        generated = self.generator(structural, denoised, present, noise)
-        return rms_normalise(generated) * self.inputs.log_scale.exp()[:, None]
+    def extra_loss(self, heads, relations, tails):
+        import os
+        c = float(os.environ.get("AFME_LAMPEN", "0"))
+        if c <= 0 or len(self.inputs) == 0:
+            return None
+        return c * torch.sigmoid(self.fusion.structure_scale).sum()
 
-    # --- MoIEn adversarial training --------------------------------------------------------
+    # --- MoIEn -------------------------------------------------------------------------------
     def critic_parameters(self) -> list[nn.Parameter]:
         return list(self.critic.parameters()) if self.use_gan else []
 
@@ -130,39 +226,45 @@ class AFME(KGModel):
         skip = {id(p) for p in self.critic_parameters()}
         return [p for p in self.parameters() if id(p) not in skip]
 
-    def _adversarial_batch(self, entities: torch.Tensor, relations: torch.Tensor):
-        """Real projected features, generated ones, and conditioning for a batch of pairs.
+    def _adversarial_batch(self, entities: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """Hidden measured rows of up to ``adversarial_rows`` distinct entities of the batch:
+        conditioning e_s, real tokens, generated ones, modality ids (all rows [k, ...])."""
+        unique = torch.unique(entities)
+        if len(unique) > self.config.adversarial_rows:
+            unique = unique[torch.randperm(len(unique), device=unique.device)[: self.config.adversarial_rows]]
+        with torch.no_grad():
+            structural = self.structural(unique)
+            tokens, measured = self.inputs(unique)
+        hidden = measured & (torch.rand(measured.shape, device=measured.device) < 0.5)
+        rows, cols = hidden.nonzero(as_tuple=True)
+        if len(rows) == 0:
+            return None
+        generated = self._generate(structural, tokens, measured & ~hidden, torch.randn(len(unique), self.config.noise_dim,
+                                                                                        device=unique.device))
+        return {"cond": structural[rows], "real": tokens[rows, cols], "fake": generated[rows, cols], "modality": cols}
 
-        Half of the measured modalities are hidden from the generator (c_m = 1), so it also
-        learns the case it exists for: filling a modality from structure and the others.
-        """
-        structural = self.entity(entities)
-        tokens, present = self.inputs(entities)
-        context = self.fusion.relation_context_for(relations)
-        denoised = self.fusion.gates(tokens, context[:, 1:]) * tokens
-        shown = present & (torch.rand(present.shape, device=present.device) < 0.5)
-        noise = torch.randn(len(entities), self.config.noise_dim, device=structural.device)
-        generated = self._generate(structural, denoised, shown, noise)
-        modality = torch.arange(len(self.inputs), device=entities.device).expand_as(present)
-        return structural, tokens, generated, present, modality
+    def _zero(self) -> torch.Tensor:
+        return self.entity.weight.new_zeros(())
 
     def critic_loss(self, entities: torch.Tensor, relations: torch.Tensor, lambda_gp: float) -> dict[str, torch.Tensor]:
-        """WGAN-GP critic loss E[D(fake)] - E[D(real)] + lambda_gp * GP on measured modalities."""
+        """WGAN-GP critic loss E[D(fake)] - E[D(real)] + lambda_gp * GP on hidden measured rows."""
         with torch.no_grad():
-            structural, real, fake, present, modality = self._adversarial_batch(entities, relations)
-        rows, cols = present.nonzero(as_tuple=True)
-        if len(rows) == 0:  # nothing measured in this batch: a loss the engine can still backward
-            zero = self.entity.weight.new_zeros(())
+            batch = self._adversarial_batch(entities)
+        if batch is None:  # nothing measured in this batch: a loss the engine can still backward
+            zero = self._zero()
             return {"loss": zero.clone().requires_grad_(), "wasserstein": zero, "gp": zero}
-        cond, mod = structural[rows], modality[rows, cols]
-        real, fake = real[rows, cols], fake[rows, cols]
+        cond, mod, real, fake = batch["cond"], batch["modality"], batch["real"], batch["fake"]
         wasserstein = self.critic(real, cond, mod).mean() - self.critic(fake, cond, mod).mean()
         gp = gradient_penalty(self.critic, real, fake, cond, mod)
         return {"loss": -wasserstein + lambda_gp * gp, "wasserstein": wasserstein.detach(), "gp": gp.detach()}
 
     def generator_loss(self, entities: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
-        """-E[D(G(e_s, z, h~))] over every (entity, modality) of the batch, missing ones included."""
-        structural, _, fake, present, modality = self._adversarial_batch(entities, relations)
-        n, m = present.shape
-        cond = structural.detach()[:, None].expand(n, m, -1).reshape(n * m, -1)
-        return -self.critic(fake.reshape(n * m, -1), cond, modality.reshape(-1)).mean()
+        """-E[D(g)] + lambda_rec * relative squared error, on hidden measured rows (module doc)."""
+        batch = self._adversarial_batch(entities)
+        if batch is None:
+            return self._zero()
+        fake, real = batch["fake"], batch["real"]
+        loss = -self.critic(fake, batch["cond"], batch["modality"]).mean()
+        if self.config.reconstruction > 0:
+            loss = loss + self.config.reconstruction * (fake - real).pow(2).sum(-1).mean() / real.pow(2).sum(-1).mean().clamp_min(1e-12)
+        return loss

@@ -22,6 +22,14 @@ defaults here are those of a model with nothing beyond its scores):
   ``lambda_adv x generator_loss(entities, relations)`` to the main loss.
 - ``enable_compile()``: asked when training runs under torch.compile.
 - ``introspect(entities, relations)``: interpretable internals for the notebooks.
+
+Entities without structural evidence. A model that reads features calls
+:meth:`KGModel.enable_unknown_entities`: a learned "unknown" structural vector ``u`` then
+stands in for ``e_s`` of every entity that has no training triple (its ``e_s`` was never fitted:
+random, or pushed away from everything as a sampled negative) and, during training, for a random
+share ``config.structure_dropout`` of the entities of each batch, so the feature path learns to
+answer on its own. The engine says which entities have training triples through
+:meth:`KGModel.observe_training_graph`.
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ class KGModel(nn.Module):
     # True when training_losses is defined on sampled negatives (MMKRL, NATIVE): the engine then
     # refuses the 1vsall loss, which draws none.
     sampled_loss_only: bool = False
+    has_unknown: bool = False  # True once enable_unknown_entities() gave the model its "unknown" vector
 
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int):
         super().__init__()
@@ -91,6 +100,38 @@ class KGModel(nn.Module):
 
     def embedding_scale(self) -> float:
         return float(self.entity.weight.detach().pow(2).mean().sqrt())
+
+    # --- entities without structural evidence -----------------------------------------------
+    def enable_unknown_entities(self) -> None:
+        """Give the model the learned "unknown" structural vector (see the module docstring)."""
+        self.has_unknown = True
+        self.unknown = nn.Parameter(self.entity.weight.detach().mean(0).clone())
+        self.register_buffer("no_structure", torch.zeros(self.num_entities, dtype=torch.bool), persistent=False)
+
+    def observe_training_graph(self, train: torch.Tensor) -> None:
+        """The engine's training triples [n, 3]: entities absent from them get the unknown vector."""
+        if self.has_unknown:
+            degree = torch.bincount(train[:, [0, 2]].reshape(-1).cpu(), minlength=self.num_entities)
+            self.no_structure = (degree == 0).to(self.no_structure.device)
+
+    def structural(self, entities: torch.Tensor) -> torch.Tensor:
+        """e_s of ``entities`` (any shape), or the unknown vector where there is no structural
+        evidence (and, in training, for a ``config.structure_dropout`` share of the rows)."""
+        e = self.entity(entities)
+        if not self.has_unknown:
+            return e
+        out = torch.where(self.no_structure[entities][..., None], self.unknown.to(e.dtype), e)
+        p = self.config.structure_dropout
+        if self.training and p > 0:
+            import os
+            psh = float(os.environ.get("AFME_PSH", p)); pun = float(os.environ.get("AFME_PUN", p))
+            drop = torch.rand(entities.shape, device=entities.device) < psh
+            flat = out.reshape(-1, out.shape[-1])
+            other = flat[torch.randint(0, len(flat), (len(flat),), device=flat.device)].view_as(out)
+            out = torch.where(drop[..., None], other, out)
+            drop = torch.rand(entities.shape, device=entities.device) < pun
+            out = torch.where(drop[..., None], self.unknown.to(e.dtype), out)
+        return out
 
     # --- representations -------------------------------------------------------------------
     def entity_repr(self, entities: torch.Tensor, relations: torch.Tensor | None = None) -> torch.Tensor:
@@ -129,6 +170,14 @@ class KGModel(nn.Module):
         known = torch.where(corrupt_head, tails, heads)
         return self.scorer.score_candidates(self.entity_repr(known, relations), self.relation_repr(relations),
                                             self.entity_repr(negatives, relations[:, None]), corrupt_head)
+
+    def score_batch(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor,
+                    negatives: torch.Tensor, corrupt_head: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch's scores in one call: positives [B] and corrupted triples [B, K] (as
+        :meth:`score` and :meth:`score_negatives`). Models whose entity representations are
+        costly override it to build each entity's part once for the whole batch."""
+        return (self.score(heads, relations, tails),
+                self.score_negatives(heads, relations, tails, negatives, corrupt_head))
 
     def score_all(self, entities: torch.Tensor, relations: torch.Tensor, side: str, chunk_size: int | None = None) -> torch.Tensor:
         """Score every entity as the missing ``side`` ("tail" or "head") of each query: [B, N].

@@ -1,104 +1,140 @@
-"""MoIFu: relation-driven denoising and dynamic weight allocation (AFME, section 3.1).
+"""MoIFu (AFME, section 3.1): relation-driven denoising and dynamic weight allocation, v2.
 
-Tokens: index 0 is the entity's structural embedding e_s, indices 1..M its projected modality
-features h_m. For an (entity, relation r) pair:
+Inputs for an entity e seen through relation r: its structural embedding e_s and one token
+t_m [D] per modality m (a projected measured feature, or MoIEn's generated one where the row is
+missing). Everything that depends on e alone is computed once per entity; per (entity,
+relation) pair only elementwise work remains.
 
-Denoising (the article's formula, one gate per modality and coordinate)::
+Denoising. The article's gate is sigma(W_g (h_m * r) + b_g). We use its additive form::
 
-    gate_m = sigmoid(W_g^m (h_m * c_{r,m}) + b_g^m),    h~_m = gate_m * h_m
+    gate_m(e, r) = sigmoid(W_g^m t_m + g_{r,m} + b_m),        t~_m = gate_m * t_m
 
-``c_{r,m}`` is relation r's context vector in modality m's space (the article's "r"; it writes a
-single r, we give each modality its own view of the relation, as a relation may need different
-coordinates from different modalities). The structural token is not gated: it is learned, not
-measured, so there is no sensor noise in it to filter.
+W_g^m t_m is per entity (the D x D product is never done per pair); g_{r,m} [D] is relation r's
+view of modality m's coordinates, so the relation selects which coordinates (which of a
+modality's attributes) pass, and the content decides per entity. The multiplicative form would
+cost a D x D product per (entity, relation) pair, the dominant cost of AFME v1.
 
-Dynamic weights (the article names the ingredients -- a norm-based confidence alpha_m, the
-contextual relevance to the relation through a learnable vector U, a per-relation smoothing
-factor tau_r -- but prints no formula; this is our reading)::
+Dynamic weights (the article names a norm-based confidence alpha_m, the contextual relevance to
+the relation through a learnable vector U and a per-relation smoothing factor tau_r, but prints
+no formula; this is our reading)::
 
-    alpha_m = ||h~_m|| / (||h_m|| + eps)                      in [0, 1]
-    rho_m   = U . tanh(rms(h~_m) * c_{r,m})
-    w_m     = softmax over present tokens of (alpha_m + rho_m) / tau_r
+    alpha_m  = ||t~_m|| / ||t_m||                  share of the token's energy the gate lets pass
+    rho_{r,m} = U . tanh(C_{r,m})                  relevance of modality m to relation r
+    w_m      = softmax over available tokens of (rho_{r,m} + beta alpha_m) / tau_r
+    tau_r    = softplus(theta_r) + 0.05,  beta = softplus(b_beta)
 
-alpha_m is the share of the modality's energy that survives the relation's gate: norm-based as
-the article says, but a *ratio*, so raw feature scale cannot swamp the softmax (the sketch's raw
-L2 norm can). rms() removes scale from the relevance term for the same reason. tau_r =
-softplus(theta_r) + 0.05 keeps the temperature positive. Absent modalities get logit -inf,
-hence weight exactly 0. The structural token (alpha = 1) is always present.
+rho is a free per-(relation, modality) handle (v1 had none: its relevance term rescaled the
+coordinates of a shared U, so relations could not choose; see ../shared/reviews/afme-audit.md).
+alpha varies per entity with what the gate finds in the row (a degraded row loses more energy),
+so an entity whose usual modality is degraded leans on another. The ratio, not a raw norm:
+tokens are RMS-normalised, so their norm is constant by construction.
 
-Ablation switches: ``denoising=False`` makes every gate 1; ``dynamic_weights=False`` gives
-uniform weights over present tokens; ``relation_context=False`` replaces every c_{r,m} by one
-shared learned vector and every tau_r by one shared tau.
+Fusion starts as structure (residual form)::
+
+    e_r = e_s + sum_m w_m t~_m
+
+Token scales start at a fraction of the structural scale, so AFME begins as its scorer alone
+and the modality path grows where it lowers the loss. The share each part has in e_r,
+``[||e_s||, ||w_m t~_m||] / sum``, is the convex weight vector the notebooks show
+(:meth:`MoIFu.shares`).
+
+Ablations: ``denoising=False`` makes every gate 1 (alpha = 1); ``dynamic_weights=False`` gives
+uniform weights over the available tokens; ``relation_context=False`` shares one g, C and tau
+across relations.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from afme_lib.models.modality import rms_normalise
-
 TAU_MIN = 0.05
+RELEVANCE_DIM = 16
 
 
 class MoIFu(nn.Module):
+    """Per-entity gate pre-activations, then per-(entity, relation) gates, weights and fusion."""
+
     def __init__(self, num_modalities: int, dim: int, num_relations: int, denoising: bool = True,
                  dynamic_weights: bool = True, relation_context: bool = True):
         super().__init__()
-        self.num_modalities = num_modalities
+        m = num_modalities
+        self.num_modalities = m
         self.denoising, self.dynamic_weights, self.relation_context = denoising, dynamic_weights, relation_context
         contexts = num_relations if relation_context else 1
-        tokens = num_modalities + 1
-        # Context starts near 1 so that early on h * c ~ h: the gate first sees the feature itself.
-        self.context = nn.Parameter(1.0 + 0.1 * torch.randn(contexts, tokens, dim))
-        self.gate_weight = nn.Parameter(torch.randn(num_modalities, dim, dim) / math.sqrt(dim))
-        self.gate_bias = nn.Parameter(torch.full((num_modalities, dim), 1.0))  # gates start mostly open
-        self.U = nn.Parameter(torch.randn(dim) / math.sqrt(dim))
+        self.gate_weight = nn.Parameter(torch.randn(m, dim, dim) / math.sqrt(dim))  # W_g^m
+        self.gate_relation = nn.Parameter(torch.zeros(contexts, m, dim))  # g_{r,m}
+        self.gate_bias = nn.Parameter(torch.full((m, dim), 2.0))  # gates start open (sigmoid(2) = 0.88)
+        self.relevance_context = nn.Parameter(0.1 * torch.randn(contexts, m, RELEVANCE_DIM))  # C_{r,m}
+        self.U = nn.Parameter(torch.randn(RELEVANCE_DIM) / math.sqrt(RELEVANCE_DIM))
+        self.beta_raw = nn.Parameter(torch.tensor(math.log(math.e - 1)))  # softplus -> 1
         self.tau_raw = nn.Parameter(torch.full((contexts,), math.log(math.e - 1)))  # softplus -> 1
+        import os
+        self.convex = os.environ.get("AFME_CONVEX", "0") == "1"
+        self.structure_scale = nn.Parameter(torch.full((contexts,), 3.0))  # lambda_r = sigmoid -> 0.95
+        self.structure_gate = nn.Parameter(torch.full((contexts, dim), 3.0))
+        self.structure_relevance = nn.Parameter(torch.full((contexts,), math.log(4.0 * max(m, 1))))  # w_s ~ 0.8 at start
 
-    def relation_context_for(self, relations: torch.Tensor) -> torch.Tensor:
-        """c_{r, token} [n, M+1, D]."""
-        idx = relations if self.relation_context else torch.zeros_like(relations)
-        return self.context[idx]
+    def _context(self, relations: torch.Tensor) -> torch.Tensor:
+        return relations if self.relation_context else torch.zeros_like(relations)
 
-    def gates(self, modality_tokens: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """gate_m [n, M, D] for modality tokens [n, M, D] and their relation contexts [n, M, D]."""
+    def gate_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Per-entity part of the gate, W_g^m t_m [n, M, D] (None-free: zeros when denoising is off)."""
         if not self.denoising:
-            return torch.ones_like(modality_tokens)
-        pre = torch.einsum("nmd,med->nme", modality_tokens * context, self.gate_weight) + self.gate_bias
-        return torch.sigmoid(pre)
+            return tokens.new_zeros(())
+        return torch.einsum("nmd,med->nme", tokens, self.gate_weight)
 
-    def weights(self, raw: torch.Tensor, denoised: torch.Tensor, present: torch.Tensor, context: torch.Tensor,
-                relations: torch.Tensor) -> torch.Tensor:
-        """w [n, M+1] over all tokens (structure first); exactly 0 where ``present`` is False."""
-        if not self.dynamic_weights:
-            logits = torch.zeros(present.shape, dtype=raw.dtype, device=raw.device)
+    def relevance(self) -> torch.Tensor:
+        """rho [contexts, M]: U . tanh(C_{r,m})."""
+        return torch.tanh(self.relevance_context) @ self.U
+
+    def forward(self, structural: torch.Tensor, tokens: torch.Tensor, token_norm: torch.Tensor, available: torch.Tensor,
+                gate_inputs: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Fuse aligned pairs: structural [n, D], tokens [n, M, D] and their norms [n, M], available [n, M] (bool),
+        gate_inputs [n, M, D] (from :meth:`gate_inputs`, gathered per pair), relations [n].
+
+        Returns ``fused`` [n, D], ``gates`` [n, M, D], ``weights`` [n, M] (0 where unavailable)
+        and ``modal`` [n, M, D] (the weighted tokens w_m t~_m)."""
+        ctx = self._context(relations)
+        if self.denoising:
+            gates = torch.sigmoid(gate_inputs + self.gate_relation[ctx] + self.gate_bias)
         else:
-            alpha = denoised.norm(dim=-1) / (raw.norm(dim=-1) + 1e-6)
-            rho = torch.tanh(rms_normalise(denoised) * context) @ self.U
-            idx = relations if self.relation_context else torch.zeros_like(relations)
-            tau = F.softplus(self.tau_raw[idx]) + TAU_MIN
-            logits = (alpha + rho) / tau[:, None]
-        logits = logits.masked_fill(~present, float("-inf"))
-        return torch.softmax(logits, dim=-1)
+            gates = torch.ones_like(tokens)
+        denoised = gates * tokens
+        if self.dynamic_weights:
+            alpha = denoised.norm(dim=-1) / (token_norm + 1e-6)
+            tau = F.softplus(self.tau_raw[ctx]) + TAU_MIN
+            logits = (self.relevance()[ctx] + F.softplus(self.beta_raw) * alpha) / tau[:, None]
+        else:
+            logits = torch.zeros(available.shape, dtype=tokens.dtype, device=tokens.device)
+        logits = logits.masked_fill(~available, float("-inf"))
+        if self.convex:
+            if self.dynamic_weights:
+                s_logit = (self.structure_relevance[ctx] + F.softplus(self.beta_raw)) / tau
+            else:
+                s_logit = torch.zeros_like(logits[:, 0])
+            w = torch.softmax(torch.cat([s_logit[:, None], logits], 1), dim=-1)
+            weights = w[:, 1:]
+            modal = weights[..., None] * denoised
+            return {"fused": w[:, :1] * structural + modal.sum(1), "gates": gates, "weights": weights, "modal": modal,
+                    "structure_weight": w[:, 0]}
+        # An entity with no available token gets weights 0 (not the NaN of a softmax over nothing).
+        weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)
+        modal = weights[..., None] * denoised
+        if os.environ.get("AFME_SGATE", "0") == "1":
+            lam = torch.sigmoid(self.structure_gate[ctx])
+        else:
+            lam = torch.sigmoid(self.structure_scale[ctx])[:, None] if os.environ.get("AFME_LAMBDA", "1") == "1" else 1.0
+        return {"fused": lam * structural + modal.sum(1), "gates": gates, "weights": weights, "modal": modal,
+                "structural": lam * structural}
 
-    def combine(self, structural: torch.Tensor, raw: torch.Tensor, denoised: torch.Tensor, present: torch.Tensor,
-                context: torch.Tensor, relations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted sum of [e_s, h~_1..M] -> (fused [n, D], weights [n, M+1])."""
-        tokens = torch.cat([structural[:, None], denoised], 1)
-        raw_all = torch.cat([structural[:, None], raw], 1)
-        present_all = torch.cat([torch.ones_like(present[:, :1]), present], 1)
-        w = self.weights(raw_all, tokens, present_all, context, relations)
-        return (w[..., None] * tokens).sum(1), w
-
-    def forward(self, structural: torch.Tensor, modality_tokens: torch.Tensor, present: torch.Tensor,
-                relations: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Denoise and fuse one (entity, relation) pair per row."""
-        context = self.relation_context_for(relations)
-        gates = self.gates(modality_tokens, context[:, 1:])
-        denoised = gates * modality_tokens
-        fused, w = self.combine(structural, modality_tokens, denoised, present, context, relations)
-        return {"fused": fused, "gates": gates, "weights": w, "denoised": denoised}
+    @staticmethod
+    def shares(structural: torch.Tensor, modal: torch.Tensor) -> torch.Tensor:
+        """Convex shares [n, M+1] of e_r's parts, structure first: norms of e_s and of each
+        w_m t~_m over their sum (what the notebooks show as "modality weights")."""
+        norms = torch.cat([structural.norm(dim=-1, keepdim=True), modal.norm(dim=-1)], -1)
+        return norms / norms.sum(-1, keepdim=True).clamp_min(1e-12)
