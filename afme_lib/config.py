@@ -120,9 +120,12 @@ class ModelConfig:
                                 "(0: MoIEn fills missing rows only)", at_least=0, at_most=1)
     reconstruction: float = option(1.0, "AFME: weight of MoIEn's reconstruction term on hidden measured rows", at_least=0)
     adversarial_rows: int = option(128, "AFME: entities per step in MoIEn's critic and generator updates", at_least=1)
-    structure_dropout: float = option(0.1, "models that read features: share of a batch's entities trained with an "
-                                      "uninformative structural embedding (another entity's, or the learned "
-                                      "'unknown' vector that entities with no training triple use)", at_least=0, below=1)
+    structure_dropout: float = option(0.05, "models that read features: share of a batch's entities whose structural "
+                                      "embedding is replaced by the learned 'unknown' vector that entities with no "
+                                      "training triple use", at_least=0, below=1)
+    structure_shuffle: float = option(0.6, "AFME: share, times (1 - lambda_r), of training pairs given another "
+                                      "entity's structural embedding, so relations the features decide learn to "
+                                      "answer for cold entities", at_least=0, at_most=1)
     dropout: float = option(0.0, "dropout in the generator", at_least=0, below=1)
     modalities: list[str] | None = option(None, "modalities to use; none given: every one the features hold; "
                                           "empty (CLI: --modalities none): structure only")

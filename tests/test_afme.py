@@ -1,12 +1,13 @@
-"""AFME on the tiny synthetic preset: scores, entity tables, fusion internals, ablations, the
-adversarial parameter groups, training, checkpoints, and running without any modality."""
+"""AFME (v2) on the tiny synthetic preset: scores, entity tables, fusion internals, ablations,
+MoIEn's losses and which parameters they reach, cold entities, learning what the generator
+built in, checkpoints, and running without any modality."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from afme_lib.config import ModelConfig
+from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.dataset import load_dataset
 from afme_lib.data.features import FeatureStore
 from afme_lib.data.synthetic import write_synthetic
@@ -61,7 +62,7 @@ def test_registered_and_built_from_the_feature_store(tiny):
     data, store = tiny
     assert isinstance(model, AFME) and model.registered_name == "afme" and model.relation_conditioned
     assert model.token_names == ["structure"] + store.modalities
-    assert len(model.token_names) == 4
+    assert len(model.token_names) == 5
     only = build(tiny, modalities=["text"])
     assert only.token_names == ["structure", "text"]
     with pytest.raises(ValueError, match=r"modalities \['video'\] requested but the feature store holds only"):
@@ -190,16 +191,20 @@ def test_raw_feature_scale_changes_nothing(tiny):
 
 
 def test_generated_tokens_live_on_the_measured_tokens_scale(tiny):
-    """Fused = convex combination of e_s and tokens no longer than the measured ones: a generated
-    feature has the norm of a measured token (s_m sqrt(D)), so the generator cannot swamp the
-    fusion (and every confidence alpha stays in [0, 1])."""
+    """A completed (generated) token has the norm of a measured token of its modality, s_m sqrt(D):
+    the generator cannot swamp the fusion, and alpha stays in [0, 1]."""
     model = build(tiny, dim=64).eval()
+    store = tiny[1]
     ents = torch.arange(tiny[0].num_entities)
     with torch.no_grad():
-        fused = model.entity_repr(ents, ents % tiny[0].num_relations)
-        token_norm = model.inputs.log_scale.exp().max() * 64 ** 0.5
-        bound = torch.maximum(model.entity(ents).norm(dim=-1), token_norm)
-    assert torch.all(fused.norm(dim=-1) <= bound * (1 + 1e-4))
+        per = model.per_entity(ents)
+    expected = model.inputs.log_scale.exp() * 64 ** 0.5
+    for k, name in enumerate(model.inputs.names):
+        missing = ~store.masks[name]
+        assert missing.any() and per["available"][:, k].all()
+        for rows in (missing, ~missing):  # rms() has an epsilon: equal to a few 1e-3
+            torch.testing.assert_close(per["token_norm"][rows, k], expected[k].expand(int(rows.sum())).detach(),
+                                       rtol=5e-3, atol=1e-5)
 
 
 # --- ablations -------------------------------------------------------------------------------
@@ -327,6 +332,113 @@ def test_a_few_joint_steps_reduce_the_kgc_loss(tiny):
         after = float(kgc())
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert after < 0.8 * before, (before, after)
+
+
+def test_only_moiens_own_objective_trains_the_generator(tiny):
+    """The KGC loss does not reach the generator (generated tokens enter it detached); the critic
+    loss reaches only the critic; the generator loss reaches only the generator."""
+    model = build(tiny)
+    data = tiny[0]
+    h, r, t = data.train[:64].unbind(1)
+    negatives = torch.randint(0, data.num_entities, (64, 8), generator=torch.Generator().manual_seed(0))
+    corrupt_head = torch.arange(64) % 2 == 0
+    ents, rels = torch.cat([h, t]), torch.cat([r, r])
+    groups = {"generator": {id(p) for p in model.generator.parameters()},
+              "critic": {id(p) for p in model.critic.parameters()}}
+
+    def reached(loss) -> set[str]:
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        names = set()
+        for p in model.parameters():
+            if p.grad is not None and p.grad.abs().sum() > 0:
+                names.add(next((g for g, ids in groups.items() if id(p) in ids), "kgc model"))
+        return names
+
+    pos, neg = model.score_batch(h, r, t, negatives, corrupt_head)
+    assert reached(kgc_loss("nssa", pos, neg, 6.0, 1.0)) == {"kgc model"}
+    assert reached(model.critic_loss(ents, rels, 10.0)["loss"]) == {"critic"}
+    # (the critic's gradients from the generator loss are dropped: its optimiser zeroes them first)
+    assert reached(model.generator_loss(ents, rels)) - {"critic"} == {"generator"}
+
+
+def test_score_batch_equals_score_and_score_negatives(tiny):
+    model = build(tiny).eval()
+    h, r, t = queries(tiny)
+    negatives = torch.randint(0, tiny[0].num_entities, (12, 6), generator=torch.Generator().manual_seed(3))
+    corrupt_head = torch.arange(12) % 3 == 0
+    with torch.no_grad():
+        pos, neg = model.score_batch(h, r, t, negatives, corrupt_head)
+        torch.testing.assert_close(pos, model.score(h, r, t))
+        torch.testing.assert_close(neg, model.score_negatives(h, r, t, negatives, corrupt_head))
+
+
+# --- entities without structural evidence -------------------------------------------------------
+def test_entities_without_training_triples_use_the_unknown_vector(tiny):
+    data = tiny[0]
+    model = build(tiny, structure_dropout=0.0).eval()
+    model.observe_training_graph(data.train)
+    seen = torch.zeros(data.num_entities, dtype=torch.bool)
+    seen[data.train[:, [0, 2]].reshape(-1)] = True
+    zero_shot = torch.tensor([i for i, g in enumerate(data.entity_groups) if g == "zero-shot"])
+    assert not seen[zero_shot].any() and seen[~torch.isin(torch.arange(data.num_entities), zero_shot)].all()
+    with torch.no_grad():
+        s = model.structural(torch.arange(data.num_entities))
+    assert torch.equal(s[zero_shot], model.unknown.expand(len(zero_shot), -1))
+    assert torch.equal(s[seen], model.entity.weight[seen])
+
+
+def test_cold_simulation_follows_the_structure_scale_and_only_in_training(tiny):
+    """A share structure_shuffle * (1 - lambda_r) of training pairs get another entity's e_s."""
+    data = tiny[0]
+    model = build(tiny, structure_dropout=0.0, structure_shuffle=1.0)
+    ents = torch.arange(data.num_entities)
+    per = model.per_entity(ents)
+    rel = torch.zeros_like(ents)
+    with torch.no_grad():
+        model.fusion.structure_logit.fill_(20.0)  # lambda = 1: structure decides, nothing is swapped
+        assert torch.equal(model._pairs(per, ents, rel, distinct=True)["structure"], per["structural"])
+        model.fusion.structure_logit.fill_(-20.0)  # lambda = 0: (almost) every pair is swapped
+        swapped = model._pairs(per, ents, rel, distinct=True)["structure"]
+        assert (swapped != 0).any()
+        model.fusion.structure_logit.fill_(0.0)  # lambda = 1/2: about half
+        torch.manual_seed(0)
+        half = model._pairs(per, ents, rel, distinct=True)["structure"] / 0.5
+        share = float((half != per["structural"]).any(1).float().mean())
+        assert 0.35 < share < 0.65
+        model.eval()
+        assert torch.equal(model._pairs(model.per_entity(ents), ents, rel, distinct=True)["structure"],
+                           0.5 * model.per_entity(ents)["structural"])
+
+
+# --- learning what the generator built in ------------------------------------------------------
+def test_afme_learns_which_modality_decides_each_relation_and_answers_for_cold_entities(tiny_synth, tmp_path):
+    """The tiny preset: each attribute relation is decided by one modality (another encodes it
+    weakly), with a pure-noise modality, corrupted and missing rows, and cold entities whose
+    attribute triples are all held out. AFME's weights must put the informative modality first for
+    every attribute relation, and AFME must beat structure-only RotatE clearly on cold entities."""
+    from afme_lib.analysis.modality import relation_profile
+    from afme_lib.data.synthetic import read_metadata
+    from afme_lib.data.synthetic_oracle import mrr_by_label, slice_labels
+    from afme_lib.evaluate import evaluate
+    from afme_lib.pipeline import load_run, train_run
+
+    meta = read_metadata(tiny_synth)
+    fit = TrainConfig(epochs=25, batch_size=256, negatives=16, lr=1e-2, eval_every=0, progress=False, device="cpu")
+    cold = {}
+    for name in ("rotate", "afme"):
+        extra = {"attention_layers": 1, "attention_heads": 2} if name == "afme" else {}
+        train_run(str(tiny_synth), ModelConfig(name=name, dim=32, **extra), fit, tmp_path / name,
+                  features=str(tiny_synth) if name == "afme" else None)
+        trainer = load_run(tmp_path / name)
+        result = evaluate(trainer.model, trainer.dataset, "test", return_ranks=True)
+        cold[name] = mrr_by_label(result["ranks"], slice_labels(trainer.dataset, meta, "test"))["cold/attribute"]
+    weights = relation_profile(trainer.model, trainer.dataset, positions=("head",)).weights
+    for rel in meta["relations"]:
+        if rel["kind"] == "attribute":
+            row = weights.loc[rel["name"]].drop("structure")
+            assert row.idxmax() == rel["informative_modalities"][0], (rel["name"], row.to_dict())
+    assert cold["afme"] > cold["rotate"] + 0.2, cold
 
 
 # --- checkpoints -----------------------------------------------------------------------------------

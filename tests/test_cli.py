@@ -40,11 +40,14 @@ def test_data_info_json_reports_counts_categories_and_modalities(tiny_synth, cap
     cats = relation_categories(data.train, data.num_relations)
     assert info["relation_categories"] == {c: int(sum(1 for x in cats if x == c)) for c in ("1-1", "1-N", "N-1", "N-N")}
     assert sum(info["test_triples_by_category"].values()) == len(data.test)
-    assert info["unseen_entities_in"] == {"valid": 0, "test": 0}
+    # the zero-shot items: every triple of theirs is held out (entity2group.txt says which)
+    zero_shot = {i for i, g in enumerate(data.entity_groups) if g == "zero-shot"}
+    unseen = {s: sum(1 for h, _, t in data.split(s).tolist() if h in zero_shot or t in zero_shot) for s in ("valid", "test")}
+    assert info["unseen_entities_in"] == unseen and min(unseen.values()) > 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         store = FeatureStore.load(tiny_synth, data.num_entities)
-    assert set(info["modalities"]) == {"text", "image", "audio"}
+    assert set(info["modalities"]) == {"text", "image", "audio", "numeric"}
     for m, cov in info["modalities"].items():
         present = int(store.masks[m].sum())
         assert cov == {"dim": store.features[m].shape[1], "present": present,

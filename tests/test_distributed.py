@@ -41,12 +41,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2
 EPOCHS, STOP_AT = 12, 8
-ROTATE = ["--model", "rotate", "--dim", "32", "--batch-size", "512", "--negatives", "16", "--lr", "0.05",
+ROTATE = ["--model", "rotate", "--dim", "32", "--batch-size", "128", "--negatives", "16", "--lr", "0.05",
           "--eval-every", "4", "--no-progress", "--device", "cpu", "--seed", "0"]
 
 
 def rotate_cfgs(seed=0, epochs=EPOCHS):
-    return ModelConfig(name="rotate", dim=32), TrainConfig(epochs=epochs, batch_size=512, negatives=16, lr=0.05,
+    return ModelConfig(name="rotate", dim=32), TrainConfig(epochs=epochs, batch_size=128, negatives=16, lr=0.05,
                                                            eval_every=4, progress=False, device="cpu", seed=seed)
 
 
@@ -185,16 +185,18 @@ def test_resume_under_torchrun_continues_exactly_and_only_rank_zero_writes(two_p
 def test_two_processes_reach_the_one_process_metrics_within_noise(two_process_runs, tiny_synth, tmp_path):
     """Same global batch, same epochs: the valid MRR of the 2-process run lies within the spread
     of 1-process runs over seeds, well above chance, and its final loss matches theirs."""
-    ours = json.loads((two_process_runs / "whole" / "metrics.json").read_text())
+    # Warm entities' held-out triples: the ones structure can answer (cold ones need features).
+    ours = json.loads((two_process_runs / "whole" / "metrics.json").read_text())["valid"]["by_group"]["warm"]
     ours_loss = read_log(two_process_runs / "whole")[-1]["loss"]
     single = []
     for seed in range(3):
         m = train_run(str(tiny_synth), *rotate_cfgs(seed), tmp_path / f"s{seed}")
-        single.append((m["valid"]["mrr"], read_log(tmp_path / f"s{seed}")[-1]["loss"]))
+        single.append((m["valid"]["by_group"]["warm"]["mrr"], read_log(tmp_path / f"s{seed}")[-1]["loss"]))
     mrrs, losses = [s[0] for s in single], [s[1] for s in single]
     mean, spread = statistics.mean(mrrs), max(statistics.stdev(mrrs), 0.01)
-    assert abs(ours["valid"]["mrr"] - mean) <= 4 * spread, (ours["valid"]["mrr"], mrrs)
-    assert ours["valid"]["mrr"] > 2.5 * 0.02  # chance is about 1 / 150 filtered candidates
+    assert abs(ours["mrr"] - mean) <= 4 * spread, (ours["mrr"], mrrs)
+    chance = 2 / (load_dataset(tiny_synth).num_entities + 1)  # a constant score: the middle rank
+    assert ours["mrr"] > 3 * chance
     assert abs(ours_loss - statistics.mean(losses)) <= 0.1 * statistics.mean(losses), (ours_loss, losses)
 
 

@@ -1,4 +1,5 @@
-"""MoIFu: relation-driven gates and dynamic modality weights against brute-force references."""
+"""MoIFu v2: gates, dynamic weights and the residual fusion against a brute-force reference of
+the module docstring's formulas, and the properties the ablation switches promise."""
 
 from __future__ import annotations
 
@@ -6,61 +7,66 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from afme_lib.models.fusion import TAU_MIN, MoIFu
+from afme_lib.models.fusion import STRUCTURE_START, TAU_MIN, MoIFu
 from afme_lib.models.modality import rms_normalise
 
 M, D, R = 3, 8, 5
 
 
-
 def make(**switches) -> MoIFu:
     torch.manual_seed(0)
     fusion = MoIFu(M, D, R, **switches)
-    with torch.no_grad():  # move tau away from its shared init so per-relation temperatures differ
+    with torch.no_grad():  # move the per-relation parameters away from their shared init
         fusion.tau_raw.uniform_(-1.0, 1.0)
+        fusion.structure_logit.uniform_(-2.0, 2.0)
+        fusion.gate_relation.normal_(0.0, 1.0)
     return fusion
 
 
 def batch(n: int = 7):
-    """Structural [n, D], modality tokens [n, M, D] of different scales, presence, relations.
-
-    Row 3 has no modality at all; absent tokens are zero (as ModalityInputs delivers them).
-    """
+    """Structural [n, D], RMS-scaled modality tokens [n, M, D] of different scales, availability,
+    relations. Row 3 has no modality available; unavailable tokens are zero (as ModalityInputs
+    delivers them)."""
     g = torch.Generator().manual_seed(1)
     structural = torch.randn(n, D, generator=g)
-    tokens = torch.randn(n, M, D, generator=g) * torch.tensor([0.5, 1.0, 3.0])[:, None]
-    present = torch.rand(n, M, generator=g) > 0.3
-    present[0] = True
-    present[3] = False
-    tokens = tokens * present[..., None]
+    tokens = rms_normalise(torch.randn(n, M, D, generator=g)) * torch.tensor([0.5, 1.0, 3.0])[:, None]
+    available = torch.rand(n, M, generator=g) > 0.3
+    available[0] = True
+    if n > 3:
+        available[3] = False
+    tokens = tokens * available[..., None]
     relations = torch.randint(0, R, (n,), generator=g)
-    return structural, tokens, present, relations
+    return structural, tokens, available, relations
 
 
-def brute_force(fusion: MoIFu, structural, tokens, present, relations):
+def run(fusion: MoIFu, structural, tokens, available, relations):
+    return fusion(structural, tokens, tokens.norm(dim=-1), available, fusion.gate_inputs(tokens), relations)
+
+
+def brute_force(fusion: MoIFu, structural, tokens, available, relations):
     """The docstring's formulas, one row and one token at a time."""
     n = len(structural)
-    gates = torch.empty(n, M, D)
-    weights = torch.empty(n, M + 1)
-    fused = torch.empty(n, D)
+    gates, weights, fused = torch.empty(n, M, D), torch.zeros(n, M), torch.empty(n, D)
     for i in range(n):
         r = int(relations[i]) if fusion.relation_context else 0
-        c = fusion.context[r]  # [M+1, D], structure first
         for m in range(M):
-            pre = fusion.gate_weight[m] @ (tokens[i, m] * c[1 + m]) + fusion.gate_bias[m]  # W_g^m x
+            pre = fusion.gate_weight[m] @ tokens[i, m] + fusion.gate_relation[r, m] + fusion.gate_bias[m]
             gates[i, m] = torch.sigmoid(pre) if fusion.denoising else torch.ones(D)
-        denoised = [structural[i]] + [gates[i, m] * tokens[i, m] for m in range(M)]
-        raw = [structural[i]] + [tokens[i, m] for m in range(M)]
-        mask = [True] + present[i].tolist()
+        denoised = [gates[i, m] * tokens[i, m] for m in range(M)]
         logits = []
-        for k in range(M + 1):
-            alpha = denoised[k].norm() / (raw[k].norm() + 1e-6)
-            rho = fusion.U @ torch.tanh(rms_normalise(denoised[k]) * c[k])
+        for m in range(M):
+            if not available[i, m]:
+                logits.append(torch.tensor(float("-inf")))
+                continue
+            alpha = denoised[m].norm() / (tokens[i, m].norm() + 1e-6)
+            rho = fusion.U @ torch.tanh(fusion.relevance_context[r, m])
             tau = F.softplus(fusion.tau_raw[r]) + TAU_MIN
-            logit = (alpha + rho) / tau if fusion.dynamic_weights else torch.tensor(0.0)
-            logits.append(logit if mask[k] else torch.tensor(float("-inf")))
-        weights[i] = torch.softmax(torch.stack(logits), 0)
-        fused[i] = sum(weights[i, k] * denoised[k] for k in range(M + 1))
+            beta = F.softplus(fusion.beta_raw)
+            logits.append((rho + beta * alpha) / tau if fusion.dynamic_weights else torch.tensor(0.0))
+        if available[i].any():
+            weights[i] = torch.softmax(torch.stack(logits), 0)
+        lam = torch.sigmoid(fusion.structure_logit[r])
+        fused[i] = lam * structural[i] + sum(weights[i, m] * denoised[m] for m in range(M))
     return gates, weights, fused
 
 
@@ -69,119 +75,152 @@ def brute_force(fusion: MoIFu, structural, tokens, present, relations):
 ])
 def test_forward_matches_the_documented_formulas(switches):
     fusion = make(**switches)
-    s, h, present, rels = batch()
+    s, h, available, rels = batch()
     with torch.no_grad():
-        out = fusion(s, h, present, rels)
-        gates, weights, fused = brute_force(fusion, s, h, present, rels)
+        out = run(fusion, s, h, available, rels)
+        gates, weights, fused = brute_force(fusion, s, h, available, rels)
     torch.testing.assert_close(out["gates"], gates)
-    torch.testing.assert_close(out["denoised"], gates * h)
     torch.testing.assert_close(out["weights"], weights)
     torch.testing.assert_close(out["fused"], fused)
+    torch.testing.assert_close(out["modal"], weights[..., None] * gates * h)
+    torch.testing.assert_close(out["structure"], fusion.structure_scale(rels)[:, None] * s)
+
+
+def test_the_gates_per_entity_part_is_computed_once_per_entity():
+    """gate_inputs(tokens) holds everything of the gate that depends on the entity: gathering it per
+    pair gives the same fusion as computing it per pair."""
+    fusion = make()
+    s, h, available, _ = batch()
+    index = torch.tensor([0, 0, 1, 2, 2, 2, 4])
+    rels = torch.tensor([0, 1, 1, 2, 3, 4, 0])
+    per_entity = fusion.gate_inputs(h)
+    with torch.no_grad():
+        a = fusion(s[index], h[index], h[index].norm(dim=-1), available[index], per_entity[index], rels)
+        b = run(fusion, s[index], h[index], available[index], rels)
+    torch.testing.assert_close(a["fused"], b["fused"])
+
+
+def test_fusion_starts_as_structure():
+    """At initialisation lambda_r = sigmoid(3) for every relation: e_r is 0.95 e_s plus the small
+    modality part (tokens start at a fraction of the structural scale in AFME)."""
+    fusion = MoIFu(M, D, R)
+    assert torch.allclose(fusion.structure_scale(torch.arange(R)), torch.sigmoid(torch.tensor(STRUCTURE_START)))
+    s, h, available, rels = batch()
+    out = run(fusion, s, h * 0.0, available, rels)
+    torch.testing.assert_close(out["fused"], torch.sigmoid(torch.tensor(STRUCTURE_START)) * s)
 
 
 def test_gates_lie_in_the_unit_interval_even_for_huge_inputs():
     fusion = make()
-    s, h, present, rels = batch()
+    s, h, available, rels = batch()
     for scale in (1.0, 1e3):
-        gates = fusion(s, h * scale, present, rels)["gates"]
+        gates = run(fusion, s, h * scale, available, rels)["gates"]
         assert gates.shape == (len(s), M, D)
         assert gates.min() >= 0 and gates.max() <= 1
-    assert 0 < fusion(s, h, present, rels)["gates"].mean() < 1  # not trivially saturated at init
+    assert 0 < run(fusion, s, h, available, rels)["gates"].mean() < 1  # not trivially saturated
 
 
 def test_denoising_off_makes_every_gate_exactly_one():
     fusion = make(denoising=False)
-    s, h, present, rels = batch()
-    out = fusion(s, h, present, rels)
+    s, h, available, rels = batch()
+    out = run(fusion, s, h, available, rels)
     assert torch.equal(out["gates"], torch.ones(len(s), M, D))
-    assert torch.equal(out["denoised"], h)
+    assert fusion.gate_inputs(h).numel() == 0  # no per-entity gate work at all
 
 
-def test_weights_sum_to_one_and_are_exactly_zero_for_absent_tokens():
+def test_weights_sum_to_one_over_available_tokens_and_are_zero_elsewhere():
     fusion = make()
-    s, h, present, rels = batch()
-    w = fusion(s, h, present, rels)["weights"]
-    assert w.shape == (len(s), M + 1)
-    torch.testing.assert_close(w.sum(1), torch.ones(len(s)))
-    present_all = torch.cat([torch.ones(len(s), 1, dtype=torch.bool), present], 1)
-    assert torch.all(w[~present_all] == 0)
-    assert torch.all(w[present_all] > 0)
-    # a row without any modality: the structure takes everything, and fused is e_s exactly
-    assert w[3].tolist() == [1.0, 0.0, 0.0, 0.0]
-    assert torch.equal(fusion(s, h, present, rels)["fused"][3], s[3])
+    s, h, available, rels = batch()
+    out = run(fusion, s, h, available, rels)
+    w = out["weights"]
+    assert w.shape == (len(s), M)
+    has_any = available.any(1)
+    torch.testing.assert_close(w.sum(1)[has_any], torch.ones(int(has_any.sum())))
+    assert torch.all(w[~available] == 0) and torch.all(w[available] > 0)
+    # a row without any modality: weights 0 (not NaN) and e_r = lambda_r e_s exactly
+    assert w[3].tolist() == [0.0] * M
+    torch.testing.assert_close(out["fused"][3], fusion.structure_scale(rels[3:4])[0] * s[3])
 
 
-def test_dynamic_weights_off_gives_uniform_weights_over_present_tokens():
+def test_dynamic_weights_off_gives_uniform_weights_over_available_tokens():
     fusion = make(dynamic_weights=False)
-    s, h, present, rels = batch()
-    w = fusion(s, h, present, rels)["weights"]
-    present_all = torch.cat([torch.ones(len(s), 1, dtype=torch.bool), present], 1).float()
-    torch.testing.assert_close(w, present_all / present_all.sum(1, keepdim=True))
+    s, h, available, rels = batch()
+    w = run(fusion, s, h, available, rels)["weights"]
+    avail = available.float()
+    expected = avail / avail.sum(1, keepdim=True).clamp(min=1)
+    torch.testing.assert_close(w, expected)
 
 
-def test_dynamic_weights_on_are_not_uniform():
+def test_the_relevance_handle_lets_a_relation_choose_its_modality():
+    """rho_{r,m} is a free per-(relation, modality) logit: raising one modality's relevance for one
+    relation moves that relation's weight to it and leaves the other relations' weights alone."""
     fusion = make()
-    s, h, present, rels = batch()
-    w = fusion(s, h, present, rels)["weights"][0]  # row 0 has every modality
-    assert (w.max() - w.min()) > 1e-3
+    s, h, _, _ = batch()
+    available = torch.ones(len(s), M, dtype=torch.bool)
+    rels = torch.tensor([0, 0, 0, 1, 1, 1, 2])
+    before = run(fusion, s, h, available, rels)["weights"]
+    with torch.no_grad():  # push C_{0, 2} along U: rho_{0,2} grows
+        fusion.relevance_context[0, 2] = 10 * torch.sign(fusion.U)
+    after = run(fusion, s, h, available, rels)["weights"]
+    assert torch.all(after[rels == 0, 2] > 0.9) and torch.all(before[rels == 0, 2] < 0.9)
+    torch.testing.assert_close(after[rels != 0], before[rels != 0])
 
 
 @pytest.mark.parametrize("relation_context", [True, False])
 def test_relation_context_switch(relation_context):
     fusion = make(relation_context=relation_context)
-    s, h, present, _ = batch()
-    a = fusion(s, h, present, torch.zeros(len(s), dtype=torch.long))
-    b = fusion(s, h, present, torch.full((len(s),), 2))
-    for key in ("gates", "weights", "fused"):
-        if relation_context:
-            assert not torch.allclose(a[key], b[key]), key
-        else:
-            assert torch.equal(a[key], b[key]), key
-    expected_contexts = R if relation_context else 1
-    assert fusion.context.shape == (expected_contexts, M + 1, D)
-    assert fusion.tau_raw.shape == (expected_contexts,)
+    rows = R if relation_context else 1
+    assert fusion.gate_relation.shape == (rows, M, D) and fusion.relevance_context.shape[:2] == (rows, M)
+    assert fusion.tau_raw.shape == (rows,) and fusion.structure_logit.shape == (rows,)
+    s, h, available, _ = batch()
+    a = run(fusion, s, h, available, torch.zeros(len(s), dtype=torch.long))
+    b = run(fusion, s, h, available, torch.full((len(s),), R - 1))
+    assert torch.allclose(a["fused"], b["fused"]) != relation_context
 
 
-def test_confidence_and_relevance_are_scale_invariant():
-    """Scaling one modality's raw token and its denoised token by 10 leaves every weight as is:
-    alpha is a norm *ratio* and the relevance sees rms(h~), so magnitude cannot buy weight."""
+def test_alpha_sees_a_degraded_row_through_the_gate():
+    """alpha = ||gate * t|| / ||t||: a gate that closes on a token's content lowers its confidence and
+    so its weight, for the same relation."""
     fusion = make()
-    s, h, present, rels = batch()
-    out = fusion(s, h, present, rels)
-    ctx = fusion.relation_context_for(rels)
-    raw = torch.cat([s[:, None], h], 1)
-    den = torch.cat([s[:, None], out["denoised"]], 1)
-    present_all = torch.cat([torch.ones(len(s), 1, dtype=torch.bool), present], 1)
-    base = fusion.weights(raw, den, present_all, ctx, rels)
-    torch.testing.assert_close(base, out["weights"])
-    for k in range(1, M + 1):
-        scale = torch.ones(M + 1)
-        scale[k] = 10.0
-        scaled = fusion.weights(raw * scale[:, None], den * scale[:, None], present_all, ctx, rels)
-        torch.testing.assert_close(scaled, base, rtol=1e-5, atol=1e-6)
+    s, h, _, _ = batch(2)
+    available = torch.ones(2, M, dtype=torch.bool)
+    rels = torch.zeros(2, dtype=torch.long)
+    tokens = torch.stack([h[0], h[0]])
+    with torch.no_grad():  # make the gate of modality 0 depend on the sign of the token's first coordinate
+        fusion.gate_weight[0].zero_()
+        fusion.gate_weight[0][:, 0] = 20.0
+        fusion.gate_bias[0].zero_()
+        fusion.gate_relation.zero_()
+        tokens[1, 0] = -tokens[1, 0] if tokens[0, 0, 0] > 0 else tokens[1, 0]
+        tokens[0, 0] = tokens[0, 0] if tokens[0, 0, 0] > 0 else -tokens[0, 0]
+    out = run(fusion, torch.stack([s[0], s[0]]), tokens, available, rels)
+    assert out["gates"][0, 0].mean() > 0.9 and out["gates"][1, 0].mean() < 0.1
+    assert out["weights"][0, 0] > out["weights"][1, 0]
 
 
 def test_temperature_is_positive_even_for_very_negative_parameters():
     fusion = make()
     with torch.no_grad():
-        fusion.tau_raw.fill_(-1e4)  # softplus -> 0, so tau = TAU_MIN
-    s, h, present, rels = batch()
-    w = fusion(s, h, present, rels)["weights"]
+        fusion.tau_raw.fill_(-100.0)
+    s, h, available, rels = batch()
+    w = run(fusion, s, h, available, rels)["weights"]
     assert torch.isfinite(w).all()
-    with torch.no_grad():
-        _, expected, _ = brute_force(fusion, s, h, present, rels)
-    torch.testing.assert_close(w, expected)
-    assert TAU_MIN > 0
+    assert float(F.softplus(fusion.tau_raw.detach()).min() + TAU_MIN) >= TAU_MIN
 
 
-def test_gradients_are_finite_with_absent_tokens():
-    """Absent tokens are zero vectors: their norms must not turn gradients into NaN."""
+def test_gradients_are_finite_with_unavailable_tokens():
     fusion = make()
-    s, h, present, rels = batch()
-    s, h = s.requires_grad_(), h.requires_grad_()
-    out = fusion(s, h, present, rels)
+    s, h, available, rels = batch()
+    s.requires_grad_(True)
+    out = run(fusion, s, h, available, rels)
     out["fused"].pow(2).sum().backward()
     for name, p in fusion.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    assert torch.isfinite(h.grad).all() and torch.isfinite(s.grad).all()
-    assert fusion.gate_weight.grad.abs().sum() > 0 and fusion.U.grad.abs().sum() > 0
+    assert torch.isfinite(s.grad).all()
+
+
+def test_shares_are_convex_and_follow_the_parts_norms():
+    structure = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
+    modal = torch.tensor([[[0.0, 5.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 3.0]]])
+    shares = MoIFu.shares(structure, modal)
+    torch.testing.assert_close(shares, torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.25, 0.75]]))

@@ -23,7 +23,7 @@ from afme_lib.models.registry import create_model, model_names
 from afme_lib.train import Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
-DIMS = {"text": 32, "image": 24, "audio": 16}  # the tiny preset's feature widths
+DIMS = {"text": 24, "image": 24, "audio": 16, "numeric": 8}  # the tiny preset's feature widths
 SMALL = dict(attention_layers=1, attention_heads=2, noise_dim=8)
 
 
@@ -87,7 +87,7 @@ def test_features_count_only_for_models_that_read_them_and_only_on_the_device():
     assert pinned.per_entity["features"] == len(DIMS) and pinned.host_bytes == 1000 * 4 * sum(DIMS.values())
     assert resident.peak_bytes - pinned.peak_bytes == 1000 * 4 * sum(DIMS.values())
     only_text = plan(model_cfg("mm-concat", modalities=["text"]), train, 1000, 5, DIMS)
-    assert only_text.feature_dims == {"text": 32}
+    assert only_text.feature_dims == {"text": 24}
     with pytest.raises(ValueError, match=r"modalities \['video'\] requested but feature widths are known only for"):
         plan(model_cfg("mm-concat", modalities=["video"]), train, 1000, 5, DIMS)
 
@@ -193,7 +193,7 @@ def test_afme_memory_prints_the_table_and_json(tiny_synth, capsys):
             "--attention-layers", "1", "--free-gb", "1", "--models", "rotate", "afme"]
     assert main(base) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith(f"{tiny_synth}: 300 entities")
+    assert out[0].startswith(f"{tiny_synth}: 317 entities")
     assert out[1].startswith("| model | params | embeddings B/ent |") and out[1].endswith("| fits |")
     assert [line.split(" | ")[0] for line in out[3:]] == ["| rotate", "| afme"]
     assert all(line.endswith("| yes |") for line in out[3:])

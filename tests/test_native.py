@@ -32,7 +32,7 @@ def store(small_store):
 
 def build(store, seed=0, **kw):
     torch.manual_seed(seed)
-    model = create_model(ModelConfig(name="native", dim=DIM, noise_dim=4, **kw), N, R, store)
+    model = create_model(ModelConfig(name="native", dim=DIM, noise_dim=4, **{"structure_dropout": 0.0, **kw}), N, R, store)
     with torch.no_grad():  # spread the temperatures so relations really differ
         model.temperature_logit.copy_(torch.linspace(-2, 2, len(model.temperature_logit)))
     return model

@@ -312,7 +312,7 @@ def test_a_misspelled_modality_suggests_the_right_one(tiny_synth, tmp_path, caps
 def test_notebook_parameters_are_checked_with_their_names():
     with pytest.raises(OptionError, match=r"^epochs must be >= 0 \(got -1\)$"):
         workbench.build_configs(epochs=-1)
-    with pytest.raises(OptionError, match=r"^model must be a registered model: .*\(did you mean 'afme'\?\)"):
+    with pytest.raises(OptionError, match=r"^model must be a registered model: .*\(did you mean 'afme' or 'afme-v1'\?\)"):
         workbench.build_configs(model="afm")
     with pytest.raises(OptionError, match=r"^attention_heads must be >= 1"):
         workbench.build_configs(model_options={"attention_heads": 0})

@@ -86,7 +86,7 @@ def test_written_folder_loads_with_groups_shapes_and_masks(tiny_folder):
     assert ds.num_relations == len(meta["relations"]) == len(cfg.attribute_values) + len(cfg.structural_relations)
     assert ds.relation_names == [r["name"] for r in meta["relations"]]
     assert ds.entity_groups == meta["entity_groups"]
-    assert meta["group_counts"] == {"warm": 180, "cold": 48, "zero-shot": 12, "value": 17}
+    assert meta["group_counts"] == {"warm": 225, "cold": 60, "zero-shot": 15, "value": 17}
     types = meta["entity_types"]
     for i in range(n_items):
         assert re.fullmatch(rf"e{i:05d}_type{types[i]}", ds.entity_names[i])
@@ -102,10 +102,25 @@ def test_written_folder_loads_with_groups_shapes_and_masks(tiny_folder):
         assert np.flatnonzero(~mask[:n_items]).tolist() == rec["missing"]["ids"]
         assert len(rec["missing"]["ids"]) == rec["missing"]["count"]
         assert mask[rec["corrupted"]["ids"]].all()  # degraded rows are present, just wrong
-        # a value entity has a row exactly in the modalities that strongly encode its attribute
-        owns = np.concatenate([value_entity_ids(cfg)[a] for a in rec["attributes"]]) if rec["attributes"] else []
-        np.testing.assert_array_equal(np.flatnonzero(mask[values]) + n_items, np.sort(owns))
+        assert not mask[values].any()  # value entities carry no features by default
         assert (tiny_folder / rec["file"]).is_file()
+
+
+def test_value_features_give_a_value_entity_its_own_prototype_in_its_attributes_modalities():
+    cfg = replace(PRESETS["tiny"], value_features=True)
+    ds, store, meta = generate(cfg)
+    attrs = _attrs(meta)
+    for m, rec in meta["modalities"].items():
+        mask = store.masks[m].numpy()
+        owns = np.concatenate([value_entity_ids(cfg)[a] for a in rec["attributes"]]) if rec["attributes"] else []
+        np.testing.assert_array_equal(np.flatnonzero(mask[cfg.num_items:]) + cfg.num_items, np.sort(owns))
+        for a in rec["attributes"]:  # "Comedy" looks like the comedies: nearest to their mean row
+            x = store.features[m].double().numpy()
+            items = _clean_rows(meta, m)
+            means = np.stack([x[items[attrs[items, a] == v]].mean(0) for v in range(cfg.attribute_values[a])])
+            ids = value_entity_ids(cfg)[a]
+            nearest = ((x[ids][:, None] - means[None]) ** 2).sum(-1).argmin(1)
+            np.testing.assert_array_equal(nearest, attrs[ids, a])
 
 
 @pytest.mark.parametrize("preset", ["tiny", "default"])
@@ -277,7 +292,7 @@ def test_feature_settings_leave_the_graph_and_other_modalities_unchanged(tiny):
 
 def test_rewriting_a_synthetic_folder_replaces_it_and_a_foreign_folder_is_refused(tmp_path):
     folder = write_synthetic(tmp_path / "s", "tiny")
-    small = replace(PRESETS["tiny"], name="synth-small", num_items=120, attribute_values=(4,),
+    small = replace(PRESETS["tiny"], name="synth-small", num_items=120, attribute_values=(4,), value_features=False,
                     modalities={"text": ModalitySpec((0,), dim=8, missing=0.1)})
     write_synthetic(folder, small)
     assert not list(folder.glob("synth-tiny-*"))  # stale feature files are gone

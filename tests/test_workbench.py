@@ -88,8 +88,8 @@ def test_prepare_dataset_generates_a_synthetic_folder_once_and_reuses_it(project
     folder = project.resolve() / "runs" / "data" / "synth-tiny-seed1"
     assert (data, feats) == (str(folder), str(folder))
     ds = load_dataset(data)
-    assert ds.num_entities == 300
-    assert set(FeatureStore.load(feats, ds.num_entities, verbose=False).modalities) == {"text", "image", "audio"}
+    assert ds.num_entities == 317
+    assert set(FeatureStore.load(feats, ds.num_entities, verbose=False).modalities) == {"text", "image", "audio", "numeric"}
     assert json.loads((folder / "metadata.json").read_text())["seed"] == 1
     assert workbench.prepare_dataset("synth:tiny:1") == (data, feats)
     assert len(calls) == 1  # the second call reused the folder

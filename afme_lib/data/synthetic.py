@@ -110,19 +110,19 @@ class SynthConfig:
     """Everything the generator needs; the defaults are the ``tiny`` preset."""
 
     name: str = "synth-tiny"  # dataset name: feature files are <name>-textual.pth, ...
-    num_items: int = 240
+    num_items: int = 300
     num_types: int = 2
     attribute_values: tuple[int, ...] = (6, 6, 5)  # K_a: values of each attribute (= its value entities)
     modalities: dict[str, ModalitySpec] = field(default_factory=_tiny_modalities)
-    structural_relations: tuple[str, ...] = ("N-1", "N-N", "1-N")  # intended category of each
-    structural_triples: int = 300  # target per structural relation before dedup
+    structural_relations: tuple[str, ...] = ("N-1", "N-N", "1-N", "N-N")  # intended category of each
+    structural_triples: int = 600  # target per structural relation before dedup
     fanout: float = 3.0  # mean multiplicity of an "N" side; each relation scales it by U(0.8, 1.25)
     num_communities: int = 8  # communities C of the structural block model
     cold_fraction: float = 0.2
     zero_shot_fraction: float = 0.05
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
-    value_features: bool = True  # value entities get a feature row in the modalities of their attribute
+    value_features: bool = False  # value entities get a feature row in the modalities that strongly encode their attribute
     seed: int = 0
 
     def validate(self) -> None:

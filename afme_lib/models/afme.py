@@ -9,8 +9,15 @@ For an entity e seen through relation r::
     t_m = h_m                      if m is measured for e
           g_m                      if it is missing (completed)
           (1 - b_m) h_m + b_m g_m  if ``enhance_mix`` > 0 (enhance a possibly degraded row)
-    e_r = e_s + sum_m w_m(e, r) gate_m(e, r) * t_m      MoIFu (fusion.py)
+    e_r = lambda_r e_s + sum_m w_m(e, r) gate_m(e, r) * t_m      MoIFu (fusion.py)
     score(h, r, t) = scorer(e_r(h), r, e_r(t))
+
+Cold entities. An entity whose attribute triples are all held out still has a trained e_s, but
+one that says nothing about those relations; at test time it adds noise to exactly the queries
+the features should answer. In training, a share ``structure_shuffle * (1 - lambda_r)`` of the
+pairs get another entity's e_s (:meth:`AFME._simulate_cold`): relations that the features decide
+learn to answer without help from e_s (and lower lambda_r), relations that structure decides
+(lambda_r near 1) are hardly disturbed.
 
 Cost. h_m, g_m and the gate's W_g^m t_m depend on the entity only, so each call computes them
 once per distinct entity; per (entity, relation) pair only elementwise work remains. An
@@ -48,8 +55,7 @@ from afme_lib.models.registry import register_model
 from afme_lib.models.scorers import scorer_from_config
 
 TABLE_CHUNK = 8192  # entities fused at a time when building a whole entity table
-import os
-FEATURE_START = float(os.environ.get("AFME_FS", "0.3"))  # initial token scale, as a fraction of the structural embeddings' RMS
+FEATURE_START = 0.3  # initial token scale, as a fraction of the structural embeddings' RMS
 
 
 @register_model("afme")
@@ -88,7 +94,8 @@ class AFME(KGModel):
                   noise: torch.Tensor | None) -> torch.Tensor:
         """MoIEn's tokens [n, M, D] on the measured tokens' scale, s_m rms(G(e_s, z, shown tokens))."""
         generated = self.generator(structural, tokens, shown, noise)
-        return rms_normalise(generated) * self.inputs.log_scale.exp()[:, None].to(generated.dtype)
+        # The scale s_m is detached: MoIEn's losses must reach only the generator.
+        return rms_normalise(generated) * self.inputs.log_scale.detach().exp()[:, None].to(generated.dtype)
 
     def _noise(self, n: int, device) -> torch.Tensor | None:
         return torch.randn(n, self.config.noise_dim, device=device) if self.training else None
@@ -131,18 +138,22 @@ class AFME(KGModel):
                 out = self._pairs(per, unique // self.num_relations, unique % self.num_relations, distinct=True)
                 return {k: v[inverse] for k, v in out.items()}
         structural = per["structural"][index]
-        import os
-        q = float(os.environ.get("AFME_ADAPT", "0"))
-        if self.training and q > 0:
-            lam = torch.sigmoid(self.fusion.structure_scale.detach())[relations if self.config.relation_context else 0 * relations]
-            drop = torch.rand(len(index), device=index.device) < q * (1 - lam)
-            other = per["structural"][torch.randint(0, len(per["structural"]), (len(index),), device=index.device)]
-            structural = torch.where(drop[:, None], other, structural)
+        if self.training and self.config.structure_shuffle > 0:
+            structural = self._simulate_cold(per["structural"], structural, relations)
         gate_inputs = per["gate_inputs"]
-        out = self.fusion(structural, per["tokens"][index], per["token_norm"][index], per["available"][index],
-                          gate_inputs[index] if gate_inputs.dim() else gate_inputs, relations)
-        out.setdefault("structural", structural)
-        return out
+        return self.fusion(structural, per["tokens"][index], per["token_norm"][index], per["available"][index],
+                           gate_inputs[index] if gate_inputs.numel() else gate_inputs, relations)
+
+    def _simulate_cold(self, table: torch.Tensor, structural: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        """Training only: a share ``structure_shuffle * (1 - lambda_r)`` of the pairs get another
+        entity's e_s, as an entity whose structural embedding says nothing about relation r has
+        (a cold entity's attribute triples are all held out). The share follows lambda_r, so
+        relations that structure decides (lambda_r near 1) are hardly touched, while relations the
+        features decide learn to answer when e_s is no help."""
+        lam = self.fusion.structure_scale(relations).detach()
+        swap = torch.rand(len(relations), device=relations.device) < self.config.structure_shuffle * (1 - lam)
+        other = table[torch.randint(0, len(table), (len(relations),), device=relations.device)]
+        return torch.where(swap[:, None], other, structural)
 
     # --- representations ---------------------------------------------------------------------
     def relation_repr(self, relations: torch.Tensor) -> torch.Tensor:
@@ -204,19 +215,8 @@ class AFME(KGModel):
         unique, inverse = torch.unique(ent.reshape(-1), return_inverse=True)
         per = self.per_entity(unique)
         out = self._pairs(per, inverse, rel.reshape(-1))
-        if "structure_weight" in out:
-            shares = torch.cat([out["structure_weight"][:, None], out["weights"]], 1)
-        else:
-            shares = MoIFu.shares(out["structural"], out["modal"])
-        return {"gates": out["gates"].mean(-1), "weights": shares,
+        return {"gates": out["gates"].mean(-1), "weights": MoIFu.shares(out["structure"], out["modal"]),
                 "modality_weights": out["weights"], "measured": per["measured"][inverse]}
-
-    def extra_loss(self, heads, relations, tails):
-        import os
-        c = float(os.environ.get("AFME_LAMPEN", "0"))
-        if c <= 0 or len(self.inputs) == 0:
-            return None
-        return c * torch.sigmoid(self.fusion.structure_scale).sum()
 
     # --- MoIEn -------------------------------------------------------------------------------
     def critic_parameters(self) -> list[nn.Parameter]:

@@ -123,13 +123,7 @@ class KGModel(nn.Module):
         out = torch.where(self.no_structure[entities][..., None], self.unknown.to(e.dtype), e)
         p = self.config.structure_dropout
         if self.training and p > 0:
-            import os
-            psh = float(os.environ.get("AFME_PSH", p)); pun = float(os.environ.get("AFME_PUN", p))
-            drop = torch.rand(entities.shape, device=entities.device) < psh
-            flat = out.reshape(-1, out.shape[-1])
-            other = flat[torch.randint(0, len(flat), (len(flat),), device=flat.device)].view_as(out)
-            out = torch.where(drop[..., None], other, out)
-            drop = torch.rand(entities.shape, device=entities.device) < pun
+            drop = torch.rand(entities.shape, device=entities.device) < p
             out = torch.where(drop[..., None], self.unknown.to(e.dtype), out)
         return out
 

@@ -2,51 +2,51 @@
 
 Inputs for an entity e seen through relation r: its structural embedding e_s and one token
 t_m [D] per modality m (a projected measured feature, or MoIEn's generated one where the row is
-missing). Everything that depends on e alone is computed once per entity; per (entity,
-relation) pair only elementwise work remains.
+missing). Everything that depends on e alone is computed once per entity (:meth:`MoIFu.gate_inputs`);
+per (entity, relation) pair only elementwise work remains (:meth:`MoIFu.forward`).
 
-Denoising. The article's gate is sigma(W_g (h_m * r) + b_g). We use its additive form::
+Denoising. The article's gate is sigmoid(W_g (h_m * r) + b_g). We use its additive form::
 
     gate_m(e, r) = sigmoid(W_g^m t_m + g_{r,m} + b_m),        t~_m = gate_m * t_m
 
 W_g^m t_m is per entity (the D x D product is never done per pair); g_{r,m} [D] is relation r's
 view of modality m's coordinates, so the relation selects which coordinates (which of a
-modality's attributes) pass, and the content decides per entity. The multiplicative form would
-cost a D x D product per (entity, relation) pair, the dominant cost of AFME v1.
+modality's attributes) pass and the content decides per entity. The multiplicative form costs a
+D x D product per (entity, relation) pair, the dominant cost of AFME v1.
 
-Dynamic weights (the article names a norm-based confidence alpha_m, the contextual relevance to
+Dynamic weights. The article names a norm-based confidence alpha_m, the contextual relevance to
 the relation through a learnable vector U and a per-relation smoothing factor tau_r, but prints
-no formula; this is our reading)::
+no formula; this is our reading::
 
-    alpha_m  = ||t~_m|| / ||t_m||                  share of the token's energy the gate lets pass
-    rho_{r,m} = U . tanh(C_{r,m})                  relevance of modality m to relation r
-    w_m      = softmax over available tokens of (rho_{r,m} + beta alpha_m) / tau_r
-    tau_r    = softplus(theta_r) + 0.05,  beta = softplus(b_beta)
+    alpha_m   = ||t~_m|| / ||t_m||            share of the token's energy the gate lets pass
+    rho_{r,m} = U . tanh(C_{r,m})             relevance of modality m to relation r
+    w_m       = softmax over available tokens of (rho_{r,m} + beta alpha_m) / tau_r
+    tau_r     = softplus(theta_r) + 0.05,  beta = softplus(b_beta)
 
 rho is a free per-(relation, modality) handle (v1 had none: its relevance term rescaled the
-coordinates of a shared U, so relations could not choose; see ../shared/reviews/afme-audit.md).
+coordinates of one shared U, so relations could not choose; ../shared/reviews/afme-audit.md).
 alpha varies per entity with what the gate finds in the row (a degraded row loses more energy),
-so an entity whose usual modality is degraded leans on another. The ratio, not a raw norm:
-tokens are RMS-normalised, so their norm is constant by construction.
+so an entity whose usual modality is degraded leans on another. A ratio, not a raw norm: tokens
+are RMS-normalised, so their own norm is the same for every row.
 
 Fusion starts as structure (residual form)::
 
-    e_r = e_s + sum_m w_m t~_m
+    e_r = lambda_r e_s + sum_m w_m t~_m,        lambda_r = sigmoid(l_r), l_r = 3 at start (0.95)
 
-Token scales start at a fraction of the structural scale, so AFME begins as its scorer alone
-and the modality path grows where it lowers the loss. The share each part has in e_r,
-``[||e_s||, ||w_m t~_m||] / sum``, is the convex weight vector the notebooks show
-(:meth:`MoIFu.shares`).
+Tokens start at a fraction of the structural scale, so AFME begins as its scorer alone and the
+modality path grows where it lowers the loss. lambda_r lets a relation that the features decide
+lean on them (a score function such as RotatE cannot shrink e_s by itself: its relations rotate).
+The shares of e_r's parts, ``[||lambda_r e_s||, ||w_m t~_m||] / sum`` (:meth:`MoIFu.shares`),
+are the convex weights the notebooks show as "which modality a relation relies on".
 
-Ablations: ``denoising=False`` makes every gate 1 (alpha = 1); ``dynamic_weights=False`` gives
-uniform weights over the available tokens; ``relation_context=False`` shares one g, C and tau
-across relations.
+Ablations: ``denoising=False`` makes every gate 1 (so alpha = 1); ``dynamic_weights=False``
+gives uniform weights over the available tokens; ``relation_context=False`` shares one g, C,
+tau and lambda across relations.
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import torch.nn.functional as F
@@ -54,10 +54,11 @@ from torch import nn
 
 TAU_MIN = 0.05
 RELEVANCE_DIM = 16
+STRUCTURE_START = 3.0  # l_r at start: lambda_r = sigmoid(3) = 0.95
 
 
 class MoIFu(nn.Module):
-    """Per-entity gate pre-activations, then per-(entity, relation) gates, weights and fusion."""
+    """Per-entity gate inputs, then per-(entity, relation) gates, weights and residual fusion."""
 
     def __init__(self, num_modalities: int, dim: int, num_relations: int, denoising: bool = True,
                  dynamic_weights: bool = True, relation_context: bool = True):
@@ -73,19 +74,20 @@ class MoIFu(nn.Module):
         self.U = nn.Parameter(torch.randn(RELEVANCE_DIM) / math.sqrt(RELEVANCE_DIM))
         self.beta_raw = nn.Parameter(torch.tensor(math.log(math.e - 1)))  # softplus -> 1
         self.tau_raw = nn.Parameter(torch.full((contexts,), math.log(math.e - 1)))  # softplus -> 1
-        import os
-        self.convex = os.environ.get("AFME_CONVEX", "0") == "1"
-        self.structure_scale = nn.Parameter(torch.full((contexts,), 3.0))  # lambda_r = sigmoid -> 0.95
-        self.structure_gate = nn.Parameter(torch.full((contexts, dim), 3.0))
-        self.structure_relevance = nn.Parameter(torch.full((contexts,), math.log(4.0 * max(m, 1))))  # w_s ~ 0.8 at start
+        self.structure_logit = nn.Parameter(torch.full((contexts,), STRUCTURE_START))  # l_r
 
-    def _context(self, relations: torch.Tensor) -> torch.Tensor:
+    def context_ids(self, relations: torch.Tensor) -> torch.Tensor:
+        """Row of each relation in the per-relation parameters (all 0 without relation context)."""
         return relations if self.relation_context else torch.zeros_like(relations)
 
+    def structure_scale(self, relations: torch.Tensor) -> torch.Tensor:
+        """lambda_r [n] for each relation."""
+        return torch.sigmoid(self.structure_logit[self.context_ids(relations)])
+
     def gate_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Per-entity part of the gate, W_g^m t_m [n, M, D] (None-free: zeros when denoising is off)."""
+        """Per-entity part of the gate, W_g^m t_m [n, M, D] (an empty tensor when denoising is off)."""
         if not self.denoising:
-            return tokens.new_zeros(())
+            return tokens.new_zeros(0)
         return torch.einsum("nmd,med->nme", tokens, self.gate_weight)
 
     def relevance(self) -> torch.Tensor:
@@ -94,12 +96,12 @@ class MoIFu(nn.Module):
 
     def forward(self, structural: torch.Tensor, tokens: torch.Tensor, token_norm: torch.Tensor, available: torch.Tensor,
                 gate_inputs: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Fuse aligned pairs: structural [n, D], tokens [n, M, D] and their norms [n, M], available [n, M] (bool),
-        gate_inputs [n, M, D] (from :meth:`gate_inputs`, gathered per pair), relations [n].
+        """Fuse aligned pairs: structural [n, D], tokens [n, M, D] and their norms [n, M], available
+        [n, M] (bool), gate_inputs [n, M, D] (from :meth:`gate_inputs`), relations [n].
 
-        Returns ``fused`` [n, D], ``gates`` [n, M, D], ``weights`` [n, M] (0 where unavailable)
-        and ``modal`` [n, M, D] (the weighted tokens w_m t~_m)."""
-        ctx = self._context(relations)
+        Returns ``fused`` [n, D]; ``structure`` [n, D] (lambda_r e_s), ``modal`` [n, M, D] (the
+        weighted tokens w_m t~_m), ``gates`` [n, M, D] and ``weights`` [n, M] (0 where unavailable)."""
+        ctx = self.context_ids(relations)
         if self.denoising:
             gates = torch.sigmoid(gate_inputs + self.gate_relation[ctx] + self.gate_bias)
         else:
@@ -112,29 +114,16 @@ class MoIFu(nn.Module):
         else:
             logits = torch.zeros(available.shape, dtype=tokens.dtype, device=tokens.device)
         logits = logits.masked_fill(~available, float("-inf"))
-        if self.convex:
-            if self.dynamic_weights:
-                s_logit = (self.structure_relevance[ctx] + F.softplus(self.beta_raw)) / tau
-            else:
-                s_logit = torch.zeros_like(logits[:, 0])
-            w = torch.softmax(torch.cat([s_logit[:, None], logits], 1), dim=-1)
-            weights = w[:, 1:]
-            modal = weights[..., None] * denoised
-            return {"fused": w[:, :1] * structural + modal.sum(1), "gates": gates, "weights": weights, "modal": modal,
-                    "structure_weight": w[:, 0]}
         # An entity with no available token gets weights 0 (not the NaN of a softmax over nothing).
         weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)
         modal = weights[..., None] * denoised
-        if os.environ.get("AFME_SGATE", "0") == "1":
-            lam = torch.sigmoid(self.structure_gate[ctx])
-        else:
-            lam = torch.sigmoid(self.structure_scale[ctx])[:, None] if os.environ.get("AFME_LAMBDA", "1") == "1" else 1.0
-        return {"fused": lam * structural + modal.sum(1), "gates": gates, "weights": weights, "modal": modal,
-                "structural": lam * structural}
+        structure = torch.sigmoid(self.structure_logit[ctx])[:, None] * structural
+        return {"fused": structure + modal.sum(1), "structure": structure, "modal": modal, "gates": gates,
+                "weights": weights}
 
     @staticmethod
-    def shares(structural: torch.Tensor, modal: torch.Tensor) -> torch.Tensor:
-        """Convex shares [n, M+1] of e_r's parts, structure first: norms of e_s and of each
-        w_m t~_m over their sum (what the notebooks show as "modality weights")."""
-        norms = torch.cat([structural.norm(dim=-1, keepdim=True), modal.norm(dim=-1)], -1)
+    def shares(structure: torch.Tensor, modal: torch.Tensor) -> torch.Tensor:
+        """Convex shares [n, M+1] of e_r's parts, structure first: the norms of lambda_r e_s and of
+        each w_m t~_m over their sum (what the notebooks show as "modality weights")."""
+        norms = torch.cat([structure.norm(dim=-1, keepdim=True), modal.norm(dim=-1)], -1)
         return norms / norms.sum(-1, keepdim=True).clamp_min(1e-12)

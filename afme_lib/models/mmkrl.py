@@ -72,6 +72,8 @@ class MMKRL(KGModel):
         dim = self.init_embeddings(transe)
         self.scorer = MMKRLScorer(transe)
         self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())
+        if len(self.inputs):
+            self.enable_unknown_entities()  # entities with no training triple (models/base.py)
         # W_s starts as the identity (b = 0): reconstruction error 0, training starts from TransE.
         self.reconstruct = nn.Linear(dim, dim, bias=False)
         self.entity_bias = nn.Parameter(torch.zeros(dim))
@@ -83,7 +85,7 @@ class MMKRL(KGModel):
     # --- the pieces ----------------------------------------------------------------------------
     def reconstructed_entity(self, entities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(e_s, e^ = W_s e_s + b_e) for flat ids."""
-        structural = self.entity(entities)
+        structural = self.structural(entities)
         return structural, self.reconstruct(structural) + self.entity_bias
 
     def multimodal(self, entities: torch.Tensor, structural: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

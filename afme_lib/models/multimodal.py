@@ -77,13 +77,15 @@ class IKRL(KGModel):
         dim = self.init_embeddings(transe)  # TransE-sized tables for the structural vectors
         self.scorer = IKRLScorer(transe)
         self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())
+        if len(self.inputs):
+            self.enable_unknown_entities()  # entities with no training triple (models/base.py)
 
     def relation_repr(self, relations: torch.Tensor) -> torch.Tensor:
         return self.relation(relations)
 
     def entity_repr(self, entities: torch.Tensor, relations: torch.Tensor | None = None) -> torch.Tensor:
         flat = entities.reshape(-1)
-        structural = self.entity(flat)
+        structural = self.structural(flat)
         if len(self.inputs):
             tokens, present = self.inputs(flat)
             modal = torch.where(present.any(1, keepdim=True), _mean_present(tokens, present), structural)
@@ -104,6 +106,8 @@ class MMConcat(KGModel):
         super().__init__(config, num_entities, num_relations)
         dim = self.init_embeddings(scorer_from_config(config))
         self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())
+        if len(self.inputs):
+            self.enable_unknown_entities()  # entities with no training triple (models/base.py)
         m = len(self.inputs)
         self.mix = nn.Linear((m + 1) * dim, dim)
         # Start as the identity on the structural slot: training begins from a plain scorer.
@@ -117,7 +121,7 @@ class MMConcat(KGModel):
 
     def entity_repr(self, entities: torch.Tensor, relations: torch.Tensor | None = None) -> torch.Tensor:
         flat = entities.reshape(-1)
-        structural = self.entity(flat)
+        structural = self.structural(flat)
         parts = [structural]
         if len(self.inputs):
             tokens, _ = self.inputs(flat)  # missing rows are already zero

@@ -101,6 +101,8 @@ class NATIVE(KGModel):
         super().__init__(config, num_entities, num_relations)
         dim = self.init_embeddings(scorer_from_config(config))
         self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())
+        if len(self.inputs):
+            self.enable_unknown_entities()  # entities with no training triple (models/base.py)
         m = len(self.inputs)
         self.token_names = ["structure"] + self.inputs.names
         self.omega = nn.Parameter(torch.randn(dim) / math.sqrt(dim))
@@ -114,7 +116,7 @@ class NATIVE(KGModel):
     # --- fusion --------------------------------------------------------------------------------
     def tokens(self, entities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[e_s, x_1..x_M] [n, M+1, D] and presence [n, M+1] (structure always present)."""
-        structural = self.entity(entities)
+        structural = self.structural(entities)
         if len(self.inputs) == 0:
             return structural[:, None], torch.ones(len(entities), 1, dtype=torch.bool, device=entities.device)
         modal, present = self.inputs(entities)

@@ -80,6 +80,8 @@ class OTKGE(KGModel):
         super().__init__(config, num_entities, num_relations)
         dim = self.init_embeddings(scorer_from_config(config))
         self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())
+        if len(self.inputs):
+            self.enable_unknown_entities()  # entities with no training triple (models/base.py)
         for i in range(len(self.inputs)):
             present = getattr(self.inputs, f"present_{i}")
             # The first entities that have the modality: a fixed, data-determined probe set.
@@ -139,10 +141,10 @@ class OTKGE(KGModel):
 
     def entity_repr(self, entities: torch.Tensor, relations: torch.Tensor | None = None) -> torch.Tensor:
         if len(self.inputs) == 0:
-            return self.entity(entities)
+            return self.structural(entities)
         # Each distinct entity once: K negatives per positive repeat entities often.
         unique, inverse = torch.unique(entities.reshape(-1), return_inverse=True)
-        structural = self.entity(unique)
+        structural = self.structural(unique)
         tokens, present = self.transported(unique)
         weights = self.barycentre_weights(present).to(structural.dtype)
         fused = weights[:, 0, None] * structural + torch.einsum("nm,nmd->nd", weights[:, 1:], tokens)
