@@ -9,7 +9,7 @@ from afme_lib.data.dataset import load_dataset
 from afme_lib.data.features import FeatureStore
 from afme_lib.data.synthetic import generate, read_metadata
 from afme_lib.data.synthetic_oracle import (feature_oracle_ranks, mrr_by_label, oracle_mrr_by_kind, oracle_ranks,
-                                            oracle_summary, slice_labels)
+                                            oracle_summary, slice_labels, stress_labels)
 
 
 def _known(ds):
@@ -131,3 +131,17 @@ def test_default_oracles_show_what_the_benchmark_is_built_for():
         others = [v for m, v in by_modality.items() if m not in ("all", *rel["informative_modalities"], *rel["weak_modalities"])]
         assert strong >= 0.75 and strong > weak > 2 * max(others), (rel["name"], by_modality)
         assert strong > 4 * max(others)
+
+
+def test_stress_labels_name_the_state_of_the_informative_row(tiny_synth):
+    ds, meta = load_dataset(tiny_synth), read_metadata(tiny_synth)
+    labels = stress_labels(ds, meta, "test")
+    for (h, r, t), label in zip(ds.test.tolist(), labels):
+        rel = meta["relations"][r]
+        if rel["kind"] != "attribute":
+            assert label == ""
+            continue
+        rec = meta["modalities"][rel["informative_modalities"][0]]
+        want = "corrupted" if h in rec["corrupted"]["ids"] else "missing" if h in rec["missing"]["ids"] else "clean"
+        assert label == want
+    assert {"clean", "corrupted", "missing"} <= set(labels.tolist())

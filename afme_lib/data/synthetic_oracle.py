@@ -25,7 +25,8 @@ variance; a missing row gives the uniform posterior. Tail queries rank the K val
 
 Slices (:func:`slice_labels`): a triple's entity group (``entity2group.txt``: warm / cold /
 zero-shot / value; the group of highest precedence among its endpoints) and its relation kind,
-e.g. ``"cold/attribute"``.
+e.g. ``"cold/attribute"``. :func:`stress_labels` says whether the item's row in the relation's
+informative modality is clean, corrupted or missing: the slices each AFME component is for.
 """
 
 from __future__ import annotations
@@ -178,6 +179,26 @@ def slice_labels(dataset: KGDataset, meta: dict, split: str = "test") -> np.ndar
         return np.array([f"all/{k}" for k in kinds], dtype=object)
     groups = triple_groups(dataset.split(split).numpy(), dataset.entity_groups)
     return np.array([f"{g}/{k}" for g, k in zip(groups, kinds)], dtype=object)
+
+
+def stress_labels(dataset: KGDataset, meta: dict, split: str = "test") -> np.ndarray:
+    """What the item's row in the relation's informative modality looks like, per triple of
+    ``split``: ``"clean"``, ``"corrupted"`` (degraded content: the slice denoising exists for) or
+    ``"missing"`` (the slice MoIEn's completion exists for); ``""`` for structural relations.
+    The item is the triple's head (attribute relations point from items to value entities)."""
+    triples = dataset.split(split).numpy()
+    out = np.full(len(triples), "", dtype=object)
+    for rel in meta["relations"]:
+        if rel["kind"] != "attribute" or not rel["informative_modalities"]:
+            continue
+        rows = np.flatnonzero(triples[:, 1] == rel["id"])
+        record = meta["modalities"][rel["informative_modalities"][0]]
+        heads = triples[rows, 0]
+        state = np.full(len(rows), "clean", dtype=object)
+        state[np.isin(heads, record["corrupted"]["ids"])] = "corrupted"
+        state[np.isin(heads, record["missing"]["ids"])] = "missing"
+        out[rows] = state
+    return out
 
 
 def mrr_by_label(ranks: dict, labels: np.ndarray) -> dict[str, float]:
