@@ -118,8 +118,8 @@ class ModelConfig:
     attention_heads: int = option(4, "attention heads (fewer when they do not divide the width)", at_least=1)
     enhance_mix: float = option(0.0, "AFME: initial share of a generated feature mixed into a measured one "
                                 "(0: MoIEn fills missing rows only)", at_least=0, at_most=1)
-    reconstruction: float = option(1.0, "AFME: weight of MoIEn's reconstruction term on hidden measured rows", at_least=0)
-    adversarial_rows: int = option(128, "AFME: entities per step in MoIEn's critic and generator updates", at_least=1)
+    reconstruction: float = option(10.0, "AFME: weight of MoIEn's reconstruction term on hidden measured rows", at_least=0)
+    adversarial_rows: int = option(256, "AFME: entities per step in MoIEn's critic and generator updates", at_least=1)
     structure_dropout: float = option(0.05, "models that read features: share of a batch's entities whose structural "
                                       "embedding is replaced by the learned 'unknown' vector that entities with no "
                                       "training triple use", at_least=0, below=1)
@@ -174,6 +174,7 @@ class TrainConfig:
     lambda_gp: float = option(10.0, "gradient-penalty weight of the WGAN critic", at_least=0)
     n_critic: int = option(1, "critic steps per batch", at_least=1)
     disc_lr: float = option(1e-4, "critic learning rate", above=0)
+    gen_lr: float = option(2e-3, "learning rate of a generator trained by its own objective (AFME's MoIEn)", above=0)
     adv_epsilon: float = option(0.1, "MMKRL's adversarial perturbation size, relative to the representation's norm",
                                 at_least=0)
     # engine

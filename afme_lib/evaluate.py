@@ -211,7 +211,7 @@ def _rank_queries(model, dataset, split, triples, rows, index, batch_size, chunk
     chunk = chunk_size
     with console.progress_bar(None, progress, total=total, desc=f"eval {split}", unit="batch", leave=False) as bar:
         for relation, start, end in groups:
-            table = model.entity_table(relation) if conditioned else model.entity_table()
+            queries, table = model.tables(relation) if conditioned else model.tables()
             if table.shape[0] != dataset.num_entities:
                 raise ValueError(
                     f"model scores {table.shape[0]} entities but dataset {dataset.name!r} has {dataset.num_entities}"
@@ -224,11 +224,11 @@ def _rank_queries(model, dataset, split, triples, rows, index, batch_size, chunk
                     at = slice(lo, min(lo + batch_size, end))
                     batch = triples[rows[at]]
                     known, rels, target = batch[:, known_col], batch[:, 1], batch[:, target_col]
-                    scores = model.scorer.score_all(table[known], model.relation_repr(rels), table, side, chunk)
+                    scores = model.scorer.score_all(queries[known], model.relation_repr(rels), table, side, chunk)
                     filter_rows, filter_cols = index.known_answers(known, rels, side)
                     ranks[side][at], nan_rows[side][at] = realistic_ranks(scores, target, filter_rows, filter_cols)
                     bar.update()
-            del table  # free it before the next relation's table is built: one [N, D] table alive at a time
+            del table, queries  # free them before the next relation's are built
     return ranks, nan_rows
 
 

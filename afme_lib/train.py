@@ -142,7 +142,7 @@ class Trainer:
         seed_everything(train_cfg.seed)
         self.model = create_model(model_cfg, dataset.num_entities, dataset.num_relations, features).to(self.device)
         self.model.observe_training_graph(dataset.train)
-        self.optimizer = torch.optim.Adam(self.model.main_parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+        self.optimizer = torch.optim.Adam(self._main_groups(), weight_decay=train_cfg.weight_decay)
         critic = self.model.critic_parameters()
         self.critic_optimizer = torch.optim.Adam(critic, lr=train_cfg.disc_lr, betas=(0.5, 0.9)) if critic else None
         self.train_triples = dataset.train.to(self.device)
@@ -167,6 +167,20 @@ class Trainer:
                                              find_unused_parameters=not plain, ignore=critic)
             if critic:  # the critic has its own optimiser, so its own wrapper
                 self._ddp_critic = distributed.wrap_ddp(nn.ParameterList(critic), {"critic": self._critic_loss}, self.device)
+
+    def _group_lr(self, name: str) -> float:
+        return self.cfg.gen_lr if name == "generator" else self.cfg.lr
+
+    def _main_groups(self) -> list[dict]:
+        """The main optimiser's parameter groups: the model's generator (if any) at ``gen_lr``,
+        everything else at ``lr``."""
+        generator = {id(p) for p in self.model.generator_parameters()}
+        main = [p for p in self.model.main_parameters() if id(p) not in generator]
+        groups = [{"params": main, "lr": self._group_lr("main"), "name": "main"}]
+        if generator:
+            params = [p for p in self.model.main_parameters() if id(p) in generator]
+            groups.append({"params": params, "lr": self._group_lr("generator"), "name": "generator"})
+        return groups
 
     # --- one batch ---------------------------------------------------------------------------
     def _batch_loss(self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -293,7 +307,7 @@ class Trainer:
         # so a resume with --lr (e.g. after a non-finite loss) really changes them. No scheduler
         # exists, so for a plain resume these are the values that were saved.
         for group in self.optimizer.param_groups:
-            group["lr"], group["weight_decay"] = self.cfg.lr, self.cfg.weight_decay
+            group["lr"], group["weight_decay"] = self._group_lr(group.get("name", "main")), self.cfg.weight_decay
         if self.critic_optimizer is not None:
             for group in self.critic_optimizer.param_groups:
                 group["lr"] = self.cfg.disc_lr

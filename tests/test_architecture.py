@@ -36,7 +36,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("afme_lib.models",)),  # score math, representations, the registry; no training policy
     # the training policy the engine applies, and the option checks that need the model registry
     ("math", ("afme_lib.losses", "afme_lib.sampling", "afme_lib.combinations")),
-    ("engine", ("afme_lib.checkpoints", "afme_lib.train", "afme_lib.evaluate")),
+    ("engine", ("afme_lib.checkpoints", "afme_lib.train", "afme_lib.evaluate", "afme_lib.timing")),
     ("analysis", ("afme_lib.analysis",)),  # reads models and runs, evaluates; never trains
     ("planner", ("afme_lib.memory",)),  # the memory model: builds models, probes the engine's batch loss
     ("pipeline", ("afme_lib.pipeline",)),  # dataset name -> finished run folder

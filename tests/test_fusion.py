@@ -213,6 +213,8 @@ def test_gradients_are_finite_with_unavailable_tokens():
     s, h, available, rels = batch()
     s.requires_grad_(True)
     out = run(fusion, s, h, available, rels)
+    generated = available & (torch.arange(M) == 1)  # say modality 1's tokens were generated
+    out = fusion(s, h, h.norm(dim=-1), available, fusion.gate_inputs(h), rels, generated=generated)
     out["fused"].pow(2).sum().backward()
     for name, p in fusion.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
@@ -224,3 +226,22 @@ def test_shares_are_convex_and_follow_the_parts_norms():
     modal = torch.tensor([[[0.0, 5.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 3.0]]])
     shares = MoIFu.shares(structure, modal)
     torch.testing.assert_close(shares, torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.25, 0.75]]))
+
+
+def test_generated_tokens_get_their_own_learned_trust():
+    """pi_{r,m} shifts the logit of a generated token of modality m (and of nothing else): at 0 a
+    generated token is weighted like a measured one with the same content."""
+    fusion = make()
+    s, h, _, rels = batch()
+    available = torch.ones(len(s), M, dtype=torch.bool)
+    generated = torch.zeros_like(available)
+    generated[:, 2] = True
+    args = (s, h, h.norm(dim=-1), available, fusion.gate_inputs(h), rels)
+    with torch.no_grad():
+        same = fusion(*args, generated=generated)["weights"]
+        torch.testing.assert_close(same, fusion(*args)["weights"])
+        fusion.generated_bias[:, 2] = -5.0
+        distrusted = fusion(*args, generated=generated)["weights"]
+        assert torch.all(distrusted[:, 2] < same[:, 2])
+        fusion.generated_bias[:, 0] = 5.0  # no generated token of modality 0: no effect
+        torch.testing.assert_close(fusion(*args, generated=generated)["weights"], distrusted)

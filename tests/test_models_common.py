@@ -111,11 +111,13 @@ def check_contract(tiny, name) -> set[str]:
         tails = fresh.score_all(h, r, "tail")
         heads = fresh.score_all(t, r, "head")
         assert tails.shape == (5, n) and heads.shape == (5, n)
-        torch.testing.assert_close(tails, model.score(h[:, None], r[:, None], every), rtol=1e-5, atol=1e-4)
-        torch.testing.assert_close(heads, model.score(every, r[:, None], t[:, None]), rtol=1e-5, atol=1e-4)
-        # the true tail's / head's entry is the triple's own score
+        # every entity as the corrupted side: the training path's scores of the same queries
+        as_tail = model.score_negatives(h, r, t, every, torch.zeros(5, dtype=torch.bool))
+        as_head = model.score_negatives(h, r, t, every, torch.ones(5, dtype=torch.bool))
+        torch.testing.assert_close(tails, as_tail, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(heads, as_head, rtol=1e-5, atol=1e-4)
+        # the true tail's entry is the triple's own score (score reads a triple as a tail query)
         torch.testing.assert_close(tails.gather(1, t[:, None]).squeeze(1), model.score(h, r, t), rtol=1e-5, atol=1e-4)
-        torch.testing.assert_close(heads.gather(1, h[:, None]).squeeze(1), model.score(h, r, t), rtol=1e-5, atol=1e-4)
     return terms
 
 

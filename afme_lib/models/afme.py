@@ -5,7 +5,8 @@ For an entity e seen through relation r::
     e_s                            learned structural embedding (the "unknown" vector for an
                                    entity with no training triple, see models/base.py)
     h_m = s_m rms(P_m f_m)         frozen features of each modality, projected (modality.py)
-    g_m = s_m rms(G(e_s, z, {h_k}))  MoIEn: per entity, from structure and the measured tokens
+    g_m = s_m G(e_s, z, {h_k})     MoIEn: per entity, from structure and the measured tokens (its
+                                   RMS capped at 1: never longer than a measured token)
     t_m = h_m                      if m is measured for e
           g_m                      if it is missing (completed)
           (1 - b_m) h_m + b_m g_m  if ``enhance_mix`` > 0 (enhance a possibly degraded row)
@@ -32,9 +33,11 @@ conditional WGAN-GP critic (enhance.py, own optimiser) plus a reconstruction ter
     L_G = -E[D(g_m | e_s, m)] + lambda_rec * E[||g_m - h_m||^2] / E[||h_m||^2]    (hidden measured rows)
     L_D = E[D(g_m)] - E[D(h_m)] + lambda_gp * GP
 
-The reconstruction term (``ModelConfig.reconstruction``) is ours: with the critic alone the
-generator matches the distribution of a modality but not the entity's own row, which is what
-completing a missing row needs. Inputs to G and D (e_s, the tokens) are detached, so MoIEn's
+The reconstruction term (``ModelConfig.reconstruction``, 10 by default) is ours, and so is its
+weight: with the critic alone (or at weight 1) the generator's tokens decoded the entity's
+attributes at chance on the synthetic preset; what completing a missing row needs is the
+entity's own row, not a plausible row of the modality. The generator has its own learning rate
+(``TrainConfig.gen_lr``): at the main one (1e-2) it learnt only the modality's mean token. Inputs to G and D (e_s, the tokens) are detached, so MoIEn's
 losses reach only the generator and the critic. ``gan=False``: missing modalities get weight 0.
 """
 
@@ -48,7 +51,7 @@ from torch import nn
 from afme_lib.config import ModelConfig
 from afme_lib.data.features import FeatureStore
 from afme_lib.models.base import KGModel
-from afme_lib.models.enhance import ModalityCritic, ModalityGenerator, gradient_penalty
+from afme_lib.models.enhance import CompletionGenerator, ModalityCritic, gradient_penalty
 from afme_lib.models.fusion import MoIFu
 from afme_lib.models.modality import ModalityInputs, rms_normalise
 from afme_lib.models.registry import register_model
@@ -77,7 +80,7 @@ class AFME(KGModel):
         if m:
             self.enable_unknown_entities()
         if self.use_gan:
-            self.generator = ModalityGenerator(m, dim, config.noise_dim, config.attention_layers,
+            self.generator = CompletionGenerator(m, dim, config.noise_dim, config.attention_layers,
                                                config.attention_heads, config.self_attention, config.dropout)
             # The critic always attends: with per-token MLPs its score would split into
             # a(e_s) + b(x) and stop being conditioned on the entity (the self_attention
@@ -94,8 +97,13 @@ class AFME(KGModel):
                   noise: torch.Tensor | None) -> torch.Tensor:
         """MoIEn's tokens [n, M, D] on the measured tokens' scale, s_m rms(G(e_s, z, shown tokens))."""
         generated = self.generator(structural, tokens, shown, noise)
+        # The generator predicts the unit-RMS token; one whose RMS exceeds 1 is scaled down to it
+        # (the generator's output at initialisation is several times longer than a measured token
+        # and would swamp the fusion), a shorter one is kept short: a prediction that hedges
+        # between values has a small norm, and rescaling it to full length would make it commit.
         # The scale s_m is detached: MoIEn's losses must reach only the generator.
-        return rms_normalise(generated) * self.inputs.log_scale.detach().exp()[:, None].to(generated.dtype)
+        rms = generated.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+        return generated / rms.clamp_min(1.0) * self.inputs.log_scale.detach().exp()[:, None].to(generated.dtype)
 
     def _noise(self, n: int, device) -> torch.Tensor | None:
         return torch.randn(n, self.config.noise_dim, device=device) if self.training else None
@@ -124,25 +132,36 @@ class AFME(KGModel):
         return {"structural": structural, "tokens": tokens, "token_norm": tokens.norm(dim=-1), "available": available,
                 "measured": measured, "gate_inputs": self.fusion.gate_inputs(tokens)}
 
-    def _pairs(self, per: dict, index: torch.Tensor, relations: torch.Tensor, distinct: bool = False) -> dict[str, torch.Tensor]:
-        """MoIFu for the pairs (per-entity row ``index``, relation) -> fused [n, D] and internals.
+    def _pairs(self, per: dict, index: torch.Tensor, relations: torch.Tensor, distinct: bool = False,
+               internals: bool = False, completed: bool = True) -> dict[str, torch.Tensor]:
+        """MoIFu for the pairs (per-entity row ``index``, relation) -> fused [n, D] (and, with
+        ``internals``, the gates, weights and parts of e_r that introspection shows).
 
         Unless the caller says the pairs are ``distinct``, each distinct pair is fused once (a
-        batch's negatives repeat pairs on small graphs) and the result gathered back."""
+        batch's negatives repeat pairs on small graphs) and the result gathered back. With
+        ``completed`` False (a candidate answer, see :meth:`score_batch`), generated tokens are left
+        out: the entity is fused from what was measured."""
         if len(self.inputs) == 0:
             return {"fused": per["structural"][index]}
         if not distinct:
             keys = index * self.num_relations + relations
             unique, inverse = torch.unique(keys, return_inverse=True)
             if len(unique) < len(keys):
-                out = self._pairs(per, unique // self.num_relations, unique % self.num_relations, distinct=True)
+                out = self._pairs(per, unique // self.num_relations, unique % self.num_relations, True, internals,
+                                  completed)
                 return {k: v[inverse] for k, v in out.items()}
         structural = per["structural"][index]
         if self.training and self.config.structure_shuffle > 0:
             structural = self._simulate_cold(per["structural"], structural, relations)
         gate_inputs = per["gate_inputs"]
-        return self.fusion(structural, per["tokens"][index], per["token_norm"][index], per["available"][index],
-                           gate_inputs[index] if gate_inputs.numel() else gate_inputs, relations)
+        measured = per["measured"][index]
+        if completed:
+            available = per["available"][index]
+            generated = available & ~measured if self.use_gan else None
+        else:
+            available, generated = measured, None
+        return self.fusion(structural, per["tokens"][index], per["token_norm"][index], available,
+                           gate_inputs[index] if gate_inputs.numel() else gate_inputs, relations, internals, generated)
 
     def _simulate_cold(self, table: torch.Tensor, structural: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
         """Training only: a share ``structure_shuffle * (1 - lambda_r)`` of the pairs get another
@@ -159,26 +178,51 @@ class AFME(KGModel):
     def relation_repr(self, relations: torch.Tensor) -> torch.Tensor:
         return self.relation(relations)
 
-    def entity_repr(self, entities: torch.Tensor, relations: torch.Tensor | None = None) -> torch.Tensor:
+    def entity_repr(self, entities: torch.Tensor, relations: torch.Tensor | None = None,
+                    completed: bool = True) -> torch.Tensor:
+        """e_r of ``entities`` (any shape) broadcast with ``relations``; ``completed`` False leaves
+        MoIEn's tokens out (the representation of a candidate answer)."""
         if relations is None:
             raise ValueError("AFME representations depend on the relation: pass relations")
         ent, rel = torch.broadcast_tensors(entities, relations)
         unique, inverse = torch.unique(ent.reshape(-1), return_inverse=True)
-        fused = self._pairs(self.per_entity(unique), inverse, rel.reshape(-1))["fused"]
+        fused = self._pairs(self.per_entity(unique), inverse, rel.reshape(-1), completed=completed)["fused"]
         return fused.view(*ent.shape, -1)
+
+    def score(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
+        """Scores of triples read as tail queries: the head completed, the tail as measured."""
+        return self.scorer.score(self.entity_repr(heads, relations), self.relation_repr(relations),
+                                 self.entity_repr(tails, relations, completed=False))
+
+    def score_negatives(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor,
+                        negatives: torch.Tensor, corrupt_head: torch.Tensor) -> torch.Tensor:
+        known = torch.where(corrupt_head, tails, heads)
+        return self.scorer.score_candidates(self.entity_repr(known, relations), self.relation_repr(relations),
+                                            self.entity_repr(negatives, relations[:, None], completed=False),
+                                            corrupt_head)
 
     def score_batch(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor,
                     negatives: torch.Tensor, corrupt_head: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positives [B] and corrupted triples [B, K] with one per-entity pass for the whole batch:
-        every distinct entity of heads, tails and negatives is projected (and completed) once."""
+        """Positives [B] and corrupted triples [B, K] with one per-entity pass for the whole batch.
+
+        Roles follow the query each row trains: the known side (the tail when ``corrupt_head``)
+        is the entity asked about and is completed by MoIEn; the answer and the negatives are
+        candidates, fused from what was measured. Measured on the synthetic preset: letting
+        candidates carry generated tokens made confident-but-wrong completions outrank measured
+        answers (head-query MRR of clean cold items 0.43 -> 0.32), while completing the entity
+        asked about is what answers for an entity whose modality is missing."""
         b, k = negatives.shape
-        unique, inverse = torch.unique(torch.cat([heads, tails, negatives.reshape(-1)]), return_inverse=True)
-        pairs_rel = torch.cat([relations, relations, relations.repeat_interleave(k)])
-        fused = self._pairs(self.per_entity(unique), inverse, pairs_rel)["fused"]
-        head, tail, cand = fused[:b], fused[b:2 * b], fused[2 * b:].view(b, k, -1)
+        known = torch.where(corrupt_head, tails, heads)
+        answer = torch.where(corrupt_head, heads, tails)
+        unique, inverse = torch.unique(torch.cat([known, answer, negatives.reshape(-1)]), return_inverse=True)
+        per = self.per_entity(unique)
+        query = self._pairs(per, inverse[:b], relations, completed=True)["fused"]
+        rest = self._pairs(per, inverse[b:], torch.cat([relations, relations.repeat_interleave(k)]), completed=False)["fused"]
+        target, cand = rest[:b], rest[b:].view(b, k, -1)
         rel = self.relation_repr(relations)
-        known = torch.where(corrupt_head[:, None], tail, head)
-        return self.scorer.score(head, rel, tail), self.scorer.score_candidates(known, rel, cand, corrupt_head)
+        flip = corrupt_head[:, None]
+        pos = self.scorer.score(torch.where(flip, target, query), rel, torch.where(flip, query, target))
+        return pos, self.scorer.score_candidates(query, rel, cand, corrupt_head)
 
     def _all_entities(self) -> dict[str, torch.Tensor]:
         """Per-entity tensors of every entity; cached while the model is in eval mode without
@@ -198,13 +242,24 @@ class AFME(KGModel):
         self._table_cache = None
         return super()._load_from_state_dict(*args, **kwargs)
 
-    def entity_table(self, relation: int | None = None) -> torch.Tensor:
+    def _table(self, relation: int | None, completed: bool) -> torch.Tensor:
         if relation is None:
             raise ValueError("AFME is relation-conditioned: entity_table needs a relation")
         per = self._all_entities()
         ids = torch.arange(self.num_entities, device=self.device)
         rel = torch.full((min(TABLE_CHUNK, self.num_entities),), int(relation), dtype=torch.long, device=self.device)
-        return torch.cat([self._pairs(per, chunk, rel[: len(chunk)], distinct=True)["fused"] for chunk in ids.split(TABLE_CHUNK)])
+        return torch.cat([self._pairs(per, chunk, rel[: len(chunk)], distinct=True, completed=completed)["fused"]
+                          for chunk in ids.split(TABLE_CHUNK)])
+
+    def entity_table(self, relation: int | None = None) -> torch.Tensor:
+        """Every entity as a candidate answer for ``relation`` (measured modalities only)."""
+        return self._table(relation, completed=False)
+
+    def tables(self, relation: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(every entity as the known side of a query -- missing modalities completed by MoIEn --,
+        every entity as a candidate)."""
+        candidates = self.entity_table(relation)
+        return (self._table(relation, completed=True) if self.use_gan else candidates), candidates
 
     def introspect(self, entities: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
         """Mean gate per modality [n, M], shares of e_r [n, M+1] (structure first; see
@@ -214,13 +269,16 @@ class AFME(KGModel):
             return {}
         unique, inverse = torch.unique(ent.reshape(-1), return_inverse=True)
         per = self.per_entity(unique)
-        out = self._pairs(per, inverse, rel.reshape(-1))
+        out = self._pairs(per, inverse, rel.reshape(-1), internals=True)
         return {"gates": out["gates"].mean(-1), "weights": MoIFu.shares(out["structure"], out["modal"]),
                 "modality_weights": out["weights"], "measured": per["measured"][inverse]}
 
     # --- MoIEn -------------------------------------------------------------------------------
     def critic_parameters(self) -> list[nn.Parameter]:
         return list(self.critic.parameters()) if self.use_gan else []
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        return list(self.generator.parameters()) if self.use_gan else []
 
     def main_parameters(self) -> list[nn.Parameter]:
         skip = {id(p) for p in self.critic_parameters()}

@@ -8,7 +8,10 @@ Representations and scores (every model defines the first two):
 - ``scorer``: a :class:`~afme_lib.models.scorers.Scorer` (pure score math).
 - ``entity_table(relation)``: every entity's representation [N, D] -- once per relation for a
   relation-conditioned model, once in all for the others. Evaluation scores all candidates
-  against this table, so per-(entity, relation) work is done once per relation, never per query.
+  against this table, so per-(entity, relation) work is done once per relation, never per query;
+  ``tables(relation)`` gives the table the known side of a query is read from beside it (the
+  same one unless the model represents the entity asked about differently from a candidate, as
+  AFME does).
 
 Training hooks (the engine, :func:`afme_lib.train.batch_losses`, calls every one of them; the
 defaults here are those of a model with nothing beyond its scores):
@@ -17,7 +20,8 @@ defaults here are those of a model with nothing beyond its scores):
 - ``training_losses(batch, negatives, corrupt_head, context)``: named terms that need the batch's
   negatives or the engine's loss (MMKRL's and NATIVE's adversarial terms); ``context`` is a
   :class:`LossContext`, the part of the training configuration a model may read.
-- ``critic_parameters()`` / ``main_parameters()``: a model with a critic (AFME's MoIEn) trains it
+- ``critic_parameters()`` / ``main_parameters()`` / ``generator_parameters()``: a model with a critic
+  (AFME's MoIEn; its generator, part of the main parameters, at its own learning rate) trains it
   with its own optimiser on ``critic_loss(entities, relations, lambda_gp)``, and adds
   ``lambda_adv x generator_loss(entities, relations)`` to the main loss.
 - ``enable_compile()``: asked when training runs under torch.compile.
@@ -145,6 +149,14 @@ class KGModel(nn.Module):
             return self.entity_repr(ids, rel)
         return self.entity_repr(ids, None)
 
+    def tables(self, relation: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(query table, candidate table) [N, D] each: the representations entities take as the
+        known side of a query and as candidate answers. One table twice unless a model represents
+        the entity asked about differently from a candidate (AFME completes a missing modality for
+        the former only)."""
+        table = self.entity_table(relation)
+        return table, table
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -180,14 +192,14 @@ class KGModel(nn.Module):
         relation-conditioned model builds one entity table per distinct relation in the batch.
         """
         if not self.relation_conditioned:
-            return self.scorer.score_all(self.entity_repr(entities), self.relation_repr(relations),
-                                         self.entity_table(), side, chunk_size)
+            queries, candidates = self.tables()
+            return self.scorer.score_all(queries[entities], self.relation_repr(relations), candidates, side, chunk_size)
         out = torch.empty(len(entities), self.num_entities, device=entities.device)
         for rel in torch.unique(relations).tolist():
             rows = (relations == rel).nonzero(as_tuple=True)[0]
-            table = self.entity_table(rel)
-            out[rows] = self.scorer.score_all(table[entities[rows]], self.relation_repr(relations[rows]),
-                                              table, side, chunk_size).float()
+            queries, candidates = self.tables(rel)
+            out[rows] = self.scorer.score_all(queries[entities[rows]], self.relation_repr(relations[rows]),
+                                              candidates, side, chunk_size).float()
         return out
 
     # --- training hooks --------------------------------------------------------------------
@@ -211,6 +223,12 @@ class KGModel(nn.Module):
         """Parameters the main optimiser steps on the loss: all but the critic's."""
         critic = {id(p) for p in self.critic_parameters()}
         return [p for p in self.parameters() if id(p) not in critic]
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        """The part of :meth:`main_parameters` that is a generator trained only by its own
+        objective (AFME's MoIEn): the main optimiser steps it at ``TrainConfig.gen_lr`` instead of
+        ``lr`` ([]: none)."""
+        return []
 
     def critic_loss(self, entities: torch.Tensor, relations: torch.Tensor, lambda_gp: float) -> dict[str, torch.Tensor]:
         """``{"loss", "wasserstein", "gp"}`` of one critic step on (entity, relation) pairs; the

@@ -83,6 +83,8 @@ class TokenMixer(nn.Module):
 
 
 class ModalityGenerator(nn.Module):
+    """AFME v1's generator (the formulas in the module docstring), kept for ``afme-v1``."""
+
     def __init__(self, num_modalities: int, dim: int, noise_dim: int, layers: int, heads: int,
                  self_attention: bool = True, dropout: float = 0.0):
         super().__init__()
@@ -107,6 +109,53 @@ class ModalityGenerator(nn.Module):
         h0 = torch.sigmoid(torch.einsum("nmd,med->nme", base[:, 1:] * carrier, self.modulate_weight) + self.modulate_bias)
         tokens = torch.cat([base[:, :1], h0], 1) + self.token_type
         mixed = self.mixer(tokens)
+        return torch.einsum("nmd,med->nme", mixed[:, 1:], self.out_weight) + self.out_bias
+
+
+class CompletionGenerator(nn.Module):
+    """AFME v2's generator: every modality's token for one entity, from its structure and the
+    tokens shown to it (the same inputs for every relation, so it runs once per entity)::
+
+        e_mod  = e_s (+) z,   b_m = A_m e_mod                   (b_0: the structural token)
+        x_m    = c_m + sigmoid(W_d^m (b_m * c'_m) + b_d^m)      c_m  = t_m if shown, else a learned mask
+                                                                c'_m = t_m if shown, else 1
+        [s, x_1..x_M]^(L) = L blocks of self-attention over the M+1 tokens
+        g_m    = O_m x_m^(L)
+
+    The article's first layer is sigmoid(W_d (e_mod * h~_m) + b_d); used alone it multiplies every
+    shown token by a function of e_s, coordinate by coordinate, and the content of the other
+    modalities reaches the attention scrambled: measured, a generator built that way still decoded
+    attributes at chance after 1,000 reconstruction steps on the synthetic preset, while with the
+    residual c_m it decoded them at 0.5-0.7. So the shown token is added back (our choice)."""
+
+    def __init__(self, num_modalities: int, dim: int, noise_dim: int, layers: int, heads: int,
+                 self_attention: bool = True, dropout: float = 0.0):
+        super().__init__()
+        m = num_modalities
+        self.num_modalities, self.dim, self.noise_dim = m, dim, noise_dim
+        self.base = nn.Linear(dim + noise_dim, (m + 1) * dim)  # A_s, A_1..A_M
+        self.modulate_weight = nn.Parameter(torch.randn(m, dim, dim) / math.sqrt(dim))  # W_d^m
+        self.modulate_bias = nn.Parameter(torch.zeros(m, dim))  # b_d^m
+        self.mask = nn.Parameter(torch.zeros(m, dim))  # what a hidden / missing token looks like
+        self.token_type = nn.Parameter(0.02 * torch.randn(m + 1, dim))
+        self.mixer = TokenMixer(dim, layers, heads, self_attention, dropout)
+        self.out_weight = nn.Parameter(torch.randn(m, dim, dim) / math.sqrt(dim))  # O_m
+        self.out_bias = nn.Parameter(torch.zeros(m, dim))
+
+    def forward(self, structural: torch.Tensor, tokens: torch.Tensor, shown: torch.Tensor,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Generated tokens g [n, M, D] from e_s [n, D], tokens [n, M, D] and which are shown [n, M]
+        (the others are ignored). ``noise`` None means z = 0 (evaluation)."""
+        n = structural.shape[0]
+        if noise is None:
+            noise = structural.new_zeros(n, self.noise_dim)
+        base = self.base(torch.cat([structural, noise], -1)).view(n, self.num_modalities + 1, self.dim)
+        visible = shown[..., None]
+        carrier = torch.where(visible, tokens, torch.ones_like(tokens))
+        modulated = torch.sigmoid(torch.einsum("nmd,med->nme", base[:, 1:] * carrier, self.modulate_weight)
+                                  + self.modulate_bias)
+        content = torch.where(visible, tokens, self.mask.to(tokens.dtype).expand(n, -1, -1))
+        mixed = self.mixer(torch.cat([base[:, :1], content + modulated], 1) + self.token_type)
         return torch.einsum("nmd,med->nme", mixed[:, 1:], self.out_weight) + self.out_bias
 
 

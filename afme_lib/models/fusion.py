@@ -20,14 +20,16 @@ no formula; this is our reading::
 
     alpha_m   = ||t~_m|| / ||t_m||            share of the token's energy the gate lets pass
     rho_{r,m} = U . tanh(C_{r,m})             relevance of modality m to relation r
-    w_m       = softmax over available tokens of (rho_{r,m} + beta alpha_m) / tau_r
+    w_m       = softmax over available tokens of (rho_{r,m} + beta alpha_m + pi_{r,m} [t_m generated]) / tau_r
     tau_r     = softplus(theta_r) + 0.05,  beta = softplus(b_beta)
 
 rho is a free per-(relation, modality) handle (v1 had none: its relevance term rescaled the
 coordinates of one shared U, so relations could not choose; ../shared/reviews/afme-audit.md).
 alpha varies per entity with what the gate finds in the row (a degraded row loses more energy),
 so an entity whose usual modality is degraded leans on another. A ratio, not a raw norm: tokens
-are RMS-normalised, so their own norm is the same for every row.
+are RMS-normalised, so their own norm is the same for every row. pi_{r,m} is how far relation r
+trusts a token of modality m that MoIEn generated next to a measured one (the article gives
+generated tokens no special treatment; learning the offset lets each relation say; it starts at 0).
 
 Fusion starts as structure (residual form)::
 
@@ -75,6 +77,7 @@ class MoIFu(nn.Module):
         self.beta_raw = nn.Parameter(torch.tensor(math.log(math.e - 1)))  # softplus -> 1
         self.tau_raw = nn.Parameter(torch.full((contexts,), math.log(math.e - 1)))  # softplus -> 1
         self.structure_logit = nn.Parameter(torch.full((contexts,), STRUCTURE_START))  # l_r
+        self.generated_bias = nn.Parameter(torch.zeros(contexts, m))  # pi_{r,m}: logit offset of a generated token
 
     def context_ids(self, relations: torch.Tensor) -> torch.Tensor:
         """Row of each relation in the per-relation parameters (all 0 without relation context)."""
@@ -95,12 +98,16 @@ class MoIFu(nn.Module):
         return torch.tanh(self.relevance_context) @ self.U
 
     def forward(self, structural: torch.Tensor, tokens: torch.Tensor, token_norm: torch.Tensor, available: torch.Tensor,
-                gate_inputs: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
+                gate_inputs: torch.Tensor, relations: torch.Tensor, internals: bool = True,
+                generated: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Fuse aligned pairs: structural [n, D], tokens [n, M, D] and their norms [n, M], available
-        [n, M] (bool), gate_inputs [n, M, D] (from :meth:`gate_inputs`), relations [n].
+        [n, M] (bool), gate_inputs [n, M, D] (from :meth:`gate_inputs`), relations [n], and which
+        available tokens are generated rather than measured (``generated`` [n, M], None: none).
 
-        Returns ``fused`` [n, D]; ``structure`` [n, D] (lambda_r e_s), ``modal`` [n, M, D] (the
-        weighted tokens w_m t~_m), ``gates`` [n, M, D] and ``weights`` [n, M] (0 where unavailable)."""
+        Returns ``fused`` [n, D] and, with ``internals``, ``structure`` [n, D] (lambda_r e_s),
+        ``modal`` [n, M, D] (the weighted tokens w_m t~_m), ``gates`` [n, M, D] and ``weights``
+        [n, M] (0 where unavailable). Training needs only ``fused``: without internals no
+        [n, M, D] product is kept beyond what the gradient needs."""
         ctx = self.context_ids(relations)
         if self.denoising:
             gates = torch.sigmoid(gate_inputs + self.gate_relation[ctx] + self.gate_bias)
@@ -110,14 +117,19 @@ class MoIFu(nn.Module):
         if self.dynamic_weights:
             alpha = denoised.norm(dim=-1) / (token_norm + 1e-6)
             tau = F.softplus(self.tau_raw[ctx]) + TAU_MIN
-            logits = (self.relevance()[ctx] + F.softplus(self.beta_raw) * alpha) / tau[:, None]
+            logits = self.relevance()[ctx] + F.softplus(self.beta_raw) * alpha
+            if generated is not None:
+                logits = logits + generated.to(logits.dtype) * self.generated_bias[ctx]
+            logits = logits / tau[:, None]
         else:
             logits = torch.zeros(available.shape, dtype=tokens.dtype, device=tokens.device)
         logits = logits.masked_fill(~available, float("-inf"))
         # An entity with no available token gets weights 0 (not the NaN of a softmax over nothing).
         weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)
-        modal = weights[..., None] * denoised
         structure = torch.sigmoid(self.structure_logit[ctx])[:, None] * structural
+        if not internals:
+            return {"fused": torch.baddbmm(structure[:, None], weights[:, None], denoised).squeeze(1)}
+        modal = weights[..., None] * denoised
         return {"fused": structure + modal.sum(1), "structure": structure, "modal": modal, "gates": gates,
                 "weights": weights}
 

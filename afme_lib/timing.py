@@ -1,0 +1,46 @@
+"""Wall-clock timing of training epochs and of a full filtered evaluation, for the benchmarks.
+
+CUDA kernels run asynchronously, so the device is synchronised before the clock starts and
+before it stops (otherwise the clock stops while queued work still runs). The first epoch pays
+for warm-up (allocator, kernel selection, compilation) and is reported apart from the steady
+ones; the evaluation is timed after a warm-up on a few triples.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import torch
+
+from afme_lib.evaluate import evaluate
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_epochs(trainer, epochs: int) -> dict:
+    """Run ``epochs`` training epochs of ``trainer``; seconds of each, and the steady mean (all but
+    the first, when there is more than one)."""
+    seconds = []
+    for epoch in range(1, epochs + 1):
+        synchronize(trainer.device)
+        start = time.perf_counter()
+        trainer.train_epoch(epoch)
+        synchronize(trainer.device)
+        seconds.append(time.perf_counter() - start)
+    steady = seconds[1:] or seconds
+    return {"epoch_seconds": seconds, "steady_epoch_seconds": sum(steady) / len(steady)}
+
+
+def time_evaluation(trainer, dataset, split: str = "test", batch_size: int = 256, warmup_triples: int = 256) -> dict:
+    """One full filtered evaluation of ``split`` (after a warm-up on its first triples): seconds and MRR."""
+    warm = replace(dataset, **{split: dataset.split(split)[:warmup_triples]})
+    evaluate(trainer.model, warm, split, filter_index=trainer.filter_index, batch_size=batch_size)
+    synchronize(trainer.device)
+    start = time.perf_counter()
+    result = evaluate(trainer.model, dataset, split, filter_index=trainer.filter_index, batch_size=batch_size)
+    synchronize(trainer.device)
+    return {"eval_seconds": time.perf_counter() - start, "mrr": result["mrr"]}

@@ -1,0 +1,132 @@
+"""Speed of the multi-modal models against RotatE, one run, the same settings for every model.
+
+For each dataset and model: seconds per training epoch (steady: after a warm-up epoch) and per
+full filtered evaluation of the test split, and both as a ratio to RotatE's. Datasets: MKG-Y with
+its name-text features (``--features-root DIR/MKG-Y``, built by ``afme features text --dataset
+MKG-Y --out DIR/MKG-Y``) and the synthetic ``default`` preset with all its modalities. Settings:
+dim 128, batch 1024, 16 negatives, the self-adversarial loss, each model's recommended training
+options (NATIVE's lambdas); one torch thread per process unless ``--threads`` says otherwise.
+
+    python benchmarks/speed_models.py --data-dir ../shared/datasets --features-root runs/features
+
+writes ``reports/speed/models.md`` and ``reports/speed/models.json``. The targets the page checks
+(issue 18): on MKG-Y, AFME's epoch and evaluation within 3x RotATE's and its epoch no slower than
+NATIVE's; on the synthetic preset, AFME's epoch within 5x RotatE's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from afme_lib.atomic import write_text
+from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.data.features import FeatureStore
+from afme_lib.data.registry import load_benchmark
+from afme_lib.data.synthetic import write_synthetic
+from afme_lib.data.dataset import load_dataset
+from afme_lib.models.registry import recommended_train_options
+from afme_lib.timing import time_epochs, time_evaluation
+from afme_lib.train import Trainer
+
+MODELS = ("rotate", "mm-concat", "native", "afme", "afme-v1")
+TARGETS = {"MKG-Y": {"epoch": 3.0, "eval": 3.0}, "synth-default": {"epoch": 5.0}}
+
+
+def datasets(args) -> dict:
+    out = {}
+    if "MKG-Y" in args.datasets:
+        data = load_benchmark("MKG-Y", data_dir=args.data_dir)
+        features = FeatureStore.load(Path(args.features_root) / "MKG-Y", data.num_entities, verbose=False)
+        out["MKG-Y"] = (data, features)
+    if "synth-default" in args.datasets:
+        folder = Path(args.work) / "synth-default"
+        if not (folder / "metadata.json").is_file():
+            write_synthetic(folder, "default", seed=0)
+        data = load_dataset(folder)
+        out["synth-default"] = (data, FeatureStore.load(folder, data.num_entities, verbose=False))
+    return out
+
+
+def measure(data, features, model: str, args) -> dict:
+    model_cfg = ModelConfig(name=model, dim=args.dim)
+    train_cfg = TrainConfig(**{"epochs": args.epochs, "batch_size": 1024, "negatives": 16, "lr": 1e-3,
+                               "eval_every": 0, "progress": False, "device": args.device, "seed": 0,
+                               **recommended_train_options(model)})
+    trainer = Trainer(data, model_cfg, train_cfg, None, features if model != "rotate" else None)
+    figures = time_epochs(trainer, args.epochs)
+    figures.update(time_evaluation(trainer, data))
+    return figures
+
+
+def report(results: dict, command: str) -> str:
+    lines = ["# Speed: the multi-modal models against RotatE (same settings)", "", f"Command: `{command}`", "",
+             f"Machine: {results['machine']}. Settings: {results['settings']}.", "",
+             "| dataset | model | s / epoch | x RotatE | s / eval | x RotatE | test MRR after the timed epochs |",
+             "|---|---|---|---|---|---|---|"]
+    checks = []
+    for name, by_model in results["datasets"].items():
+        base = by_model.get("rotate")
+        for model, f in by_model.items():
+            ratio_e = f["steady_epoch_seconds"] / base["steady_epoch_seconds"] if base else float("nan")
+            ratio_v = f["eval_seconds"] / base["eval_seconds"] if base else float("nan")
+            lines.append(f"| {name} | {model} | {f['steady_epoch_seconds']:.2f} | {ratio_e:.1f} | "
+                         f"{f['eval_seconds']:.2f} | {ratio_v:.1f} | {100 * f['mrr']:.2f} |")
+        afme = by_model.get("afme")
+        if afme and base:
+            for what, key in (("epoch", "steady_epoch_seconds"), ("eval", "eval_seconds")):
+                target = TARGETS.get(name, {}).get(what)
+                if target:
+                    ratio = afme[key] / base[key]
+                    checks.append(f"- {name}: AFME {what} {ratio:.1f}x RotatE's (target <= {target:g}x): "
+                                  f"{'met' if ratio <= target else 'not met'}")
+            if "native" in by_model and name == "MKG-Y":
+                ok = afme["steady_epoch_seconds"] <= by_model["native"]["steady_epoch_seconds"]
+                checks.append(f"- {name}: AFME epoch {afme['steady_epoch_seconds']:.2f} s vs NATIVE "
+                              f"{by_model['native']['steady_epoch_seconds']:.2f} s (target: no slower): "
+                              f"{'met' if ok else 'not met'}")
+    lines += ["", "## Targets", "", *checks, ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["MKG-Y", "synth-default"], choices=["MKG-Y", "synth-default"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--data-dir", help="folder holding the benchmarks (default: the registry's lookup)")
+    parser.add_argument("--features-root", default="runs/features", help="holds MKG-Y/MKG-Y-textual.pth")
+    parser.add_argument("--work", default="runs/speed", help="where the synthetic preset is written")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=3, help="the first is a warm-up")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="reports/speed")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    command = "python benchmarks/speed_models.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results = {"machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+                          f"{args.threads} thread(s), device {args.device}",
+               "settings": f"dim {args.dim}, batch 1024, 16 negatives, nssa, {args.epochs} epochs (1 warm-up)",
+               "datasets": {}}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, (data, features) in datasets(args).items():
+        for model in args.models:
+            figures = measure(data, features, model, args)
+            results["datasets"].setdefault(name, {})[model] = figures
+            print(f"{name} {model}: {figures['steady_epoch_seconds']:.2f} s/epoch, {figures['eval_seconds']:.2f} s/eval",
+                  flush=True)
+            write_text(out / "models.json", json.dumps(results, indent=2) + "\n")
+    page = report(results, command)
+    write_text(out / "models.md", page)
+    print(page)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
