@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from dataclasses import MISSING, fields
 
 import torch
@@ -321,8 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Train a model and evaluate its best-valid checkpoint. Each option below "
                            "says what it allows; a value outside that is refused before any data is read.")
     train.add_argument("--dataset", help="registered name or folder")
-    train.add_argument("--features", help="feature folder (released <DATASET>-visual.pth ... or <modality>.npy); "
-                       "multi-modal models need one unless --modalities none")
+    train.add_argument("--features", help="feature folder (released <DATASET>-visual.pth ... or <modality>.npy; "
+                       "default: the dataset folder's own feature files); a multi-modal model without any is "
+                       "refused unless --modalities none asks for structure only")
     train.add_argument("--data-dir", help=DATA_DIR_HELP)
     train.add_argument("--out", help="run folder to create")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint "
@@ -348,8 +350,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``afme: UserWarning: message`` on one line: no file path, no echoed source line (Python's
+    default shows both, which reads like a crash). Python's default filter already shows each
+    distinct message once per place that raises it."""
+    text = " ".join(str(message).split())
+    print(f"afme: {category.__name__}: {text}", file=file if file is not None else sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():  # restores Python's own display when main returns (tests, notebooks)
+        warnings.showwarning = _one_line_warning
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except OptionError as err:  # a flag's value: the sub-command's usage and the flag as typed

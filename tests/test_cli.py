@@ -195,3 +195,21 @@ def test_config_flags_are_typed(capsys):
         main(["train", "--dim", "sixteen"])
     assert info.value.code == 2
     assert "argument --dim: invalid int value: 'sixteen'" in capsys.readouterr().err
+
+
+def test_warnings_are_one_line_each_and_shown_once(monkeypatch, capsys):
+    """No file path, no echoed source line, a message's line breaks folded; a warning repeated
+    from the same place shows once; Python's own display is back once main returns."""
+    from afme_lib import cli
+
+    def noisy(_args):
+        for _ in range(3):
+            warnings.warn("x.pth: 12 rows\n    are odd")
+        warnings.warn("y.pth: another", RuntimeWarning)
+        return 0
+
+    before = warnings.showwarning
+    monkeypatch.setattr(cli, "cmd_data_list", noisy)
+    assert main(["data", "list"]) == 0
+    assert capsys.readouterr().err == "afme: UserWarning: x.pth: 12 rows are odd\nafme: RuntimeWarning: y.pth: another\n"
+    assert warnings.showwarning is before
