@@ -8,7 +8,8 @@ validation at all (``eval_every=0`` or ``epochs=0``) from the final model.
 
 ``metrics.json`` (and the returned dict) has exactly the keys :data:`METRICS_KEYS`:
 ``test`` and ``valid`` (each :func:`~afme_lib.evaluate.evaluate`'s result: mrr, mr, hits@1/3/10,
-count, by_side, by_category), ``epochs_run``, ``best_epoch`` (None without validation),
+count, by_side, by_category, and ``random``: the same metrics expected of a random ranking of that
+split, :func:`~afme_lib.evaluate.random_baseline`), ``epochs_run``, ``best_epoch`` (None without validation),
 ``stopped_early``, ``train_seconds``, ``eval_seconds``, ``device`` and ``world_size`` (processes).
 
 Under torchrun every process calls these functions (``afme train`` does); every process trains
@@ -34,7 +35,7 @@ from afme_lib.data.hygiene import warn_split_leakage
 from afme_lib.data.registry import graph_counts, load_benchmark, resolve_dataset
 from afme_lib.device import resolve_device
 from afme_lib.errors import AfmeError, OptionError, did_you_mean, literal
-from afme_lib.evaluate import evaluate
+from afme_lib.evaluate import evaluate, random_baseline
 from afme_lib.runs import BEST, RunConfig, RunFolder
 from afme_lib.train import Trainer
 
@@ -80,6 +81,7 @@ def _finish(trainer: Trainer, folder: RunFolder) -> dict:
         results[split] = evaluate(trainer.model, trainer.dataset, split, filter_index=trainer.filter_index,
                                   batch_size=cfg.eval_batch_size, chunk_size=cfg.eval_chunk_size or None,
                                   progress=cfg.progress)
+        results[split]["random"] = random_baseline(trainer.dataset, split, trainer.filter_index)
     st = trainer.state
     metrics = {
         **results,
@@ -132,7 +134,7 @@ def train_run(dataset: str, model_cfg: ModelConfig, train_cfg: TrainConfig, out_
     # Build everything before writing config.json: a config the trainer rejects (bad loss,
     # sampler, modality ...) must not leave a "run" that only --resume would accept.
     trainer = Trainer(data, model_cfg, train_cfg, folder.path, store)
-    if store is not None and trainer.dist.is_main:
+    if store is not None and wants_features(model_cfg) and trainer.dist.is_main:
         print(loaded_line(store, features, note), flush=True)  # which files, shapes, missing rows
     if trainer.dist.is_main:
         folder.write_config(RunConfig.new(str(dataset), str(features) if features else None, data_dir, model_cfg,
@@ -205,13 +207,16 @@ def run_or_resume(dataset: str, model_cfg: ModelConfig, train_cfg: TrainConfig, 
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", **train_overrides) -> dict:
-    """Evaluate a run's best (or last) checkpoint on a split."""
+    """Evaluate a run's best (or last) checkpoint on a split; ``random`` holds the random-ranking
+    baseline of that split."""
     folder = RunFolder(run_dir)
     trainer = _trainer_for(folder, **train_overrides)
     trainer.restore(folder.checkpoint(checkpoint), with_training_state=False)
     cfg = trainer.cfg
-    return evaluate(trainer.model, trainer.dataset, split, filter_index=trainer.filter_index,
-                    batch_size=cfg.eval_batch_size, chunk_size=cfg.eval_chunk_size or None, progress=cfg.progress)
+    result = evaluate(trainer.model, trainer.dataset, split, filter_index=trainer.filter_index,
+                      batch_size=cfg.eval_batch_size, chunk_size=cfg.eval_chunk_size or None, progress=cfg.progress)
+    result["random"] = random_baseline(trainer.dataset, split, trainer.filter_index)
+    return result
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Trainer:

@@ -14,6 +14,7 @@ from afme_lib.data.dataset import load_dataset
 from afme_lib.data.features import FeatureStore
 from afme_lib.data.filters import relation_categories
 from afme_lib.data.registry import registry_table
+from afme_lib.evaluate import random_baseline
 from afme_lib.models.registry import model_names
 from afme_lib.pipeline import load_run
 
@@ -121,9 +122,17 @@ def test_evaluate_a_run_on_valid(trained_run, tiny_synth, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result == metrics["valid"]  # the best checkpoint, as in the run's own final evaluation
     assert result["count"] == 2 * len(data.valid) and set(result["by_side"]) == {"tail", "head"}
+    assert result["random"] == random_baseline(data, "valid")  # the split's random-ranking baseline beside it
     assert main(["evaluate", str(trained_run), "--split", "test"]) == 0
-    out = capsys.readouterr().out
-    assert f"mrr: {metrics['test']['mrr']}\n" in out and "by_side:\n  tail: {" in out
+    lines = capsys.readouterr().out.splitlines()
+    test, rnd = metrics["test"], metrics["test"]["random"]
+    assert lines[0] == f"test split, {test['count']} queries (filtered ranking, realistic ties; fractions except mr)"
+    assert lines[1].split() == ["metric", "model", "random"]
+    assert lines[2].split() == ["mrr", f"{test['mrr']:.4f}", f"{rnd['mrr']:.4f}"]
+    assert lines[3].split() == ["mr", f"{test['mr']:.2f}", f"{rnd['mr']:.2f}"]
+    assert lines[9].split() == ["tail", str(test["by_side"]["tail"]["count"]), f"{test['by_side']['tail']['mrr']:.4f}",
+                                f"{rnd['by_side']['tail']['mrr']:.4f}"]
+    assert [line.split()[0] for line in lines[11:]] == list(test["by_category"])
     assert main(["evaluate", str(trained_run), "--split", "test", "--checkpoint", "last", "--json"]) == 0
     last = json.loads(capsys.readouterr().out)
     assert last["count"] == 2 * len(data.test)
