@@ -298,6 +298,17 @@ def add_memory_parser(sub) -> None:
     p.set_defaults(func=cmd_memory)
 
 
+def cmd_html(args) -> int:
+    from pathlib import Path
+
+    from afme_lib.analysis.export import notebook_html
+
+    for notebook in args.notebooks:
+        out = Path(args.out_dir) / (Path(notebook).stem + ".html") if args.out_dir else None
+        print(f"wrote {notebook_html(notebook, out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="afme", description="Multi-modal KG completion workbench (AFME + baselines)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -364,6 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="best-valid or last checkpoint (default: best; last when the run never validated)")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=cmd_evaluate)
+
+    html = sub.add_parser("html", help="executed notebooks as HTML pages that open offline (no CDN)",
+                          description="Write each executed notebook as an HTML page whose figures draw with no "
+                          "network: plotly.js is the installed package's bundle, shared under reports/assets/ (or "
+                          "copied beside the page); MathJax is off; widgets need JupyterLab.")
+    html.add_argument("notebooks", nargs="+", metavar="NOTEBOOK.ipynb", help="executed notebooks")
+    html.add_argument("--out-dir", help="folder for the pages (default: beside each notebook)")
+    html.set_defaults(func=cmd_html)
 
     add_features_parser(sub)  # afme features text|image
     add_grid_commands(sub)  # afme grid run|summary
