@@ -15,10 +15,12 @@ import json
 import sys
 import warnings
 from dataclasses import MISSING, fields
+from pathlib import Path
 
 import torch
 
 from afme_lib import memory
+from afme_lib.analysis.export import notebook_html
 from afme_lib.config import ModelConfig, TrainConfig, field_kind
 from afme_lib.data.clean import MANIFEST, write_clean
 from afme_lib.data.download import download_dataset
@@ -299,10 +301,6 @@ def add_memory_parser(sub) -> None:
 
 
 def cmd_html(args) -> int:
-    from pathlib import Path
-
-    from afme_lib.analysis.export import notebook_html
-
     for notebook in args.notebooks:
         out = Path(args.out_dir) / (Path(notebook).stem + ".html") if args.out_dir else None
         print(f"wrote {notebook_html(notebook, out)}")
@@ -391,19 +389,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     """``afme: UserWarning: message`` on one line: no file path, no echoed source line (Python's
     default shows both, which reads like a crash). Python's default filter already shows each
     distinct message once per place that raises it."""
-    text = " ".join(str(message).split())
-    print(f"afme: {category.__name__}: {text}", file=file if file is not None else sys.stderr, flush=True)
+    return f"afme: {category.__name__}: {' '.join(str(message).split())}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with warnings.catch_warnings():  # restores Python's own display when main returns (tests, notebooks)
-        warnings.showwarning = _one_line_warning
+    shown = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning  # how warnings print; recording them (tests) is unchanged
+    try:
         return _run(args)
+    finally:
+        warnings.formatwarning = shown
 
 
 def _run(args) -> int:

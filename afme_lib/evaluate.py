@@ -248,7 +248,7 @@ def filtered_candidates(dataset: KGDataset, split: str = "test", filter_index: F
                         block: int = 65536) -> dict[str, torch.Tensor]:
     """Candidates each query of ``split`` is ranked among under the filtered protocol,
     ``{side: LongTensor [n]}`` in the split's order: ``c = N - #(other known answers)``, the
-    target included (as :func:`rank_targets` counts them). Queries are looked up ``block`` at a time."""
+    target included (as :func:`~afme_lib.ranking.rank_targets` counts them). Queries are looked up ``block`` at a time."""
     triples = dataset.split(split).long()
     index = filter_index.to("cpu") if filter_index is not None else FilterIndex.from_dataset(dataset)
     counts = {}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import warnings
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +22,7 @@ from afme_lib.models.registry import model_names
 from afme_lib.pipeline import load_run
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 
@@ -45,9 +49,7 @@ def test_data_info_json_reports_counts_categories_and_modalities(tiny_synth, cap
     zero_shot = {i for i, g in enumerate(data.entity_groups) if g == "zero-shot"}
     unseen = {s: sum(1 for h, _, t in data.split(s).tolist() if h in zero_shot or t in zero_shot) for s in ("valid", "test")}
     assert info["unseen_entities_in"] == unseen and min(unseen.values()) > 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        store = FeatureStore.load(tiny_synth, data.num_entities)
+    store = FeatureStore.load(tiny_synth, data.num_entities, verbose=False)
     assert set(info["modalities"]) == {"text", "image", "audio", "numeric"}
     for m, cov in info["modalities"].items():
         present = int(store.masks[m].sum())
@@ -206,19 +208,20 @@ def test_config_flags_are_typed(capsys):
     assert "argument --dim: invalid int value: 'sixteen'" in capsys.readouterr().err
 
 
-def test_warnings_are_one_line_each_and_shown_once(monkeypatch, capsys):
-    """No file path, no echoed source line, a message's line breaks folded; a warning repeated
-    from the same place shows once; Python's own display is back once main returns."""
-    from afme_lib import cli
-
-    def noisy(_args):
-        for _ in range(3):
-            warnings.warn("x.pth: 12 rows\n    are odd")
-        warnings.warn("y.pth: another", RuntimeWarning)
-        return 0
-
-    before = warnings.showwarning
-    monkeypatch.setattr(cli, "cmd_data_list", noisy)
-    assert main(["data", "list"]) == 0
-    assert capsys.readouterr().err == "afme: UserWarning: x.pth: 12 rows are odd\nafme: RuntimeWarning: y.pth: another\n"
-    assert warnings.showwarning is before
+def test_warnings_are_one_line_each_and_shown_once():
+    """Run as a program (its stderr as a user sees it): no file path, no echoed source line, a
+    message's line breaks folded; a warning repeated from the same place shows once."""
+    program = (
+        "import warnings\n"
+        "from afme_lib import cli\n"
+        "def noisy(_args):\n"
+        "    for _ in range(3):\n"
+        "        warnings.warn('x.pth: 12 rows\\n    are odd')\n"
+        "    warnings.warn('y.pth: another', RuntimeWarning)\n"
+        "    return 0\n"
+        "cli.cmd_data_list = noisy\n"
+        "raise SystemExit(cli.main(['data', 'list']))\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "afme: UserWarning: x.pth: 12 rows are odd\nafme: RuntimeWarning: y.pth: another\n"

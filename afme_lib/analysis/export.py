@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from afme_lib.analysis.figures import _shared_plotlyjs, offline_html
+
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = ("<p><i>Interactive widget: open the notebook in JupyterLab with a running kernel to use it "
@@ -42,8 +44,6 @@ def _is_plotly_loader(html: str) -> bool:
 
 def offline_outputs(nb) -> int:
     """Rewrite ``nb``'s outputs in place as the module doc says; return how many changed."""
-    from afme_lib.analysis.figures import offline_html
-
     changed = 0
     for cell in nb.cells:
         kept = []
@@ -73,8 +73,6 @@ def notebook_html(notebook: str | Path, out: str | Path | None = None) -> Path:
     import jinja2
     import nbformat
     from nbconvert import HTMLExporter
-
-    from afme_lib.analysis.figures import _shared_plotlyjs
 
     notebook = Path(notebook)
     out = Path(out) if out is not None else notebook.with_suffix(".html")

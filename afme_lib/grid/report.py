@@ -142,8 +142,8 @@ def summarize(results: pd.DataFrame, by=None, metrics=None, over: str = "seed") 
             values = pd.to_numeric(ok[m], errors="coerce")
             row[f"{m}_mean"] = values.mean() if len(ok) else math.nan
             row[f"{m}_std"] = values.std(ddof=1) if len(ok) > 1 else math.nan
-            random = pd.to_numeric(ok[f"random_{m}"], errors="coerce") if f"random_{m}" in ok else pd.Series()
-            row[f"random_{m}"] = random.mean() if random.notna().any() else math.nan  # one value per split
+            random = pd.to_numeric(ok[f"random_{m}"], errors="coerce") if f"random_{m}" in ok else None
+            row[f"random_{m}"] = random.mean() if random is not None and random.notna().any() else math.nan
         rows.append(row)
     return pd.DataFrame(rows).set_index(by or ["group"])
 
@@ -189,8 +189,8 @@ def random_rows(summary: pd.DataFrame, metrics) -> list[str]:
     else:
         labelled = [(f"random ranking ({', '.join(map(str, key if isinstance(key, tuple) else (key,)))})", row)
                     for key, row in known.iterrows()]
-    return ["| " + " | ".join([label, *pad] + [_fmt(m, row[f"random_{m}"], math.nan) for m in metrics]) + " |"
-            for label, row in labelled]
+    return ["| " + " | ".join([name, *pad] + [_fmt(m, row[f"random_{m}"], math.nan) for m in metrics]) + " |"
+            for name, row in labelled]
 
 
 # --- figure -----------------------------------------------------------------------------------
