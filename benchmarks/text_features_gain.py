@@ -22,7 +22,6 @@ import os
 import shlex
 import statistics
 import sys
-import warnings
 from pathlib import Path
 
 from afme_lib.config import ModelConfig, TrainConfig
@@ -195,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
     command = "python benchmarks/text_features_gain.py " + shlex.join(given)  # the command that trains the runs
-    warnings.filterwarnings("ignore", message=".*count as missing")
 
     built = {}
     for dataset in [*args.datasets, *args.extra_features]:

@@ -21,9 +21,7 @@ from afme_lib.evaluate import random_baseline
 from afme_lib.models.registry import model_names
 from afme_lib.pipeline import load_run
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 ROOT = Path(__file__).resolve().parents[1]
-
 
 
 @pytest.fixture(scope="module")

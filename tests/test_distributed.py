@@ -37,7 +37,6 @@ from afme_lib.checkpoints import load_checkpoint
 from afme_lib.runs import BEST, LAST, read_log
 from afme_lib.train import Trainer
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2
 EPOCHS, STOP_AT = 12, 8

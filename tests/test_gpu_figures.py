@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_figures.py"
 
 

@@ -19,7 +19,6 @@ from afme_lib.models.registry import create_model
 from afme_lib.runs import read_log
 from afme_lib.train import Trainer, loss_context
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 
 N, R, DIM = 10, 4, 8
 

@@ -23,13 +23,11 @@ from afme_lib.checkpoints import load_checkpoint
 from afme_lib.runs import BEST, LAST, read_log
 from afme_lib.train import NonFiniteLossError
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 
 BASELINES = ["rotate", "transe", "distmult", "complex", "ikrl", "mm-concat", "afme"]
 SUMMARY = {"mrr", "mr", "hits@1", "hits@3", "hits@10"}
 # Keeps AFME (the heaviest model) to about a second per epoch on one core.
 SMALL_AFME = ["--attention-layers", "1", "--attention-heads", "2", "--noise-dim", "8"]
-
 
 
 def cli_train(data, out, model="rotate", *extra, epochs=2):
