@@ -481,7 +481,9 @@ def test_random_baseline_parts_add_up_and_mr_equals_a_constant_models(dataset):
     constant = evaluate(FakeModel(scorer=ConstantScorer()), dataset, "test")
     assert got["mr"] == pytest.approx(constant["mr"], rel=1e-12)
     assert constant["mrr"] < got["mrr"]
-    for part in ("by_side", "by_category"):
+    parts = [k for k in constant if k.startswith("by_")]
+    assert parts == [k for k in got if k.startswith("by_")] and {"by_side", "by_category", "by_relation"} <= set(parts)
+    for part in parts:
         assert list(got[part]) == list(constant[part])
         assert sum(m["count"] for m in got[part].values()) == got["count"]
         assert sum(m["mrr"] * m["count"] for m in got[part].values()) / got["count"] == pytest.approx(got["mrr"])
