@@ -13,11 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from dataclasses import MISSING, fields
+from pathlib import Path
 
 import torch
 
 from afme_lib import memory
+from afme_lib.analysis.export import notebook_html
 from afme_lib.config import ModelConfig, TrainConfig, field_kind
 from afme_lib.data.clean import MANIFEST, write_clean
 from afme_lib.data.download import download_dataset
@@ -187,14 +190,36 @@ def cmd_train(args) -> int:
         out = args.out
     test = metrics["test"]
     if is_main():  # under torchrun: one summary line, not one per process
+        rnd = test["random"]
         print(f"run {out}: test MRR {test['mrr']:.4f}  MR {test['mr']:.1f}  Hits@1 {test['hits@1']:.4f}  "
-              f"Hits@10 {test['hits@10']:.4f}  ({metrics['epochs_run']} epochs, {metrics['train_seconds']:.1f}s)")
+              f"Hits@10 {test['hits@10']:.4f}  ({metrics['epochs_run']} epochs, {metrics['train_seconds']:.1f}s); "
+              f"random ranking: MRR {rnd['mrr']:.4f}  MR {rnd['mr']:.1f}  Hits@1 {rnd['hits@1']:.4f}  "
+              f"Hits@10 {rnd['hits@10']:.4f}")
     return 0
+
+
+def metrics_text(result: dict, split: str) -> list[str]:
+    """An evaluation beside its random-ranking baseline: the pooled metrics, then the MRR per
+    side and per relation category."""
+    random = result["random"]
+    lines = [f"{split} split, {result['count']} queries (filtered ranking, realistic ties; fractions except mr)",
+             f"{'metric':<10}{'model':>10}{'random':>10}"]
+    for key in ("mrr", "mr", "hits@1", "hits@3", "hits@10"):
+        digits = 2 if key == "mr" else 4
+        lines.append(f"{key:<10}{result[key]:>10.{digits}f}{random[key]:>10.{digits}f}")
+    lines += ["", f"{'queries':<10}{'count':>10}{'mrr':>10}{'random':>10}"]
+    for part in ("by_side", "by_category"):
+        for name, m in result[part].items():
+            lines.append(f"{name:<10}{m['count']:>10}{m['mrr']:>10.4f}{random[part][name]['mrr']:>10.4f}")
+    return lines
 
 
 def cmd_evaluate(args) -> int:
     result = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint)
-    _print(result, args.json)
+    if args.json:
+        _print(result, True)
+    else:
+        print("\n".join(metrics_text(result, args.split)))
     return 0
 
 
@@ -275,6 +300,13 @@ def add_memory_parser(sub) -> None:
     p.set_defaults(func=cmd_memory)
 
 
+def cmd_html(args) -> int:
+    for notebook in args.notebooks:
+        out = Path(args.out_dir) / (Path(notebook).stem + ".html") if args.out_dir else None
+        print(f"wrote {notebook_html(notebook, out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="afme", description="Multi-modal KG completion workbench (AFME + baselines)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -321,8 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Train a model and evaluate its best-valid checkpoint. Each option below "
                            "says what it allows; a value outside that is refused before any data is read.")
     train.add_argument("--dataset", help="registered name or folder")
-    train.add_argument("--features", help="feature folder (released <DATASET>-visual.pth ... or <modality>.npy); "
-                       "multi-modal models need one unless --modalities none")
+    train.add_argument("--features", help="feature folder (released <DATASET>-visual.pth ... or <modality>.npy; "
+                       "default: the dataset folder's own feature files); a multi-modal model without any is "
+                       "refused unless --modalities none asks for structure only")
     train.add_argument("--data-dir", help=DATA_DIR_HELP)
     train.add_argument("--out", help="run folder to create")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint "
@@ -341,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=cmd_evaluate)
 
+    html = sub.add_parser("html", help="executed notebooks as HTML pages that open offline (no CDN)",
+                          description="Write each executed notebook as an HTML page whose figures draw with no "
+                          "network: plotly.js is the installed package's bundle, shared under reports/assets/ (or "
+                          "copied beside the page); MathJax is off; widgets need JupyterLab.")
+    html.add_argument("notebooks", nargs="+", metavar="NOTEBOOK.ipynb", help="executed notebooks")
+    html.add_argument("--out-dir", help="folder for the pages (default: beside each notebook)")
+    html.set_defaults(func=cmd_html)
+
     add_features_parser(sub)  # afme features text|image
     add_grid_commands(sub)  # afme grid run|summary
     add_memory_parser(sub)  # afme memory
@@ -348,8 +389,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """``afme: UserWarning: message`` on one line: no file path, no echoed source line (Python's
+    default shows both, which reads like a crash). Python's default filter already shows each
+    distinct message once per place that raises it."""
+    return f"afme: {category.__name__}: {' '.join(str(message).split())}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    shown = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning  # how warnings print; recording them (tests) is unchanged
+    try:
+        return _run(args)
+    finally:
+        warnings.formatwarning = shown
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except OptionError as err:  # a flag's value: the sub-command's usage and the flag as typed

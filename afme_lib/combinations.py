@@ -9,7 +9,7 @@ machine is checked here, and raises :class:`~afme_lib.errors.OptionError` the sa
   sampled negatives), and its scorer takes ``dim`` (complex scorers store dim/2 complex numbers).
 - :func:`check_run` (where the run happens): the above, the device exists on this machine, a
   GPU-only option is not asked of a CPU run, and a model that reads modality features is given
-  some, unless structure only was asked for explicitly (``modalities=[]``).
+  some (:func:`check_features`), unless structure only was asked for explicitly (``modalities=[]``).
 
 A batch larger than the training set is allowed (one full-batch step per epoch), so it is not
 refused; nor are more negatives than entities (they are drawn with replacement).
@@ -63,7 +63,22 @@ def check_run(model_cfg: ModelConfig, train_cfg: TrainConfig, features=None, nee
     if train_cfg.amp != "none" and not on_cuda:
         raise OptionError("amp", f"{train_cfg.amp} is for CUDA devices and this run is not on one ({{device}} "
                           f"{device}); use {{amp}} none")
-    if needs_features and features is None and model_cfg.modalities != [] and model_class(model_cfg.name).reads_features:
-        raise OptionError("features", f"are needed by model {model_cfg.name!r} (it fuses modality features) and "
-                          "none were given: pass {features} FOLDER (the dataset folder, when it holds the feature "
-                          "files), or ask for structure only: --modalities none (modalities=[] from Python)")
+    if needs_features:
+        check_features(model_cfg, features)
+
+
+def wants_features(model_cfg: ModelConfig) -> bool:
+    """Whether the model reads modality features and structure only was not asked for."""
+    return model_cfg.modalities != [] and model_class(model_cfg.name).reads_features
+
+
+def check_features(model_cfg: ModelConfig, features=None, looked_in=None) -> None:
+    """Refuse a model that reads modality features when there are none (``features`` None);
+    ``looked_in``: the dataset folder that was searched for feature files in vain."""
+    if features is None and wants_features(model_cfg):
+        folder = str(looked_in).replace("{", "{{").replace("}", "}}")  # the problem text is a format string
+        searched = f" and the dataset folder {folder} holds no feature files" if looked_in else ""
+        raise OptionError("features", f"are needed by model {model_cfg.name!r} (it fuses modality features), none "
+                          f"were given{searched}: pass {{features}} FOLDER (released <DATASET>-visual.pth ... or "
+                          "<modality>.npy files), or ask for structure only: --modalities none (modalities=[] from "
+                          "Python)")

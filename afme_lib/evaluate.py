@@ -45,7 +45,7 @@ from afme_lib.data.dataset import KGDataset
 from afme_lib.data.filters import CATEGORIES, FilterIndex, triple_categories
 from afme_lib.data.groups import group_order, triple_groups
 from afme_lib.device import chunk_for_budget, eval_chunk_budget
-from afme_lib.ranking import compute_metrics, realistic_ranks
+from afme_lib.ranking import compute_metrics, expected_uniform_metrics, realistic_ranks
 
 SIDES = ("tail", "head")
 
@@ -158,30 +158,36 @@ def evaluate(
         )
 
     ranks = {s: ranks[s].cpu() for s in SIDES}
-    result = compute_metrics(torch.cat([ranks[s] for s in SIDES]))
-    result["by_side"] = {s: compute_metrics(ranks[s]) for s in SIDES}
-    categories = triple_categories(dataset, split)
-    present = [c for c in CATEGORIES if (categories == c).any()]
-    present += sorted(set(np.unique(categories).tolist()) - set(CATEGORIES))
-    result["by_category"] = _metrics_by(ranks, categories, present)
-    relations = triples_cpu[:, 1].numpy()
-    names = np.array(dataset.relation_names, dtype=object)
-    result["by_relation"] = _metrics_by(ranks, names[relations], [names[r] for r in np.unique(relations)])
-    if dataset.entity_groups is not None:
-        groups = triple_groups(triples_cpu.numpy(), dataset.entity_groups)
-        result["by_group"] = _metrics_by(ranks, groups, [g for g in group_order(dataset.entity_groups) if (groups == g).any()])
+    result = _breakdown(dataset, split, ranks, compute_metrics)
     if return_ranks:
         result["ranks"] = {s: ranks[s].numpy() for s in SIDES}
     return result
 
 
-def _metrics_by(ranks: dict, labels: np.ndarray, keys: list) -> dict:
-    """Metrics over both sides of the triples carrying each label in ``keys`` (labels [n] per triple)."""
-    out = {}
-    for key in keys:
-        mask = torch.from_numpy(labels == key)
-        out[str(key)] = compute_metrics(torch.cat([ranks[s][mask] for s in SIDES]))
-    return out
+def _breakdown(dataset: KGDataset, split: str, per_query: dict, summarise, keep: np.ndarray | None = None) -> dict:
+    """``summarise`` (e.g. :func:`compute_metrics` of ranks) of both sides' ``per_query`` values
+    ({side: [n]}, the split's order) pooled, then ``by_side``, ``by_category``, ``by_relation``
+    and, when the dataset declares entity groups, ``by_group`` (see :func:`evaluate`); ``keep``
+    [n] bool: only those triples."""
+    triples = dataset.split(split).long().numpy()
+    names = np.array(dataset.relation_names, dtype=object)
+    labels = {"by_category": triple_categories(dataset, split), "by_relation": names[triples[:, 1]]}
+    if dataset.entity_groups is not None:
+        labels["by_group"] = triple_groups(triples, dataset.entity_groups)
+    if keep is not None:
+        per_query = {s: v[torch.from_numpy(keep)] for s, v in per_query.items()}
+        labels = {part: values[keep] for part, values in labels.items()}
+    order = {"by_category": [c for c in CATEGORIES if (labels["by_category"] == c).any()]
+             + sorted(set(labels["by_category"].tolist()) - set(CATEGORIES)),
+             "by_relation": [r for r in names if (labels["by_relation"] == r).any()]}
+    if "by_group" in labels:
+        order["by_group"] = [g for g in group_order(dataset.entity_groups) if (labels["by_group"] == g).any()]
+    result = summarise(torch.cat([per_query[s] for s in SIDES]))
+    result["by_side"] = {s: summarise(per_query[s]) for s in SIDES}
+    for part, keys in order.items():
+        result[part] = {str(key): summarise(torch.cat([per_query[s][torch.from_numpy(labels[part] == key)]
+                                                       for s in SIDES])) for key in keys}
+    return result
 
 
 def _query_order(model, triples: torch.Tensor) -> torch.Tensor:
@@ -241,3 +247,42 @@ def _model_device(model) -> torch.device:
     for tensor in tensors:
         return tensor.device
     return torch.device("cpu")
+
+
+# --- the random-ranking baseline ------------------------------------------------------------
+def filtered_candidates(dataset: KGDataset, split: str = "test", filter_index: FilterIndex | None = None,
+                        block: int = 65536) -> dict[str, torch.Tensor]:
+    """Candidates each query of ``split`` is ranked among under the filtered protocol,
+    ``{side: LongTensor [n]}`` in the split's order: ``c = N - #(other known answers)``, the
+    target included (as :func:`~afme_lib.ranking.rank_targets` counts them). Queries are looked up ``block`` at a time."""
+    triples = dataset.split(split).long()
+    index = filter_index.to("cpu") if filter_index is not None else FilterIndex.from_dataset(dataset)
+    counts = {}
+    for side in SIDES:
+        known_col, target_col = _COLUMNS[side]
+        filtered = torch.zeros(len(triples), dtype=torch.long)
+        for lo in range(0, len(triples), block):
+            batch = triples[lo:lo + block]
+            rows, cols = index.known_answers(batch[:, known_col], batch[:, 1], side)
+            other = cols != batch[rows, target_col]  # the target is never filtered out
+            filtered[lo:lo + len(batch)] = torch.bincount(rows[other], minlength=len(batch))
+        counts[side] = dataset.num_entities - filtered
+    return counts
+
+
+def random_baseline(dataset: KGDataset, split: str = "test", filter_index: FilterIndex | None = None,
+                    triples_mask=None) -> dict:
+    """What a random ranking scores on ``split``: the expected MRR, MR and Hits@k of a model
+    whose scores put each query's target at a uniformly random rank among its filtered
+    candidates (:func:`filtered_candidates`), with the parts :func:`evaluate` reports (both
+    sides pooled, by side, category, relation, group). The yardstick beside any table of these
+    metrics: on 1,000 candidates a random MRR is about 0.75 %. ``triples_mask`` [n] bool keeps
+    only those triples.
+
+    A constant-score model ties everything, and the realistic tie rule gives it rank (c + 1) / 2
+    exactly: the same MR, a lower MRR (2 / (c + 1)) and Hits@k 0 once c > 2k - 1.
+    """
+    keep = None if triples_mask is None else np.asarray(triples_mask, dtype=bool)
+    if len(dataset.split(split)) == 0 or (keep is not None and not keep.any()):
+        raise ValueError(f"split {split!r} of dataset {dataset.name!r} has no triples (left) to rank")
+    return _breakdown(dataset, split, filtered_candidates(dataset, split, filter_index), expected_uniform_metrics, keep)

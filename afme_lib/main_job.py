@@ -22,9 +22,10 @@ from pathlib import Path
 from afme_lib import atomic
 from afme_lib.analysis.modality import relation_profile, truth_agreement, truth_matrix
 from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.data.dataset import load_dataset
 from afme_lib.data.synthetic import write_synthetic
 from afme_lib.data.synthetic_oracle import mrr_by_kind, oracle_ranks, relation_kinds
-from afme_lib.evaluate import evaluate
+from afme_lib.evaluate import evaluate, random_baseline
 from afme_lib.pipeline import load_run, run_or_resume
 
 # One attention layer keeps AFME's CPU cost within the job's few-minute budget.
@@ -66,6 +67,8 @@ def relation_kind_table(trainers: dict, metadata: dict) -> list[str]:
         res = evaluate(trainer.model, data, "test", filter_index=trainer.filter_index, return_ranks=True, progress=False)
         rows.append((model, mrr_by_kind(res["ranks"], kinds)))
     rows.append(("rule oracle", mrr_by_kind(oracle_ranks(data, metadata), kinds)))
+    rows.append(("random ranking", {"all": random_baseline(data, "test")["mrr"], **{
+        kind: random_baseline(data, "test", triples_mask=kinds == kind)["mrr"] for kind in ("attribute", "structural")}}))
     lines = ["| model | all | attribute relations | structural relations |", "|---|---|---|---|"]
     lines += [f"| {m} | {100 * v['all']:.2f} | {100 * v['attribute']:.2f} | {100 * v['structural']:.2f} |"
               for m, v in rows]
@@ -107,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Made by `python -m afme_lib.main_job --preset {args.preset} --epochs {args.epochs} --dim {args.dim} "
         f"--seed {args.seed}` (the README's first command). Filtered ranking on the test split, both sides, "
-        "realistic tie rule; metrics in %. Runs (config, per-epoch log, checkpoints, metrics.json) are under `runs/`.",
+        "realistic tie rule; metrics in %. Runs (config, per-epoch log, checkpoints, metrics.json) are under `runs/`. "
+        "*Random ranking*: the expected score of a ranking that puts each answer at a uniformly random place among "
+        "its filtered candidates (exact, `afme_lib.evaluate.random_baseline`).",
         "",
         "| model | MRR | MR | Hits@1 | Hits@3 | Hits@10 | epochs | train s | device |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -117,12 +122,16 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {model} | {100 * t['mrr']:.2f} | {t['mr']:.1f} | {100 * t['hits@1']:.2f} | "
                      f"{100 * t['hits@3']:.2f} | {100 * t['hits@10']:.2f} | {m['epochs_run']} | "
                      f"{m['train_seconds']:.0f} | {m['device']} |")
+    random = random_baseline(load_dataset(dataset), "test")  # the same split for every model
+    lines.append(f"| random ranking | {100 * random['mrr']:.2f} | {random['mr']:.1f} | {100 * random['hits@1']:.2f} | "
+                 f"{100 * random['hits@3']:.2f} | {100 * random['hits@10']:.2f} | | | |")
     lines += ["", "## Test MRR (%) by relation category", "",
               "| model | " + " | ".join(results["rotate"]["test"]["by_category"]) + " |",
               "|---|" + "---|" * len(results["rotate"]["test"]["by_category"])]
     for model, m in results.items():
         cats = m["test"]["by_category"]
         lines.append(f"| {model} | " + " | ".join(f"{100 * c['mrr']:.2f}" for c in cats.values()) + " |")
+    lines.append("| random ranking | " + " | ".join(f"{100 * random['by_category'][c]['mrr']:.2f}" for c in cats) + " |")
     lines += ["", "## Test MRR (%) by relation kind, against the rule oracle", "",
               "Attribute relations are decided by an attribute that some modalities encode; structural ones by "
               "hidden communities and types only. The rule oracle knows the generator's rules (community, attribute "
@@ -135,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
               "structural relations are memorised facts that no modality predicts.", ""]
     lines += modality_weight_table(trainers["afme"], metadata)
     atomic.write_text(out / "README.md", "\n".join(lines) + "\n")
-    print("\n".join(lines[:4 + 2 + len(results) + 2]))
+    print("\n".join(lines[:4 + 2 + len(results) + 3]))
     print(f"\nreport written to {out / 'README.md'}")
     return 0
 

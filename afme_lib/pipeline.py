@@ -8,7 +8,8 @@ validation at all (``eval_every=0`` or ``epochs=0``) from the final model.
 
 ``metrics.json`` (and the returned dict) has exactly the keys :data:`METRICS_KEYS`:
 ``test`` and ``valid`` (each :func:`~afme_lib.evaluate.evaluate`'s result: mrr, mr, hits@1/3/10,
-count, by_side, by_category), ``epochs_run``, ``best_epoch`` (None without validation),
+count, by_side, by_category, and ``random``: the same metrics expected of a random ranking of that
+split, :func:`~afme_lib.evaluate.random_baseline`), ``epochs_run``, ``best_epoch`` (None without validation),
 ``stopped_early``, ``train_seconds``, ``eval_seconds``, ``device`` and ``world_size`` (processes).
 
 Under torchrun every process calls these functions (``afme train`` does); every process trains
@@ -27,14 +28,14 @@ import warnings
 from pathlib import Path
 
 from afme_lib import distributed, memory
-from afme_lib.combinations import check_run
+from afme_lib.combinations import check_features, check_run, wants_features
 from afme_lib.config import ModelConfig, TrainConfig
-from afme_lib.data.features import FeatureStore
+from afme_lib.data.features import FeatureStore, has_feature_files, loaded_line
 from afme_lib.data.hygiene import warn_split_leakage
-from afme_lib.data.registry import graph_counts, load_benchmark
+from afme_lib.data.registry import graph_counts, load_benchmark, resolve_dataset
 from afme_lib.device import resolve_device
 from afme_lib.errors import AfmeError, OptionError, did_you_mean, literal
-from afme_lib.evaluate import evaluate
+from afme_lib.evaluate import evaluate, random_baseline
 from afme_lib.runs import BEST, RunConfig, RunFolder
 from afme_lib.train import Trainer
 
@@ -51,7 +52,7 @@ def load_inputs(dataset: str, features: str | None = None, data_dir: str | None 
     data = load_benchmark(dataset, data_dir=data_dir)
     store = None
     if features:
-        store = FeatureStore.load(features, data.num_entities, modalities, mmap=placement == "mmap")
+        store = FeatureStore.load(features, data.num_entities, modalities, verbose=False, mmap=placement == "mmap")
         if placement == "pinned":
             store = store.offload("pinned")
     return data, store
@@ -80,6 +81,7 @@ def _finish(trainer: Trainer, folder: RunFolder) -> dict:
         results[split] = evaluate(trainer.model, trainer.dataset, split, filter_index=trainer.filter_index,
                                   batch_size=cfg.eval_batch_size, chunk_size=cfg.eval_chunk_size or None,
                                   progress=cfg.progress)
+        results[split]["random"] = random_baseline(trainer.dataset, split, trainer.filter_index)
     st = trainer.state
     metrics = {
         **results,
@@ -98,12 +100,23 @@ def _finish(trainer: Trainer, folder: RunFolder) -> dict:
 
 def train_run(dataset: str, model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str | Path,
               features: str | None = None, data_dir: str | None = None, feature_placement: str = "auto") -> dict:
-    """Train a fresh run into ``out_dir`` (which must not already hold a run) and return its metrics."""
+    """Train a fresh run into ``out_dir`` (which must not already hold a run) and return its metrics.
+
+    ``features`` None: a model that reads modalities uses the feature files in the dataset's own
+    folder, and is refused (OptionError) when there are none, unless ``model_cfg.modalities`` is
+    ``[]`` (structure only, asked for explicitly). One printed line names the files loaded.
+    """
     folder = RunFolder(out_dir)
-    check_run(model_cfg, train_cfg, features)  # options and their combinations, before any data is read
+    check_run(model_cfg, train_cfg, needs_features=False)  # options and their combinations, before any data is read
     if feature_placement not in memory.PLACEMENTS:
         raise OptionError("feature_placement", f"must be one of {', '.join(memory.PLACEMENTS)} (got "
                           f"{literal(feature_placement)}){did_you_mean(feature_placement, memory.PLACEMENTS)}")
+    note = ""
+    if features is None and wants_features(model_cfg):  # the dataset folder's own feature files, if any
+        home = resolve_dataset(dataset, data_dir)
+        if has_feature_files(home):
+            features, note = str(home), "the dataset folder's own, as none were given"
+        check_features(model_cfg, features, looked_in=home)
     # Under torchrun: join the group first, and let every process look at the folder before
     # rank 0 writes into it, so that they all take the same branch below.
     distributed.init_from_env(resolve_device(train_cfg.device))
@@ -121,6 +134,8 @@ def train_run(dataset: str, model_cfg: ModelConfig, train_cfg: TrainConfig, out_
     # Build everything before writing config.json: a config the trainer rejects (bad loss,
     # sampler, modality ...) must not leave a "run" that only --resume would accept.
     trainer = Trainer(data, model_cfg, train_cfg, folder.path, store)
+    if store is not None and wants_features(model_cfg) and trainer.dist.is_main:
+        print(loaded_line(store, features, note), flush=True)  # which files, shapes, missing rows
     if trainer.dist.is_main:
         folder.write_config(RunConfig.new(str(dataset), str(features) if features else None, data_dir, model_cfg,
                                           train_cfg, feature_placement=feature_placement,
@@ -192,13 +207,16 @@ def run_or_resume(dataset: str, model_cfg: ModelConfig, train_cfg: TrainConfig, 
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", **train_overrides) -> dict:
-    """Evaluate a run's best (or last) checkpoint on a split."""
+    """Evaluate a run's best (or last) checkpoint on a split; ``random`` holds the random-ranking
+    baseline of that split."""
     folder = RunFolder(run_dir)
     trainer = _trainer_for(folder, **train_overrides)
     trainer.restore(folder.checkpoint(checkpoint), with_training_state=False)
     cfg = trainer.cfg
-    return evaluate(trainer.model, trainer.dataset, split, filter_index=trainer.filter_index,
-                    batch_size=cfg.eval_batch_size, chunk_size=cfg.eval_chunk_size or None, progress=cfg.progress)
+    result = evaluate(trainer.model, trainer.dataset, split, filter_index=trainer.filter_index,
+                      batch_size=cfg.eval_batch_size, chunk_size=cfg.eval_chunk_size or None, progress=cfg.progress)
+    result["random"] = random_baseline(trainer.dataset, split, trainer.filter_index)
+    return result
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Trainer:

@@ -81,3 +81,20 @@ def compute_metrics(ranks: torch.Tensor) -> dict:
         metrics[f"hits@{k}"] = float((r <= k).double().mean())
     metrics["count"] = int(r.numel())
     return metrics
+
+
+def expected_uniform_metrics(candidates: torch.Tensor) -> dict:
+    """:func:`compute_metrics`' keys, expected when each query's rank is uniform over 1..c, with
+    ``candidates`` [Q] the c of each query (the random-ranking baseline)::
+
+        E[1/rank] = H_c / c  (H_c the c-th harmonic number)    E[rank] = (c + 1) / 2
+        P(rank <= k) = min(k, c) / c
+
+    each averaged over the queries."""
+    c = candidates.to(torch.float64)
+    harmonic = torch.cumsum(1.0 / torch.arange(1, int(candidates.max()) + 1, dtype=torch.float64), 0)
+    metrics = {"mrr": float((harmonic[candidates - 1] / c).mean()), "mr": float(((c + 1) / 2).mean())}
+    for k in HITS_AT:
+        metrics[f"hits@{k}"] = float((c.clamp(max=k) / c).mean())
+    metrics["count"] = int(c.numel())
+    return metrics

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -246,9 +245,7 @@ def train_or_reuse(dataset: str, features: str | None, model_cfg: ModelConfig, t
     """:func:`~afme_lib.pipeline.run_or_resume` with ``same_config=True`` on a folder relative to
     the project root: a finished run in ``run_dir`` is reused and an interrupted one resumed only
     when it has the same dataset, features and configs (``progress`` aside)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*count as missing")  # the coverage tables report it
-        return run_or_resume(dataset, model_cfg, train_cfg, resolve_path(run_dir), features=features, same_config=True)
+    return run_or_resume(dataset, model_cfg, train_cfg, resolve_path(run_dir), features=features, same_config=True)
 
 
 def run_inputs(run_dir: str | Path) -> tuple[str, str | None]:
@@ -274,12 +271,11 @@ def figures_folder(figures_dir: str | Path | None, notebook: str) -> Path:
 
 
 def setup_notebook() -> None:
-    """Notebook defaults: plotly figures as JSON output (see :mod:`afme_lib.analysis.figures`),
-    wide pandas tables, and no warning for the missing feature rows the tables already count."""
+    """Notebook defaults: plotly figures as JSON plus offline HTML (see
+    :mod:`afme_lib.analysis.figures`) and wide pandas tables."""
     use_notebook_renderer()
     pd.set_option("display.max_columns", 40)
     pd.set_option("display.width", 200)
-    warnings.filterwarnings("ignore", message=".*count as missing")
 
 
 # --- experiments that train ------------------------------------------------------------------------

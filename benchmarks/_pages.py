@@ -6,9 +6,27 @@ apart by hand-copying."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 READING = "## Reading"
+RANDOM_NOTE = ("*Random ranking*: the expected metrics of a ranking that puts each test answer at a uniformly random "
+               "place among its filtered candidates (exact; `afme_lib.evaluate.random_baseline`), the yardstick for "
+               "the rows above it.")
+
+
+@lru_cache(maxsize=None)
+def random_ranking(dataset: str, data_dir: str | None = None) -> dict | None:
+    """The test split's random-ranking baseline of ``dataset`` (registered name or folder), or
+    None when the dataset is not on this machine (a page rebuilt from runs elsewhere)."""
+    from afme_lib.data.registry import load_benchmark
+    from afme_lib.errors import AfmeError
+    from afme_lib.evaluate import random_baseline
+
+    try:
+        return random_baseline(load_benchmark(dataset, data_dir=data_dir), "test")
+    except AfmeError:
+        return None
 
 
 def hand_reading(page: Path) -> str:

@@ -68,7 +68,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.features import FeatureStore
 from afme_lib.data.registry import load_benchmark
-from afme_lib.evaluate import evaluate
+from afme_lib.evaluate import evaluate, random_baseline
 from afme_lib.memory import plan
 from afme_lib.train import Trainer
 
@@ -306,6 +306,7 @@ def measure(data, features, model: str, amp: str, args, device: torch.device, ou
         "test_triples": len(data.test),
         "epoch_seconds": epochs, "steady_epoch_seconds": sum(steady) / len(steady),
         "eval_seconds": eval_seconds, "test_mrr": result["mrr"],
+        "random_mrr": random_baseline(data, "test", trainer.filter_index)["mrr"],
         "train_peak_gib": train_peak, "eval_peak_gib": eval_peak,
         "predicted_peak_gib": predicted.peak_bytes / GiB, "predicted_activation_gib": predicted.fixed["activations"] / GiB,
         "traffic": traffic,
@@ -332,16 +333,16 @@ def report_lines(results: dict) -> list[str]:
              f"on, RotatE scorer), batch {results['settings']['batch_size']}, {results['settings']['negatives']} "
              f"negatives, Adam; evaluation batch {results['settings']['eval_batch_size']}, filtered, both sides, "
              "float32. Features: " + "; ".join(f"{k}: {v}" for k, v in results["features"].items()) + ".", "",
-             "| dataset | model | amp | s / epoch | first epoch s | s / full eval | test MRR | train peak GiB "
-             "(model) | eval peak GiB | eval GB moved | GB/s | fraction of peak | top eval kernel |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| dataset | model | amp | s / epoch | first epoch s | s / full eval | test MRR | random MRR | train peak "
+             "GiB (model) | eval peak GiB | eval GB moved | GB/s | fraction of peak | top eval kernel |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for f in results["figures"]:
         moved = f["traffic"]["bytes"] / 1e9 if f["traffic"] else None
         fraction = f["bandwidth"] / peak if f["bandwidth"] and peak else None
         top = f["profile_eval"][0] if f["profile_eval"] else None
         top_cell = f"{top['name'][:48]} ({top['share']:.0%})" if top else "n/a"
         lines.append(f"| {f['dataset']} | {f['model']} | {f['amp']} | {f['steady_epoch_seconds']:.2f} | "
-                     f"{f['epoch_seconds'][0]:.2f} | {f['eval_seconds']:.2f} | {f['test_mrr']:.4f} | "
+                     f"{f['epoch_seconds'][0]:.2f} | {f['eval_seconds']:.2f} | {f['test_mrr']:.4f} | {f['random_mrr']:.4f} | "
                      f"{_num(f['train_peak_gib'], '.2f')} ({f['predicted_peak_gib']:.2f}) | "
                      f"{_num(f['eval_peak_gib'], '.2f')} | {_num(moved, '.1f')} | "
                      f"{_num(f['bandwidth'] and f['bandwidth'] / 1e9, '.0f')} | {_num(fraction, '.2f')} | {top_cell} |")

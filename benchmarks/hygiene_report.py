@@ -21,7 +21,6 @@ import argparse
 import shlex
 import statistics
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +84,7 @@ def train(dataset: str, label: str, model: str, seed: int, features: str | None,
                             loss="nssa", margin=6.0, adv_temperature=1.0, eval_every=args.eval_every, patience=0,
                             device=args.device, seed=seed, progress=False, **recommended_train_options(model))
     run = Path(args.runs) / f"{label}-{model}-d{args.dim}-e{args.epochs}-s{seed}"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*count as missing")
-        metrics = run_or_resume(dataset, model_cfg, train_cfg, run, features=features, data_dir=args.data_dir)
+    metrics = run_or_resume(dataset, model_cfg, train_cfg, run, features=features, data_dir=args.data_dir)
     return {**metrics, "run": run}
 
 

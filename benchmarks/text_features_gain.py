@@ -22,14 +22,13 @@ import os
 import shlex
 import statistics
 import sys
-import warnings
 from pathlib import Path
 
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.models.registry import recommended_train_options
 from afme_lib.pipeline import run_or_resume
 from afme_lib.runs import read_json
-from _pages import write_page  # same folder
+from _pages import RANDOM_NOTE, random_ranking, write_page  # same folder
 
 MODELS = {
     "rotate": "structure only",
@@ -122,7 +121,7 @@ def report(args, built: dict, results: dict, command: str) -> list[str]:
               f"{args.negatives} negatives, Adam lr {args.lr}, self-adversarial loss (margin 6, temperature 1), "
               f"validation every {args.eval_every} epochs (patience {args.patience}), seeds "
               f"{' '.join(map(str, args.seeds))}; device {devices or args.device}. Filtered test ranking, both sides, "
-              "realistic ties, best-valid checkpoint; metrics in % as mean ± sample std over seeds.", "",
+              "realistic ties, best-valid checkpoint; metrics in % as mean ± sample std over seeds. " + RANDOM_NOTE, "",
               "| dataset | model | inputs | seeds | MRR | Hits@1 | Hits@10 | epochs | s/epoch |",
               "|---|---|---|---|---|---|---|---|---|"]
     for dataset in [*args.datasets, *args.structure_only]:
@@ -143,6 +142,10 @@ def report(args, built: dict, results: dict, command: str) -> list[str]:
             lines.append(f"| {dataset} | {model} | {inputs} | {len(runs)} | {_pm([t['mrr'] for t in test])} | "
                          f"{_pm([t['hits@1'] for t in test])} | {_pm([t['hits@10'] for t in test])} | {epochs:.0f} | "
                          f"{per_epoch:.1f} |")
+        rnd = random_ranking(dataset, args.data_dir)
+        if rnd:
+            lines.append(f"| {dataset} | random ranking | | | {100 * rnd['mrr']:.2f} | {100 * rnd['hits@1']:.2f} | "
+                         f"{100 * rnd['hits@10']:.2f} | | |")
     pairs = [(m, "rotate") for m in args.models if m in MULTIMODAL]
     pairs += [(m, BACKBONE[m]) for m in args.models if m in BACKBONE and BACKBONE[m] in args.models]
     for model, base in pairs:
@@ -191,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
     command = "python benchmarks/text_features_gain.py " + shlex.join(given)  # the command that trains the runs
-    warnings.filterwarnings("ignore", message=".*count as missing")
 
     built = {}
     for dataset in [*args.datasets, *args.extra_features]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.pipeline import run_or_resume
 from afme_lib.runs import read_json, read_log
-from _pages import write_page  # same folder
+from _pages import RANDOM_NOTE, random_ranking, write_page  # same folder
 from reproduce_baselines import PUBLISHED, SETTINGS  # the per-model settings each variant starts from (same folder)
 
 # variant name -> (model overrides, train overrides) on top of reproduce_baselines.SETTINGS; the bilinear models overfit with N3 1e-3
@@ -85,9 +85,14 @@ def main() -> None:
              + " --models MODEL --variants VARIANT --epochs EPOCHS" + f" --eval-every {args.eval_every}"
              + " [--compile]`; the table lists every finished variant under `"
              + str(args.runs) + "`. Settings otherwise as `reproduce_baselines.py` (batch 1024, 64 negatives, "
-             "Adam lr 1e-3, seed 0), patience 2 validations; metrics in %, test from the best-valid checkpoint.", "",
+             "Adam lr 1e-3, seed 0), patience 2 validations; metrics in %, test from the best-valid checkpoint. "
+             + RANDOM_NOTE, "",
              "| model | variant | settings | best valid MRR | best epoch | test MRR | test Hits@1 | test Hits@10 | gap to published MRR | epochs | s/epoch | valid MRR curve |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows]
+    rnd = random_ranking(args.dataset, args.data_dir)
+    if rnd:
+        lines.append(f"| random ranking | | | | | {100 * rnd['mrr']:.2f} | {100 * rnd['hits@1']:.2f} | "
+                     f"{100 * rnd['hits@10']:.2f} | | | | |")
     write_page(Path(args.out), lines)
 
 

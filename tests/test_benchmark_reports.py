@@ -13,6 +13,9 @@ pytest.importorskip("transformers")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import text_features_gain  # noqa: E402
 
+from afme_lib.data.dataset import load_dataset  # noqa: E402
+from afme_lib.evaluate import random_baseline  # noqa: E402
+
 
 def test_text_features_page_pairs_every_model_with_rotate_and_keeps_the_reading(tiny_synth, tmp_path, monkeypatch):
     data = tmp_path / "data"
@@ -30,6 +33,11 @@ def test_text_features_page_pairs_every_model_with_rotate_and_keeps_the_reading(
         section = page.split(f"Paired gain {pair} ")[1]
         assert section.splitlines()[4].startswith("| tiny | 1 | ")  # one paired seed, numbers filled in
     assert (tmp_path / "features" / "tiny" / "tiny-textual.pth").is_file()
+    random = random_baseline(load_dataset(data / "tiny"), "test")  # stated below the dataset's rows
+    lines = page.splitlines()
+    at = lines.index(f"| tiny | random ranking | | | {100 * random['mrr']:.2f} | {100 * random['hits@1']:.2f} | "
+                     f"{100 * random['hits@10']:.2f} | | |")
+    assert [row.split(" | ")[1] for row in lines[at - 4:at]] == ["rotate", "transe", "afme", "mmkrl"]
 
     reading = "## Reading (by hand)\n- a conclusion a person wrote\n"
     (out / "README.md").write_text(page + "\n" + reading)

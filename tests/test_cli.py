@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import warnings
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,11 +17,11 @@ from afme_lib.data.dataset import load_dataset
 from afme_lib.data.features import FeatureStore
 from afme_lib.data.filters import relation_categories
 from afme_lib.data.registry import registry_table
+from afme_lib.evaluate import random_baseline
 from afme_lib.models.registry import model_names
 from afme_lib.pipeline import load_run
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
-
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +47,7 @@ def test_data_info_json_reports_counts_categories_and_modalities(tiny_synth, cap
     zero_shot = {i for i, g in enumerate(data.entity_groups) if g == "zero-shot"}
     unseen = {s: sum(1 for h, _, t in data.split(s).tolist() if h in zero_shot or t in zero_shot) for s in ("valid", "test")}
     assert info["unseen_entities_in"] == unseen and min(unseen.values()) > 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        store = FeatureStore.load(tiny_synth, data.num_entities)
+    store = FeatureStore.load(tiny_synth, data.num_entities, verbose=False)
     assert set(info["modalities"]) == {"text", "image", "audio", "numeric"}
     for m, cov in info["modalities"].items():
         present = int(store.masks[m].sum())
@@ -121,9 +122,17 @@ def test_evaluate_a_run_on_valid(trained_run, tiny_synth, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result == metrics["valid"]  # the best checkpoint, as in the run's own final evaluation
     assert result["count"] == 2 * len(data.valid) and set(result["by_side"]) == {"tail", "head"}
+    assert result["random"] == random_baseline(data, "valid")  # the split's random-ranking baseline beside it
     assert main(["evaluate", str(trained_run), "--split", "test"]) == 0
-    out = capsys.readouterr().out
-    assert f"mrr: {metrics['test']['mrr']}\n" in out and "by_side:\n  tail: {" in out
+    lines = capsys.readouterr().out.splitlines()
+    test, rnd = metrics["test"], metrics["test"]["random"]
+    assert lines[0] == f"test split, {test['count']} queries (filtered ranking, realistic ties; fractions except mr)"
+    assert lines[1].split() == ["metric", "model", "random"]
+    assert lines[2].split() == ["mrr", f"{test['mrr']:.4f}", f"{rnd['mrr']:.4f}"]
+    assert lines[3].split() == ["mr", f"{test['mr']:.2f}", f"{rnd['mr']:.2f}"]
+    assert lines[9].split() == ["tail", str(test["by_side"]["tail"]["count"]), f"{test['by_side']['tail']['mrr']:.4f}",
+                                f"{rnd['by_side']['tail']['mrr']:.4f}"]
+    assert [line.split()[0] for line in lines[11:]] == list(test["by_category"])
     assert main(["evaluate", str(trained_run), "--split", "test", "--checkpoint", "last", "--json"]) == 0
     last = json.loads(capsys.readouterr().out)
     assert last["count"] == 2 * len(data.test)
@@ -195,3 +204,22 @@ def test_config_flags_are_typed(capsys):
         main(["train", "--dim", "sixteen"])
     assert info.value.code == 2
     assert "argument --dim: invalid int value: 'sixteen'" in capsys.readouterr().err
+
+
+def test_warnings_are_one_line_each_and_shown_once():
+    """Run as a program (its stderr as a user sees it): no file path, no echoed source line, a
+    message's line breaks folded; a warning repeated from the same place shows once."""
+    program = (
+        "import warnings\n"
+        "from afme_lib import cli\n"
+        "def noisy(_args):\n"
+        "    for _ in range(3):\n"
+        "        warnings.warn('x.pth: 12 rows\\n    are odd')\n"
+        "    warnings.warn('y.pth: another', RuntimeWarning)\n"
+        "    return 0\n"
+        "cli.cmd_data_list = noisy\n"
+        "raise SystemExit(cli.main(['data', 'list']))\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "afme: UserWarning: x.pth: 12 rows are odd\nafme: RuntimeWarning: y.pth: another\n"

@@ -15,7 +15,6 @@ from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.dataset import load_dataset
 from afme_lib.train import Trainer, epoch_line
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 ROOT = Path(__file__).resolve().parents[1]
 
 

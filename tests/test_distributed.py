@@ -37,7 +37,6 @@ from afme_lib.checkpoints import load_checkpoint
 from afme_lib.runs import BEST, LAST, read_log
 from afme_lib.train import Trainer
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2
 EPOCHS, STOP_AT = 12, 8
@@ -169,6 +168,7 @@ def test_resume_under_torchrun_continues_exactly_and_only_rank_zero_writes(two_p
     # Shards and negatives are functions of (seed, epoch, rank): the continuation is exact.
     assert [without_timings(r) for r in read_log(part)] == [without_timings(r) for r in read_log(whole)]
     metrics = json.loads((part / "metrics.json").read_text())
+    random = metrics["test"]["random"]
     assert without_timings(metrics) == without_timings(json.loads((whole / "metrics.json").read_text()))
     assert metrics["world_size"] == WORLD and metrics["epochs_run"] == EPOCHS
     # One writer: one log line per epoch, one summary line on stdout, only the run's own files.
@@ -178,7 +178,8 @@ def test_resume_under_torchrun_continues_exactly_and_only_rank_zero_writes(two_p
     assert [line for line in done.stdout.splitlines() if line.startswith("run ")] == [
         f"run {part}: test MRR {metrics['test']['mrr']:.4f}  MR {metrics['test']['mr']:.1f}  "
         f"Hits@1 {metrics['test']['hits@1']:.4f}  Hits@10 {metrics['test']['hits@10']:.4f}  "
-        f"({EPOCHS} epochs, {metrics['train_seconds']:.1f}s)"]
+        f"({EPOCHS} epochs, {metrics['train_seconds']:.1f}s); random ranking: MRR {random['mrr']:.4f}  "
+        f"MR {random['mr']:.1f}  Hits@1 {random['hits@1']:.4f}  Hits@10 {random['hits@10']:.4f}"]
     assert json.loads((whole / "config.json").read_text())["world_size"] == WORLD
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from afme_lib.config import ModelConfig
 from afme_lib.data.dataset import KGDataset
 from afme_lib.data.filters import FilterIndex, triple_categories
-from afme_lib.evaluate import default_chunk_size, evaluate
+from afme_lib.evaluate import default_chunk_size, evaluate, random_baseline
 from afme_lib.metric_names import METRIC_KEYS
 from afme_lib.ranking import compute_metrics, rank_targets
 from afme_lib.models.base import KGModel
@@ -433,3 +433,59 @@ def test_default_chunk_size_on_cuda_reads_free_memory(monkeypatch):
     assert seen == [torch.device("cuda:0")]
     assert default_chunk_size(5000, 64, 256, "cuda") == 5000
     assert math.isclose(default_chunk_size(10**9, 1, 1, "cuda"), 2 * 2**30 // 8)
+
+
+# --- the random-ranking baseline ------------------------------------------------------------------
+def brute_random_baseline(dataset, split, true_triples=None, keep=None) -> dict:
+    """Expected metrics of uniform ranks, by enumerating every rank 1..c of every query."""
+    true = set(map(tuple, (dataset.all_true if true_triples is None else true_triples).tolist()))
+    per_query = []  # (E[1/rank], E[rank], P(rank <= 1), P(<= 3), P(<= 10)) of each query
+    for i, (h, r, t) in enumerate(dataset.split(split).tolist()):
+        if keep is not None and not keep[i]:
+            continue
+        for target, is_true in ((t, lambda e: (h, r, e) in true), (h, lambda e: (e, r, t) in true)):
+            c = sum(1 for e in range(N_ENT) if e == target or not is_true(e))
+            ranks = range(1, c + 1)
+            per_query.append([sum(1 / k for k in ranks) / c, sum(ranks) / c,
+                              *(sum(k <= cut for k in ranks) / c for cut in (1, 3, 10))])
+    mean = np.mean(per_query, axis=0)
+    return {"mrr": mean[0], "mr": mean[1], "hits@1": mean[2], "hits@3": mean[3], "hits@10": mean[4],
+            "count": len(per_query)}
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_random_baseline_matches_brute_force(dataset, split):
+    got = random_baseline(dataset, split)
+    want = brute_random_baseline(dataset, split)
+    assert got["count"] == want["count"] == 2 * len(dataset.split(split))
+    for key in ("mrr", "mr", "hits@1", "hits@3", "hits@10"):
+        assert got[key] == pytest.approx(want[key], rel=1e-12), key
+    assert got["mrr"] >= sum(1 / k for k in range(1, N_ENT + 1)) / N_ENT  # filtering only shrinks c
+
+
+def test_random_baseline_with_another_filter_and_a_mask(dataset):
+    train_only = FilterIndex(dataset.train, N_REL)  # test targets are not in it: c counts them once
+    keep = triple_categories(dataset, "test") != "1-1"
+    got = random_baseline(dataset, "test", filter_index=train_only, triples_mask=keep)
+    want = brute_random_baseline(dataset, "test", true_triples=dataset.train, keep=keep)
+    assert got["count"] == want["count"] == 2 * int(keep.sum())
+    for key in ("mrr", "mr", "hits@1", "hits@3", "hits@10"):
+        assert got[key] == pytest.approx(want[key], rel=1e-12), key
+    assert "1-1" not in got["by_category"]
+
+
+def test_random_baseline_parts_add_up_and_mr_equals_a_constant_models(dataset):
+    """MR is E[rank] = (c + 1) / 2, which a constant-score model gets exactly (realistic ties);
+    its MRR is lower (2 / (c + 1) <= H_c / c)."""
+    got = random_baseline(dataset, "test")
+    constant = evaluate(FakeModel(scorer=ConstantScorer()), dataset, "test")
+    assert got["mr"] == pytest.approx(constant["mr"], rel=1e-12)
+    assert constant["mrr"] < got["mrr"]
+    parts = [k for k in constant if k.startswith("by_")]
+    assert parts == [k for k in got if k.startswith("by_")] and {"by_side", "by_category", "by_relation"} <= set(parts)
+    for part in parts:
+        assert list(got[part]) == list(constant[part])
+        assert sum(m["count"] for m in got[part].values()) == got["count"]
+        assert sum(m["mrr"] * m["count"] for m in got[part].values()) / got["count"] == pytest.approx(got["mrr"])
+        for name, metrics in got[part].items():
+            assert metrics["mr"] == pytest.approx(constant[part][name]["mr"], rel=1e-12), (part, name)

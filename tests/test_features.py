@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import pickle
 import re
 import warnings
@@ -23,12 +25,14 @@ def _features(dim: int, seed: int) -> torch.Tensor:
 
 
 def _load(folder: Path, **kwargs) -> tuple[FeatureStore, list[str]]:
-    """Load and return the warning messages raised on the way."""
-    with warnings.catch_warnings(record=True) as caught:
+    """Load; return the store and what loading said: printed lines, then warning messages."""
+    printed = io.StringIO()
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(printed):
         warnings.simplefilter("always")
         store = FeatureStore.load(folder, N, **kwargs)
-    return store, [str(w.message) for w in caught if issubclass(w.category, UserWarning) and "weights_only" not in str(w.message)
-                   and "pickle protocol" not in str(w.message)]
+    return store, printed.getvalue().splitlines() + [
+        str(w.message) for w in caught if issubclass(w.category, UserWarning) and "weights_only" not in str(w.message)
+        and "pickle protocol" not in str(w.message)]
 
 
 def _refused(folder: Path, path: Path, problem: str, **kwargs) -> None:
@@ -46,7 +50,8 @@ def test_released_format(tmp_path):
     torch.save(textual, tmp_path / "MKG-W-textual.pth")
     (tmp_path / "README.txt").write_text("not a feature file")
     store, messages = _load(tmp_path)
-    assert messages == []
+    assert messages == [f"features from {tmp_path}: MKG-W-textual.pth (text: {N} rows x 3 dims), "
+                        f"MKG-W-visual.pth (image: {N} rows x 4 dims)"]  # one line, no warning
     assert sorted(store.modalities) == ["image", "text"]
     assert torch.equal(store.features["image"], visual) and torch.equal(store.features["text"], textual)
     assert store.features["image"].dtype == torch.float32
@@ -108,11 +113,9 @@ def test_save_load_round_trip(tmp_path):
         assert torch.equal(loaded.features[m], store.features[m]), m
         assert torch.equal(loaded.masks[m], store.masks[m]), m
     assert loaded.masks["text"].tolist() == [True, False, True, True, False, True]
-    assert sorted(messages) == sorted([
-        f"MKG-Y-layout.pth: 1 of {N} entities have no layout features (all-zero or non-finite rows); they count as missing",
-        f"MKG-Y-textual.pth: 2 of {N} entities have no text features (all-zero or non-finite rows); they count as missing",
-        f"MKG-Y-visual.pth: 1 of {N} entities have no image features (all-zero or non-finite rows); they count as missing",
-    ])
+    assert messages == [f"features from {tmp_path / 'out'}: MKG-Y-layout.pth (layout: {N} rows x 2 dims, 1 missing), "
+                        f"MKG-Y-textual.pth (text: {N} rows x 3 dims, 2 missing), "
+                        f"MKG-Y-visual.pth (image: {N} rows x 4 dims, 1 missing)"]
     # a saved file is one plain tensor: readable by the released-format consumers
     plain = torch.load(tmp_path / "out" / "MKG-Y-visual.pth", weights_only=True)
     assert type(plain) is torch.Tensor and torch.equal(plain, store.features["image"])
@@ -138,8 +141,7 @@ def test_zero_and_non_finite_rows_are_missing_and_zeroed(tmp_path):
     values[4, 1] = -float("inf")
     torch.save(values, tmp_path / "MKG-W-visual.pth")
     store, messages = _load(tmp_path)
-    assert messages == [f"MKG-W-visual.pth: 4 of {N} entities have no image features (all-zero or non-finite rows); "
-                        "they count as missing"]
+    assert messages == [f"features from {tmp_path}: MKG-W-visual.pth (image: {N} rows x 3 dims, 4 missing)"]
     assert store.masks["image"].tolist() == [True, False, False, False, False, True]
     assert torch.isfinite(store.features["image"]).all()
     assert store.features["image"][1:5].abs().sum() == 0

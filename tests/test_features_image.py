@@ -17,8 +17,7 @@ from afme_lib.data.openke import write_id_map, write_triples
 from afme_lib.errors import AfmeError, DataFormatError
 from afme_lib.features.image import build_backbone, extract_image_features, find_entity_images
 
-pytestmark = [pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning"),
-              pytest.mark.filterwarnings("ignore:.*with random weights:UserWarning"),
+pytestmark = [pytest.mark.filterwarnings("ignore:.*with random weights:UserWarning"),
               pytest.mark.filterwarnings("ignore:.*match no entity:UserWarning"),
               pytest.mark.filterwarnings("ignore:.*could not be decoded:UserWarning")]  # asserted where it matters
 

@@ -24,7 +24,6 @@ from afme_lib.features.names import (clean_entity_name, dataset_entities, entity
 from afme_lib.features.text import (TextEncoder, extract_text_features,  # noqa: E402
                                     name_texts, packaged_minilm_path, read_texts)
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 
 NAMES = ["Steve_Adams_(footballer,_born_1980)", "Libreville", "sulfacetic acid", "Quebec_City",
          "http://www.wikidata.org/entity/Q42", "golden retriever", "Beyonc%C3%A9"]

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_figures.py"
 
 
@@ -72,6 +71,9 @@ def test_smoke_run_writes_the_report_and_the_figures(gpu_figures, tmp_path, caps
     assert readme[2] == "Command: `python benchmarks/gpu_figures.py " + " ".join(args) + "`"
     rows = [line for line in readme if line.startswith("| synth-tiny |")]
     assert [row.split(" | ")[1:3] for row in rows] == [["rotate", "bf16"], ["afme", "bf16"]]
+    random = {f["random_mrr"] for f in results["figures"]}  # one test split: one random-ranking MRR
+    assert len(random) == 1 and 0 < min(random) < 0.05
+    assert [row.split(" | ")[7] for row in rows] == [f"{min(random):.4f}"] * 2
     assert sum(line.startswith("- synth-tiny ") for line in readme) == 4  # train + eval profile per row
     assert "synth-tiny afme amp=bf16: " in capsys.readouterr().out
 

@@ -17,7 +17,7 @@ import pytest
 from afme_lib.errors import AfmeError, DataFormatError
 from afme_lib.grid import expand, load_grid, plan, read_results, run_grid, summarize
 from afme_lib.grid.execute import usable_cores
-from afme_lib.grid.report import default_group_columns
+from afme_lib.grid.report import default_group_columns, markdown_table
 from afme_lib.grid.spec import TOP_LEVEL_KEYS, cell_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,8 @@ with open(run.parent / "executions.log", "a") as fh:
 if os.environ.get("GRID_TEST_FAIL_ON") == f"{x},{seed}":
     raise ValueError(f"cell x={x} seed={seed} fails on purpose")
 mrr = (10 * x + seed) / 100
-metrics = {"test": {"mrr": mrr, "mr": 1.0 + x, "hits@1": mrr / 2, "hits@3": mrr, "hits@10": 2 * mrr},
+random = {"mrr": 0.01, "mr": 50.0, "hits@1": 0.001, "hits@3": 0.003, "hits@10": 0.01}
+metrics = {"test": {"mrr": mrr, "mr": 1.0 + x, "hits@1": mrr / 2, "hits@3": mrr, "hits@10": 2 * mrr, "random": random},
            "valid": {"mrr": mrr + 0.01}, "epochs_run": seed + 1, "best_epoch": 1, "train_seconds": 0.5,
            "device": "cpu", "threads": os.environ.get("OMP_NUM_THREADS"), "progress": progress}
 (run / "metrics.json").write_text(json.dumps(metrics))
@@ -249,6 +250,22 @@ def test_summarize_mean_and_sample_std_over_seeds_of_finished_cells():
         summarize(results, metrics=["auc"])
 
 
+def test_the_random_baseline_row_per_split():
+    """One row when every group ranks the same test split; one per group when they differ
+    (a grid over datasets); none when the runs did not record it."""
+    results = pd.DataFrame([
+        {"cell": f"{d}{seed}", "variant": "", "dataset": d, "seed": seed, "status": "ok", "mrr": 0.1 + seed / 100,
+         "mr": 9.0, "random_mrr": {"a": 0.02, "b": 0.005}[d], "random_mr": {"a": 50.0, "b": 400.0}[d]}
+        for d in ("a", "b") for seed in (0, 1)])
+    lines = markdown_table(summarize(results, metrics=["mrr", "mr"]), ["mrr", "mr"])
+    assert lines[0] == "| dataset | seeds | MRR (%) | MR |"
+    assert lines[-2:] == ["| random ranking (a) | – | 2.00 | 50.0 |", "| random ranking (b) | – | 0.50 | 400.0 |"]
+    same = results[results.dataset == "a"]
+    assert markdown_table(summarize(same, metrics=["mrr"]), ["mrr"])[-1] == "| random ranking | – | 2.00 |"
+    older = results.drop(columns=["random_mrr", "random_mr"])
+    assert len(markdown_table(summarize(older, metrics=["mrr"]), ["mrr"])) == 2 + 2  # header + the two datasets
+
+
 # --- execution ---------------------------------------------------------------------------------
 def test_two_workers_record_a_failure_then_resume_retries_only_it(tmp_path, fake_notebook, monkeypatch, capsys):
     from afme_lib.cli import main
@@ -281,6 +298,8 @@ def test_two_workers_record_a_failure_then_resume_retries_only_it(tmp_path, fake
     assert "| variant | seeds | MRR (%) | Hits@10 (%) |" in readme
     assert "| a | 2 | 10.50 ± 0.71 | 21.00 ± 1.41 |" in readme
     assert "| w/o b | 1/2 | 20.00 | 40.00 |" in readme  # the failed seed is not averaged in
+    assert "| w/o b | 1/2 | 20.00 | 40.00 |\n| random ranking | – | 1.00 | 1.00 |\n" in readme  # beside them
+    assert ok["random_mr"].tolist() == [50.0] * 3 and math.isnan(failed["random_mrr"])
     assert f"| `{cells['w/o b', 1]}` | ValueError: cell x=2 seed=1 fails on purpose |" in readme
     html = report / "figures" / "test-metrics.html"
     # one plotly.js for every report under reports/, linked relatively (opens offline)

@@ -22,7 +22,6 @@ from afme_lib.memory import measure_layout, plan
 from afme_lib.models.registry import create_model, model_names
 from afme_lib.train import Trainer
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 DIMS = {"text": 24, "image": 24, "audio": 16, "numeric": 8}  # the tiny preset's feature widths
 SMALL = dict(attention_layers=1, attention_heads=2, noise_dim=8)
 

@@ -16,7 +16,6 @@ from afme_lib.models.mmkrl import fgm_perturbation
 from afme_lib.models.registry import create_model
 from afme_lib.train import Trainer, loss_context
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 
 N, R, DIM = 10, 3, 8
 

@@ -32,7 +32,6 @@ DIM = 16
 # Every adversarial term on, at weights that keep three steps finite.
 TRAIN = TrainConfig(lambda_adv=0.1, lambda_gp=10.0, device="cpu")
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from afme_lib.pipeline import train_run
 from afme_lib.runs import read_log
 from afme_lib.train import Trainer
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 SMALL = dict(dim=16, attention_layers=1, attention_heads=2, noise_dim=8)
 
 

@@ -10,7 +10,9 @@ import io
 import json
 import math
 import re
+import shutil
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,7 +28,6 @@ from afme_lib.models.registry import model_names
 from afme_lib.models.scorers import SCORERS
 from afme_lib.pipeline import train_run
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 CONFIGS = (ModelConfig, TrainConfig)
 ALL_FIELDS = [(cls, f) for cls in CONFIGS for f in fields(cls)]
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -261,8 +262,6 @@ def test_resume_overrides_are_checked(tiny_synth, tmp_path, capsys):
     (["--model", "complex", "--dim", "15"], "--dim must be even for model 'complex' with its scorer complex"),
     (["--model", "afme", "--scorer", "complex", "--dim", "15", "--features", "."],
      "--dim must be even for model 'afme' with --scorer complex"),
-    (["--model", "afme"], "--features are needed by model 'afme' (it fuses modality features) and none were given"),
-    (["--model", "ikrl", "--modalities", "text"], "--features are needed by model 'ikrl'"),
     (["--model", "transformer"], "--model must be a registered model: " + ", ".join(model_names())),
     (["--model", "rotat"], "(did you mean 'rotate'?)"),
     (["--feature-placement", "pinned", "--loss", "hinge"], "--loss must be one of"),
@@ -282,20 +281,65 @@ def test_odd_dims_are_fine_where_no_complex_scorer_is_used():
     check_configs(ModelConfig(name="afme", scorer="transe", dim=15), TrainConfig())
 
 
-def test_a_multimodal_model_uses_given_features_or_refuses(tiny_synth, tmp_path, capsys):
-    """AFME without features is refused (no run folder left); --modalities none trains it on
-    structure only; with --features it reads them."""
+def _structure_only_copy(tiny_synth, folder: Path) -> Path:
+    """The tiny preset's OpenKE files without its feature files."""
+    folder.mkdir()
+    for path in tiny_synth.glob("*.txt"):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def test_a_multimodal_model_uses_the_dataset_folders_features(tiny_synth, tmp_path, capsys):
+    """AFME with and without --features on a folder holding feature files: the same files are
+    loaded and recorded, and one line says which (with shapes and missing rows); no warning."""
     base = ["train", "--dataset", str(tiny_synth), "--model", "afme", "--dim", "8", "--epochs", "0",
             "--no-progress", "--device", "cpu"]
+    lines = {}
+    for name, extra in (("given", ["--features", str(tiny_synth)]), ("default", [])):
+        assert main([*base, "--out", str(tmp_path / name), *extra]) == 0
+        out, err = capsys.readouterr()
+        lines[name] = [line for line in out.splitlines() if line.startswith("features from")]
+        assert "Warning" not in err and "warn" not in err, err
+        assert json.loads((tmp_path / name / "config.json").read_text())["features"] == str(tiny_synth.resolve())
+    files = sorted(p.name for p in tiny_synth.glob("*.pth"))
+    assert len(lines["given"]) == 1 and len(lines["default"]) == 1
+    assert lines["default"][0].startswith(f"features from {tiny_synth.resolve()} (the dataset folder's own, "
+                                          "as none were given): ")
+    assert lines["given"][0].startswith(f"features from {tiny_synth.resolve()}: ")
+    assert lines["default"][0].split(": ", 1)[1] == lines["given"][0].split(": ", 1)[1]
+    described = lines["default"][0].split(": ", 1)[1]
+    assert [part.split(" (")[0] for part in described.split("), ")] == files
+    assert re.search(r"synth-tiny-visual\.pth \(image: \d+ rows x \d+ dims, \d+ missing\)", described), described
+
+
+def test_a_multimodal_model_without_any_features_is_refused(tiny_synth, tmp_path, capsys):
+    """No --features and none in the dataset folder: refused (no run folder left), naming the
+    folder searched; --modalities none trains it on structure only, explicitly."""
+    bare = _structure_only_copy(tiny_synth, tmp_path / "bare")
+    base = ["train", "--dataset", str(bare), "--model", "afme", "--dim", "8", "--epochs", "0",
+            "--no-progress", "--device", "cpu"]
     assert main([*base, "--out", str(tmp_path / "a")]) == 2
-    assert "--features are needed by model 'afme'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("usage: afme train")
+    assert err.endswith(f"afme train: error: --features are needed by model 'afme' (it fuses modality features), none "
+                        f"were given and the dataset folder {bare} holds no feature files: pass --features FOLDER "
+                        "(released <DATASET>-visual.pth ... or <modality>.npy files), or ask for structure only: "
+                        "--modalities none (modalities=[] from Python)\n"), err
     assert not (tmp_path / "a").exists()
+    assert main([*base, "--model", "ikrl", "--modalities", "text", "--out", str(tmp_path / "i")]) == 2
+    assert "--features are needed by model 'ikrl'" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "b"), "--modalities", "none"]) == 0
+    assert "features from" not in capsys.readouterr().out
     assert json.loads((tmp_path / "b" / "config.json").read_text())["model"]["modalities"] == []
-    assert main([*base, "--out", str(tmp_path / "c"), "--features", str(tiny_synth)]) == 0
-    assert json.loads((tmp_path / "c" / "config.json").read_text())["features"] == str(tiny_synth.resolve())
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["features"] is None
     with pytest.raises(OptionError, match=r"^features are needed by model 'otkge'"):  # the Python API alike
-        train_run(str(tiny_synth), ModelConfig(name="otkge"), TrainConfig(device="cpu"), tmp_path / "d")
+        train_run(str(bare), ModelConfig(name="otkge"), TrainConfig(device="cpu"), tmp_path / "d")
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_multimodal_model_on_a_missing_dataset_names_the_dataset(tmp_path, capsys):
+    code, err = _train(["--model", "afme"], tmp_path, capsys)
+    assert code == 2 and "no-such-data" in err and "--features" not in err, err
 
 
 def test_structure_only_models_need_no_features():

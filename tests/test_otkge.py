@@ -17,8 +17,6 @@ from afme_lib.models.registry import create_model
 from afme_lib.models.sinkhorn import barycentric_map, free_support_barycenter, sinkhorn
 from afme_lib.train import Trainer
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
-
 
 def numpy_sinkhorn(a, b, cost, eps, iterations):
     """Cuturi's iteration written out: u = a / (K v), v = b / (K^T u), P = diag(u) K diag(v)."""

@@ -24,9 +24,7 @@ from afme_lib.checkpoints import load_checkpoint
 from afme_lib.runs import BEST, LAST, read_log
 from afme_lib.train import NonFiniteLossError, Trainer
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 REPO = Path(__file__).resolve().parents[1]
-
 
 
 def small(model="rotate", **train):

@@ -16,20 +16,18 @@ from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.dataset import load_dataset
 from afme_lib.data.features import FeatureStore
 from afme_lib.errors import OptionError
-from afme_lib.evaluate import evaluate
-from afme_lib.models.registry import model_names
+from afme_lib.evaluate import evaluate, random_baseline
+from afme_lib.models.registry import model_class, model_names
 from afme_lib.pipeline import METRICS_KEYS, evaluate_run, load_run, train_run
 from afme_lib.checkpoints import load_checkpoint
 from afme_lib.runs import BEST, LAST, read_log
 from afme_lib.train import NonFiniteLossError
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*count as missing:UserWarning")
 
 BASELINES = ["rotate", "transe", "distmult", "complex", "ikrl", "mm-concat", "afme"]
 SUMMARY = {"mrr", "mr", "hits@1", "hits@3", "hits@10"}
 # Keeps AFME (the heaviest model) to about a second per epoch on one core.
 SMALL_AFME = ["--attention-layers", "1", "--attention-heads", "2", "--noise-dim", "8"]
-
 
 
 def cli_train(data, out, model="rotate", *extra, epochs=2):
@@ -63,7 +61,9 @@ def test_every_documented_model_is_registered():
 def test_cli_trains_every_model_and_writes_the_run_folder(tiny_synth, tmp_path, model, capsys):
     run = tmp_path / "run"
     assert cli_train(tiny_synth, run, model) == 0
-    assert capsys.readouterr().out.startswith(f"run {run}: test MRR ")
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1].startswith(f"run {run}: test MRR ") and "; random ranking: MRR 0.0" in printed[-1]
+    assert len(printed) == (2 if model_class(model).reads_features else 1)  # the features line, then the summary
 
     config = read_json(run / "config.json")
     assert config["afme_version"] == afme_lib.__version__
@@ -89,7 +89,9 @@ def test_cli_trains_every_model_and_writes_the_run_folder(tiny_synth, tmp_path, 
     assert set(metrics) == set(METRICS_KEYS)
     assert {"valid", "test", "epochs_run", "train_seconds", "eval_seconds", "device"} <= set(metrics)
     for split in ("test", "valid"):
-        assert SUMMARY | {"count", "by_category", "by_side", "by_relation", "by_group"} == set(metrics[split])
+        assert SUMMARY | {"count", "by_category", "by_side", "by_relation", "by_group", "random"} == set(metrics[split])
+        if model == "rotate":  # the same for every model: a property of the split
+            assert metrics[split]["random"] == random_baseline(load_dataset(tiny_synth), split)
         assert set(metrics[split]["by_side"]) == {"tail", "head"}
         assert set(metrics[split]["by_category"]) <= {"1-1", "1-N", "N-1", "N-N"}
     assert metrics["test"]["count"] == 2 * len(load_dataset(tiny_synth).test)  # a head and a tail query each

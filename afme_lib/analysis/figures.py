@@ -1,17 +1,19 @@
-"""Showing and saving plotly figures.
+"""Showing and saving plotly figures, every one drawable with no network.
 
-Renderer. Plotly's default in a kernel embeds the 3.5 MB plotly.js bundle into the notebook;
-executed notebooks are kept in ``reports/``, so the notebooks use
-:data:`NOTEBOOK_RENDERER` = ``"plotly_mimetype+notebook_connected"`` instead: each figure is
-stored as its JSON (``application/vnd.plotly.v1+json``, which JupyterLab and VS Code draw
-offline) plus a small HTML view that loads plotly.js from the CDN (for nbconvert / GitHub
-previews). No output carries the bundle.
+Renderer. Plotly's default in a kernel embeds the 3.5 MB plotly.js bundle into the notebook, and
+its "connected" renderers load plotly.js and MathJax from CDNs (empty figure boxes offline).
+The notebooks use :data:`NOTEBOOK_RENDERER` = ``"plotly_mimetype+afme_offline"`` instead: each
+figure is stored as its JSON (``application/vnd.plotly.v1+json``, which JupyterLab and VS Code
+draw with the plotly they ship) plus an HTML view (:func:`offline_html`) that draws it with the
+page's own ``Plotly`` and loads nothing: :mod:`afme_lib.analysis.export` writes pages that
+provide it. No output carries the bundle.
 
 Files. :func:`save_figure` writes interactive HTML that references one ``plotly.min.js`` by a
 relative path: under a ``reports/`` tree the single copy in ``reports/assets/``, elsewhere a copy
 in the figure's folder (:func:`_shared_plotlyjs`), so figures work offline and the bundle is
-stored once. A PNG is written too when kaleido is importable and its
-export works; otherwise the PNG is skipped with one warning per process, never an error.
+stored once. The copy is the installed plotly package's own bundle. A PNG is written too when
+kaleido is importable and its export works; otherwise the PNG is skipped with one warning per
+process, never an error.
 """
 
 from __future__ import annotations
@@ -22,13 +24,31 @@ from pathlib import Path
 
 from afme_lib import atomic
 
-NOTEBOOK_RENDERER = "plotly_mimetype+notebook_connected"
+OFFLINE_RENDERER = "afme_offline"
+NOTEBOOK_RENDERER = f"plotly_mimetype+{OFFLINE_RENDERER}"
 _png_state: dict[str, str | None] = {"error": None}  # set once a PNG export failed in this process
 
 
-def use_notebook_renderer(renderer: str = NOTEBOOK_RENDERER) -> None:
+def offline_html(fig) -> str:
+    """A figure (object or its JSON dict) as an HTML fragment: its div and the script that draws
+    it with the page's global ``Plotly``; no ``<script src>``, no MathJax."""
     import plotly.io as pio
 
+    return pio.to_html(fig, include_plotlyjs=False, include_mathjax=False, full_html=False,
+                       default_width="100%", default_height=525, validate=False)
+
+
+def use_notebook_renderer(renderer: str = NOTEBOOK_RENDERER) -> None:
+    """Make ``renderer`` plotly's default, registering ``afme_offline`` (:func:`offline_html`) first."""
+    import plotly.io as pio
+    from plotly.io._base_renderers import MimetypeRenderer
+
+    class OfflineHtml(MimetypeRenderer):
+        def to_mimebundle(self, fig_dict):
+            return {"text/html": offline_html(fig_dict)}
+
+    if OFFLINE_RENDERER not in pio.renderers:
+        pio.renderers[OFFLINE_RENDERER] = OfflineHtml()
     pio.renderers.default = renderer
 
 

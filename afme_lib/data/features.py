@@ -18,7 +18,6 @@ file itself is never modified.
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,10 +130,22 @@ class FeatureStore:
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     placement: str = "device"
+    sources: dict[str, str] = field(default_factory=dict)  # modality -> file name it was read from
 
     @property
     def modalities(self) -> list[str]:
         return list(self.features)
+
+    def describe(self) -> str:
+        """Per modality its file, rows x dims, and how many rows count as missing (all-zero or
+        non-finite), on one line."""
+        parts = []
+        for m, values in self.features.items():
+            missing = int((~self.masks[m]).sum())
+            origin = f"{self.sources[m]} ({m}: " if m in self.sources else f"{m} ("
+            parts.append(origin + f"{values.shape[0]} rows x {values.shape[1]} dims"
+                         + (f", {missing} missing" if missing else "") + ")")
+        return ", ".join(parts) or "no modality"
 
     def add(self, modality: str, values: torch.Tensor, source: str | Path = "<memory>", mask: torch.Tensor | None = None,
             in_place: bool = False) -> int:
@@ -177,7 +188,7 @@ class FeatureStore:
 
     def to(self, device) -> "FeatureStore":
         return FeatureStore(self.num_entities, {m: f.to(device) for m, f in self.features.items()},
-                            {m: k.to(device) for m, k in self.masks.items()}, self.placement)
+                            {m: k.to(device) for m, k in self.masks.items()}, self.placement, dict(self.sources))
 
     def nbytes(self) -> int:
         """Bytes of the feature tables and masks."""
@@ -206,7 +217,8 @@ class FeatureStore:
                     raise ValueError(f"modality {m!r} cannot be stored as {m}.pt: it would load back as {_modality_of(m)!r}")
                 torch.save(values.clone(), folder / f"{m}.pt")
             features = {m: torch.load(folder / f"{m}.pt", weights_only=True, mmap=True) for m in features}
-        return FeatureStore(self.num_entities, features, {m: k.cpu() for m, k in self.masks.items()}, placement)
+        return FeatureStore(self.num_entities, features, {m: k.cpu() for m, k in self.masks.items()}, placement,
+                            dict(self.sources))
 
     def save(self, folder: str | Path, dataset_name: str) -> list[Path]:
         """Write ``<dataset_name>-<suffix>.pth`` per modality (missing rows stay all-zero)."""
@@ -228,19 +240,30 @@ class FeatureStore:
              mmap: bool = False) -> "FeatureStore":
         """Load every feature file in ``folder``: ``*-visual.pth`` ... and ``<modality>.npy|.pt``.
 
-        ``modalities`` keeps only those names (an unknown name is an error); the user is told
-        how many rows of each modality count as missing. ``mmap``: map the files instead of
-        reading them (placement "mmap"; float32 files stay mapped, other dtypes are converted
-        in memory).
+        ``modalities`` keeps only those names (an unknown name is an error). ``verbose``: print
+        one line naming the files, their shapes and how many rows of each count as missing
+        (:func:`loaded_line`); missing rows are information about the data, not a warning.
+        ``mmap``: map the files instead of reading them (placement "mmap"; float32 files stay
+        mapped, other dtypes are converted in memory).
         """
         found = _feature_files(folder, modalities)
         store = cls(num_entities, placement="mmap" if mmap else "device")
         for modality, path in found.items():
-            missing = store.add(modality, _load_tensor(path, mmap=mmap), source=path, in_place=mmap)
-            if missing and verbose:
-                warnings.warn(f"{path.name}: {missing} of {num_entities} entities have no {modality} features "
-                              "(all-zero or non-finite rows); they count as missing", stacklevel=2)
+            store.add(modality, _load_tensor(path, mmap=mmap), source=path, in_place=mmap)
+            store.sources[modality] = path.name
+        if verbose:
+            print(loaded_line(store, folder), flush=True)
         return store
+
+
+def loaded_line(store: FeatureStore, folder: str | Path, note: str = "") -> str:
+    """``features from FOLDER[ (note)]: FILE (modality: N rows x d dims[, k missing]), ...``"""
+    return f"features from {folder}{f' ({note})' if note else ''}: {store.describe()}"
+
+
+def has_feature_files(folder: str | Path) -> bool:
+    """Whether ``folder`` holds at least one file :meth:`FeatureStore.load` would read."""
+    return any(p.suffix in FEATURE_SUFFIXES and p.is_file() for p in Path(folder).iterdir())
 
 
 def _feature_files(folder: str | Path, modalities: list[str] | None = None) -> dict[str, Path]:

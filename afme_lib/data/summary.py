@@ -3,18 +3,13 @@ split hygiene (afme_lib/data/hygiene.py); and the hygiene report as a table and 
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from pathlib import Path
 
-from afme_lib.data.features import FeatureStore
+from afme_lib.data.features import FeatureStore, has_feature_files
 from afme_lib.data.filters import CATEGORIES, degree_stats, relation_categories, triple_categories
 from afme_lib.data.hygiene import EVAL_SPLITS, hygiene_report
 from afme_lib.data.registry import load_benchmark
-
-
-def has_feature_files(folder: Path) -> bool:
-    return any(p.suffix in (".pth", ".pt", ".npy") for p in Path(folder).iterdir())
 
 
 def dataset_summary(name_or_dir: str, data_dir: str | None = None, features: str | None = None) -> dict:
@@ -34,9 +29,7 @@ def dataset_summary(name_or_dir: str, data_dir: str | None = None, features: str
     }
     folder = Path(features) if features else dataset.path
     if features or (folder is not None and has_feature_files(folder)):
-        with warnings.catch_warnings():  # coverage reports the missing counts itself
-            warnings.simplefilter("ignore")
-            store = FeatureStore.load(folder, dataset.num_entities)
+        store = FeatureStore.load(folder, dataset.num_entities, verbose=False)  # coverage below says it all
         # coverage as an exact present / N fraction (the store's float32 mean prints 0.949999988)
         summary["modalities"] = {m: {**c, "coverage": round(c["present"] / dataset.num_entities, 6)}
                                  for m, c in store.coverage().items()}

@@ -4,8 +4,9 @@
 notebook parameter, ``status`` (ok / failed / pending), ``error`` (one line), ``seconds`` (the
 notebook's wall time), the test metrics ``mrr mr hits@1 hits@3 hits@10`` (fractions, MR a rank),
 ``valid_mrr``, ``epochs_run``, ``best_epoch``, ``train_seconds``, ``device_used`` (metrics.json's
-``device``, e.g. cuda:0 for ``device=auto``), and the paths of the
-executed ``notebook`` and of the ``run_dir``.
+``device``, e.g. cuda:0 for ``device=auto``), the paths of the executed ``notebook`` and of the
+``run_dir``, and ``random_mrr`` ... ``random_hits@10``: what a random ranking scores on the same
+test split (:func:`afme_lib.evaluate.random_baseline`), the yardstick each table states.
 
 :func:`summarize` groups the ``ok`` rows and gives, per group and metric, the mean and the sample
 standard deviation over the replicate axis (``seed``):
@@ -63,6 +64,8 @@ def cell_row(cell: Cell, grid: Grid, status: str, error: str | None, seconds, me
     row.update(valid_mrr=valid.get("mrr", math.nan), epochs_run=metrics.get("epochs_run"),
                best_epoch=metrics.get("best_epoch"), train_seconds=metrics.get("train_seconds"),
                device_used=metrics.get("device", ""), notebook=_display_path(notebook), run_dir=_display_path(run_dir))
+    random = test.get("random") or {}
+    row.update({f"random_{m}": random.get(m, math.nan) for m in RANK_METRICS})
     return row
 
 
@@ -117,8 +120,9 @@ def summarize(results: pd.DataFrame, by=None, metrics=None, over: str = "seed") 
     ``by``: grouping columns; None chooses them (:func:`default_group_columns`): ``variant`` and
     the varying parameters except ``over``. ``metrics``: default the grid's usual three.
     Returns one row per group in first-appearance (grid) order, indexed by ``by`` (a single row
-    ``all`` when nothing varies), with columns ``n`` (finished cells), ``cells`` (all cells) and
-    ``<metric>_mean`` / ``<metric>_std``.
+    ``all`` when nothing varies), with columns ``n`` (finished cells), ``cells`` (all cells),
+    ``<metric>_mean`` / ``<metric>_std`` and ``random_<metric>`` (the random-ranking baseline of
+    the group's test split; NaN when its runs did not record it).
     """
     metrics = list(metrics or [m for m in DEFAULT_METRICS if m in results])
     unknown = [m for m in metrics if m not in results]
@@ -138,6 +142,8 @@ def summarize(results: pd.DataFrame, by=None, metrics=None, over: str = "seed") 
             values = pd.to_numeric(ok[m], errors="coerce")
             row[f"{m}_mean"] = values.mean() if len(ok) else math.nan
             row[f"{m}_std"] = values.std(ddof=1) if len(ok) > 1 else math.nan
+            random = pd.to_numeric(ok[f"random_{m}"], errors="coerce") if f"random_{m}" in ok else None
+            row[f"random_{m}"] = random.mean() if random is not None and random.notna().any() else math.nan
         rows.append(row)
     return pd.DataFrame(rows).set_index(by or ["group"])
 
@@ -151,7 +157,9 @@ def _fmt(metric: str, mean: float, std: float) -> str:
 
 
 def markdown_table(summary: pd.DataFrame, metrics, over: str = "seed") -> list[str]:
-    """Mean ± std per group, in % (MR as a rank); the count column shows ok/all when some failed."""
+    """Mean ± std per group, in % (MR as a rank); the count column shows ok/all when some failed.
+
+    Below the groups, the random-ranking baseline (:func:`random_rows`)."""
     names = [n for n in summary.index.names]
     count = "seeds" if over == "seed" else "cells ok"
     header = names + [count] + [label(m) + (" (%)" if m in PERCENT else "") for m in metrics]
@@ -161,7 +169,28 @@ def markdown_table(summary: pd.DataFrame, metrics, over: str = "seed") -> list[s
         n = f"{int(row['n'])}" if row["n"] == row["cells"] else f"{int(row['n'])}/{int(row['cells'])}"
         cells = [str(k).replace("|", "\\|") for k in keys] + [n] + [_fmt(m, row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    return lines + random_rows(summary, metrics)
+
+
+def random_rows(summary: pd.DataFrame, metrics) -> list[str]:
+    """Table rows of the random-ranking baseline: one ``random ranking`` row when every group
+    ranks the same test split, else one per group (``random ranking (group)``); none when no
+    run recorded it."""
+    columns = [f"random_{m}" for m in metrics]
+    if not all(c in summary for c in columns):
+        return []
+    known = summary[columns].dropna()
+    if known.empty:
+        return []
+    width = len(summary.index.names)
+    pad = [""] * (width - 1) + ["–"]
+    if len(known.drop_duplicates()) == 1:
+        labelled = [("random ranking", known.iloc[0])]
+    else:
+        labelled = [(f"random ranking ({', '.join(map(str, key if isinstance(key, tuple) else (key,)))})", row)
+                    for key, row in known.iterrows()]
+    return ["| " + " | ".join([name, *pad] + [_fmt(m, row[f"random_{m}"], math.nan) for m in metrics]) + " |"
+            for name, row in labelled]
 
 
 # --- figure -----------------------------------------------------------------------------------
@@ -215,7 +244,9 @@ def write_readme(report_dir: Path, grid: Grid, results: pd.DataFrame, command: s
         lines += markdown_table(summary, metrics)
         lines += ["", "Filtered ranking on the test split with each run's best-valid checkpoint, realistic ties; "
                   "metrics in % except MR; std is the sample standard deviation (n-1) over the finished cells "
-                  "of a group (n/m in the count column when only n of its m cells finished)."]
+                  "of a group (n/m in the count column when only n of its m cells finished). *Random ranking*: "
+                  "what a model scores when it puts each query's answer at a uniformly random place among its "
+                  "filtered candidates (expected value, exact; `afme_lib.evaluate.random_baseline`)."]
     else:
         lines.append("No cell has finished yet.")
     for fig in figures or []:

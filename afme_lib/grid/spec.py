@@ -48,8 +48,10 @@ DEFAULT_METRICS = ("mrr", "hits@1", "hits@10")  # tabulated when a grid names no
 # Parameters the runner passes to every cell itself.
 RUNNER_PARAMETERS = ("run_dir", "progress")
 # results.csv columns that are not parameters; a parameter with one of these names would clash.
+# The test split's random-ranking baseline (metrics.json test.random) beside each cell's metrics.
+RANDOM_COLUMNS = tuple(f"random_{m}" for m in RANK_METRICS)
 RESULT_COLUMNS = ("cell", "variant", "status", "error", "seconds", *RANK_METRICS, "valid_mrr", "epochs_run",
-                  "best_epoch", "train_seconds", "device_used", "notebook", "run_dir")
+                  "best_epoch", "train_seconds", "device_used", "notebook", "run_dir", *RANDOM_COLUMNS)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MAX_SLUG = 120  # readable part of a cell id; the hash keeps longer ids unique
 
