@@ -119,4 +119,8 @@ def with_features(model, store: FeatureStore):
     with torch.random.fork_rng(devices=[]):
         copy = create_model(config, model.num_entities, model.num_relations, store.to("cpu"))
     copy.load_state_dict(model.state_dict())
+    if getattr(model, "has_unknown", False):
+        # Which entities have no training triple (and so use the "unknown" vector) is set by the
+        # engine after building a model and is not in the state dict.
+        copy.no_structure = model.no_structure.detach().clone()
     return copy.to(model.device).eval()

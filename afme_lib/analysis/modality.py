@@ -187,6 +187,14 @@ def truth_agreement(weights: pd.DataFrame, truth: pd.DataFrame) -> tuple[pd.Data
     return table, summary
 
 
+def agreement_line(summary: dict) -> str:
+    """One sentence of :func:`truth_agreement`'s summary (what notebook 04 and the main job print)."""
+    return (f"over {summary['relations_scored']} scored relations: mean AUC {summary['auc']:.2f}, mean gap "
+            f"{summary['gap']:+.3f}, top-1 informative {summary['top1']:.0%}; structure weight "
+            f"{summary['structure_weight_scored']:.2f} on scored vs {summary['structure_weight_unscored']:.2f} "
+            "on structural relations")
+
+
 def truth_long(weights: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     """Long table (relation, modality, weight, informative) for plotting weights against truth."""
     mods = list(truth.columns)

@@ -105,3 +105,11 @@ def degradation(curves: pd.DataFrame) -> pd.DataFrame:
     rank = {k: {v: i for i, v in enumerate(pd.unique(curves[k]))} for k in keys}
     order = sorted(out.index, key=lambda key: tuple(rank[k][v] for k, v in zip(keys, key if len(keys) > 1 else (key,))))
     return out.loc[order]
+
+
+def mrr_table(curves: pd.DataFrame) -> pd.DataFrame:
+    """MRR (%) per (phase, kind, level) row and variant column, means over the corruption seeds."""
+    table = summarize_curves(curves)
+    table = table.assign(**{"MRR %": (100 * table["mrr"]).round(2)})
+    keys = [k for k in ("phase", "kind", "level") if k in table]
+    return table.pivot_table(index=keys, columns="variant", values="MRR %", sort=False)
