@@ -29,6 +29,7 @@ LOSSES = ("nssa", "margin", "softplus", "bce", "1vsall")  # bce: another name fo
 SAMPLED_LOSSES = LOSSES[:-1]  # on K sampled negatives; 1vsall scores every entity instead
 SAMPLERS = ("uniform", "bernoulli")
 AMP_MODES = ("none", "bf16", "fp16")
+COMPILE_MODES = ("auto", "on", "off")
 SCORER_NAMES = ("transe", "transe-l1", "transe-l2", "distmult", "complex", "rotate")
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]+)?"
 
@@ -154,11 +155,12 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = option(10, "training epochs; 0 trains nothing and evaluates the initial model", at_least=0)
+    # Defaults that learn: RotatE and AFME on the synthetic presets (tests/test_cli.py trains tiny with them).
+    epochs: int = option(50, "training epochs; 0 trains nothing and evaluates the initial model", at_least=0)
     batch_size: int = option(512, "positive triples per step (a batch larger than the training set: one step "
                              "per epoch)", at_least=1)
     negatives: int = option(16, "negatives per positive, drawn from all entities (sampled losses)", at_least=1)
-    lr: float = option(1e-3, "Adam learning rate", above=0)
+    lr: float = option(1e-2, "Adam learning rate", above=0)
     loss: str = option("nssa", "nssa (self-adversarial), margin, softplus (= bce) on sampled negatives; 1vsall: "
                        "cross-entropy over all entities", choices=LOSSES)
     label_smoothing: float = option(0.0, "target mass spread over all entities (loss 1vsall only)", at_least=0, below=1)
@@ -182,7 +184,9 @@ class TrainConfig:
     device: str = option("auto", "auto: cuda when there is one, else cpu", pattern=DEVICE_PATTERN,
                          pattern_text="auto, cpu, cuda, cuda:N or mps")
     amp: str = option("none", "mixed precision in training (GPU only)", choices=AMP_MODES)
-    compile: bool = option(False, "torch.compile the training step")
+    compile: str = option("auto", "torch.compile the training step and RotatE's evaluation kernel: on, off, or auto "
+                          "(on when the run is long enough to repay compiling, afme_lib/train.py); a compiler that "
+                          "fails falls back to eager", choices=COMPILE_MODES)
     eval_every: int = option(5, "validate every N epochs (and after the last); 0: never", at_least=0)
     patience: int = option(0, "validations without improvement before stopping; 0: never stop early", at_least=0)
     checkpoint_every: int = option(1, "write the last checkpoint every N epochs (and after the last)", at_least=1)
@@ -210,6 +214,9 @@ class TrainConfig:
             legacy = values.pop("extra") or {}
             if "adv_epsilon" in legacy:
                 values.setdefault("adv_epsilon", legacy["adv_epsilon"])
+        if isinstance(values, dict) and isinstance(values.get("compile"), bool):
+            # Run folders written while compile was a switch: true/false meant on/off.
+            values = {**values, "compile": "on" if values["compile"] else "off"}
         return _from_dict(cls, values)
 
     def to_dict(self) -> dict:

@@ -216,7 +216,7 @@ def configs(model: str, amp: str, args, device: torch.device) -> tuple[ModelConf
     model_cfg = ModelConfig(name=model, dim=args.dim, scorer="rotate", **extra)
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, negatives=args.negatives, lr=1e-3,
                             eval_every=0, eval_batch_size=args.eval_batch_size, device=str(device), amp=amp,
-                            compile=args.compile, progress=False, seed=0)
+                            compile="on" if args.compile else "off", progress=False, seed=0)
     return model_cfg, train_cfg
 
 

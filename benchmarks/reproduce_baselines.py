@@ -36,7 +36,7 @@ SETTINGS = {
 def run(dataset: str, model: str, args) -> dict:
     model_kw, train_kw = SETTINGS[model]
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=1024, negatives=64, lr=args.lr, adv_temperature=1.0,
-                            eval_every=args.eval_every, patience=args.patience, compile=args.compile,
+                            eval_every=args.eval_every, patience=args.patience, compile="on" if args.compile else "off",
                             progress=False, seed=0, **train_kw)
     return run_or_resume(dataset, ModelConfig(name=model, **model_kw), train_cfg,
                          Path(args.runs) / f"{dataset}-{model}", data_dir=args.data_dir)

@@ -30,7 +30,7 @@ from afme_lib.train import Trainer
 
 def time_ours(data, args, compile_: bool) -> dict:
     cfg = TrainConfig(epochs=args.epochs, batch_size=1024, negatives=64, lr=1e-3, margin=6.0, adv_temperature=1.0,
-                      eval_every=0, compile=compile_, device=args.device, progress=False, seed=0)
+                      eval_every=0, compile="on" if compile_ else "off", device=args.device, progress=False, seed=0)
     trainer = Trainer(data, ModelConfig(name="rotate", dim=2 * args.complex_dim), cfg, None)
     epochs = []
     for epoch in range(1, args.epochs + 1):

@@ -65,7 +65,7 @@ def train(dataset: str, model: str, seed: int, args) -> dict:
                                                            if model in MULTIMODAL else {}))
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, negatives=args.negatives, lr=args.lr,
                             loss="nssa", margin=6.0, adv_temperature=1.0, eval_every=args.eval_every,
-                            patience=args.patience, compile=args.compile, device=args.device, seed=seed,
+                            patience=args.patience, compile="on" if args.compile else "off", device=args.device, seed=seed,
                             progress=False, **recommended_train_options(model))  # MMKRL's / NATIVE's lambdas
     features = str(Path(args.features_root) / dataset) if model in MULTIMODAL else None
     return run_or_resume(dataset, model_cfg, train_cfg, run_dir(args, dataset, model, seed), features=features,

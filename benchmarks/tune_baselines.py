@@ -60,7 +60,7 @@ def main() -> None:
             model_kw, train_kw = {**base_model, **VARIANTS[variant][0]}, {**base_train, **VARIANTS[variant][1]}
             train_cfg = TrainConfig(**{"epochs": args.epochs, "batch_size": 1024, "negatives": 64, "lr": 1e-3,
                                        "adv_temperature": 1.0, "eval_every": args.eval_every, "patience": 2,
-                                       "compile": args.compile, "progress": False, "seed": 0, **train_kw})
+                                       "compile": "on" if args.compile else "off", "progress": False, "seed": 0, **train_kw})
             m = run_or_resume(args.dataset, ModelConfig(name=model, **model_kw), train_cfg,
                               run_dir_of(args, model, variant), data_dir=args.data_dir)
             print(f"{model} {variant}: test MRR {100 * m['test']['mrr']:.2f}", flush=True)

@@ -125,6 +125,45 @@ def test_same_seed_gives_identical_runs(tiny_synth, tmp_path):
     assert losses_of(read_log(tmp_path / "a")) != losses_of(read_log(tmp_path / "c"))  # the seed matters
 
 
+# --- defaults that learn, and the compile rule ---------------------------------------------------
+def test_a_plain_afme_train_learns_on_the_tiny_preset(tiny_synth, tmp_path):
+    """No training flag: the defaults (lr, epochs, batch) must learn. RotatE on warm structural
+    queries and AFME on cold attribute ones, each far above a random ranking of the same queries."""
+    from afme_lib.analysis.slices import model_ranks, random_ranks, slice_masks, slice_mrr  # reads the runs
+
+    meta = json.loads((tiny_synth / "metadata.json").read_text())
+    for model, focus, factor in (("rotate", "warm/structural", 2.5), ("afme", "cold/attribute", 10)):
+        out = tmp_path / model
+        assert main(["train", "--dataset", str(tiny_synth), "--features", str(tiny_synth), "--model", model,
+                     "--out", str(out), "--no-progress"]) == 0
+        config = json.loads((out / "config.json").read_text())["train"]
+        assert (config["lr"], config["epochs"], config["compile"]) == (TrainConfig().lr, TrainConfig().epochs, "auto")
+        trainer = load_run(out)
+        masks = slice_masks(trainer.dataset, meta)
+        learned = slice_mrr(model_ranks(trainer.model, trainer.dataset, "test", trainer.filter_index), masks)[focus]
+        random = slice_mrr(random_ranks(trainer.dataset), masks)[focus]
+        assert learned > factor * random, (model, focus, learned, random)
+
+
+def test_compile_auto_compiles_runs_long_enough_to_repay_it():
+    afme, rotate = ModelConfig(name="afme", dim=64), ModelConfig(name="rotate", dim=500)
+    default = TrainConfig(epochs=50, negatives=16)  # the synthetic default preset: 9.9k training triples
+    assert not train_mod.compiles(afme, default, 9932, 1262)  # 50 x 9932 x 17 x 64 = 5.4e8 work units
+    assert train_mod.compiles(afme, TrainConfig(epochs=1000, negatives=16), 9932, 1262)  # 1.1e10
+    mkgw = TrainConfig(epochs=200, negatives=64)
+    assert train_mod.compiles(rotate, mkgw, 34196, 15000)  # 2.2e11: reports/speed, compiled 2.8x faster
+    assert train_mod.compiles(afme, TrainConfig(epochs=1, loss="1vsall"), 9932 * 20, 1262 * 20)  # all entities scored
+    assert train_mod.compiles(afme, TrainConfig(compile="on", epochs=1), 10, 10)
+    assert not train_mod.compiles(rotate, TrainConfig(compile="off", epochs=10**6), 34196, 15000)
+
+
+def test_compile_switches_of_older_run_folders_still_load():
+    assert TrainConfig.from_dict({"compile": True}).compile == "on"
+    assert TrainConfig.from_dict({"compile": False}).compile == "off"
+    with pytest.raises(OptionError, match=r"^compile must be one of auto, on, off \(got 'yes'\)"):
+        TrainConfig(compile="yes")
+
+
 # --- learning, early stopping, model selection ----------------------------------------------------
 def test_rotate_learns_the_training_graph(tiny_synth, tmp_path):
     """15 epochs: the filtered MRR on the training triples goes from ~0.02 (random) to ~0.7."""
