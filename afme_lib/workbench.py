@@ -23,15 +23,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
-from functools import lru_cache
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import pandas as pd
 
 import afme_lib
-from afme_lib import atomic
-from afme_lib.analysis import robustness
+from afme_lib import ablations, atomic
+from afme_lib.analysis import figures, robustness, slices
 from afme_lib.analysis.figures import use_notebook_renderer
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.combinations import check_configs
@@ -39,8 +42,10 @@ from afme_lib.data import synthetic
 from afme_lib.data.registry import resolve_dataset
 from afme_lib.data.summary import has_feature_files
 from afme_lib.errors import AfmeError, OptionError, did_you_mean, literal
+from afme_lib.grid.execute import usable_cores
 from afme_lib.metric_names import RANK_METRICS
-from afme_lib.pipeline import load_inputs, run_or_resume
+from afme_lib.models.registry import model_class
+from afme_lib.pipeline import load_inputs, load_run, run_or_resume
 from afme_lib.runs import COSMETIC, RunFolder, read_json
 
 QUICK_ENV = "AFME_NB_QUICK"
@@ -174,26 +179,31 @@ def read_ground_truth(dataset: str) -> dict | None:
 
 
 # --- configs ------------------------------------------------------------------------------------
-def build_configs(model: str = "afme", dim: int = 64, epochs: int = 10, batch_size: int = 512,
-                  negatives: int = 16, lr: float = 1e-3, seed: int = 0, device: str = "auto",
-                  eval_every: int = 5, denoising: bool = True, dynamic_weights: bool = True,
-                  gan: bool = True, self_attention: bool = True, progress: bool = True,
-                  model_options: dict | None = None, train_options: dict | None = None,
-                  ) -> tuple[ModelConfig, TrainConfig]:
+def build_configs(model: str = "afme", dim: int | None = None, epochs: int | None = None,
+                  batch_size: int | None = None, negatives: int | None = None, lr: float | None = None,
+                  seed: int | None = None, device: str | None = None, eval_every: int | None = None,
+                  denoising: bool | None = None, dynamic_weights: bool | None = None, gan: bool | None = None,
+                  self_attention: bool | None = None, relation_context: bool | None = None,
+                  progress: bool | None = None, model_options: dict | None = None,
+                  train_options: dict | None = None) -> tuple[ModelConfig, TrainConfig]:
     """ModelConfig and TrainConfig from the training notebook's flat parameters.
 
-    ``model_options`` / ``train_options`` hold any other field of the two dataclasses and win
-    over the flat values (a grid cell may set ``model_options: {dim: 32}``). Every value and the
-    combinations that cannot train are checked here (:mod:`afme_lib.combinations`): an
-    :class:`~afme_lib.errors.OptionError` names the parameter (``model`` for the model name).
+    A parameter left at None takes the config's own default (afme_lib/config.py, the one place
+    defaults live). ``model_options`` / ``train_options`` hold any other field of the two
+    dataclasses and win over the flat values (a grid cell may set ``model_options: {dim: 32}``).
+    Every value and the combinations that cannot train are checked here
+    (:mod:`afme_lib.combinations`): an :class:`~afme_lib.errors.OptionError` names the parameter
+    (``model`` for the model name).
     """
     for name, options in (("model_options", model_options), ("train_options", train_options)):
         if options is not None and not isinstance(options, dict):
             raise OptionError(name, f"must be a mapping of field: value (got {literal(options)})")
-    model_fields = {"name": model, "dim": dim, "denoising": denoising, "dynamic_weights": dynamic_weights,
-                    "gan": gan, "self_attention": self_attention, **(model_options or {})}
-    train_fields = {"epochs": epochs, "batch_size": batch_size, "negatives": negatives, "lr": lr, "seed": seed,
-                    "device": device, "eval_every": eval_every, "progress": progress, **(train_options or {})}
+    flat_model = {"dim": dim, "denoising": denoising, "dynamic_weights": dynamic_weights, "gan": gan,
+                  "self_attention": self_attention, "relation_context": relation_context}
+    flat_train = {"epochs": epochs, "batch_size": batch_size, "negatives": negatives, "lr": lr, "seed": seed,
+                  "device": device, "eval_every": eval_every, "progress": progress}
+    model_fields = {"name": model, **{k: v for k, v in flat_model.items() if v is not None}, **(model_options or {})}
+    train_fields = {**{k: v for k, v in flat_train.items() if v is not None}, **(train_options or {})}
     try:
         configs = ModelConfig.from_dict(model_fields), TrainConfig.from_dict(train_fields)
         check_configs(*configs)
@@ -205,7 +215,7 @@ def build_configs(model: str = "afme", dim: int = 64, epochs: int = 10, batch_si
 # --- run folders --------------------------------------------------------------------------------
 # Parts of the library that cannot change what a training run computes: editing them must not
 # invalidate the notebooks' cached runs (the analysis code, the notebooks' helpers, front ends).
-_NOT_TRAINING = ("analysis", "grid", "workbench.py", "cli.py", "main_job.py")
+_NOT_TRAINING = ("analysis", "grid", "workbench.py", "cli.py", "main_job.py", "ablations.py")
 
 
 @lru_cache(maxsize=1)
@@ -227,9 +237,10 @@ def _comparable(train_cfg: TrainConfig) -> dict:
     return {k: v for k, v in train_cfg.to_dict().items() if k not in COSMETIC}
 
 
-def auto_run_dir(notebook: str, dataset: str, features: str | None, model_cfg: ModelConfig,
-                 train_cfg: TrainConfig, root: str | Path = NOTEBOOK_RUNS) -> Path:
-    """``<root>/<notebook>/<model>-<dataset>-<hash>``: a cache folder for a notebook's own run.
+def auto_run_dir(dataset: str, features: str | None, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                 root: str | Path = NOTEBOOK_RUNS) -> Path:
+    """``<root>/<model>-<dataset>-<hash>``: the cache folder of a notebook run, shared by every
+    notebook (02 trains AFME, 03, 04 and 05 find the same folder for the same settings).
 
     The hash covers the dataset, features, both configs and :func:`code_fingerprint`, so the
     same parameters and code reuse a finished run and anything else trains a new one.
@@ -237,7 +248,7 @@ def auto_run_dir(notebook: str, dataset: str, features: str | None, model_cfg: M
     key = json.dumps({"dataset": dataset, "features": features, "model": model_cfg.to_dict(),
                       "train": _comparable(train_cfg), "code": code_fingerprint()}, sort_keys=True, default=str)
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
-    return resolve_path(root) / notebook / f"{model_cfg.name}-{Path(dataset).name}-{digest}"
+    return resolve_path(root) / f"{model_cfg.name}-{Path(dataset).name}-{digest}"
 
 
 def train_or_reuse(dataset: str, features: str | None, model_cfg: ModelConfig, train_cfg: TrainConfig,
@@ -248,20 +259,140 @@ def train_or_reuse(dataset: str, features: str | None, model_cfg: ModelConfig, t
     return run_or_resume(dataset, model_cfg, train_cfg, resolve_path(run_dir), features=features, same_config=True)
 
 
-def run_inputs(run_dir: str | Path) -> tuple[str, str | None]:
-    """``(dataset, features)`` a run folder was trained on (from its config.json)."""
-    config = RunFolder(resolve_path(run_dir)).config
-    return config.dataset, config.features
+@dataclass
+class Run:
+    """A finished run as the notebooks use it: its folder, inputs, configs and metrics.json;
+    the model (``trainer``, on the CPU), the feature store and the ground truth are loaded on
+    first use."""
+
+    path: Path
+    dataset: str
+    features: str | None
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    metrics: dict
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> "Run":
+        """The finished run in ``run_dir`` (relative to the project root); an unfinished or
+        missing one is an AfmeError saying how to finish it."""
+        folder = RunFolder(resolve_path(run_dir))
+        config, metrics = folder.config, folder.metrics
+        return cls(folder.path, config.dataset, config.features, config.model, config.train, metrics)
+
+    @cached_property
+    def trainer(self):
+        return load_run(self.path)
+
+    @property
+    def model(self):
+        return self.trainer.model
+
+    @cached_property
+    def store(self):
+        """The run's feature store (None for a structure-only run)."""
+        return load_inputs(self.dataset, self.features, modalities=self.model_cfg.modalities)[1]
+
+    @cached_property
+    def truth(self) -> dict | None:
+        return read_ground_truth(self.dataset)
 
 
-def read_finished_run(run_dir: str | Path) -> dict:
-    """A finished run's ``dataset``, ``features``, ``model_cfg``, ``train_cfg`` and ``metrics``
-    (for notebooks that analyse runs trained elsewhere). An unfinished folder is an AfmeError."""
-    folder = RunFolder(resolve_path(run_dir))
-    metrics = folder.metrics
-    config = folder.config
-    return {"dataset": config.dataset, "features": config.features, "run_dir": folder.path,
-            "model_cfg": config.model, "train_cfg": config.train, "metrics": metrics}
+def _planned(dataset: str, features, run_dir, runs_root, params: dict) -> tuple:
+    """(dataset folder, feature folder or None, model config, train config, run folder) of a notebook run."""
+    data, found = prepare_dataset(dataset, features)
+    model_cfg, train_cfg = build_configs(**params)
+    if not model_class(model_cfg.name).reads_features:
+        found = None
+    folder = resolve_path(run_dir) if run_dir is not None else auto_run_dir(data, found, model_cfg, train_cfg, runs_root)
+    return data, found, model_cfg, train_cfg, folder
+
+
+def notebook_run(dataset: str, features: str | Path | None = None, run_dir: str | Path | None = None,
+                 runs_root: str | Path = NOTEBOOK_RUNS, **params) -> Run:
+    """The finished run of :func:`build_configs` ``(**params)`` on ``dataset``: trained on first
+    use, reused after (:func:`train_or_reuse`), resumed when interrupted.
+
+    ``dataset`` / ``features`` as in :func:`prepare_dataset`; a model that reads no features
+    (RotatE ...) is given none. ``run_dir`` None: the shared cache folder :func:`auto_run_dir`
+    under ``runs_root``; a given ``run_dir`` must hold this very run or nothing yet.
+    """
+    data, found, model_cfg, train_cfg, folder = _planned(dataset, features, run_dir, runs_root, params)
+    train_or_reuse(data, found, model_cfg, train_cfg, folder)
+    return Run.open(folder)
+
+
+def _train_in_worker(job: dict, threads: int) -> str:
+    """One job of :func:`train_all` in a worker process: its own share of the cores, no bars."""
+    import torch  # the worker's own thread budget; torch is imported already (this module needs it)
+
+    torch.set_num_threads(threads)
+    return str(notebook_run(**{**job, "progress": False}).path)
+
+
+def train_all(jobs: dict, workers: int = 1) -> dict:
+    """``{key: Run}``: :func:`notebook_run` ``(**job)`` for every ``{key: job}``.
+
+    ``workers`` > 1 trains that many runs at once, each in its own process with
+    ``cores // workers`` torch threads: on a CPU, small models use one core each far better
+    than two cores together. Finished runs are opened without starting a process; the runs are
+    independent folders, so the result is the same whatever ``workers`` is.
+    """
+    plans = {key: _planned(job["dataset"], job.get("features"), job.get("run_dir"), job.get("runs_root", NOTEBOOK_RUNS),
+                           {k: v for k, v in job.items() if k not in ("dataset", "features", "run_dir", "runs_root")})
+             for key, job in jobs.items()}
+    todo = [key for key, plan in plans.items() if not RunFolder(plan[-1]).finished]
+    if workers > 1 and len(todo) > 1:
+        workers = min(workers, len(todo))
+        threads = max(1, usable_cores() // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [(key, pool.submit(_train_in_worker, jobs[key], threads)) for key in todo]
+            for key, future in futures:
+                future.result()  # a worker's error is raised here, with its message
+                print(f"trained {key}: {plans[key][-1]}", flush=True)
+    return {key: notebook_run(**job) for key, job in jobs.items()}
+
+
+def variant_runs(dataset: str, variants=ablations.NAMES, features: str | Path | None = None,
+                 run_dirs: dict | None = None, runs_root: str | Path = NOTEBOOK_RUNS, workers: int = 1,
+                 **params) -> dict[str, Run]:
+    """``{variant: Run}`` of AFME and the named ablations (:mod:`afme_lib.ablations`) trained
+    with ``params`` (:func:`train_all` with ``workers``). ``run_dirs`` ``{variant: run
+    folder}``: runs trained elsewhere, used instead (they must be on the same dataset and features)."""
+    return {variant: run for (variant, _), run in
+            ablation_runs(dataset, variants, [params.pop("seed", 0)], features, runs_root, workers, run_dirs,
+                          **params).items()}
+
+
+def ablation_runs(dataset: str, variants=ablations.NAMES, seeds=(0,), features: str | Path | None = None,
+                  runs_root: str | Path = NOTEBOOK_RUNS, workers: int = 1, run_dirs: dict | None = None,
+                  **params) -> dict[tuple[str, int], Run]:
+    """``{(variant, seed): Run}``: AFME and the named ablations with ``params``, once per
+    training seed (:func:`train_all` with ``workers``). ``run_dirs`` ``{variant: run folder}``
+    (one seed only): runs trained elsewhere, used instead; they must be on the same dataset and features."""
+    variants = ablations.check_names(variants)
+    data, found = prepare_dataset(dataset, features)
+    given = {}
+    for variant, folder in (run_dirs or {}).items():
+        if len(seeds) != 1:
+            raise AfmeError("run_dirs stands for one training seed; give one seed with it")
+        run = Run.open(folder)
+        if (run.dataset, run.features) != (data, found):
+            raise AfmeError(f"run_dirs[{variant!r}] was trained on {run.dataset} (features {run.features}), "
+                            f"not on {data} (features {found})")
+        given[variant, seeds[0]] = run
+    jobs = {(variant, seed): {"dataset": data, "features": found, "runs_root": runs_root, **params, "model": "afme",
+                              "seed": seed, **ablations.overrides(variant)}
+            for seed in seeds for variant in variants if (variant, seed) not in given}
+    trained = train_all(jobs, workers)
+    return {(variant, seed): given.get((variant, seed)) or trained[variant, seed] for seed in seeds for variant in variants}
+
+
+def grid_runs(results: pd.DataFrame) -> dict[tuple[str, int], Run]:
+    """``{(variant, seed): Run}`` of an ablation grid's results (``afme_lib.grid.read_results``
+    of its report folder); cells that did not finish are left out."""
+    done = results[results["status"] == "ok"]
+    return {(row["variant"], int(row["seed"])): Run.open(row["run_dir"]) for _, row in done.iterrows()}
 
 
 def figures_folder(figures_dir: str | Path | None, notebook: str) -> Path:
@@ -270,12 +401,69 @@ def figures_folder(figures_dir: str | Path | None, notebook: str) -> Path:
     return resolve_path(figures_dir if figures_dir is not None else Path("runs/figures") / notebook)
 
 
+def save_figures(figs: dict, figures_dir: str | Path | None, notebook: str) -> list[Path]:
+    """A notebook's last call: its ``{name: figure}`` saved as HTML (+ PNG when possible) into
+    :func:`figures_folder`; prints and returns the files."""
+    written = figures.save_figures(figs, figures_folder(figures_dir, notebook))
+    for path in written:
+        print(path)
+    return written
+
+
 def setup_notebook() -> None:
     """Notebook defaults: plotly figures as JSON plus offline HTML (see
     :mod:`afme_lib.analysis.figures`) and wide pandas tables."""
     use_notebook_renderer()
     pd.set_option("display.max_columns", 40)
     pd.set_option("display.width", 200)
+
+
+# --- slices -------------------------------------------------------------------------------------
+def _shared_inputs(runs) -> Run:
+    """The first run; every run must be on its dataset (the slices are that dataset's)."""
+    runs = list(runs)
+    first = runs[0]
+    for run in runs[1:]:
+        if run.dataset != first.dataset:
+            raise AfmeError(f"runs on different datasets cannot share a slice table: {first.dataset} and {run.dataset}")
+    return first
+
+
+def run_slice_mrr(run: Run, split: str = "test") -> dict[str, float]:
+    """A synthetic run's MRR per slice of ``split`` (:mod:`afme_lib.analysis.slices`)."""
+    if run.truth is None:
+        raise AfmeError(f"{run.dataset} has no metadata.json: slices need a synthetic dataset's ground truth")
+    trainer = run.trainer
+    masks = slices.slice_masks(trainer.dataset, run.truth, split)
+    return slices.slice_mrr(slices.model_ranks(trainer.model, trainer.dataset, split, trainer.filter_index), masks)
+
+
+def slice_table(runs: dict[str, Run], split: str = "test") -> pd.DataFrame:
+    """MRR (%) per slice of each named run, then the rule oracle, the feature oracle and the
+    random ranking on the same queries, and a last row counting them."""
+    first = _shared_inputs(runs.values())
+    if first.truth is None:
+        raise AfmeError(f"{first.dataset} has no metadata.json: slices need a synthetic dataset's ground truth")
+    kg = first.trainer.dataset
+    masks = slices.slice_masks(kg, first.truth, split)
+    rows = {name: run_slice_mrr(run, split) for name, run in runs.items()}
+    store = next((run.store for run in runs.values() if run.features), None)
+    rows.update(slices.reference_rows(kg, store, first.truth, masks, split, first.trainer.filter_index))
+    return slices.slice_table(rows, slices.slice_counts(masks))
+
+
+def slice_results(runs: dict[tuple[str, int], Run], split: str = "test") -> pd.DataFrame:
+    """One row per ``(variant, seed)`` run: those two columns, then the MRR (fraction) of every slice."""
+    _shared_inputs(runs.values())
+    rows = [{"variant": variant, "seed": seed, **run_slice_mrr(run, split)} for (variant, seed), run in runs.items()]
+    return pd.DataFrame(rows)
+
+
+def ablation_summary(results: pd.DataFrame) -> pd.DataFrame:
+    """:func:`afme_lib.analysis.slices.ablation_summary` with each ablation judged on its slice
+    (:func:`afme_lib.ablations.judged_slice`)."""
+    judged = {v: ablations.judged_slice(v) for v in results["variant"].unique()}
+    return slices.ablation_summary(results, judged, ablations.FULL)
 
 
 # --- experiments that train ------------------------------------------------------------------------
@@ -304,3 +492,30 @@ def curve_train_time(dataset: str, features: str, model_cfg: ModelConfig, train_
         rows.append({"kind": kind, "level": float(level), "seed": train_cfg.seed,
                      **{k: metrics["test"][k] for k in RANK_METRICS}})
     return pd.DataFrame(rows, columns=robustness.COLUMNS)
+
+
+def robustness_curves(runs: dict[str, Run], levels: dict[str, list], modalities=None, seeds=(0,),
+                      train_time: bool = False) -> pd.DataFrame:
+    """MRR as the features degrade, for every named run (notebook 05): one frame with columns
+    ``variant``, ``phase`` ("test time" / "train time"), ``kind``, ``level``, ``seed`` and the rank metrics.
+
+    ``levels``: ``{kind: [levels]}`` with kind ``noise`` or ``missing``
+    (:mod:`afme_lib.analysis.robustness`). Test time: each trained model evaluated with its
+    features corrupted, once per corruption seed in ``seeds``. ``train_time``: also one model
+    trained per variant, kind and level > 0 on corrupted features (level 0 is the run itself),
+    cached under ``<run folder>/train-time/``.
+    """
+    parts = []
+    for variant, run in runs.items():
+        if run.store is None:
+            raise AfmeError(f"{run.path} was trained without features: there is nothing to corrupt")
+        trainer = run.trainer
+        for kind, kind_levels in levels.items():
+            curve = robustness.curve_test_time(trainer.model, trainer.dataset, run.store, kind, kind_levels, modalities,
+                                               seeds, filter_index=trainer.filter_index)
+            parts.append(curve.assign(variant=variant, phase="test time"))
+            if train_time:
+                curve = curve_train_time(run.dataset, run.features, run.model_cfg, run.train_cfg, kind, kind_levels,
+                                         run.path / "train-time", modalities, clean_metrics=run.metrics)
+                parts.append(curve.assign(variant=variant, phase="train time"))
+    return pd.concat(parts, ignore_index=True)

@@ -29,15 +29,6 @@ def code(text: str, *tags: str) -> tuple[str, str, tuple]:
     return ("code", text.strip("\n"), tags)
 
 
-def save_figures_cell(notebook: str) -> tuple[str, str, tuple]:
-    """The closing cell of a notebook: its ``figs`` saved under ``figures_dir`` (else runs/figures/<notebook>)."""
-    return code(f"""
-out = workbench.figures_folder(figures_dir, "{notebook}")
-for path in figures.save_figures(figs, out):
-    print(path)
-""")
-
-
 QUICK_LINE = "from afme_lib.workbench import quick_mode\nQUICK = quick_mode()  # AFME_NB_QUICK set to 1 (CI): tiny data, a few epochs"
 
 # --- 01 ------------------------------------------------------------------------------------------
@@ -65,7 +56,7 @@ figures_dir = None  # None: runs/figures/01_data_exploration
 from IPython.display import display
 
 from afme_lib import workbench
-from afme_lib.analysis import explore, figures, quality
+from afme_lib.analysis import explore, quality
 from afme_lib.data.hygiene import hygiene_report
 from afme_lib.data.summary import hygiene_verdict, relation_overlap_lines
 from afme_lib.pipeline import load_inputs
@@ -174,63 +165,75 @@ if store is not None:
 ## Saved figures
 Interactive HTML (one shared copy of plotly.js, so they open offline), plus PNG when kaleido can export.
 """),
-    save_figures_cell("01_data_exploration"),
+    code("""
+workbench.save_figures(figs, figures_dir, "01_data_exploration")
+"""),
 ]
+
+# --- the training settings notebooks 02-05 share -----------------------------------------------
+# The same lines (and so the same defaults) in every notebook that trains: a run is cached by its
+# settings, so AFME trained in 02 is the "full" variant of 03 and the run 04 and 05 inspect.
+NOTEBOOK_EPOCHS = 30
+TRAINING_PARAMETERS = f"""
+dim = 16 if QUICK else 64
+epochs = 2 if QUICK else {NOTEBOOK_EPOCHS}  # the main job (scripts/main.sh) trains longer: see reports/main/README.md
+batch_size = 1024 if QUICK else 512
+negatives = 8 if QUICK else 16
+lr = 1e-2
+seed = 0
+eval_every = 1 if QUICK else 5
+model_options = {{}}  # any other ModelConfig field, e.g. {{"attention_layers": 1}}
+train_options = {{}}  # any other TrainConfig field, e.g. {{"compile": "auto"}}
+runs_root = "runs/notebooks"  # runs are cached here by their settings and shared by notebooks 02-05
+""".strip("\n")
+TRAINING_DICT = ("training = dict(dim=dim, epochs=epochs, batch_size=batch_size, negatives=negatives, lr=lr, "
+                 "eval_every=eval_every,\n                model_options=model_options, train_options=train_options)")
+SYNTH_DATASET = ('dataset = "synth:tiny" if QUICK else "synth:default"  # registered name, OpenKE folder, or '
+                 'synth:<preset>[:<seed>]\nfeatures = None  # feature folder; None: the dataset folder\'s own feature files')
 
 # --- 02 ------------------------------------------------------------------------------------------
 TRAINING = [
     md("""
 # 2 · Training
 
-**Question: how well does a model do on this graph, and where (which relation patterns, which
-side of the triple) does it fail?** Pick a dataset, a model and its switches, train with a
-progress bar, watch the learning curves, and read the final filtered metrics broken down by
-relation category and prediction side.
+**Question: how well does a model do on this graph, and where does it fail?** Train a model
+(AFME by default, with its switches) and the baselines beside it, watch the learning curves, read
+the filtered test metrics by relation category and side and, on a synthetic graph, by *slice*:
+warm / cold / zero-shot items × attribute / structural relations, and the cold attribute queries
+by the state of the item's row in the informative modality (clean, corrupted, missing), beside the
+rule oracle (knows the generator), the feature oracle (reads the features perfectly) and a random
+ranking.
 
-The grid runner (`afme grid run configs/ablation-afme.yaml`) executes this notebook once per
-cell with papermill, passing `run_dir` and `progress=False`; a finished run in `run_dir` is
-reused and an interrupted one resumes.
+Defaults: the synthetic `default` preset, a few CPU-minutes. A longer study is a papermill
+parameter away (`papermill notebooks/02_training.ipynb out.ipynb -p epochs 50`); the grid runner
+(`afme grid run configs/ablation-afme.yaml`) executes this notebook once per cell, passing
+`run_dir`; a finished run is reused and an interrupted one resumes.
 """),
     code(f"""
 {QUICK_LINE}
-dataset = "synth:tiny" if QUICK else "synth:default"  # registered name, OpenKE folder, or synth:<preset>[:<seed>]
-features = None  # feature folder; None: the dataset folder's own feature files
+{SYNTH_DATASET}
 model = "afme"  # afme, rotate, transe, distmult, complex, ikrl, mm-concat, ...
-dim = 16 if QUICK else 64
-epochs = 2 if QUICK else 30
-batch_size = 1024 if QUICK else 512
-negatives = 8 if QUICK else 16
-lr = 5e-3
-seed = 0
+compare_with = ["rotate", "mm-concat"]  # trained beside it with the same settings, for the slice table
+{TRAINING_PARAMETERS}
 device = "auto"
-eval_every = 1 if QUICK else 5
-# AFME's ablation switches
+# AFME's ablation switches (afme_lib/ablations.py names the variants)
 denoising = True
 dynamic_weights = True
 gan = True
 self_attention = True
-model_options = {{"attention_layers": 1}}  # any other ModelConfig field
-train_options = {{}}  # any other TrainConfig field
-run_dir = None  # None: a cache folder under runs/notebooks/02_training/ named by the settings
+relation_context = True
+run_dir = None  # None: the cache folder under runs_root named by the settings
 progress = not QUICK
-figures_dir = None  # None: <run_dir>/figures
+figures_dir = None  # None: runs/figures/02_training
 """, "parameters"),
-    code("""
-from pathlib import Path
-
+    code(f"""
 from afme_lib import workbench
-from afme_lib.analysis import curves, figures, metrics as metric_tables
+from afme_lib.analysis import curves, metrics as metric_tables, slices
 
 workbench.setup_notebook()
-data_path, feature_path = workbench.prepare_dataset(dataset, features)
-model_cfg, train_cfg = workbench.build_configs(
-    model=model, dim=dim, epochs=epochs, batch_size=batch_size, negatives=negatives, lr=lr, seed=seed,
-    device=device, eval_every=eval_every, denoising=denoising, dynamic_weights=dynamic_weights, gan=gan,
-    self_attention=self_attention, progress=progress, model_options=model_options, train_options=train_options)
-if run_dir is None:
-    run_dir = workbench.auto_run_dir("02_training", data_path, feature_path, model_cfg, train_cfg)
-run_dir = workbench.resolve_path(run_dir)
-print(f"dataset {data_path}\\nfeatures {feature_path}\\nrun folder {run_dir}")
+{TRAINING_DICT}
+switches = dict(denoising=denoising, dynamic_weights=dynamic_weights, gan=gan, self_attention=self_attention,
+                relation_context=relation_context)
 """),
     md("""
 ## Train
@@ -238,9 +241,10 @@ Filtered evaluation on the validation split every `eval_every` epochs; the test 
 the best-validation checkpoint.
 """),
     code("""
-metrics = workbench.train_or_reuse(data_path, feature_path, model_cfg, train_cfg, run_dir)
-print(f"{metrics['epochs_run']} epochs, best epoch {metrics['best_epoch']}, "
-      f"{metrics['train_seconds']:.1f} s training on {metrics['device']}")
+run = workbench.notebook_run(dataset, features, run_dir, runs_root, model=model, seed=seed, device=device,
+                             progress=progress, **switches, **training)
+print(f"{run.path}: {run.metrics['epochs_run']} epochs, best epoch {run.metrics['best_epoch']}, "
+      f"{run.metrics['train_seconds']:.1f} s training on {run.metrics['device']}")
 """),
     md("""
 ## Learning curves
@@ -249,26 +253,42 @@ term and its critic's Wasserstein loss); right, validation MRR and Hits@10. A va
 still rising at the last epoch says the budget, not the model, set the final number.
 """),
     code("""
-history = curves.learning_curves(run_dir)
-figs = {"learning_curves": curves.learning_curve_figure(history, f"{model} on {Path(data_path).name}")}
+figs = {"learning_curves": curves.learning_curve_figure(curves.learning_curves(run.path), f"{model} on {dataset}")}
 figs["learning_curves"]
 """),
     md("""
 ## Final metrics (filtered, %; MR is a rank)
 `all` pools head and tail queries; `side` splits them (tail = predict the tail of (h, r, ?));
-`category` groups test triples by their relation's pattern. Compare the N sides: predicting the
-"N" side of a 1-N relation (its tails) is the hard direction.
+`category` groups test triples by their relation's pattern.
 """),
     code("""
-metric_tables.metrics_table(metrics, "test")
+metric_tables.metrics_table(run.metrics, "test")
+"""),
+    md("""
+## Test MRR by slice, beside the oracles and the baselines
+Only a synthetic graph knows its slices (its `metadata.json`). Cold items have every attribute
+triple held out, so only their features can answer `cold/attribute`; `cold/attribute/corrupted`
+and `.../missing` are the queries whose item has a corrupted or no row in the informative
+modality: the slices denoising and the GAN exist for. `queries` counts both sides of each triple.
 """),
     code("""
-metric_tables.metrics_table(metrics, "valid")
+baselines = {name: workbench.notebook_run(dataset, features, runs_root=runs_root, model=name, seed=seed, device=device,
+                                          progress=progress, **training) for name in compare_with}
+table = workbench.slice_table({model: run, **baselines}) if run.truth else None
+table if table is not None else print("no ground truth (not a synthetic dataset): see the metrics above")
 """),
     code("""
-out = workbench.resolve_path(figures_dir) if figures_dir else run_dir / "figures"
-for path in figures.save_figures(figs, out):
-    print(path)
+if table is not None:
+    figs["slices"] = slices.slice_figure(table, f"Test MRR by slice: {model} and the baselines, against the oracles")
+    print("\\n".join(slices.comparison_lines(table, model)))
+    figs["slices"].show()
+"""),
+    md("""
+The lines above are read off this run's table: the share of the oracles that the model reaches on
+cold attribute queries, and its margin over every baseline and the random ranking.
+"""),
+    code("""
+workbench.save_figures(figs, figures_dir, "02_training")
 """),
 ]
 
@@ -277,106 +297,80 @@ ABLATIONS = [
     md("""
 # 3 · Ablations
 
-**Question: does each of AFME's components earn its place?** The full model against AFME
-without relation-driven denoising, without dynamic modality weighting, without the GAN
-completion, and without self-attention, each over several training seeds: a table of
-mean ± std and a bar chart.
+**Question: does each of AFME's components earn its place?** AFME against itself with one
+component switched off: relation-driven denoising, dynamic modality weighting, the GAN completion,
+the relation context of the gates and weights, self-attention (the named variants of
+`afme_lib/ablations.py`). Each ablation is judged on the slice of test queries built to need its
+component: denoising on cold attribute queries whose informative row is **corrupted**, the GAN on
+those whose informative row is **missing**, the others on all **cold attribute** queries; mean ±
+std over the training seeds.
 
-With `grid_report = None` this notebook runs the grid itself (through `afme_lib.grid.run_grid`,
-one execution of `02_training.ipynb` per cell; keep it small). For the real study run the
-shipped grid from a shell and point `grid_report` at its report folder:
+Defaults: one seed, a few CPU-minutes (two runs at a time). More seeds are a parameter
+(`-p seeds "[0, 1, 2]"`) or a grid away: run the shipped grid from a shell and point
+`grid_report` at its report folder:
 
     afme grid run configs/ablation-afme.yaml --workers 2        # -> reports/ablation-afme/
     papermill notebooks/03_ablations.ipynb out.ipynb -p grid_report reports/ablation-afme
 """),
     code(f"""
 {QUICK_LINE}
-grid_report = None  # a finished grid's report folder (holds results.csv); None: run the grid below
-name = "ablation-notebook"  # the grid run here: its report and runs go under runs/notebooks/03_ablations/
-dataset = "synth:tiny" if QUICK else "synth:default"
-epochs = 2 if QUICK else 30
-dim = 16 if QUICK else 64
-batch_size = 1024 if QUICK else 512
-negatives = 8 if QUICK else 16
-seeds = [0] if QUICK else [0, 1, 2]  # quick: one seed (std n/a), each cell is a kernel start plus a training
-variants = ({{"full": {{}}, "w/o GAN": {{"gan": False}}}} if QUICK else {{
-    "full": {{}},
-    "w/o denoising": {{"denoising": False}},
-    "w/o dynamic weighting": {{"dynamic_weights": False}},
-    "w/o GAN": {{"gan": False}},
-    "w/o self-attention": {{"self_attention": False}},
-}})
-metrics = ["mrr", "hits@1", "hits@10"]
-workers = 2  # cells executed at once
+grid_report = None  # a finished ablation grid's report folder (holds results.csv); None: train here
+{SYNTH_DATASET}
+variants = (["full", "w/o GAN"] if QUICK else
+            ["full", "w/o denoising", "w/o dynamic weighting", "w/o GAN", "w/o relation context", "w/o self-attention"])
+seeds = [0]  # training seeds; e.g. [0, 1, 2] for a spread
+{TRAINING_PARAMETERS}
+workers = 2  # runs trained at once (processes of cores // workers threads each)
 figures_dir = None  # None: runs/figures/03_ablations
 """, "parameters"),
-    code("""
-import yaml
-
+    code(f"""
 from afme_lib import grid, workbench
-from afme_lib.analysis import figures, metrics as metric_tables
+from afme_lib.analysis import slices
 
 workbench.setup_notebook()
+{TRAINING_DICT}
 """),
     md("""
-## The grid
-Every cell trains the same AFME on the same data with the same budget; only one switch and the
-training seed change. Finished cells are skipped when the notebook is run again.
+## The runs
+Every run trains the same AFME on the same data with the same budget; only one switch and the
+training seed change. Runs are cached by their settings (the full model is notebook 02's AFME).
 """),
     code("""
 if grid_report is None:
-    root = workbench.resolve_path("runs/notebooks/03_ablations")
-    spec = {
-        "name": name,
-        "notebook": str(workbench.resolve_path("notebooks/02_training.ipynb")),
-        "parameters": {"dataset": dataset, "model": "afme", "dim": dim, "epochs": epochs, "batch_size": batch_size,
-                       "negatives": negatives, "lr": 5e-3, "eval_every": 1 if QUICK else 5,
-                       "model_options": {"attention_layers": 1}},
-        "grid": {"seed": list(seeds)},
-        "variants": variants,
-        "metrics": list(metrics),
-    }
-    root.mkdir(parents=True, exist_ok=True)
-    (root / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
-    results = grid.run_grid(root / f"{name}.yaml", reports_root=root / "reports", runs_root=root / "runs",
-                            workers=workers, progress=not QUICK)
+    runs = workbench.ablation_runs(dataset, variants, seeds, features, runs_root, workers, **training)
 else:
-    results = grid.read_results(workbench.resolve_path(grid_report))
-results[["cell", "variant", "seed", "status", *metrics]]
+    runs = workbench.grid_runs(grid.read_results(workbench.resolve_path(grid_report)))
+results = workbench.slice_results(runs)
+(results.set_index(["variant", "seed"]) * 100).round(2)
 """),
     md("""
-## Mean ± std over seeds (test split, filtered, %)
+## Mean ± std over seeds: test MRR (%) by slice
 The std is the sample standard deviation over seeds; a difference smaller than about two of
 them is not a finding at this number of seeds.
 """),
     code("""
-failed = results[results["status"] != "ok"]
-if len(failed) == len(results):
-    raise RuntimeError("no cell of the grid finished; the errors are in results.csv and its README.md")
-for _, row in failed.iterrows():
-    print(f"left out, {row['status']}: {row['cell']} {row['error']}")
-summary = grid.summarize(results, by=("variant",), metrics=list(metrics))
-metric_tables.format_mean_std(summary, metrics)
-"""),
-    code("""
-title = "AFME ablations: test metrics, mean ± std over seeds"
-figs = {"ablation": metric_tables.mean_std_figure(summary, metrics, title=title)}
-figs["ablation"]
-"""),
-    code("""
-full = summary.loc["full"] if "full" in summary.index else None
-if full is not None:
-    for variant, row in summary.iterrows():
-        if variant != "full":
-            delta = 100 * (row["mrr_mean"] - full["mrr_mean"])
-            print(f"{variant:>24}: MRR {100 * row['mrr_mean']:.2f}%  ({delta:+.2f} points vs full)")
+slices.mean_std_table(results)
 """),
     md("""
-**Reading.** A component helps when removing it lowers MRR by clearly more than the seeds'
-spread. On the tiny preset with a couple of epochs and one seed (the CI setting) the numbers only
-show that the pipeline works; use the shipped `configs/ablation-afme.yaml` grid for conclusions.
+## Each ablation on the slice built to need it
 """),
-    save_figures_cell("03_ablations"),
+    code("""
+summary = workbench.ablation_summary(results)
+figs = {"ablation": slices.ablation_figure(summary)}
+print("\\n".join(slices.ablation_lines(summary)))
+summary.round(2)
+"""),
+    code("""
+figs["ablation"]
+"""),
+    md("""
+**Reading.** A component earns its place when removing it lowers MRR on its slice by clearly more
+than the seeds' spread; the lines above say, per ablation, what this study measured. On the tiny
+preset with a couple of epochs (the CI setting) they only show that the pipeline works.
+"""),
+    code("""
+workbench.save_figures(figs, figures_dir, "03_ablations")
+"""),
 ]
 
 # --- 04 ------------------------------------------------------------------------------------------
@@ -385,28 +379,23 @@ MODALITY = [
 # 4 · Modality contributions
 
 **Question: which modality does AFME rely on for each relation, and is it the right one?**
-Per relation, the mean fusion weight of the structural embedding and of each modality, and how
-much of each modality the relation-driven gates let through. On the synthetic data the
-generator knows which modalities inform which relation (`metadata.json`), so the learned
-weights are scored against that truth. UMAP maps show how entities arrange per modality and
-fused, and an interactive panel shows the weights and top predictions of any (entity, relation).
+Per relation, the mean fusion weight of the structural embedding and of each modality (the convex
+shares AFME gives them), and how much of each modality the relation-driven gates let through. On
+the synthetic data the generator knows which modalities inform which relation (`metadata.json`),
+so the learned weights are scored against that truth. UMAP maps show how entities arrange per
+modality and fused, and an interactive panel shows the weights and top predictions of any
+(entity, relation).
 
-A finished AFME run can be inspected with `-p run_dir runs/...`; otherwise a small one is trained
-here (and cached under `runs/notebooks/04_modality_contributions/`).
+Inspect any finished AFME run with `-p run_dir runs/...`; otherwise the run of the settings below
+is used (the one notebook 02 trains with the same settings, trained here if missing).
 """),
     code(f"""
 {QUICK_LINE}
-run_dir = None  # a finished AFME run folder; None: train one on `dataset` here
-dataset = "synth:tiny" if QUICK else "synth:default"  # used when run_dir is None
-features = None
-dim = 16 if QUICK else 64
-epochs = 2 if QUICK else 30
-batch_size = 1024 if QUICK else 512
-negatives = 8 if QUICK else 16
-lr = 5e-3
-seed = 0
-model_options = {{"attention_layers": 1}}
-split = "train"  # the triples whose heads and tails the per-relation means run over
+run_dir = None  # a finished AFME run folder; None: the run of the settings below
+{SYNTH_DATASET}
+{TRAINING_PARAMETERS}
+split = "train"  # the triples whose occurrences the per-relation means run over
+positions = ["head"]  # which end of those triples: the item of an attribute relation is its head
 relation = None  # relation name for the fused UMAP view; None: the most frequent one
 color_by = ["type", "degree", "missing modalities"]  # entity columns to colour the UMAP maps by
 umap_neighbors = 10 if QUICK else 15
@@ -414,40 +403,29 @@ max_points = 3000  # entities mapped (a random subset, the same in every view)
 top_k = 10
 figures_dir = None  # None: runs/figures/04_modality_contributions
 """, "parameters"),
-    code("""
+    code(f"""
 from IPython.display import display
 
 from afme_lib import workbench
-from afme_lib.analysis import embeddings, explore, figures, modality
+from afme_lib.analysis import embeddings, explore, modality
 from afme_lib.analysis.panel import modality_panel
-from afme_lib.pipeline import load_inputs, load_run
 
 workbench.setup_notebook()
-if run_dir is None:
-    data_path, feature_path = workbench.prepare_dataset(dataset, features)
-    model_cfg, train_cfg = workbench.build_configs(
-        model="afme", dim=dim, epochs=epochs, batch_size=batch_size, negatives=negatives, lr=lr, seed=seed,
-        eval_every=epochs, progress=not QUICK, model_options=model_options)
-    run_dir = workbench.auto_run_dir("04_modality_contributions", data_path, feature_path, model_cfg, train_cfg)
-    workbench.train_or_reuse(data_path, feature_path, model_cfg, train_cfg, run_dir)
-run_dir = workbench.resolve_path(run_dir)
-data_path, feature_path = workbench.run_inputs(run_dir)
-trainer = load_run(run_dir)
-model, kg = trainer.model, trainer.dataset
-store = load_inputs(data_path, feature_path)[1]
-truth = workbench.read_ground_truth(data_path)
-figs = {}
-print(f"run {run_dir}\\nmodel tokens: {model.token_names}")
+{TRAINING_DICT}
+run = workbench.Run.open(run_dir) if run_dir else workbench.notebook_run(dataset, features, runs_root=runs_root,
+                                                                          model="afme", seed=seed, **training)
+model, kg, store, truth = run.model, run.trainer.dataset, run.store, run.truth
+figs = {{}}
+print(f"run {{run.path}}\\nmodel tokens: {{model.token_names}}")
 """),
     md("""
 ## Which modality does each relation weigh?
-Fusion weights are a softmax over the structural embedding and the present modalities (each
-row sums to 1; a missing modality gets 0 unless the GAN fills it). Means run over the heads and
-tails of the relation's `split` triples. Red squares mark, on synthetic data, the modalities
-that truly inform the relation.
+Fusion weights are convex shares over the structural embedding and the modalities (each row sums
+to 1). Means run over the `positions` of the relation's `split` triples. Red squares mark, on
+synthetic data, the modalities that truly inform the relation.
 """),
     code("""
-profile = modality.relation_profile(model, kg, split)
+profile = modality.relation_profile(model, kg, split, positions)
 truth_table = modality.truth_matrix(truth, kg.relation_names, model.token_names[1:]) if truth else None
 figs["modality_weights"] = modality.weight_heatmap(profile, truth_table)
 figs["modality_weights"]
@@ -474,18 +452,14 @@ if truth_table is None:
 else:
     agreement, score = modality.truth_agreement(profile.weights, truth_table)
     display(agreement.round(3))
-    print(f"over {score['relations_scored']} scored relations: mean AUC {score['auc']:.2f}, "
-          f"mean gap {score['gap']:+.3f}, top-1 informative {score['top1']:.0%}; structure weight "
-          f"{score['structure_weight_scored']:.2f} on scored vs {score['structure_weight_unscored']:.2f} "
-          "on structural relations")
+    print(modality.agreement_line(score))
     figs["weights_vs_truth"] = modality.truth_figure(profile.weights, truth_table)
     figs["weights_vs_truth"].show()
 """),
     md("""
 **Reading.** An AUC near 1 with a positive gap means the weighting found the informative
-modalities; near 0.5 it weighs modalities without regard to what they encode (then the gain of
-AFME over an ungated fusion, if any, comes from elsewhere). The printed line above is computed
-from this run, whatever it learned.
+modalities; near 0.5 it weighs modalities without regard to what they encode. The line above is
+computed from this run, whatever it learned.
 
 ## Entity representations (UMAP)
 Each panel maps one view: the structural embedding, each modality's projected feature token
@@ -498,9 +472,7 @@ entities = explore.entity_table(kg, store, truth)
 rel_id = kg.relation_names.index(relation) if relation else int(kg.train[:, 1].bincount(minlength=kg.num_relations).argmax())
 views = embeddings.representation_views(model, relation=rel_id)
 mapped, messages = embeddings.embedding_frame(views, entities, n_neighbors=umap_neighbors, max_points=max_points, seed=seed)
-print(f"fused view for relation {kg.relation_names[rel_id]}")
-for line in messages:
-    print(line)
+print("\\n".join([f"fused view for relation {kg.relation_names[rel_id]}", *messages]))
 """),
     code("""
 for column in color_by:
@@ -520,7 +492,9 @@ box to see the relation's mean weights. Needs a live kernel; a saved notebook sh
 panel = modality_panel(model, kg, profile, k=top_k, relation=rel_id)
 panel
 """),
-    save_figures_cell("04_modality_contributions"),
+    code("""
+workbench.save_figures(figs, figures_dir, "04_modality_contributions")
+"""),
 ]
 
 # --- 05 ------------------------------------------------------------------------------------------
@@ -529,111 +503,42 @@ ROBUSTNESS = [
 # 5 · Robustness
 
 **Question: does AFME degrade gracefully as its modalities get noisier or go missing, and do
-its components (denoising gates, dynamic weights, GAN completion) make the difference the
-article claims?** Filtered test MRR as the corruption level rises, for AFME and its ablations:
+its components (denoising gates, GAN completion, ...) make the difference the article claims?**
+Filtered test MRR as the corruption level rises, for AFME and its ablations:
 
 - **test time**: models trained on clean features, evaluated with corrupted ones (a shift they
   never saw; weights untouched);
-- **train time**: features corrupted before training and kept so for evaluation (can the model
-  learn to discount a degraded modality?).
+- **train time** (`train_time = True`, one training per variant, kind and level): features
+  corrupted before training and kept so for evaluation (can the model learn to discount a
+  degraded modality?).
 
 Levels: `noise` adds Gaussian noise of that many feature standard deviations to every present
-row; `missing` drops that share of the measured rows. Level 0 is the clean data.
+row; `missing` drops that share of the measured rows. Level 0 is the clean data. The runs are the
+ones notebooks 02 and 03 train with the same settings (trained here if missing).
 """),
     code(f"""
 {QUICK_LINE}
-dataset = "synth:tiny" if QUICK else "synth:default"
-features = None
-variants = ({{"full": {{}}, "w/o denoising": {{"denoising": False}}}} if QUICK else {{
-    "full": {{}},
-    "w/o denoising": {{"denoising": False}},
-    "w/o dynamic weighting": {{"dynamic_weights": False}},
-    "w/o GAN": {{"gan": False}},
-    "w/o self-attention": {{"self_attention": False}},
-}})
-noise_levels = [0.0, 2.0] if QUICK else [0.0, 0.5, 1.0, 2.0, 4.0]
+{SYNTH_DATASET}
+variants = ["full", "w/o denoising"] if QUICK else ["full", "w/o denoising", "w/o GAN"]  # afme_lib/ablations.py
+noise_levels = [0.0, 2.0] if QUICK else [0.0, 1.0, 2.0, 4.0]
 missing_levels = [0.0, 0.5] if QUICK else [0.0, 0.25, 0.5, 0.75, 1.0]
 corrupt_modalities = None  # modalities to corrupt; None: all
-corruption_seeds = [0] if QUICK else [0, 1, 2]  # test-time draws of the corruption
-train_time = True  # also retrain at every level (one run per variant, kind and level)
+corruption_seeds = [0]  # test-time draws of the corruption; e.g. [0, 1, 2] for error bars
+train_time = False  # also retrain at every level (one run per variant, kind and level > 0: slow)
 run_dirs = {{}}  # {{variant: finished AFME run folder on this dataset}} to use instead of training that variant
-dim = 16 if QUICK else 64
-epochs = 2 if QUICK else 30
-batch_size = 1024 if QUICK else 512
-negatives = 8 if QUICK else 16
-lr = 5e-3
-seed = 0
-model_options = {{"attention_layers": 1}}
+{TRAINING_PARAMETERS}
+workers = 2  # runs trained at once
 figures_dir = None  # None: runs/figures/05_robustness
 """, "parameters"),
-    code("""
-import pandas as pd
-
+    code(f"""
 from afme_lib import workbench
-from afme_lib.analysis import figures, robustness
-from afme_lib.pipeline import load_inputs, load_run
+from afme_lib.analysis import robustness
 
 workbench.setup_notebook()
-data_path, feature_path = workbench.prepare_dataset(dataset, features)
-kg, store = load_inputs(data_path, feature_path)
-if store is None:
-    raise ValueError(f"{data_path} has no modality features: there is nothing to corrupt")
-levels = {"noise": noise_levels, "missing": missing_levels}
-print(f"{kg.name}: modalities {store.modalities}; corrupting {corrupt_modalities or 'all of them'}")
-"""),
-    md("""
-## Clean runs, one per variant
-Cached under `runs/notebooks/05_robustness/`: rerunning the notebook with the same settings
-reuses them.
-"""),
-    code("""
-runs = {}
-for variant, overrides in variants.items():
-    if variant in run_dirs:  # trained elsewhere: it must be a run on this very data
-        runs[variant] = workbench.read_finished_run(run_dirs[variant])
-        if (runs[variant]["dataset"], runs[variant]["features"]) != (data_path, feature_path):
-            raise ValueError(f"run_dirs[{variant!r}] was trained on {runs[variant]['dataset']}, not {data_path}")
-    else:
-        model_cfg, train_cfg = workbench.build_configs(
-            model="afme", dim=dim, epochs=epochs, batch_size=batch_size, negatives=negatives, lr=lr, seed=seed,
-            eval_every=epochs, progress=not QUICK, model_options={**model_options, **overrides})
-        run_dir = workbench.auto_run_dir("05_robustness", data_path, feature_path, model_cfg, train_cfg)
-        clean = workbench.train_or_reuse(data_path, feature_path, model_cfg, train_cfg, run_dir)
-        runs[variant] = {"run_dir": run_dir, "model_cfg": model_cfg, "train_cfg": train_cfg, "metrics": clean}
-    print(f"{variant:>24}: clean test MRR {100 * runs[variant]['metrics']['test']['mrr']:.2f}%   "
-          f"({runs[variant]['run_dir']})")
-"""),
-    md("""
-## Test-time corruption
-Each trained model is evaluated again with a corrupted copy of the features (its weights are
-loaded into a model built on that copy).
-"""),
-    code("""
-parts = []
+{TRAINING_DICT}
+runs = workbench.variant_runs(dataset, variants, features, run_dirs, runs_root, workers, seed=seed, **training)
 for variant, run in runs.items():
-    trainer = load_run(run["run_dir"])
-    for kind, kind_levels in levels.items():
-        curve = robustness.curve_test_time(trainer.model, trainer.dataset, store, kind, kind_levels,
-                                           corrupt_modalities, corruption_seeds, filter_index=trainer.filter_index)
-        parts.append(curve.assign(variant=variant, phase="test time"))
-test_time = pd.concat(parts, ignore_index=True)
-"""),
-    md("""
-## Train-time corruption
-One training per variant, kind and level > 0 (level 0 is the clean run above).
-"""),
-    code("""
-parts = []
-if train_time:
-    for variant, run in runs.items():
-        for kind, kind_levels in levels.items():
-            # retrained runs live in this notebook's cache, also for a clean run trained elsewhere
-            out_root = workbench.auto_run_dir("05_robustness", data_path, feature_path, run["model_cfg"], run["train_cfg"])
-            curve = workbench.curve_train_time(
-                data_path, feature_path, run["model_cfg"], run["train_cfg"], kind, kind_levels,
-                out_root / "train-time", corrupt_modalities, clean_metrics=run["metrics"])
-            parts.append(curve.assign(variant=variant, phase="train time"))
-curves = pd.concat([test_time, *parts], ignore_index=True)
+    print(f"{{variant:>22}}: clean test MRR {{100 * run.metrics['test']['mrr']:.2f}}%   ({{run.path}})")
 """),
     md("""
 ## MRR as the features degrade
@@ -641,14 +546,13 @@ Solid lines: test-time corruption; dashed: train-time. Error bars: std over the 
 corruption draws (`corruption_seeds`).
 """),
     code("""
+levels = {"noise": noise_levels, "missing": missing_levels}
+curves = workbench.robustness_curves(runs, levels, corrupt_modalities, corruption_seeds, train_time)
 figs = {"robustness": robustness.robustness_figure(curves)}
 figs["robustness"]
 """),
     code("""
-table = robustness.summarize_curves(curves)
-table = table.assign(**{"MRR %": (100 * table["mrr"]).round(2)}).pivot_table(
-    index=["phase", "kind", "level"], columns="variant", values="MRR %", sort=False)
-table
+robustness.mrr_table(curves)
 """),
     code("""
 robustness.degradation(curves).round(2)
@@ -659,9 +563,11 @@ stays flat (check the clean MRR against a structure-only model before calling fl
 The article's claims predict that the full AFME loses least, that removing the denoising gates
 hurts most under noise, and that removing the GAN hurts most when rows go missing. The table of
 changes above is this run's answer; on the tiny preset with a couple of epochs (the CI setting)
-it is noise, use the default preset and the full settings for conclusions.
+it is noise.
 """),
-    save_figures_cell("05_robustness"),
+    code("""
+workbench.save_figures(figs, figures_dir, "05_robustness")
+"""),
 ]
 
 NOTEBOOKS = {

@@ -16,12 +16,17 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from afme_lib import ablations
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 CONTRACT_PARAMETERS = {  # the training notebook's parameters shared with the grid runner
     "dataset", "features", "model", "dim", "epochs", "batch_size", "negatives", "lr", "seed", "device", "eval_every",
-    "denoising", "dynamic_weights", "gan", "self_attention", "model_options", "train_options", "run_dir", "progress",
+    "denoising", "dynamic_weights", "gan", "self_attention", "relation_context", "model_options", "train_options",
+    "run_dir", "progress", "compare_with", "runs_root",
 }
+TRAINING = ("dataset", "features", "dim", "epochs", "batch_size", "negatives", "lr", "seed", "eval_every",
+            "model_options", "train_options", "runs_root")  # the same in 02-05: their runs are shared
 
 
 def _build_module():
@@ -85,24 +90,52 @@ def test_training_notebook_defines_the_contract_parameters(monkeypatch):
     assert quick["run_dir"] is None and quick["features"] is None and quick["device"] == "auto"
     full = _parameters(_read("02_training.ipynb"), False, monkeypatch)
     assert full["dataset"] == "synth:default" and full["epochs"] >= 20 and full["progress"] is True
+    assert full["compare_with"] == ["rotate", "mm-concat"] and full["runs_root"] == "runs/notebooks"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_quick_mode_picks_the_tiny_preset(name, monkeypatch):
-    params = _parameters(_read(name), True, monkeypatch)
-    assert params["QUICK"] is True
-    assert params.get("dataset", "synth:tiny") == "synth:tiny"
-    if "epochs" in params:
-        assert params["epochs"] <= 3
+@pytest.mark.parametrize("quick", [True, False])
+def test_notebooks_that_train_share_their_settings(quick, monkeypatch):
+    """02-05 train with the same parameter names and defaults, so a run one trains the others reuse."""
+    seen = {name: _parameters(_read(name), quick, monkeypatch) for name in NAMES[1:]}
+    reference = {k: seen["02_training.ipynb"][k] for k in TRAINING}
+    for name, params in seen.items():
+        assert {k: params[k] for k in TRAINING} == reference, name
 
 
-def test_ablation_notebook_variants(monkeypatch):
-    full = _parameters(_read("03_ablations.ipynb"), False, monkeypatch)
-    assert full["grid_report"] is None and full["seeds"] == [0, 1, 2]
-    assert full["variants"] == {"full": {}, "w/o denoising": {"denoising": False},
-                                "w/o dynamic weighting": {"dynamic_weights": False}, "w/o GAN": {"gan": False},
-                                "w/o self-attention": {"self_attention": False}}
-    assert _parameters(_read("05_robustness.ipynb"), False, monkeypatch)["variants"] == full["variants"]
+@pytest.mark.parametrize("quick", [True, False])
+def test_ablation_variants_are_named_from_the_registry(quick, monkeypatch):
+    ablation = _parameters(_read("03_ablations.ipynb"), quick, monkeypatch)
+    robustness = _parameters(_read("05_robustness.ipynb"), quick, monkeypatch)
+    assert ablation["grid_report"] is None and ablation["seeds"] == [0]
+    assert ablations.check_names(ablation["variants"]) and ablations.check_names(robustness["variants"])
+    if not quick:  # the whole study by default; 05 the components that act on corrupted or missing rows
+        assert ablation["variants"] == list(ablations.NAMES)
+        assert robustness["variants"] == ["full", "w/o denoising", "w/o GAN"]
+
+
+def _switches_turned_off(tree: ast.AST) -> int:
+    """Dict entries ``"<switch>": False`` and keyword arguments ``<switch>=False`` in ``tree``."""
+    switches = {a.switch for a in ablations.ABLATIONS.values()}
+    found = 0
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            found += sum(isinstance(k, ast.Constant) and k.value in switches and isinstance(v, ast.Constant)
+                         and v.value is False for k, v in zip(node.keys, node.values))
+        elif isinstance(node, ast.keyword):
+            found += node.arg in switches and isinstance(node.value, ast.Constant) and node.value.value is False
+    return found
+
+
+def test_no_second_copy_of_the_ablation_switches():
+    """Variants are named (afme_lib/ablations.py): no library module, benchmark or notebook spells
+    a switch turned off; the grid files that do are checked against the registry (tests/test_grid.py)."""
+    sources = [p for p in [*(ROOT / "afme_lib").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+               if p.name != "ablations.py"]
+    copies = [str(p.relative_to(ROOT)) for p in sources if _switches_turned_off(ast.parse(p.read_text()))]
+    copies += [f"{name} cell {i}" for name, cells in BUILD.NOTEBOOKS.items() for i, (kind, text, _) in enumerate(cells)
+               if kind == "code" and _switches_turned_off(ast.parse(text))]
+    assert copies == []
+    assert _switches_turned_off(ast.parse("f(gan=False); x = {'denoising': False}")) == 2  # the check can fail
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from afme_lib import workbench
+from afme_lib.analysis import slices
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.data.dataset import load_dataset
 from afme_lib.data.features import FeatureStore
@@ -180,15 +181,23 @@ def test_build_configs_rejects_unknown_options():
 # --- run folders --------------------------------------------------------------------------------
 def test_auto_run_dir_is_keyed_by_everything_that_changes_results(project):
     m, t = workbench.build_configs(model="afme", lr=1e-3)
-    first = workbench.auto_run_dir("02_training", "/d/synth-tiny-seed0", "/d/synth-tiny-seed0", m, t)
-    assert first.parent == project.resolve() / "runs" / "notebooks" / "02_training"
+    first = workbench.auto_run_dir("/d/synth-tiny-seed0", "/d/synth-tiny-seed0", m, t)
+    assert first.parent == project.resolve() / "runs" / "notebooks"  # one cache, shared by the notebooks
     assert first.name.startswith("afme-synth-tiny-seed0-")
-    assert workbench.auto_run_dir("02_training", "/d/synth-tiny-seed0", "/d/synth-tiny-seed0", m, t) == first
+    assert workbench.auto_run_dir("/d/synth-tiny-seed0", "/d/synth-tiny-seed0", m, t) == first
     _, quiet = workbench.build_configs(model="afme", lr=1e-3, progress=False)
-    assert workbench.auto_run_dir("02_training", "/d/synth-tiny-seed0", "/d/synth-tiny-seed0", m, quiet) == first
+    assert workbench.auto_run_dir("/d/synth-tiny-seed0", "/d/synth-tiny-seed0", m, quiet) == first
     _, other_lr = workbench.build_configs(model="afme", lr=2e-3)
-    assert workbench.auto_run_dir("02_training", "/d/synth-tiny-seed0", "/d/synth-tiny-seed0", m, other_lr) != first
-    assert workbench.auto_run_dir("02_training", "/d/synth-tiny-seed0", None, m, t) != first
+    assert workbench.auto_run_dir("/d/synth-tiny-seed0", "/d/synth-tiny-seed0", m, other_lr) != first
+    assert workbench.auto_run_dir("/d/synth-tiny-seed0", None, m, t) != first
+    assert workbench.auto_run_dir("/d/synth-tiny-seed0", "/d/synth-tiny-seed0", m, t, root="elsewhere").parent == \
+        project.resolve() / "elsewhere"
+
+
+def test_build_configs_leaves_unset_parameters_to_the_config_defaults():
+    assert workbench.build_configs() == (ModelConfig(name="afme"), TrainConfig())
+    model_cfg, _ = workbench.build_configs(relation_context=False)
+    assert model_cfg == ModelConfig(name="afme", relation_context=False)
 
 
 def test_code_fingerprint_follows_training_code_only(tmp_path, monkeypatch):
@@ -241,20 +250,77 @@ def test_train_or_reuse_refuses_a_folder_holding_another_run(tiny_synth, tmp_pat
                               "train.lr: 0.001 there, 0.005 asked); pick another run_dir or delete that folder")
 
 
-def test_run_inputs(tiny_synth, tmp_path):
-    m, t = workbench.build_configs()
-    _fake_finished_run(tmp_path / "run", str(tiny_synth), m, t)
-    assert workbench.run_inputs(tmp_path / "run") == (str(tiny_synth), str(tiny_synth))
-    with pytest.raises(AfmeError, match="is not a run folder"):
-        workbench.run_inputs(tmp_path)
-
-
-def test_read_finished_run(tiny_synth, tmp_path):
+def test_run_opens_a_finished_folder(tiny_synth, tmp_path):
     m, t = workbench.build_configs(model="afme", dim=24)
     metrics = _fake_finished_run(tmp_path / "run", str(tiny_synth), m, t)
-    found = workbench.read_finished_run(tmp_path / "run")
-    assert (found["model_cfg"], found["train_cfg"], found["metrics"]) == (m, t, metrics)
-    assert (found["dataset"], found["features"], found["run_dir"]) == (str(tiny_synth), str(tiny_synth), tmp_path / "run")
+    run = workbench.Run.open(tmp_path / "run")
+    assert (run.model_cfg, run.train_cfg, run.metrics) == (m, t, metrics)
+    assert (run.dataset, run.features, run.path) == (str(tiny_synth), str(tiny_synth), tmp_path / "run")
+    assert run.truth["generator"] == "afme_lib.data.synthetic"
     (tmp_path / "run" / "metrics.json").unlink()
     with pytest.raises(AfmeError, match=r"holds no finished run \(no metrics.json\); finish it with `afme train --resume"):
-        workbench.read_finished_run(tmp_path / "run")
+        workbench.Run.open(tmp_path / "run")
+    with pytest.raises(AfmeError, match="is not a run folder"):
+        workbench.Run.open(tmp_path)
+
+
+# --- runs that train (tiny preset, one epoch) ------------------------------------------------------
+TINY = {"dim": 8, "epochs": 1, "batch_size": 2048, "negatives": 2, "eval_every": 1, "progress": False}
+
+
+def test_notebook_run_trains_once_in_the_shared_cache(tiny_synth, tmp_path):
+    run = workbench.notebook_run(str(tiny_synth), runs_root=tmp_path, model="afme", **TINY)
+    assert run.path.parent == tmp_path and run.features == str(tiny_synth.resolve()) and run.metrics["epochs_run"] == 1
+    log = (run.path / "log.jsonl").read_text()
+    again = workbench.notebook_run(str(tiny_synth), runs_root=tmp_path, model="afme", **TINY)
+    assert again.path == run.path and (run.path / "log.jsonl").read_text() == log  # reused, not retrained
+    rotate = workbench.notebook_run(str(tiny_synth), runs_root=tmp_path, model="rotate", **TINY)
+    assert rotate.features is None and rotate.store is None  # a structure-only model is given no features
+    assert rotate.model_cfg == ModelConfig(name="rotate", dim=8)
+
+
+def test_train_all_in_two_processes_gives_the_runs_of_one(tiny_synth, tmp_path):
+    jobs = {name: {"dataset": str(tiny_synth), "model": name, **TINY} for name in ("rotate", "afme")}
+    parallel = workbench.train_all({k: {**j, "runs_root": tmp_path / "a"} for k, j in jobs.items()}, workers=2)
+    serial = workbench.train_all({k: {**j, "runs_root": tmp_path / "b"} for k, j in jobs.items()}, workers=1)
+    for name in jobs:
+        assert parallel[name].path.name == serial[name].path.name  # same settings, same cache name
+        assert parallel[name].metrics["test"] == serial[name].metrics["test"]
+
+
+def test_ablation_runs_slices_and_summary(tiny_synth, tmp_path):
+    runs = workbench.ablation_runs(str(tiny_synth), ["full", "w/o GAN"], [0, 1], runs_root=tmp_path, **TINY)
+    assert list(runs) == [("full", 0), ("w/o GAN", 0), ("full", 1), ("w/o GAN", 1)]
+    assert [r.model_cfg.gan for r in runs.values()] == [True, False, True, False]
+    assert [r.train_cfg.seed for r in runs.values()] == [0, 0, 1, 1]
+    results = workbench.slice_results(runs)
+    assert list(results.columns[:3]) == ["variant", "seed", "all"] and "cold/attribute/missing" in results
+    trainer = runs["full", 0].trainer
+    masks = slices.slice_masks(trainer.dataset, runs["full", 0].truth)
+    ranks = slices.model_ranks(trainer.model, trainer.dataset, "test", trainer.filter_index)
+    assert results.iloc[0, 2:].to_dict() == pytest.approx(slices.slice_mrr(ranks, masks))
+    assert results.iloc[0]["all"] == pytest.approx(runs["full", 0].metrics["test"]["mrr"])
+    summary = workbench.ablation_summary(results)
+    assert list(summary.index) == ["w/o GAN"] and summary.loc["w/o GAN", "slice"] == "cold/attribute/missing"
+    given = workbench.ablation_runs(str(tiny_synth), ["full"], [0], runs_root=tmp_path / "other",
+                                    run_dirs={"full": runs["full", 0].path}, **TINY)
+    assert given["full", 0].path == runs["full", 0].path  # used as given, nothing trained
+    assert not (tmp_path / "other").exists()
+
+
+def test_slice_table_of_runs_ends_with_the_references(tiny_synth, tmp_path):
+    runs = {m: workbench.notebook_run(str(tiny_synth), runs_root=tmp_path, model=m, **TINY) for m in ("afme", "rotate")}
+    table = workbench.slice_table(runs)
+    assert list(table.index) == ["afme", "rotate", slices.RULE, slices.FEATURES, slices.RANDOM, "queries"]
+    assert table.loc["afme", "all"] == pytest.approx(100 * runs["afme"].metrics["test"]["mrr"], abs=0.006)
+    assert table.loc[slices.RULE, "cold/attribute"] == 100.0
+
+
+def test_robustness_curves_of_runs(tiny_synth, tmp_path):
+    runs = workbench.variant_runs(str(tiny_synth), ["full"], runs_root=tmp_path, **TINY)
+    curves = workbench.robustness_curves(runs, {"noise": [0.0, 2.0], "missing": [0.0, 1.0]}, seeds=[0, 1])
+    assert list(curves.groupby(["kind", "level"], sort=False).size().items()) == [
+        (("noise", 0.0), 1), (("noise", 2.0), 2), (("missing", 0.0), 1), (("missing", 1.0), 2)]
+    assert set(curves["variant"]) == {"full"} and set(curves["phase"]) == {"test time"}
+    clean = curves[curves["level"] == 0]["mrr"]
+    assert clean.tolist() == pytest.approx([runs["full"].metrics["test"]["mrr"]] * 2)

@@ -20,7 +20,7 @@ driver's own interpreter, so in this project's ``.venv`` the kernels import the 
 
 from afme_lib.grid.report import read_results, summarize
 from afme_lib.grid.runner import plan, run_grid, write_report
-from afme_lib.grid.spec import Cell, Grid, expand, load_grid, parse_grid
+from afme_lib.grid.spec import Cell, Grid, ablation_grid, expand, load_grid, parse_grid
 
-__all__ = ["Cell", "Grid", "expand", "load_grid", "parse_grid", "plan", "read_results", "run_grid", "summarize",
-           "write_report"]
+__all__ = ["Cell", "Grid", "ablation_grid", "expand", "load_grid", "parse_grid", "plan", "read_results", "run_grid",
+           "summarize", "write_report"]

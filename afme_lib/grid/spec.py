@@ -40,6 +40,7 @@ from pathlib import Path
 
 import yaml
 
+from afme_lib import ablations
 from afme_lib.errors import AfmeError, DataFormatError, OptionError
 from afme_lib.metric_names import RANK_METRICS
 
@@ -54,6 +55,7 @@ RESULT_COLUMNS = ("cell", "variant", "status", "error", "seconds", *RANK_METRICS
                   "best_epoch", "train_seconds", "device_used", "notebook", "run_dir", *RANDOM_COLUMNS)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MAX_SLUG = 120  # readable part of a cell id; the hash keeps longer ids unique
+TRAINING_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_training.ipynb"
 
 
 # --- YAML loading -----------------------------------------------------------------------------
@@ -356,6 +358,19 @@ def check_cell_options(grid: Grid, source: Path) -> None:
         except OptionError as err:
             shown = ", ".join(f"{k}={v!r}" for k, v in cell.params.items())
             raise DataFormatError(source, f"cell {cell.id} ({shown}): {err}") from None
+
+
+def ablation_grid(name: str, parameters: dict, variants=ablations.NAMES, seeds=(0,), notebook: str | Path | None = None,
+                  metrics=DEFAULT_METRICS, description: str = "") -> Grid:
+    """The grid of an AFME ablation study: the training notebook (``notebook``, default the
+    project's ``notebooks/02_training.ipynb``) run with ``parameters`` for every named variant
+    of :mod:`afme_lib.ablations` and every training seed. The cells train AFME alone
+    (``compare_with: []``: no baselines beside it)."""
+    notebook = Path(notebook) if notebook is not None else TRAINING_NOTEBOOK
+    spec = {"name": name, "notebook": str(notebook), "description": description,
+            "parameters": {"model": "afme", "compare_with": [], **parameters}, "grid": {"seed": list(seeds)},
+            "variants": ablations.variants(variants), "metrics": list(metrics)}
+    return parse_grid(spec, source=f"<ablation grid {name}>")
 
 
 def load_grid(path: str | Path, check_notebook: bool = True) -> Grid:
