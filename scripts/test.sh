@@ -2,7 +2,8 @@
 # The README's test command: set up, then run the whole suite (unit tests and notebooks).
 # Arguments go to the unit-test run. The notebook stage executes every notebook top to bottom
 # under nbval on the tiny synthetic preset (AFME_NB_QUICK=1; their runs and figures go to the
-# git-ignored runs/), the headless check of notebook 04's widget panel, and the real-browser
+# git-ignored runs/), the headless check of notebook 04's widget panel, the main job on the tiny
+# preset (its five notebooks executed into a temporary folder), and the real-browser
 # tests (headless chromium: notebook 04 in JupyterLab, report pages offline; they skip, saying
 # why, without /usr/bin/chromium; screenshots in test-artifacts/browser/); skip the stage with
 # AFME_SKIP_NOTEBOOKS=1.
@@ -13,5 +14,6 @@ bash scripts/setup.sh
 python -m pytest -q -m "not browser" "$@"
 if [ "${AFME_SKIP_NOTEBOOKS:-0}" != "1" ]; then
     AFME_NB_QUICK=1 python -m pytest -q --nbval-lax notebooks/ \
-        tests/test_notebooks.py::test_modality_panel_widget_state_is_saved tests/test_browser.py
+        tests/test_notebooks.py::test_modality_panel_widget_state_is_saved tests/test_browser.py \
+        tests/test_main_job.py::test_main_job_executes_the_notebooks_once
 fi
