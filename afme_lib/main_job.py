@@ -67,7 +67,7 @@ class Study:
 
 def run_jobs(dataset: str, seed: int, training: dict, runs_root: str | Path) -> dict:
     """``{name: notebook_run kwargs}`` of every run of the study (AFME is the ``full`` variant)."""
-    common = {"dataset": dataset, "runs_root": str(runs_root), "seed": seed, **training}
+    common = {"dataset": dataset, "runs_root": str(runs_root), "seed": seed, "progress": False, **training}
     jobs = {name: {**common, "model": name} for name in BASELINES}
     for variant in ablations.NAMES:
         jobs["afme" if variant == ablations.FULL else variant] = {**common, "model": "afme",
@@ -156,6 +156,46 @@ def reading(s: Study, found: list[Claim]) -> str:
     text += (f"{met} of the {len(found)} claims below hold for this seed; one seed says little about a difference "
              "of a few points (`benchmarks/main_job_seeds.py` checks seeds 0, 1 and 2).")
     return text
+
+
+# --- the claims over seeds ------------------------------------------------------------------------
+def seed_studies(preset: str, seeds, training: dict, runs_root: str | Path = workbench.NOTEBOOK_RUNS,
+                 data_root: str | Path = workbench.DEFAULT_DATA_ROOT, workers: int = 1) -> dict[int, Study]:
+    """``{seed: Study}``: the study of :func:`main` for each seed (the generator's and the training's)."""
+    return {seed: study(str(workbench.synthetic_folder(preset, seed, data_root)), seed, training, runs_root, workers)
+            for seed in seeds}
+
+
+def seeds_page(studies: dict[int, Study], command: str, preset: str, training: dict) -> str:
+    """``seeds.md``: issue 14's claims for every seed, met or not with the numbers, and the slice
+    MRRs they rest on (mean ± sample std over the seeds)."""
+    seeds = list(studies)
+    found = {seed: claims(s) for seed, s in studies.items()}
+    texts = [c.text for c in found[seeds[0]]]
+    held = {t: all(next(c for c in found[seed] if c.text == t).met for seed in seeds) for t in texts}
+    settings = ", ".join(f"{k} {v}" for k, v in training.items() if v != {})
+    lines = [f"# Issue 14's claims over seeds: the main job on `{preset}`", "",
+             f"Made by `{command}`. Each seed generates its own graph and trains every run with it ({settings}); "
+             "the same runs as `python -m afme_lib.main_job --seed N` (shared run cache). MRR in %.", "",
+             f"**{sum(held.values())} of {len(texts)} claims hold for every seed** "
+             f"({', '.join(str(s) for s in seeds)}).", "",
+             "| claim | " + " | ".join(f"seed {s}" for s in seeds) + " | every seed |",
+             "|---|" + "---|" * (len(seeds) + 1)]
+    for t in texts:
+        cells = []
+        for seed in seeds:
+            c = next(c for c in found[seed] if c.text == t)
+            cells.append(f"{c.value}: {'met' if c.met else '**not met**'}")
+        lines.append(f"| {t} | " + " | ".join(cells) + f" | {'met' if held[t] else '**not met**'} |")
+    columns = [c for c in studies[seeds[0]].table.columns if c.startswith(ablations.COLD_ATTRIBUTE)]
+    columns.append("warm/structural")
+    stacked = pd.concat({seed: s.table for seed, s in studies.items()}).drop(index="queries", level=1)
+    mean = stacked.groupby(level=1, sort=False)[columns].mean()
+    std = stacked.groupby(level=1, sort=False)[columns].std(ddof=1)
+    shown = mean.map("{:.2f}".format) + " ± " + std.map(lambda v: "n/a" if pd.isna(v) else f"{v:.2f}")
+    lines += ["", f"## Test MRR (%) by slice, mean ± std over {len(seeds)} seeds", ""]
+    lines += slices.markdown(shown.rename_axis("MRR %"))
+    return "\n".join(lines) + "\n"
 
 
 # --- notebooks ----------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ import hashlib
 import json
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -342,14 +343,20 @@ def train_all(jobs: dict, workers: int = 1) -> dict:
                            {k: v for k, v in job.items() if k not in ("dataset", "features", "run_dir", "runs_root")})
              for key, job in jobs.items()}
     todo = [key for key, plan in plans.items() if not RunFolder(plan[-1]).finished]
+    start = time.perf_counter()
     if workers > 1 and len(todo) > 1:
         workers = min(workers, len(todo))
         threads = max(1, usable_cores() // workers)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [(key, pool.submit(_train_in_worker, jobs[key], threads)) for key in todo]
-            for key, future in futures:
+            futures = {pool.submit(_train_in_worker, jobs[key], threads): key for key in todo}
+            for future in as_completed(futures):
+                key = futures[future]
                 future.result()  # a worker's error is raised here, with its message
-                print(f"trained {key}: {plans[key][-1]}", flush=True)
+                print(f"trained {key} ({time.perf_counter() - start:.0f} s so far): {plans[key][-1]}", flush=True)
+    else:
+        for key in todo:
+            notebook_run(**jobs[key])
+            print(f"trained {key} ({time.perf_counter() - start:.0f} s so far): {plans[key][-1]}", flush=True)
     return {key: notebook_run(**job) for key, job in jobs.items()}
 
 

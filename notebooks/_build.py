@@ -60,7 +60,8 @@ from afme_lib.analysis import explore, quality
 from afme_lib.data.hygiene import hygiene_report
 from afme_lib.data.summary import hygiene_verdict, relation_overlap_lines
 from afme_lib.pipeline import load_inputs
-
+"""),
+    code("""
 workbench.setup_notebook()
 data_path, feature_path = workbench.prepare_dataset(dataset, features)
 kg, store = load_inputs(data_path, feature_path)
@@ -409,7 +410,8 @@ from IPython.display import display
 from afme_lib import workbench
 from afme_lib.analysis import embeddings, explore, modality
 from afme_lib.analysis.panel import modality_panel
-
+"""),
+    code(f"""
 workbench.setup_notebook()
 {TRAINING_DICT}
 run = workbench.Run.open(run_dir) if run_dir else workbench.notebook_run(dataset, features, runs_root=runs_root,

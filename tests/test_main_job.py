@@ -99,3 +99,30 @@ def test_main_job_executes_the_notebooks_once(tmp_path, capsys):
     assert all(f"{name}: unchanged, kept" in printed for name in main_job.NOTEBOOKS)
     assert _runs(tmp_path) == runs
     assert "| 02_training | [02_training.ipynb](02_training.ipynb) |" in (out / "README.md").read_text()
+
+
+def test_seeds_benchmark_checks_every_claim_per_seed(tmp_path):
+    """benchmarks/main_job_seeds.py on tiny, two seeds of one epoch: every claim, every seed, met or not."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("main_job_seeds", Path(__file__).resolve().parents[1] / "benchmarks"
+                                                  / "main_job_seeds.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "seeds.md"
+    assert script.main(["--preset", "tiny", "--seeds", "0", "1", "--epochs", "1", "--dim", "8", "--workers", "1",
+                        "--runs-root", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data"),
+                        "--out", str(out)]) == 0
+    page = out.read_text()
+    claims = _table(page, "# Issue 14's claims over seeds")
+    assert claims[""] == ["seed 0", "seed 1", "every seed"]
+    assert len(claims) == 1 + 3 + len(ablations.ABLATIONS)
+    for cells in list(claims.values())[1:]:
+        per_seed = [c.rsplit(": ", 1)[1] for c in cells[:2]]
+        assert set(per_seed) <= {"met", "**not met**"}
+        assert cells[2] == ("met" if per_seed == ["met", "met"] else "**not met**")
+    held = sum(cells[2] == "met" for cells in list(claims.values())[1:])
+    assert f"**{held} of {len(claims) - 1} claims hold for every seed** (0, 1)." in page
+    slice_rows = _table(page, "## Test MRR (%) by slice, mean ± std over 2 seeds")
+    assert slice_rows[""][0] == "cold/attribute" and re.fullmatch(r"\d+\.\d+ ± \d+\.\d+", slice_rows["afme"][0])
+    assert len(list((tmp_path / "data").iterdir())) == 2  # a graph per seed

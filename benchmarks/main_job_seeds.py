@@ -1,0 +1,41 @@
+"""Issue 14's claims over seeds: the main job's study for seeds 0, 1 and 2, checked per seed.
+
+    python benchmarks/main_job_seeds.py [--preset default] [--seeds 0 1 2] [--workers 2]   # -> reports/main/seeds.md
+
+For each seed the main job's runs (RotatE, mm-concat, AFME and its named ablations, the main job's
+settings) are trained or reused from the shared run cache, and each claim of issue 14 (AFME against
+the oracle and RotatE on cold attribute queries, the weight-truth AUC, each ablation lower on its
+slice) is marked met or not met with its numbers (afme_lib/main_job.py: ``claims``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from afme_lib import atomic, main_job, workbench
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=main_job.TRAINING["epochs"])
+    parser.add_argument("--dim", type=int, default=main_job.TRAINING["dim"])
+    parser.add_argument("--workers", type=int, default=2, help="runs trained at once (default: 2)")
+    parser.add_argument("--runs-root", default=workbench.NOTEBOOK_RUNS)
+    parser.add_argument("--data-root", default=workbench.DEFAULT_DATA_ROOT)
+    parser.add_argument("--out", default="reports/main/seeds.md")
+    args = parser.parse_args(argv)
+    training = {**main_job.TRAINING, "epochs": args.epochs, "dim": args.dim}
+    studies = main_job.seed_studies(args.preset, args.seeds, training, workbench.resolve_path(args.runs_root),
+                                    args.data_root, args.workers)
+    command = "python benchmarks/main_job_seeds.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    page = main_job.seeds_page(studies, command.strip(), args.preset, training)
+    atomic.write_text(workbench.resolve_path(args.out), page)
+    print(page)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
