@@ -8,7 +8,8 @@
    The runs are the notebooks' own cached runs (``workbench.notebook_run``), so notebook 02
    finds RotatE, mm-concat and AFME trained, 03 the ablations, 04 and 05 AFME's run.
 2. Executes the five notebooks with papermill on those settings into ``<out>/`` (executed
-   ``.ipynb`` and a static ``.html`` page each, figures under ``<out>/figures/``).
+   ``.ipynb`` and a static ``.html`` page each that opens offline, :mod:`afme_lib.analysis.export`;
+   figures under ``<out>/figures/``).
 3. Writes ``<out>/README.md`` from the run folders (never from notebook outputs): the index, the
    MRR of every model and ablation per test slice beside the rule oracle, the feature oracle and
    a random ranking, each ablation on the slice built to need it, AFME's modality weights
@@ -36,6 +37,7 @@ import pandas as pd
 import afme_lib
 from afme_lib import ablations, atomic, workbench
 from afme_lib.analysis import modality, slices
+from afme_lib.analysis.export import notebook_html
 from afme_lib.grid.runner import notebook_completed
 from afme_lib.grid.spec import notebook_parameter_names
 
@@ -220,16 +222,6 @@ def notebook_parameters(name: str, dataset: str, seed: int, training: dict, runs
     return {k: v for k, v in given.items() if k in defined and v is not None}
 
 
-def export_html(notebook: Path) -> Path:
-    """``notebook`` (executed) as a static HTML page beside it, figures included (nbconvert)."""
-    from nbconvert import HTMLExporter  # only here: the report's last step needs it
-
-    page = notebook.with_suffix(".html")
-    body, _ = HTMLExporter(template_name="lab").from_filename(str(notebook))
-    atomic.write_text(page, body)
-    return page
-
-
 def execute_notebooks(out: Path, params: dict[str, dict], stamp: str, log=print) -> dict[str, dict]:
     """Execute each notebook (papermill) into ``<out>/<name>.ipynb`` and export its HTML, unless the
     executed notebook is complete and its inputs hash as recorded in the manifest; returns the
@@ -250,7 +242,7 @@ def execute_notebooks(out: Path, params: dict[str, dict], stamp: str, log=print)
         start = time.perf_counter()
         papermill.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
                                    cwd=str(source.parent), progress_bar=False)
-        export_html(target)
+        notebook_html(target)  # the static page beside it, drawing its figures offline
         done[name] = {"inputs": inputs, "seconds": round(time.perf_counter() - start, 1), "reused": False}
         atomic.write_json(manifest_path, {"notebooks": {**old, **done}})
         log(f"{name}: executed in {done[name]['seconds']:.0f} s")

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from afme_lib import ablations, main_job
+from afme_lib.analysis import slices
 from afme_lib.data.dataset import load_dataset
 from afme_lib.data.features import FeatureStore
 from afme_lib.data.synthetic import read_metadata
 from afme_lib.data.synthetic_oracle import mrr_by_label, oracle_summary, slice_labels
-from afme_lib.evaluate import evaluate
+from afme_lib.evaluate import evaluate, random_baseline
 from afme_lib.pipeline import load_run
 
 SECTIONS = ["## Reading", "## Notebooks", "## Test MRR (%) by slice", "## Each ablation on the slice built to need it",
@@ -68,6 +69,9 @@ def test_main_job_report_from_the_runs_and_a_second_call_retrains_nothing(tmp_pa
         for label, value in mrr_by_label(ranks, slice_labels(ds, meta)).items():
             assert float(table[name][columns.index(label)]) == pytest.approx(100 * value, abs=0.006)
     assert table["queries"][columns.index("all")] == str(2 * len(ds.test))
+    for label, mask in slices.slice_masks(ds, meta).items():  # the random ranking of each slice's own triples
+        assert float(table["random ranking"][columns.index(label)]) == pytest.approx(
+            100 * random_baseline(ds, "test", triples_mask=mask)["mrr"], abs=0.006)
 
     ablation = _table(report, "## Each ablation on the slice built to need it")
     assert {k: v[0] for k, v in ablation.items() if k} == {k: a.slice for k, a in ablations.ABLATIONS.items()}

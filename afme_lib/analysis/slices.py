@@ -15,9 +15,9 @@ MRR of a slice S with ranks r (tail and head queries pooled)::
     MRR(S) = mean over triples i in S and sides s of 1 / r_s(i)
 
 Reference rows (:func:`reference_rows`): the rule oracle and the feature oracle (reading every
-modality that encodes the relation's attribute) of :mod:`afme_lib.data.synthetic_oracle`, and
-the random ranking (:func:`random_mrr`: each target at a uniformly random place among its
-filtered candidates; a slice with no feature oracle, the structural ones, shows NaN there).
+modality that encodes the relation's attribute; NaN on structural slices, where it has no
+answer) of :mod:`afme_lib.data.synthetic_oracle`, and the random ranking (:func:`random_mrr`:
+each target at a uniformly random place among its filtered candidates).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from afme_lib.ablations import COLD_ATTRIBUTE
 from afme_lib.data.dataset import KGDataset
 from afme_lib.data.filters import FilterIndex
 from afme_lib.data.synthetic_oracle import SIDES, feature_oracle_ranks, oracle_ranks, slice_labels, stress_labels
-from afme_lib.evaluate import evaluate
+from afme_lib.evaluate import evaluate, filtered_candidates
+from afme_lib.ranking import expected_uniform_metrics
 
 STATES = ("clean", "corrupted", "missing")
 GROUP_ORDER = ("warm", "cold", "zero-shot")  # table order; other groups follow, alphabetically
@@ -86,22 +87,15 @@ def model_ranks(model, dataset: KGDataset, split: str = "test", filter_index: Fi
     return result["ranks"]
 
 
-def random_ranks(dataset: KGDataset, split: str = "test", filter_index: FilterIndex | None = None) -> dict:
-    """Per query, the rank whose reciprocal is what a random ranking expects: ``c / H_c`` with
-    ``c`` the filtered candidates (target included) and ``H_c`` the c-th harmonic number, since
-    a rank uniform over 1..c has ``E[1/rank] = H_c / c``. Fed to :func:`slice_mrr` it gives the
-    random ranking's expected MRR of every slice."""
-    triples = dataset.split(split).long()
-    index = filter_index.to("cpu") if filter_index is not None else FilterIndex.from_dataset(dataset)
-    harmonic = np.cumsum(1.0 / np.arange(1, dataset.num_entities + 1))
-    out = {}
-    for side, (known, target) in {"tail": (0, 2), "head": (2, 0)}.items():
-        rows, cols = index.known_answers(triples[:, known], triples[:, 1], side)
-        other = (cols != triples[rows, target]).numpy()  # the target itself always stays a candidate
-        filtered = np.bincount(rows.numpy()[other], minlength=len(triples))
-        candidates = dataset.num_entities - filtered
-        out[side] = candidates / harmonic[candidates - 1]
-    return out
+def random_mrr(dataset: KGDataset, masks: dict[str, np.ndarray], split: str = "test",
+               filter_index: FilterIndex | None = None) -> dict[str, float]:
+    """The MRR (a fraction) a random ranking expects on every slice: each target at a uniformly
+    random rank among its filtered candidates (:func:`~afme_lib.evaluate.filtered_candidates`,
+    :func:`~afme_lib.ranking.expected_uniform_metrics`; the same as
+    :func:`~afme_lib.evaluate.random_baseline` with ``triples_mask`` set to the slice)."""
+    candidates = filtered_candidates(dataset, split, filter_index)
+    return {label: expected_uniform_metrics(torch.cat([candidates[s][torch.from_numpy(mask)] for s in SIDES]))["mrr"]
+            for label, mask in masks.items()}
 
 
 def reference_rows(dataset: KGDataset, store, meta: dict, masks: dict[str, np.ndarray], split: str = "test",
@@ -111,7 +105,7 @@ def reference_rows(dataset: KGDataset, store, meta: dict, masks: dict[str, np.nd
     rows = {RULE: slice_mrr(oracle_ranks(dataset, meta, split, index), masks)}
     if store is not None:
         rows[FEATURES] = slice_mrr(feature_oracle_ranks(dataset, store, meta, None, split, index), masks)
-    rows[RANDOM] = slice_mrr(random_ranks(dataset, split, index), masks)
+    rows[RANDOM] = random_mrr(dataset, masks, split, index)
     return rows
 
 
