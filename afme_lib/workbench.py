@@ -299,8 +299,9 @@ class Run:
         return read_ground_truth(self.dataset)
 
 
-def _planned(dataset: str, features, run_dir, runs_root, params: dict) -> tuple:
-    """(dataset folder, feature folder or None, model config, train config, run folder) of a notebook run."""
+def _planned(dataset: str, features=None, run_dir=None, runs_root=NOTEBOOK_RUNS, **params) -> tuple:
+    """(dataset folder, feature folder or None, model config, train config, run folder) of
+    :func:`notebook_run` with the same arguments."""
     data, found = prepare_dataset(dataset, features)
     model_cfg, train_cfg = build_configs(**params)
     if not model_class(model_cfg.name).reads_features:
@@ -318,9 +319,14 @@ def notebook_run(dataset: str, features: str | Path | None = None, run_dir: str 
     (RotatE ...) is given none. ``run_dir`` None: the shared cache folder :func:`auto_run_dir`
     under ``runs_root``; a given ``run_dir`` must hold this very run or nothing yet.
     """
-    data, found, model_cfg, train_cfg, folder = _planned(dataset, features, run_dir, runs_root, params)
+    data, found, model_cfg, train_cfg, folder = _planned(dataset, features, run_dir, runs_root, **params)
     train_or_reuse(data, found, model_cfg, train_cfg, folder)
     return Run.open(folder)
+
+
+def run_finished(**job) -> bool:
+    """Whether :func:`notebook_run` ``(**job)`` would find its run finished (and train nothing)."""
+    return RunFolder(_planned(**job)[-1]).finished
 
 
 def _train_in_worker(job: dict, threads: int) -> str:
@@ -339,9 +345,7 @@ def train_all(jobs: dict, workers: int = 1) -> dict:
     than two cores together. Finished runs are opened without starting a process; the runs are
     independent folders, so the result is the same whatever ``workers`` is.
     """
-    plans = {key: _planned(job["dataset"], job.get("features"), job.get("run_dir"), job.get("runs_root", NOTEBOOK_RUNS),
-                           {k: v for k, v in job.items() if k not in ("dataset", "features", "run_dir", "runs_root")})
-             for key, job in jobs.items()}
+    plans = {key: _planned(**job) for key, job in jobs.items()}
     todo = [key for key, plan in plans.items() if not RunFolder(plan[-1]).finished]
     start = time.perf_counter()
     if workers > 1 and len(todo) > 1:

@@ -16,7 +16,7 @@ import pytest
 
 from afme_lib import ablations
 from afme_lib.errors import AfmeError, DataFormatError
-from afme_lib.grid import expand, load_grid, plan, read_results, run_grid, summarize
+from afme_lib.grid import ablation_grid, expand, load_grid, plan, read_results, run_grid, summarize
 from afme_lib.grid.execute import usable_cores
 from afme_lib.grid.report import default_group_columns, markdown_table
 from afme_lib.grid.spec import TOP_LEVEL_KEYS, cell_id
@@ -222,6 +222,19 @@ def test_shipped_configs(name, cells, variants):
             assert off == list(grid.variants[c.variant])
     else:
         assert [c.params["model"] for c in expanded[::len(expanded) // len(variants)]] == variants
+
+
+def test_ablation_grid_builds_the_study_from_the_registry():
+    grid = ablation_grid("abl", {"dataset": "synth:tiny", "epochs": 2}, ["full", "w/o GAN", "w/o relation context"], [0, 1])
+    assert grid.notebook == TRAINING_NOTEBOOK and grid.variants == ablations.variants(["full", "w/o GAN",
+                                                                                      "w/o relation context"])
+    assert grid.parameters == {"model": "afme", "compare_with": [], "dataset": "synth:tiny", "epochs": 2}
+    cells = expand(grid)
+    assert [(c.variant, c.params["seed"]) for c in cells] == [("full", 0), ("full", 1), ("w/o GAN", 0), ("w/o GAN", 1),
+                                                              ("w/o relation context", 0), ("w/o relation context", 1)]
+    assert cells[4].params["relation_context"] is False and "gan" not in cells[4].params
+    with pytest.raises(ValueError, match="unknown ablation 'w/o gates'; the named ones are: full, w/o denoising"):
+        ablation_grid("abl", {}, ["w/o gates"])
 
 
 # --- summaries ---------------------------------------------------------------------------------
