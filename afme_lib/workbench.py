@@ -364,6 +364,18 @@ def train_all(jobs: dict, workers: int = 1) -> dict:
     return {key: notebook_run(**job) for key, job in jobs.items()}
 
 
+def model_runs(dataset: str, features: str | Path | None = None, model: str = "afme", compare_with=(),
+               switches: dict | None = None, run_dir: str | Path | None = None, runs_root: str | Path = NOTEBOOK_RUNS,
+               workers: int = 1, **params) -> dict[str, Run]:
+    """``{name: Run}`` of ``model`` (with the ablation ``switches`` and, when given, in ``run_dir``)
+    and of each model of ``compare_with`` beside it, all with ``params`` (notebook 02), trained
+    ``workers`` at a time (:func:`train_all`)."""
+    common = {"dataset": dataset, "features": features, "runs_root": runs_root, **params}
+    jobs = {model: {**common, "model": model, "run_dir": run_dir, **(switches or {})}}
+    jobs.update({name: {**common, "model": name} for name in compare_with if name != model})
+    return train_all(jobs, workers)
+
+
 def variant_runs(dataset: str, variants=ablations.NAMES, features: str | Path | None = None,
                  run_dirs: dict | None = None, runs_root: str | Path = NOTEBOOK_RUNS, workers: int = 1,
                  **params) -> dict[str, Run]:

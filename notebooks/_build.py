@@ -216,6 +216,7 @@ parameter away (`papermill notebooks/02_training.ipynb out.ipynb -p epochs 50`);
 model = "afme"  # afme, rotate, transe, distmult, complex, ikrl, mm-concat, ...
 compare_with = ["rotate", "mm-concat"]  # trained beside it with the same settings, for the slice table
 {TRAINING_PARAMETERS}
+workers = 2  # runs trained at once (processes of cores // workers threads each)
 device = "auto"
 # AFME's ablation switches (afme_lib/ablations.py names the variants)
 denoising = True
@@ -238,12 +239,14 @@ switches = dict(denoising=denoising, dynamic_weights=dynamic_weights, gan=gan, s
 """),
     md("""
 ## Train
-Filtered evaluation on the validation split every `eval_every` epochs; the test metrics come from
-the best-validation checkpoint.
+The model and the baselines of `compare_with`, `workers` at a time (on a CPU, small models use one
+core each better than two together). Filtered evaluation on the validation split every
+`eval_every` epochs; the test metrics come from the best-validation checkpoint.
 """),
     code("""
-run = workbench.notebook_run(dataset, features, run_dir, runs_root, model=model, seed=seed, device=device,
-                             progress=progress, **switches, **training)
+runs = workbench.model_runs(dataset, features, model, compare_with, switches, run_dir, runs_root, workers, seed=seed,
+                            device=device, progress=progress, **training)
+run = runs[model]
 print(f"{run.path}: {run.metrics['epochs_run']} epochs, best epoch {run.metrics['best_epoch']}, "
       f"{run.metrics['train_seconds']:.1f} s training on {run.metrics['device']}")
 """),
@@ -273,9 +276,7 @@ and `.../missing` are the queries whose item has a corrupted or no row in the in
 modality: the slices denoising and the GAN exist for. `queries` counts both sides of each triple.
 """),
     code("""
-baselines = {name: workbench.notebook_run(dataset, features, runs_root=runs_root, model=name, seed=seed, device=device,
-                                          progress=progress, **training) for name in compare_with}
-table = workbench.slice_table({model: run, **baselines}) if run.truth else None
+table = workbench.slice_table(runs) if run.truth else None
 table if table is not None else print("no ground truth (not a synthetic dataset): see the metrics above")
 """),
     code("""

@@ -324,3 +324,12 @@ def test_robustness_curves_of_runs(tiny_synth, tmp_path):
     assert set(curves["variant"]) == {"full"} and set(curves["phase"]) == {"test time"}
     clean = curves[curves["level"] == 0]["mrr"]
     assert clean.tolist() == pytest.approx([runs["full"].metrics["test"]["mrr"]] * 2)
+
+
+def test_model_runs_train_the_model_with_its_switches_and_the_baselines_without(tiny_synth, tmp_path):
+    runs = workbench.model_runs(str(tiny_synth), None, "afme", ["rotate", "afme"], {"gan": False},
+                                runs_root=tmp_path, **TINY)
+    assert list(runs) == ["afme", "rotate"]  # the model itself is not trained twice
+    assert runs["afme"].model_cfg.gan is False and runs["rotate"].model_cfg == ModelConfig(name="rotate", dim=8)
+    mine = workbench.model_runs(str(tiny_synth), None, "rotate", [], run_dir=tmp_path / "mine", runs_root=tmp_path, **TINY)
+    assert mine["rotate"].path == tmp_path / "mine"  # a grid cell's run_dir
