@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 import afme_lib
-from afme_lib import ablations, atomic, workbench
+from afme_lib import ablations, atomic, studies, workbench
 from afme_lib.analysis import modality, slices
 from afme_lib.analysis.export import notebook_html
 from afme_lib.grid.execute import usable_cores
@@ -82,10 +82,10 @@ def run_jobs(dataset: str, seed: int, training: dict, runs_root: str | Path) -> 
 def study(dataset: str, seed: int, training: dict, runs_root: str | Path, workers: int = 1) -> Study:
     """Train (or reuse) the study's runs and compute the report's numbers."""
     runs = workbench.train_all(run_jobs(dataset, seed, training, runs_root), workers)
-    table = workbench.slice_table(runs)
+    table = studies.slice_table(runs)
     by_variant = {(ablations.FULL if name == "afme" else name, seed): run for name, run in runs.items()
                   if name not in BASELINES}
-    summary = workbench.ablation_summary(workbench.slice_results(by_variant))
+    summary = studies.ablation_summary(studies.slice_results(by_variant))
     afme = runs["afme"]
     kg = afme.trainer.dataset
     profile = modality.relation_profile(afme.model, kg, PROFILE_SPLIT, PROFILE_POSITIONS)

@@ -229,7 +229,7 @@ progress = not QUICK
 figures_dir = None  # None: runs/figures/02_training
 """, "parameters"),
     code(f"""
-from afme_lib import workbench
+from afme_lib import studies, workbench
 from afme_lib.analysis import curves, metrics as metric_tables, slices
 
 workbench.setup_notebook()
@@ -244,7 +244,7 @@ core each better than two together). Filtered evaluation on the validation split
 `eval_every` epochs; the test metrics come from the best-validation checkpoint.
 """),
     code("""
-runs = workbench.model_runs(dataset, features, model, compare_with, switches, run_dir, runs_root, workers, seed=seed,
+runs = studies.model_runs(dataset, features, model, compare_with, switches, run_dir, runs_root, workers, seed=seed,
                             device=device, progress=progress, **training)
 run = runs[model]
 print(f"{run.path}: {run.metrics['epochs_run']} epochs, best epoch {run.metrics['best_epoch']}, "
@@ -276,7 +276,7 @@ and `.../missing` are the queries whose item has a corrupted or no row in the in
 modality: the slices denoising and the GAN exist for. `queries` counts both sides of each triple.
 """),
     code("""
-table = workbench.slice_table(runs) if run.truth else None
+table = studies.slice_table(runs) if run.truth else None
 table if table is not None else print("no ground truth (not a synthetic dataset): see the metrics above")
 """),
     code("""
@@ -326,7 +326,7 @@ workers = 2  # runs trained at once (processes of cores // workers threads each)
 figures_dir = None  # None: runs/figures/03_ablations
 """, "parameters"),
     code(f"""
-from afme_lib import grid, workbench
+from afme_lib import grid, studies, workbench
 from afme_lib.analysis import slices
 
 workbench.setup_notebook()
@@ -339,10 +339,10 @@ training seed change. Runs are cached by their settings (the full model is noteb
 """),
     code("""
 if grid_report is None:
-    runs = workbench.ablation_runs(dataset, variants, seeds, features, runs_root, workers, **training)
+    runs = studies.ablation_runs(dataset, variants, seeds, features, runs_root, workers, **training)
 else:
-    runs = workbench.grid_runs(grid.read_results(workbench.resolve_path(grid_report)))
-results = workbench.slice_results(runs)
+    runs = studies.grid_runs(grid.read_results(workbench.resolve_path(grid_report)))
+results = studies.slice_results(runs)
 (results.set_index(["variant", "seed"]) * 100).round(2)
 """),
     md("""
@@ -357,7 +357,7 @@ slices.mean_std_table(results)
 ## Each ablation on the slice built to need it
 """),
     code("""
-summary = workbench.ablation_summary(results)
+summary = studies.ablation_summary(results)
 figs = {"ablation": slices.ablation_figure(summary)}
 print("\\n".join(slices.ablation_lines(summary)))
 summary.round(2)
@@ -534,12 +534,12 @@ workers = 2  # runs trained at once
 figures_dir = None  # None: runs/figures/05_robustness
 """, "parameters"),
     code(f"""
-from afme_lib import workbench
+from afme_lib import studies, workbench
 from afme_lib.analysis import robustness
 
 workbench.setup_notebook()
 {TRAINING_DICT}
-runs = workbench.variant_runs(dataset, variants, features, run_dirs, runs_root, workers, seed=seed, **training)
+runs = studies.variant_runs(dataset, variants, features, run_dirs, runs_root, workers, seed=seed, **training)
 for variant, run in runs.items():
     print(f"{{variant:>22}}: clean test MRR {{100 * run.metrics['test']['mrr']:.2f}}%   ({{run.path}})")
 """),
@@ -550,7 +550,7 @@ corruption draws (`corruption_seeds`).
 """),
     code("""
 levels = {"noise": noise_levels, "missing": missing_levels}
-curves = workbench.robustness_curves(runs, levels, corrupt_modalities, corruption_seeds, train_time)
+curves = studies.robustness_curves(runs, levels, corrupt_modalities, corruption_seeds, train_time)
 figs = {"robustness": robustness.robustness_figure(curves)}
 figs["robustness"]
 """),

@@ -505,7 +505,8 @@ def test_corrupted_feature_folder_is_written_once_and_loads_back(store, tmp_path
 
 
 def test_curve_at_train_time_reuses_clean_metrics_and_trains_corrupted_runs(kg_folder, tmp_path):
-    from afme_lib.workbench import build_configs, curve_train_time  # the curve trains: it lives above analysis
+    from afme_lib.studies import curve_train_time  # the curve trains: it lives above analysis
+    from afme_lib.workbench import build_configs
 
     model_cfg, train_cfg = build_configs(model="afme", dim=8, epochs=1, batch_size=2048, negatives=2, eval_every=1,
                                          progress=False, device="cpu", model_options={"attention_layers": 1})

@@ -6,7 +6,7 @@ Two settings (features are per entity, so there is no separate "test" copy of a 
   (:func:`curve_test_time`): a shift the model never saw. Its weights are untouched
   (:func:`~afme_lib.analysis.corruption.with_features`).
 - **train time**: the features are corrupted before training and stay so for evaluation
-  (:func:`afme_lib.workbench.curve_train_time`, which trains, so it lives above analysis; it writes
+  (:func:`afme_lib.studies.curve_train_time`, which trains, so it lives above analysis; it writes
   the corrupted features with :func:`corrupted_feature_folder`): can the model learn to discount
   a degraded modality?
 
