@@ -111,14 +111,15 @@ def claims(s: Study) -> list[Claim]:
               f"{afme:.2f} % vs {rule:.2f} % ({afme / rule:.2f} ×; {afme / feature:.2f} × the feature oracle's "
               f"{feature:.2f} %)", afme >= ORACLE_SHARE * rule),
         Claim(f"AFME ≥ RotatE + {100 * MARGIN_OVER_ROTATE:.0f} points of MRR on {cold}",
-              f"{afme:.2f} % vs {rotate:.2f} % ({afme - rotate:+.2f} points)", afme - rotate >= 100 * MARGIN_OVER_ROTATE),
+              f"{afme:.2f} % vs {rotate:.2f} % ({afme - rotate:+.2f} points)",
+              afme - rotate >= 100 * MARGIN_OVER_ROTATE),
         Claim(f"weight–truth AUC ≥ {MIN_AUC}", f"{s.score['auc']:.3f} over {s.score['relations_scored']} relations",
               s.score["auc"] >= MIN_AUC),
     ]
     for variant, row in s.ablation.iterrows():
+        change = row["change (points)"]
         out.append(Claim(f"{variant} lowers MRR on {row['slice']}",
-                         f"{row['MRR %']:.2f} % vs full {row['full MRR %']:.2f} % ({row['change (points)']:+.2f} points)",
-                         bool(row["change (points)"] < 0)))
+                         f"{row['MRR %']:.2f} % vs full {row['full MRR %']:.2f} % ({change:+.2f} points)", bool(change < 0)))
     return out
 
 
@@ -240,7 +241,8 @@ def execute_notebooks(out: Path, params: dict[str, dict], stamp: str, log=print)
         source = workbench.resolve_path(f"notebooks/{name}.ipynb")
         inputs = hashlib.sha1(json.dumps([source.read_text(), parameters, stamp], sort_keys=True).encode()).hexdigest()
         target = out / f"{name}.ipynb"
-        if old.get(name, {}).get("inputs") == inputs and notebook_completed(target) and target.with_suffix(".html").is_file():
+        kept = notebook_completed(target) and target.with_suffix(".html").is_file()
+        if kept and old.get(name, {}).get("inputs") == inputs:
             done[name] = {**old[name], "reused": True}
             log(f"{name}: unchanged, kept ({old[name]['seconds']:.0f} s when executed)")
             continue
@@ -267,7 +269,8 @@ def _figure_link(out: Path, notebook: str, name: str) -> str:
 def weight_lines(s: Study) -> list[str]:
     """AFME's mean weight per relation, the truly informative modalities in bold."""
     cols = list(s.weights.columns)
-    lines = ["| relation | informative (truth) | " + " | ".join(cols) + " | AUC |", "|---|---|" + "---:|" * (len(cols) + 1)]
+    lines = ["| relation | informative (truth) | " + " | ".join(cols) + " | AUC |",
+             "|---|---|" + "---:|" * (len(cols) + 1)]
     for rel, row in s.weights.iterrows():
         info = s.agreement.loc[rel, "informative"] if rel in s.agreement.index else "-"
         marked = info.split(", ")
@@ -318,9 +321,10 @@ def report(s: Study, out: Path, command: str, preset: str, seed: int, training: 
               + _figure_link(out, "04_modality_contributions", "weights_vs_truth"), ""]
     lines += weight_lines(s)
     lines += ["", "## Issue 14's claims on this seed", ""] + claim_lines(found)
-    lines += ["", "## Time", "", f"Wall-clock seconds on this machine ({usable_cores()} cores; load average over the last "
-              f"minute when the report was written: {os.getloadavg()[0]:.1f}). A reused run or notebook shows the time of "
-              "the call that made it.", "", "| phase | seconds |", "|---|---:|"]
+    lines += ["", "## Time", "",
+              f"Wall-clock seconds on this machine ({usable_cores()} cores; load average over the last minute when "
+              f"the report was written: {os.getloadavg()[0]:.1f}). A reused run or notebook shows the time of the "
+              "call that made it.", "", "| phase | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in seconds.items()]
     return "\n".join(lines) + "\n"
 
@@ -361,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         atomic.write_json(manifest_path, manifest)
     start = time.perf_counter()
     s = study(dataset, args.seed, training, runs_root, args.workers)
-    seconds = {f"training {manifest['training']['runs']} runs, {args.workers} at a time": manifest["training"]["seconds"],
+    trained = manifest["training"]
+    seconds = {f"training {trained['runs']} runs, {args.workers} at a time": trained["seconds"],
                "slice tables and weights": time.perf_counter() - start}
     notebooks = {}
     if not args.no_notebooks:

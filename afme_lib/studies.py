@@ -66,7 +66,8 @@ def ablation_runs(dataset: str, variants=ablations.NAMES, seeds=(0,), features: 
                               "seed": seed, **ablations.overrides(variant)}
             for seed in seeds for variant in variants if (variant, seed) not in given}
     trained = train_all(jobs, workers)
-    return {(variant, seed): given.get((variant, seed)) or trained[variant, seed] for seed in seeds for variant in variants}
+    return {(variant, seed): given.get((variant, seed)) or trained[variant, seed]
+            for seed in seeds for variant in variants}
 
 
 def grid_runs(results: pd.DataFrame) -> dict[tuple[str, int], Run]:
@@ -144,8 +145,8 @@ def curve_train_time(dataset: str, features: str, model_cfg: ModelConfig, train_
         else:
             if store is None:
                 data, store = load_inputs(dataset, features, modalities=model_cfg.modalities)
-            folder = robustness.corrupted_feature_folder(store, out_root / "features", data.name, kind, level, modalities,
-                                              train_cfg.seed, source=str(Path(features).resolve()))
+            folder = robustness.corrupted_feature_folder(store, out_root / "features", data.name, kind, level,
+                                                         modalities, train_cfg.seed, source=str(Path(features).resolve()))
             metrics = train_or_reuse(dataset, str(folder), model_cfg, train_cfg, out_root / f"{kind}-{level:g}")
         rows.append({"kind": kind, "level": float(level), "seed": train_cfg.seed,
                      **{k: metrics["test"][k] for k in RANK_METRICS}})

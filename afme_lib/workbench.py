@@ -307,8 +307,9 @@ def _planned(dataset: str, features=None, run_dir=None, runs_root=NOTEBOOK_RUNS,
     model_cfg, train_cfg = build_configs(**params)
     if not model_class(model_cfg.name).reads_features:
         found = None
-    folder = resolve_path(run_dir) if run_dir is not None else auto_run_dir(data, found, model_cfg, train_cfg, runs_root)
-    return data, found, model_cfg, train_cfg, folder
+    if run_dir is None:
+        return data, found, model_cfg, train_cfg, auto_run_dir(data, found, model_cfg, train_cfg, runs_root)
+    return data, found, model_cfg, train_cfg, resolve_path(run_dir)
 
 
 def notebook_run(dataset: str, features: str | Path | None = None, run_dir: str | Path | None = None,

@@ -6,9 +6,12 @@ and the ``python3`` kernelspec. ``python notebooks/_build.py --check`` exits 1 w
 notebook differs from what this script writes (tests/test_notebooks.py runs the same check).
 
 Conventions of every notebook: a title cell saying which question it answers; one code cell
-tagged ``parameters`` (papermill overrides its names; ``AFME_NB_QUICK=1`` picks settings that run
-in seconds on the tiny synthetic preset); thin code cells calling ``afme_lib``; figures saved
-under ``runs/figures/<notebook>/`` unless ``figures_dir`` says otherwise.
+tagged ``parameters`` whose defaults run in a few minutes on a 2-core CPU (papermill overrides its
+names; ``AFME_NB_QUICK=1`` picks settings that run in seconds on the tiny synthetic preset); code
+cells of a call or two into ``afme_lib`` (``workbench``, ``studies``, ``analysis``); the notebooks
+that train (02-05) share their training parameters (:data:`TRAINING_PARAMETERS`), so they find
+each other's runs in the run cache; the last cell saves the figures under
+``runs/figures/<notebook>/`` unless ``figures_dir`` says otherwise.
 """
 
 from __future__ import annotations
@@ -177,7 +180,7 @@ workbench.save_figures(figs, figures_dir, "01_data_exploration")
 NOTEBOOK_EPOCHS = 30
 TRAINING_PARAMETERS = f"""
 dim = 16 if QUICK else 64
-epochs = 2 if QUICK else {NOTEBOOK_EPOCHS}  # the main job (scripts/main.sh) trains longer: see reports/main/README.md
+epochs = 2 if QUICK else {NOTEBOOK_EPOCHS}  # a few CPU-minutes; longer: papermill -p epochs 40 (the main job's setting)
 batch_size = 1024 if QUICK else 512
 negatives = 8 if QUICK else 16
 lr = 1e-2
@@ -320,7 +323,7 @@ grid_report = None  # a finished ablation grid's report folder (holds results.cs
 {SYNTH_DATASET}
 variants = (["full", "w/o GAN"] if QUICK else
             ["full", "w/o denoising", "w/o dynamic weighting", "w/o GAN", "w/o relation context", "w/o self-attention"])
-seeds = [0]  # training seeds; e.g. [0, 1, 2] for a spread
+seeds = [0]  # training seeds; a spread: -p seeds "[0, 1, 2]", or the grid (see above)
 {TRAINING_PARAMETERS}
 workers = 2  # runs trained at once (processes of cores // workers threads each)
 figures_dir = None  # None: runs/figures/03_ablations
@@ -526,7 +529,7 @@ variants = ["full", "w/o denoising"] if QUICK else ["full", "w/o denoising", "w/
 noise_levels = [0.0, 2.0] if QUICK else [0.0, 1.0, 2.0, 4.0]
 missing_levels = [0.0, 0.5] if QUICK else [0.0, 0.25, 0.5, 0.75, 1.0]
 corrupt_modalities = None  # modalities to corrupt; None: all
-corruption_seeds = [0]  # test-time draws of the corruption; e.g. [0, 1, 2] for error bars
+corruption_seeds = [0]  # test-time draws of the corruption; error bars: -p corruption_seeds "[0, 1, 2]"
 train_time = False  # also retrain at every level (one run per variant, kind and level > 0: slow)
 run_dirs = {{}}  # {{variant: finished AFME run folder on this dataset}} to use instead of training that variant
 {TRAINING_PARAMETERS}

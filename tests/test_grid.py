@@ -225,9 +225,9 @@ def test_shipped_configs(name, cells, variants):
 
 
 def test_ablation_grid_builds_the_study_from_the_registry():
-    grid = ablation_grid("abl", {"dataset": "synth:tiny", "epochs": 2}, ["full", "w/o GAN", "w/o relation context"], [0, 1])
-    assert grid.notebook == TRAINING_NOTEBOOK and grid.variants == ablations.variants(["full", "w/o GAN",
-                                                                                      "w/o relation context"])
+    names = ["full", "w/o GAN", "w/o relation context"]
+    grid = ablation_grid("abl", {"dataset": "synth:tiny", "epochs": 2}, names, [0, 1])
+    assert grid.notebook == TRAINING_NOTEBOOK and grid.variants == ablations.variants(names)
     assert grid.parameters == {"model": "afme", "compare_with": [], "dataset": "synth:tiny", "epochs": 2}
     cells = expand(grid)
     assert [(c.variant, c.params["seed"]) for c in cells] == [("full", 0), ("full", 1), ("w/o GAN", 0), ("w/o GAN", 1),

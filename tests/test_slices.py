@@ -63,7 +63,8 @@ def test_random_ranking_of_each_slice_is_the_random_baseline_of_its_triples(tiny
     ds, meta = load_dataset(tiny_synth), read_metadata(tiny_synth)
     masks = slices.slice_masks(ds, meta)
     got = slices.random_mrr(ds, masks)
-    assert got == {label: pytest.approx(random_baseline(ds, "test", triples_mask=mask)["mrr"]) for label, mask in masks.items()}
+    assert got == {label: pytest.approx(random_baseline(ds, "test", triples_mask=mask)["mrr"])
+                   for label, mask in masks.items()}
     assert got["all"] == pytest.approx(random_baseline(ds, "test")["mrr"])
 
 

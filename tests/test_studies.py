@@ -55,5 +55,6 @@ def test_model_runs_train_the_model_with_its_switches_and_the_baselines_without(
                                 runs_root=tmp_path, **TINY)
     assert list(runs) == ["afme", "rotate"]  # the model itself is not trained twice
     assert runs["afme"].model_cfg.gan is False and runs["rotate"].model_cfg == ModelConfig(name="rotate", dim=8)
-    mine = studies.model_runs(str(tiny_synth), None, "rotate", [], run_dir=tmp_path / "mine", runs_root=tmp_path, **TINY)
+    mine = studies.model_runs(str(tiny_synth), None, "rotate", [], run_dir=tmp_path / "mine", runs_root=tmp_path,
+                              **TINY)
     assert mine["rotate"].path == tmp_path / "mine"  # a grid cell's run_dir
