@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -171,6 +171,10 @@ class Trainer:
         self.filter_index = FilterIndex.from_dataset(dataset).to(self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and train_cfg.amp == "fp16")
         self.loss_context = loss_context(train_cfg)
+        # Batches between a critic model's adversarial updates (TrainConfig.adversarial_every) use
+        # this context, without the generator term; _adversarial says which kind this batch is.
+        self._kgc_only_context = replace(self.loss_context, lambda_adv=0.0)
+        self._adversarial = True
         self.compiled = compiles(model_cfg, train_cfg, len(dataset.train), dataset.num_entities)
         self._compiled = torch.compile(self._batch_loss) if self.compiled else None
         if self.compiled:
@@ -204,7 +208,8 @@ class Trainer:
 
     # --- one batch ---------------------------------------------------------------------------
     def _batch_loss(self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor) -> dict[str, torch.Tensor]:
-        return batch_losses(self.model, self.cfg, batch, negatives, corrupt_head, self.device, self.loss_context)
+        context = self.loss_context if self._adversarial else self._kgc_only_context
+        return batch_losses(self.model, self.cfg, batch, negatives, corrupt_head, self.device, context)
 
     def _step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """The batch loss terms. Negatives are drawn outside the compiled graph: RNG calls with a
@@ -261,11 +266,15 @@ class Trainer:
         cfg = self.cfg
         batches = self._epoch_order(epoch).split(self.batch_size)
         sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
         first_bad: dict[str, torch.Tensor] = {}
         bar = console.progress_bar(batches, self.progress, desc=f"epoch {epoch}", leave=False, unit="batch")
         for i, idx in enumerate(bar):
             batch = self.train_triples[idx]
-            terms = self._critic_steps(batch) if self.critic_optimizer is not None and cfg.lambda_adv > 0 else {}
+            # (models without a critic keep their own adversarial terms, MMKRL's and NATIVE's, in every batch)
+            self._adversarial = self.critic_optimizer is None or i % cfg.adversarial_every == 0
+            adversarial = self.critic_optimizer is not None and cfg.lambda_adv > 0 and self._adversarial
+            terms = self._critic_steps(batch) if adversarial else {}
             loss_terms = self._step(batch)
             loss = sum(loss_terms.values())
             self.optimizer.zero_grad(set_to_none=True)
@@ -277,6 +286,7 @@ class Trainer:
             for name, value in terms.items():  # accumulate on the device: no sync per batch
                 value = value.detach().float()
                 sums[name] = sums.get(name, 0.0) + value
+                counts[name] = counts.get(name, 0) + 1  # adversarial terms are not in every batch
                 bad = first_bad.setdefault(name, torch.full((), -1, device=self.device))
                 first_bad[name] = torch.where((bad < 0) & ~torch.isfinite(value), torch.full_like(bad, i + 1), bad)
         if self.dist.active:  # every process must see the same means and the same verdict
@@ -287,7 +297,7 @@ class Trainer:
         if bad_at:
             name = min(bad_at, key=lambda n: (bad_at[n], n == "loss"))
             raise NonFiniteLossError(epoch, bad_at[name], name)
-        return {name: float(total) / len(batches) for name, total in sums.items()}
+        return {name: float(total) / counts[name] for name, total in sums.items()}
 
     def _agree(self, sums: dict, first_bad: dict, batches: int) -> tuple[dict, dict]:
         """Loss sums averaged over the processes, and each term's earliest bad batch in any of

@@ -136,6 +136,25 @@ def test_the_contract_trains_the_adversarial_terms_the_engine_trains(tiny, name,
     assert terms == {"kgc", *expected}
 
 
+@pytest.mark.parametrize("name", model_names())
+def test_score_batch_scores_what_score_and_score_negatives_score(tiny, name):
+    # Models that represent each distinct entity of a batch once (base.score_batch's per-entity
+    # path) or that override score_batch must give the scores of the plain per-row calls.
+    data, _ = tiny
+    model = build(tiny, name).eval()
+    g = torch.Generator().manual_seed(5)
+    batch = data.train[torch.randperm(len(data.train), generator=g)[:12]]
+    h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
+    negatives = torch.randint(0, data.num_entities, (12, 5), generator=g)
+    negatives[0, :2] = h[0]  # an entity repeated across roles
+    corrupt_head = torch.arange(12) % 3 == 0
+    with torch.no_grad():
+        pos, neg = model.score_batch(h, r, t, negatives, corrupt_head)
+        torch.testing.assert_close(neg, model.score_negatives(h, r, t, negatives, corrupt_head))
+        if not model.relation_conditioned:  # AFME scores a positive in its row's role (tests/test_afme.py)
+            torch.testing.assert_close(pos, model.score(h, r, t))
+
+
 # --- a new model is one file ----------------------------------------------------------------------
 THROWN_AWAY = """
 \"\"\"A model that exists only for a test: TransE over the structural embedding plus the mean

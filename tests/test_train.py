@@ -302,3 +302,37 @@ def test_cli_reports_a_non_finite_loss_without_a_traceback(tiny_synth, tmp_path,
     err = capsys.readouterr().err
     assert err.startswith("afme: error: non-finite kgc loss at epoch 1, batch 1;")
     assert "last good checkpoint" in err
+
+
+# --- adversarial updates every k batches -----------------------------------------------------------
+def test_adversarial_every_spaces_the_critic_steps_and_generator_terms(tiny_synth, monkeypatch):
+    """tiny has 1386 training triples: 6 batches of 256. With adversarial_every=4, MoIEn's critic
+    step and generator term come in batches 1 and 5 only, the epoch log averages each over the
+    batches it was in, and a model without a critic keeps its adversarial term in every batch."""
+    from afme_lib.models.afme import AFME
+    from afme_lib.models.native import NATIVE
+    data = load_dataset(tiny_synth)
+    store = FeatureStore.load(tiny_synth, data.num_entities, verbose=False)
+    calls = {"critic": [], "generator": [], "native": []}
+    for cls, name, hook in ((AFME, "critic", "critic_loss"), (AFME, "generator", "generator_loss"),
+                            (NATIVE, "native", "training_losses")):
+        real = getattr(cls, hook)
+
+        def spy(self, *args, _real=real, _name=name):
+            calls[_name].append(args[-1].lambda_adv if _name == "native" else 1)
+            out = _real(self, *args)
+            if _name == "generator":
+                calls.setdefault("generator_values", []).append(float(out.detach()))
+            return out
+
+        monkeypatch.setattr(cls, hook, spy)
+    cfg = TrainConfig(epochs=1, batch_size=256, negatives=4, lambda_adv=0.5, adversarial_every=4, progress=False,
+                      device="cpu", compile="off")
+    trainer = train_mod.Trainer(data, ModelConfig(name="afme", dim=16, attention_heads=2, noise_dim=4), cfg, None,
+                                store)
+    log = trainer.train_epoch(0)
+    assert len(calls["critic"]) == len(calls["generator"]) == 2
+    assert log["generator"] == pytest.approx(0.5 * sum(calls["generator_values"]) / 2, rel=1e-5)
+    native = train_mod.Trainer(data, ModelConfig(name="native", dim=16), cfg, None, store)
+    native.train_epoch(0)
+    assert calls["native"] == [0.5] * 6  # its own term, at its weight, in every batch

@@ -81,6 +81,9 @@ class KGModel(nn.Module):
     # True when training_losses is defined on sampled negatives (MMKRL, NATIVE): the engine then
     # refuses the 1vsall loss, which draws none.
     sampled_loss_only: bool = False
+    # score_batch represents each distinct entity of a batch once (set by models whose entity_repr
+    # projects features; a plain embedding lookup is cheaper than the deduplication).
+    per_entity_batch: bool = False
     has_unknown: bool = False  # True once enable_unknown_entities() gave the model its "unknown" vector
 
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int):
@@ -181,9 +184,21 @@ class KGModel(nn.Module):
                     negatives: torch.Tensor, corrupt_head: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A training batch's scores in one call: positives [B] and corrupted triples [B, K] (as
         :meth:`score` and :meth:`score_negatives`). Models whose entity representations are
-        costly override it to build each entity's part once for the whole batch."""
-        return (self.score(heads, relations, tails),
-                self.score_negatives(heads, relations, tails, negatives, corrupt_head))
+        costly override it to build each entity's part once for the whole batch; one that is not
+        relation-conditioned and reads features (``per_entity_batch``) gets that here: each
+        distinct entity of the batch is represented once (a batch of B rows and K negatives
+        repeats entities ~K times on a small graph) and its rows are gathered."""
+        if self.relation_conditioned or not self.per_entity_batch:
+            return (self.score(heads, relations, tails),
+                    self.score_negatives(heads, relations, tails, negatives, corrupt_head))
+        b = heads.numel()
+        ids, where = torch.unique(torch.cat([heads, tails, negatives.reshape(-1)]), return_inverse=True)
+        table = self.entity_repr(ids, None)
+        h, t = table[where[:b]], table[where[b:2 * b]]
+        rel = self.relation_repr(relations)
+        known = torch.where(corrupt_head[:, None], t, h)
+        candidates = table[where[2 * b:]].view(*negatives.shape, -1)
+        return self.scorer.score(h, rel, t), self.scorer.score_candidates(known, rel, candidates, corrupt_head)
 
     def score_all(self, entities: torch.Tensor, relations: torch.Tensor, side: str, chunk_size: int | None = None) -> torch.Tensor:
         """Score every entity as the missing ``side`` ("tail" or "head") of each query: [B, N].

@@ -62,6 +62,8 @@ class MMKRL(KGModel):
     translation, knowledge alignment as ``extra_loss`` and FGM adversarial training as
     ``training_losses`` (formulas in the module docstring)."""
 
+    per_entity_batch = True  # projects features: each distinct entity of a batch once (base.score_batch)
+
     scorer_name = "transe"
     recommended_train_options = {"lambda_adv": 1.0}  # the default 0.01 nearly switches the FGM term off
     sampled_loss_only = True  # the FGM term re-scores the batch's sampled negatives

@@ -69,6 +69,8 @@ class IKRL(KGModel):
     structural vector, so the four energy terms stay defined.
     """
 
+    per_entity_batch = True  # projects features: each distinct entity of a batch once (base.score_batch)
+
     scorer_name = "transe"  # inside IKRLScorer's four terms
 
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
@@ -101,6 +103,8 @@ class MMConcat(KGModel):
     The same projections as AFME but no relation, no gate, no weights, no generator: the
     reference every AFME component's gain is measured against.
     """
+
+    per_entity_batch = True  # projects features: each distinct entity of a batch once (base.score_batch)
 
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
         super().__init__(config, num_entities, num_relations)

@@ -76,6 +76,8 @@ class OTKGE(KGModel):
     between coordinates plus a learned correction) and fused as a barycentre with the structural
     embedding (formulas in the module docstring)."""
 
+    per_entity_batch = True  # projects features: each distinct entity of a batch once (base.score_batch)
+
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
         super().__init__(config, num_entities, num_relations)
         dim = self.init_embeddings(scorer_from_config(config))
