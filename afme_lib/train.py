@@ -3,7 +3,8 @@
 One epoch walks a device-side permutation of the training triples in batches; each batch draws
 K negatives per positive on the device, scores positives and negatives in one call each, and
 steps the optimiser on the KGC loss (+ lambda_adv x MoIEn's generator loss for models with a
-critic, whose WGAN-GP loss is minimised ``n_critic`` times per batch by its own optimiser).
+critic, whose WGAN-GP loss is minimised ``n_critic`` times by its own optimiser; both every
+``adversarial_every``-th batch).
 Non-finite losses are detected without a host sync per batch and stop the run with a
 :class:`NonFiniteLossError` naming the epoch, the batch and the loss term.
 
