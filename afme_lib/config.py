@@ -124,9 +124,10 @@ class ModelConfig:
     structure_dropout: float = option(0.05, "models that read features: share of a batch's entities whose structural "
                                       "embedding is replaced by the learned 'unknown' vector that entities with no "
                                       "training triple use", at_least=0, below=1)
-    structure_shuffle: float = option(0.6, "AFME: share, times (1 - lambda_r), of training pairs given another "
+    structure_shuffle: float = option(0.4, "AFME: share, times (1 - lambda_r), of training pairs given another "
                                       "entity's structural embedding, so relations the features decide learn to "
-                                      "answer for cold entities", at_least=0, at_most=1)
+                                      "answer for cold entities (synthetic default, seeds 1-2, cold/attribute MRR: "
+                                      "0.2: 68.6, 0.4: 70.3, 0.6: 69.5, 0.8: 65.9, 1.0: 61.2)", at_least=0, at_most=1)
     dropout: float = option(0.0, "dropout in the generator", at_least=0, below=1)
     modalities: list[str] | None = option(None, "modalities to use; none given: every one the features hold; "
                                           "empty (CLI: --modalities none): structure only")
