@@ -35,7 +35,7 @@ from afme_lib.evaluate import evaluate
 from afme_lib.ranking import compute_metrics, rank_targets
 from afme_lib.models.registry import recommended_train_options
 from afme_lib.pipeline import load_run, run_or_resume
-from _pages import write_page  # same folder
+from afme_lib.reports.pages import write_page
 
 STRUCTURE_ONLY = {"rotate", "transe", "distmult", "complex"}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.pipeline import run_or_resume
 from afme_lib.runs import read_json
-from _pages import RANDOM_NOTE, random_ranking, write_page  # same folder
+from afme_lib.reports.pages import RANDOM_NOTE, random_ranking, write_page
 
 # MRR / Hits@1 in % as reported in the AFME article (MKG-W).
 PUBLISHED = {

@@ -15,7 +15,7 @@ from pathlib import Path
 from afme_lib.config import ModelConfig, TrainConfig
 from afme_lib.pipeline import run_or_resume
 from afme_lib.runs import read_json, read_log
-from _pages import RANDOM_NOTE, random_ranking, write_page  # same folder
+from afme_lib.reports.pages import RANDOM_NOTE, random_ranking, write_page
 from reproduce_baselines import PUBLISHED, SETTINGS  # the per-model settings each variant starts from (same folder)
 
 # variant name -> (model overrides, train overrides) on top of reproduce_baselines.SETTINGS; the bilinear models overfit with N3 1e-3

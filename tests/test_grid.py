@@ -409,4 +409,7 @@ def test_baselines_grid_trains_each_model_with_its_recommended_options():
     for variant, params in grid.variants.items():
         wanted = recommended_train_options(params["model"])
         assert {k: params["train_options"][k] for k in wanted} == wanted, variant
-    assert all(recommended_train_options(m) == {} for m in model_names() if m not in ("mmkrl", "native"))
+    bilinear = {"loss": "softplus", "regularization": 1e-3}  # the recipe of reproduce_baselines' SETTINGS
+    assert recommended_train_options("distmult") == recommended_train_options("complex") == bilinear
+    assert all(recommended_train_options(m) == {} for m in model_names()
+               if m not in ("mmkrl", "native", "distmult", "complex"))
