@@ -21,7 +21,7 @@ from afme_lib.runs import RunFolder  # noqa: E402
 
 # The experiment scripts: parse flags -> run a grid -> write a page. (speed_*.py and gpu_figures.py
 # time epochs of the engine: measurements, not experiments.)
-EXPERIMENTS = ("text_features_gain.py", "reproduce_baselines.py", "tune_baselines.py",
+EXPERIMENTS = ("text_features_gain.py", "reproduce_baselines.py", "tune_baselines.py", "hygiene_report.py",
                "main_job_seeds.py")
 TRAINING_CALLS = {"Trainer", "train_run", "run_or_resume", "resume_run", "train_or_reuse", "notebook_run", "fit",
                   "train_epoch"}
