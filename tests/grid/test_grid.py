@@ -21,7 +21,7 @@ from afme_lib.grid.execute import usable_cores
 from afme_lib.grid.report import default_group_columns, markdown_table
 from afme_lib.grid.spec import TOP_LEVEL_KEYS, cell_id
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRAINING_NOTEBOOK = ROOT / "notebooks" / "02_training.ipynb"
 ID_PATTERN = re.compile(r"[A-Za-z0-9._=-]+")
 
