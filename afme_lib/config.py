@@ -101,6 +101,10 @@ def field_kind(f) -> str:
 
 @dataclass
 class ModelConfig:
+    """What model is built: its registered ``name``, sizes, scorer, the AFME components and their
+    ablation switches, and the modalities it reads. One flat class for every model; a model
+    ignores the fields it has no use for."""
+
     name: str = option("rotate", "model to train, by registered name")  # choices: afme_lib.models.registry
     dim: int = option(64, "entity embedding size in real numbers (complex scorers: dim/2 complex, so even)", at_least=1)
     scorer: str = option("rotate", "score function under the multi-modal models that take one (afme, mm-concat, "
@@ -156,6 +160,9 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
+    """How a run trains and is evaluated: epochs, batches, negatives and the loss, the optimisers'
+    learning rates, the adversarial schedule, the seed and the machine (device, AMP, compile)."""
+
     # Defaults that learn: RotatE and AFME on the synthetic presets (tests/test_cli.py trains tiny with them).
     epochs: int = option(50, "training epochs; 0 trains nothing and evaluates the initial model", at_least=0)
     batch_size: int = option(512, "positive triples per step (a batch larger than the training set: one step "

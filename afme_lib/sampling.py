@@ -30,6 +30,9 @@ def head_corruption_probability(train: torch.Tensor, num_relations: int) -> torc
 
 
 class NegativeSampler:
+    """Draws ``num_negatives`` corrupted entities per positive triple, all on one side of it: the
+    head with probability 1/2 (``uniform``) or tph_r / (tph_r + hpt_r) (``bernoulli``)."""
+
     def __init__(self, num_entities: int, num_negatives: int, mode: str = "uniform",
                  train: torch.Tensor | None = None, num_relations: int | None = None):
         if mode not in SAMPLERS:

@@ -46,6 +46,8 @@ from afme_lib.sampling import NegativeSampler
 
 
 class NonFiniteLossError(AfmeError):
+    """A loss term was NaN or infinite: names the epoch, the batch and the term."""
+
     def __init__(self, epoch: int, batch: int, term: str):
         self.epoch, self.batch, self.term = epoch, batch, term
         super().__init__(f"non-finite {term} loss at epoch {epoch}, batch {batch}; the run stopped and its "
@@ -54,6 +56,9 @@ class NonFiniteLossError(AfmeError):
 
 @dataclass
 class TrainState:
+    """The trainer's counters, saved in every checkpoint: epochs done, the best valid MRR and its
+    epoch, validations without improvement, training seconds, the per-epoch history."""
+
     epoch: int = 0  # epochs completed
     best_mrr: float = -1.0
     best_epoch: int = 0

@@ -217,7 +217,7 @@ def build_configs(model: str = "afme", dim: int | None = None, epochs: int | Non
 # --- run folders --------------------------------------------------------------------------------
 # Parts of the library that cannot change what a training run computes: editing them must not
 # invalidate the notebooks' cached runs (the analysis code, the notebooks' helpers, front ends).
-_NOT_TRAINING = ("analysis", "grid", "workbench.py", "studies.py", "cli.py", "main_job.py", "ablations.py")
+_NOT_TRAINING = ("analysis", "grid", "reports", "workbench.py", "studies.py", "cli.py", "main_job.py", "ablations.py")
 
 
 @lru_cache(maxsize=1)

@@ -3,7 +3,7 @@
 Each notebook is a list of markdown and code cells written below as plain strings, so a review
 reads Python, not JSON. The written notebooks carry no outputs, fixed cell ids (stable diffs)
 and the ``python3`` kernelspec. ``python notebooks/_build.py --check`` exits 1 when a committed
-notebook differs from what this script writes (tests/test_notebooks.py runs the same check).
+notebook differs from what this script writes (tests/integration/test_notebooks.py runs the same check).
 
 Conventions of every notebook: a title cell saying which question it answers; one code cell
 tagged ``parameters`` whose defaults run in a few minutes on a 2-core CPU (papermill overrides its

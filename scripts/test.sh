@@ -14,6 +14,6 @@ bash scripts/setup.sh
 python -m pytest -q -m "not browser" "$@"
 if [ "${AFME_SKIP_NOTEBOOKS:-0}" != "1" ]; then
     AFME_NB_QUICK=1 python -m pytest -q --nbval-lax notebooks/ \
-        tests/test_notebooks.py::test_modality_panel_widget_state_is_saved tests/test_browser.py \
+        tests/integration/test_notebooks.py::test_modality_panel_widget_state_is_saved tests/integration/test_browser.py \
         tests/test_main_job.py::test_main_job_executes_the_notebooks_once
 fi

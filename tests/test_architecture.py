@@ -40,7 +40,8 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("analysis", ("afme_lib.analysis",)),  # reads models and runs, evaluates; never trains
     ("planner", ("afme_lib.memory",)),  # the memory model: builds models, probes the engine's batch loss
     ("pipeline", ("afme_lib.pipeline",)),  # dataset name -> finished run folder
-    ("fronts", ("afme_lib.cli", "afme_lib.workbench", "afme_lib.studies", "afme_lib.main_job", "afme_lib.grid")),
+    ("fronts", ("afme_lib.cli", "afme_lib.workbench", "afme_lib.studies", "afme_lib.main_job", "afme_lib.grid",
+                "afme_lib.reports")),  # reports: the benchmark pages, from a grid's results
 ]
 
 

@@ -23,6 +23,9 @@ CATEGORY_FILES = {"1-1": "1-1.txt", "1-N": "1-n.txt", "N-1": "n-1.txt", "N-N": "
 
 @dataclass
 class KGDataset:
+    """A benchmark in memory: entity and relation names (their ids are the list positions) and
+    the train / valid / test triples as int64 tensors [n, 3] of (head, relation, tail) ids."""
+
     name: str
     path: Path | None
     entity_names: list[str]

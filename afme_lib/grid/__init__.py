@@ -1,4 +1,4 @@
-"""Parameter grids over a notebook: expand, execute with papermill (local processes or Dask), report.
+"""Parameter grids over a notebook or a training run: expand, execute (local processes or Dask), report.
 
     afme grid run configs/ablation-afme.yaml --workers 2      # -> reports/ablation-afme/
     afme grid summary reports/ablation-afme
@@ -13,9 +13,12 @@ Jupyter kernel with its parameters plus ``run_dir`` and ``progress=False``; it s
 the notebook ran through and ``<run_dir>/metrics.json`` exists. The kernel is the notebook's
 kernelspec (``python3``); jupyter_client starts a kernelspec whose command is ``python`` with the
 driver's own interpreter, so in this project's ``.venv`` the kernels import the same
-``afme_lib`` with no kernel to install. Modules: ``spec`` (files, validation, ids), ``execute``
-(papermill, thread limits, backends), ``report`` (results.csv, summary, README, figure),
-``runner`` (resume and orchestration), ``cli`` (the ``afme grid`` commands).
+``afme_lib`` with no kernel to install. A grid with ``target: train`` instead of a notebook
+runs :func:`afme_lib.pipeline.run_or_resume` per cell (:mod:`afme_lib.grid.target`); it
+succeeded when the run's ``metrics.json`` exists. Modules: ``spec`` (files, validation, ids, run
+folder names), ``target`` (the train target), ``execute`` (papermill, thread limits, backends),
+``report`` (results.csv, summary, README, figure), ``runner`` (resume and orchestration), ``cli``
+(the ``afme grid`` commands).
 """
 
 from afme_lib.grid.report import read_results, summarize

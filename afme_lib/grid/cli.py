@@ -71,13 +71,15 @@ def cmd_grid_summary(args) -> int:
 
 def add_grid_commands(sub) -> None:
     """Add ``afme grid run|summary`` to the top-level sub-parsers."""
-    grid = sub.add_parser("grid", help="parameter grids over a notebook (papermill; local processes or Dask)")
+    grid = sub.add_parser("grid", help="parameter grids over a notebook (papermill) or training runs; local processes or Dask")
     cmds = grid.add_subparsers(dest="grid_command", required=True)
     run = cmds.add_parser("run", help="run a grid's unfinished cells and write reports/<name>/",
                           description="Expand GRID.yaml into cells, execute the notebook once per cell with papermill "
-                          "and write reports/<name>/ (executed notebooks, results.csv, README.md, figure). Finished "
+                          "(or train one run per cell: target: train) and write reports/<name>/ (executed notebooks, "
+                          "results.csv, README.md, figure). Finished "
                           "cells are skipped; failed ones are retried. Exit status 1 when a cell failed.")
-    run.add_argument("grid", metavar="GRID.yaml", help="grid file: notebook, parameters, grid, variants, metrics")
+    run.add_argument("grid", metavar="GRID.yaml", help="grid file: notebook or target, parameters, grid, variants, exclude, "
+                     "metrics, run_dir")
     run.add_argument("--workers", type=int, default=1, help="cells run at once on this machine (default 1)")
     run.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address (tcp://host:8786): one task per cell")
     run.add_argument("--reports", default="reports", metavar="DIR", help="reports root (default reports)")

@@ -1,5 +1,8 @@
 """Executing one cell with papermill, and the two ways of running many: local threads or Dask.
 
+(A cell of a ``target: train`` grid runs :func:`afme_lib.grid.target.run_train_cell` instead,
+through the same backends: in the driver, in worker processes, or as a Dask task.)
+
 Each cell's notebook runs in its own Jupyter kernel (a separate process), so the local backend
 uses one driver thread per concurrent cell: the thread only waits on its kernel. The kernel's
 environment gets ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` =
@@ -160,13 +163,24 @@ def run_cell(notebook: str, output: str, run_dir: str, params: dict, kernel_name
 
 
 # --- backends ---------------------------------------------------------------------------------
-def run_local(jobs: list[tuple[str, dict]], workers: int, on_done) -> None:
-    """Run ``jobs`` ([(cell id, run_cell kwargs)]) on ``workers`` threads; ``on_done(id, result)``
-    is called in this thread as each finishes. Ctrl-C kills the running kernels and re-raises."""
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+def run_local(jobs: list[tuple[str, dict]], workers: int, on_done, run=run_cell, processes: bool = False) -> None:
+    """Run ``jobs`` ([(cell id, ``run`` kwargs)]) on ``workers`` threads (``processes``: worker
+    processes, for cells that compute in Python rather than wait on a kernel); ``on_done(id,
+    result)`` is called in this thread as each finishes. Ctrl-C kills the running kernels and
+    re-raises. One worker thread for in-process cells: they run here, one after the other."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="grid-cell")
-    futures = {pool.submit(run_cell, **kwargs): cid for cid, kwargs in jobs}
+    if processes and workers <= 1:
+        for cid, kwargs in jobs:
+            on_done(cid, run(**kwargs))
+        return
+    if processes:  # spawn: a fork of a driver that already holds torch threads can deadlock
+        import multiprocessing
+
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    else:
+        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="grid-cell")
+    futures = {pool.submit(run, **kwargs): cid for cid, kwargs in jobs}
     try:
         pending = set(futures)
         while pending:
@@ -181,7 +195,7 @@ def run_local(jobs: list[tuple[str, dict]], workers: int, on_done) -> None:
     pool.shutdown(wait=True)
 
 
-def run_dask(jobs: list[tuple[str, dict]], scheduler: str, grid_name: str, on_done) -> None:
+def run_dask(jobs: list[tuple[str, dict]], scheduler: str, grid_name: str, on_done, run=run_cell) -> None:
     """Submit one Dask task per cell to the scheduler at ``scheduler``; ``on_done`` as above.
 
     A task that dies with its worker is reported as the cell's error. On Ctrl-C the queued tasks
@@ -195,7 +209,7 @@ def run_dask(jobs: list[tuple[str, dict]], scheduler: str, grid_name: str, on_do
         futures = {}
         for cid, kwargs in jobs:
             # The key names the grid and the cell, so concurrent grids on one cluster do not collide.
-            fut = client.submit(run_cell, **kwargs, key=f"afme-grid-{grid_name}-{cid}", pure=False, retries=0)
+            fut = client.submit(run, **kwargs, key=f"afme-grid-{grid_name}-{cid}", pure=False, retries=0)
             futures[fut] = cid
         try:
             for fut in as_completed(list(futures)):

@@ -4,9 +4,10 @@
 notebook parameter, ``status`` (ok / failed / pending), ``error`` (one line), ``seconds`` (the
 notebook's wall time), the test metrics ``mrr mr hits@1 hits@3 hits@10`` (fractions, MR a rank),
 ``valid_mrr``, ``epochs_run``, ``best_epoch``, ``train_seconds``, ``device_used`` (metrics.json's
-``device``, e.g. cuda:0 for ``device=auto``), the paths of the executed ``notebook`` and of the
-``run_dir``, and ``random_mrr`` ... ``random_hits@10``: what a random ranking scores on the same
-test split (:func:`afme_lib.evaluate.random_baseline`), the yardstick each table states.
+``device``, e.g. cuda:0 for ``device=auto``), the paths of the executed ``notebook`` ("" for a
+train grid) and of the ``run_dir``, and ``random_mrr`` ... ``random_hits@10``: what a random
+ranking scores on the same test split (:func:`afme_lib.evaluate.random_baseline`), the yardstick
+each table states.
 
 :func:`summarize` groups the ``ok`` rows and gives, per group and metric, the mean and the sample
 standard deviation over the replicate axis (``seed``):
@@ -52,7 +53,7 @@ def _display_path(path: Path) -> str:
 
 
 def cell_row(cell: Cell, grid: Grid, status: str, error: str | None, seconds, metrics: dict | None,
-             notebook: Path, run_dir: Path) -> dict:
+             notebook: Path | None, run_dir: Path) -> dict:
     """The results.csv row of one cell (metrics None for pending / failed cells)."""
     ordered = list(cell.axes) + [k for k in cell.params if k not in cell.axes]
     row = {"cell": cell.id, "variant": cell.variant or ""}
@@ -63,7 +64,8 @@ def cell_row(cell: Cell, grid: Grid, status: str, error: str | None, seconds, me
     row.update({m: test.get(m, math.nan) for m in RANK_METRICS})
     row.update(valid_mrr=valid.get("mrr", math.nan), epochs_run=metrics.get("epochs_run"),
                best_epoch=metrics.get("best_epoch"), train_seconds=metrics.get("train_seconds"),
-               device_used=metrics.get("device", ""), notebook=_display_path(notebook), run_dir=_display_path(run_dir))
+               device_used=metrics.get("device", ""), notebook=_display_path(notebook) if notebook else "",
+               run_dir=_display_path(run_dir))
     random = test.get("random") or {}
     row.update({f"random_{m}": random.get(m, math.nan) for m in RANK_METRICS})
     return row
@@ -84,7 +86,7 @@ def read_results(report_dir: str | Path) -> pd.DataFrame:
     path = Path(report_dir) / RESULTS
     if not path.is_file():
         raise AfmeError(f"{path} not found: run the grid first (`afme grid run GRID.yaml`)")
-    text_columns = ("variant", "error", "device_used")
+    text_columns = ("variant", "error", "device_used", "notebook")
     frame = pd.read_csv(path, dtype={c: str for c in text_columns})
     for col in text_columns:
         if col in frame:
@@ -148,7 +150,9 @@ def summarize(results: pd.DataFrame, by=None, metrics=None, over: str = "seed") 
     return pd.DataFrame(rows).set_index(by or ["group"])
 
 
-def _fmt(metric: str, mean: float, std: float) -> str:
+def mean_std_text(metric: str, mean: float, std: float) -> str:
+    """``mean ± std`` as the tables show ``metric``: in % with 2 decimals (MR a rank, 1 decimal);
+    no ``± std`` when std is NaN (one value), "–" when the mean is (no value)."""
     if mean != mean:  # NaN: no finished cell in the group
         return "–"
     scale, digits = (100, 2) if metric in PERCENT else (1, 1)
@@ -167,7 +171,8 @@ def markdown_table(summary: pd.DataFrame, metrics, over: str = "seed") -> list[s
     for key, row in summary.iterrows():
         keys = key if isinstance(key, tuple) else (key,)
         n = f"{int(row['n'])}" if row["n"] == row["cells"] else f"{int(row['n'])}/{int(row['cells'])}"
-        cells = [str(k).replace("|", "\\|") for k in keys] + [n] + [_fmt(m, row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics]
+        cells = [str(k).replace("|", "\\|") for k in keys] + [n]
+        cells += [mean_std_text(m, row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + random_rows(summary, metrics)
 
@@ -189,7 +194,7 @@ def random_rows(summary: pd.DataFrame, metrics) -> list[str]:
     else:
         labelled = [(f"random ranking ({', '.join(map(str, key if isinstance(key, tuple) else (key,)))})", row)
                     for key, row in known.iterrows()]
-    return ["| " + " | ".join([name, *pad] + [_fmt(m, row[f"random_{m}"], math.nan) for m in metrics]) + " |"
+    return ["| " + " | ".join([name, *pad] + [mean_std_text(m, row[f"random_{m}"], math.nan) for m in metrics]) + " |"
             for name, row in labelled]
 
 
@@ -220,12 +225,15 @@ def write_readme(report_dir: Path, grid: Grid, results: pd.DataFrame, command: s
     lines = [f"# Grid `{grid.name}`", ""]
     if grid.description:
         lines += [grid.description, ""]
+    if grid.runs_notebooks:
+        what = (f"Each cell executes `{_display_path(grid.notebook)}` with papermill; the executed copies are in "
+                "`notebooks/`, one row per cell is in `results.csv`")
+    else:
+        what = "Each cell is one training run (`target: train`, afme_lib/grid/target.py); one row per cell is in `results.csv`"
     lines += [f"Made by `{command or f'afme grid run GRID.yaml  # {grid.name}'}` (rerun it to resume: finished cells are "
-              "skipped, failed ones retried). Each cell executes "
-              f"`{_display_path(grid.notebook)}` with papermill; the executed copies are in `notebooks/`, one row per "
-              "cell is in `results.csv`, the spec is in `grid.yaml`"
+              f"skipped, failed ones retried). {what}, the spec is in `grid.yaml`"
               + (f", the run folders are under `{_display_path(runs_dir)}/`." if runs_dir else "."), ""]
-    # values as papermill injects them into the notebook (Python literals)
+    # values as Python literals (as papermill injects them into a notebook)
     fixed = ", ".join(f"`{k}={v!r}`" for k, v in grid.parameters.items()) or "none"
     lines.append(f"- fixed parameters: {fixed}")
     if grid.grid:

@@ -2,13 +2,18 @@
 
 For each cell ``c`` of grid ``g``:
 
-- run folder ``<runs_root>/<g.name>/<c.id>`` (passed to the notebook as ``run_dir``),
-- executed notebook ``<reports_root>/<g.name>/notebooks/<c.id>.ipynb``.
+- run folder ``<runs_root>/<g.name>/<c.id>`` (passed to the notebook as ``run_dir``), or the grid's
+  ``run_dir`` template filled in (:mod:`afme_lib.grid.spec`); ``runs_dir`` replaces
+  ``<runs_root>/<g.name>`` (a benchmark keeps its runs in a folder of its own),
+- executed notebook ``<reports_root>/<g.name>/notebooks/<c.id>.ipynb`` (notebook grids);
+  ``report_dir`` replaces ``<reports_root>/<g.name>``.
 
-A cell is *finished* when its ``<run_dir>/metrics.json`` exists and its executed notebook exists and
-ran to the end without an exception;
-finished cells are skipped on a rerun, failed and unfinished ones are (re)run. The driver rewrites
-``results.csv`` and ``README.md`` after every cell, so an interrupted grid keeps its finished rows.
+A cell is *finished* when its ``<run_dir>/metrics.json`` exists and, for a notebook grid, its
+executed notebook exists and ran to the end without an exception; finished cells are skipped on
+a rerun, failed and unfinished ones are (re)run (an interrupted training run resumes from its last
+checkpoint). The driver rewrites ``results.csv`` and ``README.md`` after every cell, so an
+interrupted grid keeps its finished rows. ``report_only`` runs nothing: it tabulates what is
+finished on disk.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ import yaml
 
 from afme_lib import atomic, console
 from afme_lib.errors import AfmeError
-from afme_lib.grid.execute import read_metrics, require_papermill, run_dask, run_local, usable_cores
+from afme_lib.grid.execute import read_metrics, require_papermill, run_cell, run_dask, run_local, usable_cores
 from afme_lib.grid.report import (RESULTS, cell_row, read_results, summarize, write_figure, write_readme,
                                   write_results)
 from afme_lib.grid.spec import Cell, Grid, expand, load_grid
+from afme_lib.grid.target import run_train_cell
 from afme_lib.runs import RunFolder
 
 SPEC_COPY = "grid.yaml"
@@ -37,20 +43,24 @@ LOCK = ".grid.lock"
 class GridPaths:
     """Where a grid's files go (all absolute, so Dask workers and kernels agree)."""
 
-    def __init__(self, grid: Grid, reports_root: str | Path, runs_root: str | Path):
-        self.report = Path(reports_root).resolve() / grid.name
-        self.runs = Path(runs_root).resolve() / grid.name
+    def __init__(self, grid: Grid, reports_root: str | Path, runs_root: str | Path,
+                 report_dir: str | Path | None = None, runs_dir: str | Path | None = None):
+        self.grid = grid
+        self.report = Path(report_dir).resolve() if report_dir else Path(reports_root).resolve() / grid.name
+        self.runs = Path(runs_dir).resolve() if runs_dir else Path(runs_root).resolve() / grid.name
         self.notebooks = self.report / "notebooks"
         self.figures = self.report / "figures"
 
     def run_dir(self, cell: Cell) -> Path:
-        return self.runs / cell.id
+        return self.runs / self.grid.run_folder_name(cell)
 
-    def output(self, cell: Cell) -> Path:
-        return self.notebooks / f"{cell.id}.ipynb"
+    def output(self, cell: Cell) -> Path | None:
+        """The executed notebook of a cell (None for a train grid: no notebook)."""
+        return self.notebooks / f"{cell.id}.ipynb" if self.grid.runs_notebooks else None
 
     def finished(self, cell: Cell) -> bool:
-        return RunFolder(self.run_dir(cell)).finished and notebook_completed(self.output(cell))
+        done = RunFolder(self.run_dir(cell)).finished
+        return done and (not self.grid.runs_notebooks or notebook_completed(self.output(cell)))
 
 
 def notebook_completed(path: Path) -> bool:
@@ -90,11 +100,11 @@ def _previous_rows(report_dir: Path) -> dict[str, dict]:
 
 
 def plan(grid: Grid | str | Path, reports_root: str | Path = "reports", runs_root: str | Path = "runs/grids",
-         only=None) -> pd.DataFrame:
+         only=None, *, report_dir: str | Path | None = None, runs_dir: str | Path | None = None) -> pd.DataFrame:
     """What ``run_grid`` would do, without doing it: one row per cell with its ``action``
     (``skip: finished``, ``run``, ``retry: failed`` or ``not selected``) and its grid values."""
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
-    paths = GridPaths(grid, reports_root, runs_root)
+    paths = GridPaths(grid, reports_root, runs_root, report_dir, runs_dir)
     cells = expand(grid)
     chosen = {c.id for c in select_cells(cells, only)}
     previous = _previous_rows(paths.report)
@@ -106,7 +116,8 @@ def plan(grid: Grid | str | Path, reports_root: str | Path = "reports", runs_roo
             action = "not selected"
         else:
             action = "retry: failed" if previous.get(c.id, {}).get("status") == "failed" else "run"
-        rows.append({"cell": c.id, "variant": c.variant or "", **c.axes, "action": action})
+        rows.append({"cell": c.id, "variant": c.variant or "", **c.axes, "action": action,
+                     **({} if grid.run_dir is None else {"run_dir": grid.run_folder_name(c)})})
     return pd.DataFrame(rows)
 
 
@@ -206,7 +217,8 @@ def _copy_spec(grid: Grid, report_dir: Path) -> None:
 def run_grid(grid_or_path: Grid | str | Path, reports_root: str | Path = "reports",
              runs_root: str | Path = "runs/grids", workers: int = 1, scheduler: str | None = None,
              progress: bool = True, kernel_name: str | None = None, *, only=None, threads: int | None = None,
-             timeout: float | None = None, command: str | None = None) -> pd.DataFrame:
+             timeout: float | None = None, command: str | None = None, report_dir: str | Path | None = None,
+             runs_dir: str | Path | None = None, readme: bool = True, report_only: bool = False) -> pd.DataFrame:
     """Run a grid's unfinished cells and return its results (one row per cell, as in results.csv).
 
     ``workers``: cells run at once on this machine (ignored with ``scheduler``, a Dask scheduler
@@ -215,18 +227,21 @@ def run_grid(grid_or_path: Grid | str | Path, reports_root: str | Path = "report
     BLAS threads per kernel (default: cores // workers here, cores // worker threads on Dask).
     ``only``: cell ids or glob patterns to run (others are reported as they stand).
     ``timeout``: seconds allowed per notebook cell (None: no limit). A failing cell is recorded
-    with its error and the others go on.
+    with its error and the others go on. ``report_dir`` / ``runs_dir``: the report and run
+    folders themselves (default ``<reports_root>/<name>``, ``<runs_root>/<name>``). ``readme``
+    False: only ``results.csv`` and ``grid.yaml`` (a benchmark writes its own page from them).
+    ``report_only``: run nothing; the rows say what is finished on disk.
     """
     grid = grid_or_path if isinstance(grid_or_path, Grid) else load_grid(grid_or_path)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    paths = GridPaths(grid, reports_root, runs_root)
-    chosen = {c.id for c in select_cells(expand(grid), only)}
+    paths = GridPaths(grid, reports_root, runs_root, report_dir, runs_dir)
+    chosen = set() if report_only else {c.id for c in select_cells(expand(grid), only)}
     command = command or default_command(grid, reports_root, runs_root, workers, scheduler)
     paths.report.mkdir(parents=True, exist_ok=True)
     with _Lock(paths.report):
         _copy_spec(grid, paths.report)
-        state = _GridState(grid, paths, command)
+        state = _GridState(grid, paths, command, readme)
         todo = state.start(chosen)
         try:
             if todo:
@@ -239,8 +254,8 @@ def run_grid(grid_or_path: Grid | str | Path, reports_root: str | Path = "report
 class _GridState:
     """The driver's rows (one per cell, in grid order), rewritten to the report after each cell."""
 
-    def __init__(self, grid: Grid, paths: GridPaths, command: str):
-        self.grid, self.paths, self.command = grid, paths, command
+    def __init__(self, grid: Grid, paths: GridPaths, command: str, readme: bool = True):
+        self.grid, self.paths, self.command, self.readme = grid, paths, command, readme
         self.cells = {c.id: c for c in expand(grid)}
         self.rows: dict[str, dict] = {}
 
@@ -269,6 +284,8 @@ class _GridState:
 
     def save(self, final: bool = False) -> None:
         write_results(self.paths.report, list(self.rows.values()))
+        if not self.readme:
+            return
         results = read_results(self.paths.report)
         figs = []
         if final and (results["status"] == "ok").any():  # the figure once, at the end
@@ -278,14 +295,23 @@ class _GridState:
         write_readme(self.paths.report, self.grid, results, self.command, runs_dir=self.paths.runs, figures=figs)
 
     def execute(self, todo: list[Cell], workers, scheduler, progress, kernel_name, threads, timeout) -> None:
-        require_papermill()
+        notebooks = self.grid.runs_notebooks
+        if notebooks:
+            require_papermill()
         if scheduler is None:
-            _check_kernel(kernel_name, self.grid.notebook)
+            if notebooks:
+                _check_kernel(kernel_name, self.grid.notebook)
             workers = min(workers, len(todo))
-            threads = threads or max(1, usable_cores() // workers)
-        jobs = [(c.id, {"notebook": str(self.grid.notebook), "output": str(self.paths.output(c)),
-                        "run_dir": str(self.paths.run_dir(c)), "params": c.params, "kernel_name": kernel_name,
-                        "threads": threads, "timeout": timeout}) for c in todo]
+            if notebooks or workers > 1:  # in-process train cells keep the driver's threads
+                threads = threads or max(1, usable_cores() // workers)
+        if notebooks:
+            jobs = [(c.id, {"notebook": str(self.grid.notebook), "output": str(self.paths.output(c)),
+                            "run_dir": str(self.paths.run_dir(c)), "params": c.params, "kernel_name": kernel_name,
+                            "threads": threads, "timeout": timeout}) for c in todo]
+        else:
+            jobs = [(c.id, {"run_dir": str(self.paths.run_dir(c)), "params": c.params, "threads": threads})
+                    for c in todo]
+        run = run_cell if notebooks else run_train_cell
         # a bar on a terminal; the ok / FAILED line of each cell is printed either way
         bar = console.progress_bar(None, progress, total=len(todo), desc=f"grid {self.grid.name}", unit="cell",
                                    dynamic_ncols=True)
@@ -309,8 +335,8 @@ class _GridState:
 
         try:
             if scheduler:
-                run_dask(jobs, scheduler, self.grid.name, on_done)
+                run_dask(jobs, scheduler, self.grid.name, on_done, run)
             else:
-                run_local(jobs, workers, on_done)
+                run_local(jobs, workers, on_done, run, processes=not notebooks)
         finally:
             bar.close()

@@ -1,6 +1,7 @@
 """Grid files: reading, validation and expansion into cells.
 
-A grid file (YAML) names a notebook and the parameters to run it with::
+A grid file (YAML) names what a cell runs -- a notebook, or ``target: train`` (a training run,
+:mod:`afme_lib.grid.target`) -- and the parameters to run it with::
 
     name: ablation-afme                 # report folder reports/<name>/
     notebook: notebooks/02_training.ipynb
@@ -11,9 +12,21 @@ A grid file (YAML) names a notebook and the parameters to run it with::
       full: {}
       w/o denoising: {denoising: false}
     metrics: [mrr, hits@1, hits@10]     # test metrics tabulated in the summary
+    exclude: [{variant: w/o denoising, seed: 2}]   # optional: cells matching every key of an entry are left out
+    run_dir: "{model}-s{seed}"          # optional run-folder name, below
 
-The cells are ``variants x product(grid lists)``; a cell's notebook parameters are
-``parameters | grid values | variant overrides`` (the runner adds ``run_dir`` and ``progress``).
+The cells are ``variants x product(grid lists)``, less the excluded ones; a cell's parameters are
+``parameters | grid values | variant overrides`` (a notebook cell also gets ``run_dir`` and
+``progress``). With ``target: train`` (instead of ``notebook``) the parameters are the run's
+inputs and config fields, and a text value may name other parameters in braces
+(``features: "runs/features/{dataset}"``), filled in per cell.
+
+**Run folders.** A cell's run folder is ``<runs>/<cell id>`` unless the grid gives a ``run_dir``
+template: a Python format string over the cell's parameters and ``variant`` (each value in its
+filesystem-safe :func:`slug`; ``dataset_name`` is the last path component of ``dataset``), e.g.
+``"{dataset}-{model}-d{dim}-e{epochs}-s{seed}"``. The folder then keeps its name across runs of
+grids that differ elsewhere, so run folders made by earlier grids (or by hand) with that naming
+are found and reused; two cells that would share a folder are refused.
 
 **Cell ids** read like ``variant=w-o-denoising__seed=0__1f3a9c2e``: the variant and every grid
 key (sorted by name) with a filesystem-safe slug of the value, then 8 hex digits of a hash of
@@ -35,6 +48,7 @@ import itertools
 import json
 import keyword
 import re
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,9 +56,12 @@ import yaml
 
 from afme_lib import ablations
 from afme_lib.errors import AfmeError, DataFormatError, OptionError
+from afme_lib.grid import target as train_target
 from afme_lib.metric_names import RANK_METRICS
 
-TOP_LEVEL_KEYS = ("name", "notebook", "description", "parameters", "grid", "variants", "metrics")
+TOP_LEVEL_KEYS = ("name", "notebook", "target", "description", "parameters", "grid", "variants", "exclude",
+                  "metrics", "run_dir")
+NOTEBOOK = "notebook"  # Grid.target of a notebook grid
 DEFAULT_METRICS = ("mrr", "hits@1", "hits@10")  # tabulated when a grid names none (any of RANK_METRICS may be)
 # Parameters the runner passes to every cell itself.
 RUNNER_PARAMETERS = ("run_dir", "progress")
@@ -130,7 +147,7 @@ def _canonical(value) -> str:
 # --- the spec ---------------------------------------------------------------------------------
 @dataclass
 class Cell:
-    """One notebook execution: ``params`` are its notebook parameters (without run_dir/progress)."""
+    """One execution: ``params`` are its parameters (a notebook's without run_dir/progress)."""
 
     id: str
     params: dict
@@ -140,27 +157,45 @@ class Cell:
 
 @dataclass
 class Grid:
-    """A validated grid file. ``notebook`` is absolute; ``path`` is the YAML file (None if built in code)."""
+    """A validated grid file. ``notebook`` is absolute (None for ``target`` train); ``path`` is
+    the YAML file (None if built in code); ``run_dir`` the run-folder template (None: cell ids)."""
 
     name: str
-    notebook: Path
+    notebook: Path | None
     parameters: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
     variants: dict = field(default_factory=dict)
     metrics: list = field(default_factory=lambda: list(DEFAULT_METRICS))
     description: str = ""
     path: Path | None = None
+    target: str = NOTEBOOK
+    run_dir: str | None = None
+    exclude: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The grid as a YAML/JSON-ready mapping (notebook as given when read from a file)."""
-        out = {"name": self.name, "notebook": str(self.notebook)}
+        out = {"name": self.name}
+        out.update({"notebook": str(self.notebook)} if self.target == NOTEBOOK else {"target": self.target})
         if self.description:
             out["description"] = self.description
+        if self.run_dir:
+            out["run_dir"] = self.run_dir
         out.update(parameters=self.parameters, grid=self.grid)
         if self.variants:
             out["variants"] = self.variants
+        if self.exclude:
+            out["exclude"] = self.exclude
         out["metrics"] = list(self.metrics)
         return out
+
+    @property
+    def runs_notebooks(self) -> bool:
+        return self.target == NOTEBOOK
+
+    def run_folder_name(self, cell: "Cell") -> str:
+        """The cell's run folder below the grid's runs folder: the ``run_dir`` template filled in,
+        else the cell id."""
+        return cell.id if self.run_dir is None else self.run_dir.format_map(template_values(cell))
 
     def cells(self) -> list[Cell]:
         return expand(self)
@@ -183,10 +218,13 @@ class _Checker:
             self.fail(key, f"expected a mapping of name: value, got {type(value).__name__} {value!r}", data, key)
         return value
 
-    def identifiers(self, where: str, mapping: dict) -> None:
+    def identifiers(self, where: str, mapping: dict, train: bool = False) -> None:
         for k in mapping:
             if not isinstance(k, str) or not k.isidentifier() or keyword.iskeyword(k):
                 self.fail(where, f"{k!r} is not a valid notebook parameter name (a Python identifier)", mapping, k)
+            if train and k not in train_target.PARAMETERS and k not in RUNNER_PARAMETERS:
+                self.fail(f"{where}.{k}", f"{k!r} is not a parameter of the train target: dataset, features, data_dir, "
+                          "model, or a ModelConfig / TrainConfig field", mapping, k)
             if k in RUNNER_PARAMETERS:
                 self.fail(f"{where}.{k}", f"{k!r} is set by the grid runner for every cell; remove it", mapping, k)
             if k in RESULT_COLUMNS:
@@ -246,9 +284,12 @@ def parse_grid(data, source: str | Path = "<grid>", grid_file: Path | None = Non
     unknown = [k for k in data if k not in TOP_LEVEL_KEYS]
     if unknown:
         chk.fail(str(unknown[0]), f"unknown top-level key; allowed keys: {', '.join(TOP_LEVEL_KEYS)}", data, unknown[0])
-    for key in ("name", "notebook"):
-        if key not in data:
-            chk.fail("", f"missing required key {key!r}")
+    if "name" not in data:
+        chk.fail("", "missing required key 'name'")
+    if "notebook" in data and "target" in data:
+        chk.fail("target", "give either a notebook or a target, not both", data, "target")
+    if "notebook" not in data and "target" not in data:
+        chk.fail("", f"missing required key 'notebook' (or 'target: {train_target.TARGETS[0]}')")
     name = data["name"]
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         chk.fail("name", f"{name!r} must be a folder name: letters, digits, '.', '_' or '-', starting with a "
@@ -257,21 +298,26 @@ def parse_grid(data, source: str | Path = "<grid>", grid_file: Path | None = Non
     if not isinstance(description, str):
         chk.fail("description", "expected text", data, "description")
 
-    nb_value = data["notebook"]
-    if not isinstance(nb_value, str) or not nb_value.endswith(".ipynb"):
-        chk.fail("notebook", f"expected the path of an .ipynb file, got {nb_value!r}", data, "notebook")
-    notebook = _resolve_notebook(nb_value, grid_file)
-    if notebook is None:
-        if check_notebook:
-            where = "the working directory" + (f" or {grid_file.resolve().parent} and its parents" if grid_file else "")
-            chk.fail("notebook", f"{nb_value} not found (looked in {where})", data, "notebook")
-        notebook = Path(nb_value)
+    target, notebook, nb_value = data.get("target", NOTEBOOK), None, data.get("notebook")
+    if "target" in data and target not in train_target.TARGETS:
+        chk.fail("target", f"unknown target {target!r}; targets: {', '.join(train_target.TARGETS)} (or give a "
+                 "notebook instead)", data, "target")
+    train = target != NOTEBOOK
+    if not train:
+        if not isinstance(nb_value, str) or not nb_value.endswith(".ipynb"):
+            chk.fail("notebook", f"expected the path of an .ipynb file, got {nb_value!r}", data, "notebook")
+        notebook = _resolve_notebook(nb_value, grid_file)
+        if notebook is None:
+            if check_notebook:
+                where = "the working directory" + (f" or {grid_file.resolve().parent} and its parents" if grid_file else "")
+                chk.fail("notebook", f"{nb_value} not found (looked in {where})", data, "notebook")
+            notebook = Path(nb_value)
 
     parameters = chk.mapping(data, "parameters", data.get("parameters"))
-    chk.identifiers("parameters", parameters)
+    chk.identifiers("parameters", parameters, train)
 
     grid = chk.mapping(data, "grid", data.get("grid"))
-    chk.identifiers("grid", grid)
+    chk.identifiers("grid", grid, train)
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             chk.fail(f"grid.{key}", f"expected a non-empty list of values, got {values!r} (write [{values!r}] "
@@ -294,7 +340,7 @@ def parse_grid(data, source: str | Path = "<grid>", grid_file: Path | None = Non
         overrides = {} if overrides is None else overrides
         if not isinstance(overrides, dict):
             chk.fail(where, f"expected a mapping of parameter: value, got {overrides!r}", variants, vname)
-        chk.identifiers(where, overrides)
+        chk.identifiers(where, overrides, train)
         for k in overrides:
             if k in grid:
                 chk.fail(f"{where}.{k}", f"{k!r} is a grid key; a variant may not override it", overrides, k)
@@ -316,7 +362,28 @@ def parse_grid(data, source: str | Path = "<grid>", grid_file: Path | None = Non
     if len(set(metrics)) != len(metrics):
         chk.fail("metrics", "lists a metric twice", data, "metrics")
 
-    if check_notebook:
+    exclude = data.get("exclude") or []
+    if not isinstance(exclude, list) or not all(isinstance(e, dict) and e for e in exclude):
+        chk.fail("exclude", f"expected a list of non-empty mappings of parameter: value, got {exclude!r}", data, "exclude")
+    known = {"variant", *parameters, *grid, *(k for o in clean_variants.values() for k in o)}
+    for entry in exclude:
+        for k in entry:
+            if k not in known:
+                chk.fail("exclude", f"{k!r} is no parameter of this grid; parameters: {', '.join(sorted(known))}",
+                         data, "exclude")
+
+    run_dir = data.get("run_dir")
+    if run_dir is not None:
+        if not isinstance(run_dir, str) or not run_dir.strip():
+            chk.fail("run_dir", f"expected a folder-name template such as '{{model}}-s{{seed}}', got {run_dir!r}",
+                     data, "run_dir")
+        names = _template_names(run_dir, chk, data)
+        unknown = [n for n in names if n not in known | {"dataset_name"}]
+        if unknown:
+            chk.fail("run_dir", f"{{{unknown[0]}}} is no parameter of this grid; parameters: {', '.join(sorted(known))}",
+                     data, "run_dir")
+
+    if check_notebook and not train:
         defined = notebook_parameter_names(notebook)
         if defined is not None:
             used = [("parameters", parameters), ("grid", grid)]
@@ -333,15 +400,65 @@ def parse_grid(data, source: str | Path = "<grid>", grid_file: Path | None = Non
 
     spec = Grid(name=name, notebook=notebook, parameters=_plain(parameters), grid=_plain(grid),
                 variants=_plain(clean_variants), metrics=list(metrics), description=description.strip(),
-                path=grid_file)
+                path=grid_file, target=target, run_dir=run_dir, exclude=_plain(exclude))
+    try:
+        cells = expand(spec)
+    except DataFormatError as err:  # a parameter text naming no parameter
+        chk.fail("parameters", err.problem, data, "parameters")
+    if not cells:
+        chk.fail("exclude", "leaves no cell to run", data, "exclude")
+    if train:
+        for cell in cells:
+            if "dataset" not in cell.params:
+                chk.fail("parameters", f"cell {cell.id} has no 'dataset' (the train target needs one)", data,
+                         "parameters")
+    if run_dir is not None:
+        seen: dict[str, str] = {}
+        for cell in cells:
+            missing = [n for n in _template_names(run_dir, chk, data) if n not in template_values(cell)]
+            if missing:
+                chk.fail("run_dir", f"cell {cell.id} has no parameter {missing[0]!r}", data, "run_dir")
+            folder = spec.run_folder_name(cell)
+            if folder in seen:
+                chk.fail("run_dir", f"cells {seen[folder]} and {cell.id} would share the run folder {folder!r}; "
+                         "name the parameter that tells them apart in the template", data, "run_dir")
+            seen[folder] = cell.id
     if check_notebook:
         check_cell_options(spec, chk.source)
     return spec
 
 
+def _template_names(template: str, chk: _Checker, data: dict) -> list[str]:
+    """The ``{names}`` of a format template (a bare name each: no index, attribute or format)."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:
+        chk.fail("run_dir", f"not a valid template ({err}): {template!r}", data, "run_dir")
+    names = []
+    for _text, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            chk.fail("run_dir", f"write each field as a bare {{name}}, got {{{name}{'!' + conversion if conversion else ''}"
+                     f"{':' + spec if spec else ''}}}", data, "run_dir")
+        names.append(name)
+    return names
+
+
+def template_values(cell: Cell) -> dict[str, str]:
+    """What a ``run_dir`` template may name: the cell's parameters and ``variant`` (each as its
+    :func:`slug`) and ``dataset_name``, the last path component of ``dataset``."""
+    values = {k: slug(v) for k, v in cell.params.items()}
+    if cell.variant is not None:
+        values["variant"] = slug(cell.variant)
+    if isinstance(cell.params.get("dataset"), str):
+        values["dataset_name"] = slug(Path(cell.params["dataset"]).name)
+    return values
+
+
 def check_cell_options(grid: Grid, source: Path) -> None:
     """Build every cell's configs as the training notebooks do (``workbench.build_configs`` from the
-    parameters it takes) and check them, so a bad value fails before any cell runs: the error
+    parameters it takes) or as the train target does, and check them, so a bad value fails before any cell runs: the error
     names the file, the cell with its parameters, and the option. What depends on the machine the
     cell will run on (device, GPU-only options, feature files) is checked there."""
     import inspect
@@ -351,10 +468,10 @@ def check_cell_options(grid: Grid, source: Path) -> None:
     taken = set(inspect.signature(build_configs).parameters)
     for cell in expand(grid):
         given = {k: v for k, v in cell.params.items() if k in taken}
-        if not given:
+        if not given and grid.runs_notebooks:
             continue
         try:
-            build_configs(**given)
+            build_configs(**given) if grid.runs_notebooks else train_target.cell_configs(cell.params)
         except OptionError as err:
             shown = ", ".join(f"{k}={v!r}" for k, v in cell.params.items())
             raise DataFormatError(source, f"cell {cell.id} ({shown}): {err}") from None
@@ -371,6 +488,29 @@ def ablation_grid(name: str, parameters: dict, variants=ablations.NAMES, seeds=(
             "parameters": {"model": "afme", "compare_with": [], **parameters}, "grid": {"seed": list(seeds)},
             "variants": ablations.variants(variants), "metrics": list(metrics)}
     return parse_grid(spec, source=f"<ablation grid {name}>")
+
+
+def changed(grid: Grid, parameters: dict | None = None, axes: dict | None = None, variants=None,
+            exclude: list | None = None) -> Grid:
+    """The grid with changes, validated again (what a benchmark's flags do to its grid file):
+    ``parameters`` updated (a None value leaves the file's value), grid lists ``axes`` replaced,
+    ``variants`` the names kept (in that order) or a mapping replacing them, ``exclude`` replaced.
+    The copy has no file (its ``grid.yaml`` in the report is the changed spec)."""
+    spec = grid.to_dict()
+    spec["parameters"] = {**grid.parameters, **{k: v for k, v in (parameters or {}).items() if v is not None}}
+    spec["grid"] = {**grid.grid, **(axes or {})}
+    if variants is not None:
+        if not isinstance(variants, dict):
+            unknown = [v for v in variants if v not in grid.variants]
+            if unknown:
+                raise AfmeError(f"{grid.path or grid.name}: no variant {unknown[0]!r}; variants: {', '.join(grid.variants)}")
+            variants = {v: grid.variants[v] for v in variants}
+        spec["variants"] = variants
+    if exclude is not None:
+        spec["exclude"] = exclude
+    if grid.notebook is not None:
+        spec["notebook"] = str(grid.notebook)
+    return parse_grid(spec, source=grid.path or f"<grid {grid.name}>")
 
 
 def load_grid(path: str | Path, check_notebook: bool = True) -> Grid:
@@ -411,5 +551,25 @@ def expand(grid: Grid) -> list[Cell]:
         for combo in combos:
             axes = dict(zip(keys, combo))
             params = {**grid.parameters, **axes, **overrides}
+            if any(_matches(entry, vname, params) for entry in grid.exclude):
+                continue
+            if not grid.runs_notebooks:
+                params = {k: _fill(v, params) for k, v in params.items()}
             cells.append(Cell(id=cell_id(vname, axes, params), params=params, variant=vname, axes=axes))
     return cells
+
+
+def _matches(entry: dict, variant: str | None, params: dict) -> bool:
+    """Whether a cell has every value of an ``exclude`` entry (``variant`` its variant's name)."""
+    values = {**params, "variant": variant}
+    return all(k in values and _canonical(values[k]) == _canonical(v) for k, v in entry.items())
+
+
+def _fill(value, params: dict):
+    """A train cell's text value with ``{name}`` replaced by the cell's parameter ``name``."""
+    if not isinstance(value, str) or "{" not in value:
+        return value
+    try:
+        return value.format_map({k: v for k, v in params.items() if not isinstance(v, str) or "{" not in v})
+    except (KeyError, ValueError, IndexError) as err:
+        raise DataFormatError("<grid>", f"cannot fill in {value!r} from the cell's parameters ({err})") from None

@@ -160,6 +160,11 @@ class CompletionGenerator(nn.Module):
 
 
 class ModalityCritic(nn.Module):
+    """MoIEn's WGAN critic: scores a feature row of modality m as real or generated *for a given
+    entity*, from two tokens (the projected structural embedding e_s and the row, each plus its
+    token-type vector) mixed by the same attention / MLP stack as the generator; the readout
+    (W_p, b_p) of the two mixed tokens is one unbounded score per row."""
+
     def __init__(self, num_modalities: int, dim: int, layers: int, heads: int, self_attention: bool = True):
         super().__init__()
         self.structure = nn.Linear(dim, dim)

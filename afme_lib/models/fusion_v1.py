@@ -50,6 +50,11 @@ TAU_MIN = 0.05
 
 
 class MoIFuV1(nn.Module):
+    """The first MoIFu (kept for ``afme-v1``): relation-driven gates on the modality tokens and a
+    temperature-scaled softmax of their confidence / relevance into one fused entity vector; the
+    ablation switches (``denoising``, ``dynamic_weights``, ``relation_context``) turn each part off
+    (the module docstring has the formulas)."""
+
     def __init__(self, num_modalities: int, dim: int, num_relations: int, denoising: bool = True,
                  dynamic_weights: bool = True, relation_context: bool = True):
         super().__init__()

@@ -28,6 +28,10 @@ def rms_normalise(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 class ModalityInputs(nn.Module):
+    """The frozen feature tables of ``modalities`` (default: every one ``features`` holds) and
+    their learned projections: ``forward(entities)`` gives the tokens h_m = s_m * rms(P_m f_m)
+    [n, M, D] and the presence mask [n, M] (formula in the module docstring)."""
+
     def __init__(self, features, dim: int, modalities: list[str] | None = None, init_scale: float = 1.0):
         super().__init__()
         available = [] if features is None else list(features.modalities)

@@ -1,5 +1,5 @@
 """Figures offline: the notebook renderer, saved HTML figures and exported notebook pages load no
-script from the network (the browser check that they also draw is tests/test_browser.py)."""
+script from the network (the browser check that they also draw is tests/integration/test_browser.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from afme_lib.analysis import figures  # noqa: E402
 from afme_lib.analysis.export import PLOTLY_MIME, WIDGET_NOTE, notebook_html  # noqa: E402
 from afme_lib.cli import main  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # a <script src=...>, <link href=...> or ES-module import that reaches for a URL
 REMOTE = re.compile(r"""<script[^>]*\bsrc\s*=\s*["']?(?:https?:)?//|<link[^>]*\bhref\s*=\s*["']?(?:https?:)?//"""
                     r"""|import\s*\(?\s*["'](?:https?:)?//""", re.I)

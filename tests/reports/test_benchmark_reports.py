@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("transformers")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import text_features_gain  # noqa: E402
 
 from afme_lib.data.dataset import load_dataset  # noqa: E402

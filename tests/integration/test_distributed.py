@@ -37,7 +37,7 @@ from afme_lib.checkpoints import load_checkpoint
 from afme_lib.runs import BEST, LAST, read_log
 from afme_lib.train import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WORLD = 2
 EPOCHS, STOP_AT = 12, 8
 ROTATE = ["--model", "rotate", "--dim", "32", "--batch-size", "128", "--negatives", "16", "--lr", "0.05",

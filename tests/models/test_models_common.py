@@ -31,7 +31,7 @@ from afme_lib.train import batch_losses
 DIM = 16
 # Every adversarial term on, at weights that keep three steps finite.
 TRAIN = TrainConfig(lambda_adv=0.1, lambda_gp=10.0, device="cpu")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_score_batch_scores_what_score_and_score_negatives_score(tiny, name):
     with torch.no_grad():
         pos, neg = model.score_batch(h, r, t, negatives, corrupt_head)
         torch.testing.assert_close(neg, model.score_negatives(h, r, t, negatives, corrupt_head))
-        if not model.relation_conditioned:  # AFME scores a positive in its row's role (tests/test_afme.py)
+        if not model.relation_conditioned:  # AFME scores a positive in its row's role (tests/models/test_afme.py)
             torch.testing.assert_close(pos, model.score(h, r, t))
 
 

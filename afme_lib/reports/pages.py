@@ -1,13 +1,22 @@
-"""Report pages the benchmark scripts write: generated tables above, a hand-written reading below.
+"""Report pages: generated tables above, a hand-written reading below.
 
-A page is regenerated whenever a run finishes; the ``## Reading`` section a person wrote from the
-runs (from that heading to the end of the page) is carried over, so tables and prose never drift
-apart by hand-copying."""
+A page is regenerated whenever its runs change; the ``## Reading`` section a person wrote from
+the runs (from that heading to the end of the page) is carried over, so tables and prose never
+drift apart by hand-copying. Also here: what every page shares (the random-ranking yardstick,
+the runs of a results table grouped by their parameters, the settings a grid fixed).
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+
+import pandas as pd
+
+from afme_lib import atomic
+from afme_lib.data.registry import load_benchmark
+from afme_lib.errors import AfmeError
+from afme_lib.evaluate import random_baseline
 
 READING = "## Reading"
 RANDOM_NOTE = ("*Random ranking*: the expected metrics of a ranking that puts each test answer at a uniformly random "
@@ -19,14 +28,19 @@ RANDOM_NOTE = ("*Random ranking*: the expected metrics of a ranking that puts ea
 def random_ranking(dataset: str, data_dir: str | None = None) -> dict | None:
     """The test split's random-ranking baseline of ``dataset`` (registered name or folder), or
     None when the dataset is not on this machine (a page rebuilt from runs elsewhere)."""
-    from afme_lib.data.registry import load_benchmark
-    from afme_lib.errors import AfmeError
-    from afme_lib.evaluate import random_baseline
-
     try:
         return random_baseline(load_benchmark(dataset, data_dir=data_dir), "test")
     except AfmeError:
         return None
+
+
+def finished_runs(results: pd.DataFrame, **where) -> pd.DataFrame:
+    """The ``ok`` rows of a grid's results whose parameters equal ``where`` (e.g. ``dataset="MKG-Y",
+    model="rotate"``), in the table's order."""
+    ok = results[results["status"] == "ok"]
+    for column, value in where.items():
+        ok = ok[ok[column].astype(str) == str(value)]
+    return ok
 
 
 def hand_reading(page: Path) -> str:
@@ -38,9 +52,11 @@ def hand_reading(page: Path) -> str:
     return "" if at < 0 else text[at:].lstrip("\n")
 
 
-def write_page(page: Path, lines: list[str]) -> None:
+def write_page(page: Path, lines: list[str]) -> Path:
     """Write the generated ``lines`` to ``page``, followed by the page's existing reading."""
+    page = Path(page)
     page.parent.mkdir(parents=True, exist_ok=True)
     generated = "\n".join(lines).rstrip("\n") + "\n"
     reading = hand_reading(page)
-    page.write_text(generated + ("\n" + reading if reading else ""))
+    atomic.write_text(page, generated + ("\n" + reading if reading else ""))
+    return page
