@@ -10,7 +10,7 @@ options (NATIVE's lambdas); one torch thread per process unless ``--threads`` sa
     python benchmarks/speed_models.py --data-dir ../shared/datasets --features-root runs/features
 
 writes ``reports/speed/models.md`` and ``reports/speed/models.json``. The targets the page checks
-(issue 18): on MKG-Y, AFME's epoch and evaluation within 3x RotATE's and its epoch no slower than
+(issue 18): on MKG-Y, AFME's epoch and evaluation within 3x RotatE's and its epoch no slower than
 NATIVE's; on the synthetic preset, AFME's epoch within 5x RotatE's.
 """
 
