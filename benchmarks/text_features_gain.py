@@ -30,8 +30,12 @@ GRID = Path(__file__).resolve().parents[1] / "configs" / "text-features.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
-    spec = load_grid(GRID)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--grid", default=str(GRID))
+    spec = load_grid(Path(pre.parse_known_args(argv)[0].grid))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", default=str(GRID), help=f"the grid file (default: configs/{GRID.name}; "
+                        "configs/text-features-warm.yaml: the feature models without the cold-entity protocols)")
     parser.add_argument("--datasets", nargs="+", default=["MKG-Y", "TIVA"], help="compared (readable names)")
     parser.add_argument("--extra-features", nargs="*", default=["KVC16K"], help="name features built, not compared")
     parser.add_argument("--structure-only", nargs="*", default=["MKG-W"], help="RotatE only (no readable names)")

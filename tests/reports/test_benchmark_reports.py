@@ -46,6 +46,27 @@ def test_text_features_page_pairs_every_model_with_rotate_and_keeps_the_reading(
     assert again == page + "\n" + reading  # finished runs reused, the table unchanged, the reading kept once
 
 
+def test_the_warm_grid_trains_the_feature_models_without_the_cold_entity_protocols(tiny_synth, tmp_path,
+                                                                                     monkeypatch):
+    import json
+    data = tmp_path / "data"
+    shutil.copytree(tiny_synth, data / "tiny")
+    monkeypatch.chdir(data)
+    runs = tmp_path / "runs"
+    grid = Path(__file__).resolve().parents[2] / "configs" / "text-features-warm.yaml"
+    assert text_features_gain.main(
+        ["--grid", str(grid), "--datasets", "tiny", "--extra-features", "--structure-only", "--data-dir", str(data),
+         "--features-root", str(tmp_path / "features"), "--runs", str(runs), "--out", str(tmp_path / "report"),
+         "--models", "rotate", "afme", "native", "--seeds", "0", "--epochs", "1", "--dim", "8", "--batch-size", "512",
+         "--negatives", "4", "--eval-every", "1", "--device", "cpu"]) == 0
+    model = {name: json.loads((runs / f"tiny-{name}-d8-e1-s0" / "config.json").read_text())["model"]
+             for name in ("afme", "native")}
+    assert (model["afme"]["structure_dropout"], model["afme"]["structure_shuffle"]) == (0.0, 0.0)
+    assert model["native"]["structure_dropout"] == 0.0
+    default = text_features_gain.load_grid(text_features_gain.GRID).variants["afme"]
+    assert "structure_dropout" not in default  # the main grid keeps the models' defaults
+
+
 @pytest.mark.filterwarnings("ignore::afme_lib.data.hygiene.SplitLeakageWarning")
 def test_hygiene_page_tabulates_the_benchmarks_and_compares_original_with_cleaned(tiny_synth, tmp_path):
     import hygiene_report
