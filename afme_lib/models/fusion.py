@@ -110,26 +110,37 @@ class MoIFu(nn.Module):
         [n, M, D] product is kept beyond what the gradient needs."""
         ctx = self.context_ids(relations)
         if self.denoising:
-            gates = torch.sigmoid(gate_inputs + self.gate_relation[ctx] + self.gate_bias)
+            # g_{r,m} + b_m is formed per relation first: one [n, M, D] gather instead of two adds.
+            table = (self.gate_relation + self.gate_bias).flatten(1)
+            # F.embedding: its backward into a few relation rows is ~2x faster on a CPU than indexing's.
+            gates = torch.sigmoid(gate_inputs + F.embedding(ctx, table).view_as(gate_inputs))
+            denoised = gates * tokens
         else:
-            gates = torch.ones_like(tokens)
-        denoised = gates * tokens
-        if self.dynamic_weights:
-            alpha = denoised.norm(dim=-1) / (token_norm + 1e-6)
-            tau = F.softplus(self.tau_raw[ctx]) + TAU_MIN
-            logits = self.relevance()[ctx] + F.softplus(self.beta_raw) * alpha
-            if generated is not None:
-                logits = logits + generated.to(logits.dtype) * self.generated_bias[ctx]
-            logits = logits / tau[:, None]
+            gates, denoised = None, tokens
+        if self.num_modalities == 1:
+            # A softmax over one token is 1 wherever it is available (and its gradient is 0), so the
+            # logits are not computed: on a text-only graph they were a third of the fusion's cost.
+            weights = available.to(tokens.dtype)
         else:
-            logits = torch.zeros(available.shape, dtype=tokens.dtype, device=tokens.device)
-        logits = logits.masked_fill(~available, float("-inf"))
-        # An entity with no available token gets weights 0 (not the NaN of a softmax over nothing).
-        weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)
+            if self.dynamic_weights:
+                alpha = (denoised.norm(dim=-1) / (token_norm + 1e-6)) if gates is not None else torch.ones_like(token_norm)
+                tau = F.softplus(self.tau_raw[ctx]) + TAU_MIN
+                logits = self.relevance()[ctx] + F.softplus(self.beta_raw) * alpha
+                if generated is not None:
+                    logits = logits + generated.to(logits.dtype) * self.generated_bias[ctx]
+                logits = logits / tau[:, None]
+            else:
+                logits = torch.zeros(available.shape, dtype=tokens.dtype, device=tokens.device)
+            logits = logits.masked_fill(~available, float("-inf"))
+            # An entity with no available token gets weights 0 (not the NaN of a softmax over nothing).
+            weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)
         structure = torch.sigmoid(self.structure_logit[ctx])[:, None] * structural
         if not internals:
-            return {"fused": torch.baddbmm(structure[:, None], weights[:, None], denoised).squeeze(1)}
+            # Elementwise, not a batched [1, M] x [M, D] product: with M a handful, bmm's per-matrix
+            # overhead made this line a tenth of AFME's CPU epoch.
+            return {"fused": structure + (weights[..., None] * denoised).sum(1)}
         modal = weights[..., None] * denoised
+        gates = torch.ones_like(tokens) if gates is None else gates
         return {"fused": structure + modal.sum(1), "structure": structure, "modal": modal, "gates": gates,
                 "weights": weights}
 

@@ -44,12 +44,14 @@ class ModalityInputs(nn.Module):
         # Host-resident tables (offloaded store): a plain list, so .to(device) leaves them in place.
         on_host = features is not None and getattr(features, "placement", "device") != "device"
         self._host_features = [features.features[m] for m in names] if on_host else []
+        self._complete: list[bool] = []
         for i, m in enumerate(names):
             # Non-persistent: features are data, re-supplied from the feature store on load, so
             # checkpoints stay small and a checkpoint never carries someone else's features.
             if not on_host:
                 self.register_buffer(f"features_{i}", features.features[m].float(), persistent=False)
             self.register_buffer(f"present_{i}", features.masks[m].bool(), persistent=False)
+            self._complete.append(bool(features.masks[m].bool().all()))  # no row to zero out
             # No bias: P_m is linear, so h_m does not change when the raw features are rescaled.
             self.projections.append(nn.Linear(features.features[m].shape[1], dim, bias=False))
         self.log_scale = nn.Parameter(torch.full((len(names),), float(torch.tensor(init_scale).log())))
@@ -69,7 +71,7 @@ class ModalityInputs(nn.Module):
                 feats = getattr(self, f"features_{i}")[entities]
             ok = getattr(self, f"present_{i}")[entities]
             h = rms_normalise(proj(feats)) * self.log_scale[i].exp()
-            tokens.append(torch.where(ok[:, None], h, torch.zeros((), dtype=h.dtype, device=h.device)))
+            tokens.append(h if self._complete[i] else torch.where(ok[:, None], h, torch.zeros((), dtype=h.dtype, device=h.device)))
             present.append(ok)
         if not tokens:
             n = entities.shape[0]

@@ -245,3 +245,29 @@ def test_generated_tokens_get_their_own_learned_trust():
         assert torch.all(distrusted[:, 2] < same[:, 2])
         fusion.generated_bias[:, 0] = 5.0  # no generated token of modality 0: no effect
         torch.testing.assert_close(fusion(*args, generated=generated)["weights"], distrusted)
+
+
+@pytest.mark.parametrize("modalities", [1, 3])
+@pytest.mark.parametrize("switches", [{}, {"denoising": False}, {"dynamic_weights": False}])
+def test_training_path_fuses_as_the_documented_formula(modalities, switches):
+    """The path training takes (no internals; with one modality the softmax is skipped, since over
+    one available token it is 1) gives the brute-force fusion, and the same gradients."""
+    torch.manual_seed(0)
+    fusion = MoIFu(modalities, D, R, **switches)
+    with torch.no_grad():
+        fusion.structure_logit.uniform_(-2.0, 2.0)
+        fusion.gate_relation.normal_(0.0, 1.0)
+    s, h, available, rels = batch(9)
+    h, available = h[:, :modalities].clone().requires_grad_(), available[:, :modalities]
+    fast = fusion(s, h, h.detach().norm(dim=-1), available, fusion.gate_inputs(h), rels, internals=False)["fused"]
+    lam = fusion.structure_scale(rels)[:, None]
+    pre = torch.einsum("nmd,med->nme", h, fusion.gate_weight) + fusion.gate_relation[rels] + fusion.gate_bias
+    gates = torch.sigmoid(pre) if fusion.denoising else torch.ones_like(h)
+    if modalities == 1:
+        expected = lam * s + available.float() * (gates * h)[:, 0]
+    else:
+        expected = fusion(s, h, h.detach().norm(dim=-1), available, fusion.gate_inputs(h), rels)["fused"]
+    torch.testing.assert_close(fast, expected)
+    (g_fast,) = torch.autograd.grad(fast.pow(2).sum(), h)
+    (g_ref,) = torch.autograd.grad(expected.pow(2).sum(), h)
+    torch.testing.assert_close(g_fast, g_ref)
