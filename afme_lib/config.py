@@ -124,6 +124,10 @@ class ModelConfig:
     enhance_mix: float = option(0.0, "AFME: initial share of a generated feature mixed into a measured one "
                                 "(0: MoIEn fills missing rows only)", at_least=0, at_most=1)
     reconstruction: float = option(10.0, "AFME: weight of MoIEn's reconstruction term on hidden measured rows", at_least=0)
+    token_start: float = option(0.3, "AFME: initial scale of the modality tokens, as a fraction of the structural "
+                                "embeddings' RMS (small: the model starts as its scorer alone)", above=0)
+    structure_start: float = option(0.95, "AFME: initial lambda_r, the weight of the structural embedding in e_r",
+                                    above=0, below=1)
     adversarial_rows: int = option(256, "AFME: entities per step in MoIEn's critic and generator updates", at_least=1)
     structure_dropout: float = option(0.05, "models that read features: share of a batch's entities whose structural "
                                       "embedding is replaced by the learned 'unknown' vector that entities with no "

@@ -58,7 +58,6 @@ from afme_lib.models.registry import register_model
 from afme_lib.models.scorers import scorer_from_config
 
 TABLE_CHUNK = 8192  # entities fused at a time when building a whole entity table
-FEATURE_START = 0.3  # initial token scale, as a fraction of the structural embeddings' RMS
 
 
 @register_model("afme")
@@ -71,10 +70,11 @@ class AFME(KGModel):
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
         super().__init__(config, num_entities, num_relations)
         dim = self.init_embeddings(scorer_from_config(config))
-        self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=FEATURE_START * self.embedding_scale())
+        self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=config.token_start * self.embedding_scale())
         m = len(self.inputs)
         self.token_names = ["structure"] + self.inputs.names
-        self.fusion = MoIFu(m, dim, num_relations, config.denoising, config.dynamic_weights, config.relation_context)
+        self.fusion = MoIFu(m, dim, num_relations, config.denoising, config.dynamic_weights, config.relation_context,
+                            config.structure_start)
         self.use_gan = config.gan and m > 0
         self.enhance = False
         if m:

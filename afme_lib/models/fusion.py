@@ -33,10 +33,13 @@ generated tokens no special treatment; learning the offset lets each relation sa
 
 Fusion starts as structure (residual form)::
 
-    e_r = lambda_r e_s + sum_m w_m t~_m,        lambda_r = sigmoid(l_r), l_r = 3 at start (0.95)
+    e_r = lambda_r e_s + sum_m w_m t~_m,        lambda_r = sigmoid(l_r), 0.95 at start
 
-Tokens start at a fraction of the structural scale, so AFME begins as its scorer alone and the
-modality path grows where it lowers the loss. lambda_r lets a relation that the features decide
+Tokens start at a fraction (0.3) of the structural scale, so AFME begins as its scorer alone and
+the modality path grows where it lowers the loss. Both starting points are options
+(``ModelConfig.token_start``, ``structure_start``): on a graph where every entity is warm and the
+text is informative throughout (MKG-Y with name text), starting from an even mix (1.0 and 0.5)
+trains the text path further within a short budget (reports/afme-v2-mkgy-warm). lambda_r lets a relation that the features decide
 lean on them (a score function such as RotatE cannot shrink e_s by itself: its relations rotate).
 The shares of e_r's parts, ``[||lambda_r e_s||, ||w_m t~_m||] / sum`` (:meth:`MoIFu.shares`),
 are the convex weights the notebooks show as "which modality a relation relies on".
@@ -56,14 +59,14 @@ from torch import nn
 
 TAU_MIN = 0.05
 RELEVANCE_DIM = 16
-STRUCTURE_START = 3.0  # l_r at start: lambda_r = sigmoid(3) = 0.95
+STRUCTURE_START = 0.95  # lambda_r at start (ModelConfig.structure_start)
 
 
 class MoIFu(nn.Module):
     """Per-entity gate inputs, then per-(entity, relation) gates, weights and residual fusion."""
 
     def __init__(self, num_modalities: int, dim: int, num_relations: int, denoising: bool = True,
-                 dynamic_weights: bool = True, relation_context: bool = True):
+                 dynamic_weights: bool = True, relation_context: bool = True, structure_start: float = STRUCTURE_START):
         super().__init__()
         m = num_modalities
         self.num_modalities = m
@@ -76,7 +79,8 @@ class MoIFu(nn.Module):
         self.U = nn.Parameter(torch.randn(RELEVANCE_DIM) / math.sqrt(RELEVANCE_DIM))
         self.beta_raw = nn.Parameter(torch.tensor(math.log(math.e - 1)))  # softplus -> 1
         self.tau_raw = nn.Parameter(torch.full((contexts,), math.log(math.e - 1)))  # softplus -> 1
-        self.structure_logit = nn.Parameter(torch.full((contexts,), STRUCTURE_START))  # l_r
+        start = math.log(structure_start / (1 - structure_start))
+        self.structure_logit = nn.Parameter(torch.full((contexts,), start))  # l_r
         self.generated_bias = nn.Parameter(torch.zeros(contexts, m))  # pi_{r,m}: logit offset of a generated token
 
     def context_ids(self, relations: torch.Tensor) -> torch.Tensor:

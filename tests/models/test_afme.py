@@ -515,3 +515,18 @@ def test_cuda_bf16_autocast(tiny):
     with torch.no_grad():
         exact = model.score_all(h, r, "tail")
     torch.testing.assert_close(scores, exact, rtol=0.05, atol=0.5)
+
+
+@pytest.mark.parametrize("token_start, structure_start", [(0.3, 0.95), (1.0, 0.5)])
+def test_starting_point_of_the_fusion_follows_its_options(tiny, token_start, structure_start):
+    """lambda_r starts at ``structure_start`` for every relation and each measured token's RMS at
+    ``token_start`` times the structural embeddings' RMS."""
+    model = build(tiny, token_start=token_start, structure_start=structure_start)
+    rels = torch.arange(model.num_relations)
+    torch.testing.assert_close(model.fusion.structure_scale(rels), torch.full((len(rels),), structure_start))
+    with torch.no_grad():
+        tokens, measured = model.inputs(torch.arange(model.num_entities))
+        rms = tokens[measured].pow(2).mean(-1).sqrt()
+        structure_rms = model.entity.weight.pow(2).mean().sqrt()
+    torch.testing.assert_close(rms, torch.full_like(rms, token_start * float(model.embedding_scale())), rtol=1e-2, atol=1e-3)
+    assert float(model.embedding_scale()) == pytest.approx(float(structure_rms), rel=0.2)

@@ -104,10 +104,10 @@ def test_fusion_starts_as_structure():
     """At initialisation lambda_r = sigmoid(3) for every relation: e_r is 0.95 e_s plus the small
     modality part (tokens start at a fraction of the structural scale in AFME)."""
     fusion = MoIFu(M, D, R)
-    assert torch.allclose(fusion.structure_scale(torch.arange(R)), torch.sigmoid(torch.tensor(STRUCTURE_START)))
+    assert torch.allclose(fusion.structure_scale(torch.arange(R)), torch.tensor(STRUCTURE_START))
     s, h, available, rels = batch()
     out = run(fusion, s, h * 0.0, available, rels)
-    torch.testing.assert_close(out["fused"], torch.sigmoid(torch.tensor(STRUCTURE_START)) * s)
+    torch.testing.assert_close(out["fused"], torch.tensor(STRUCTURE_START) * s)
 
 
 def test_gates_lie_in_the_unit_interval_even_for_huge_inputs():
