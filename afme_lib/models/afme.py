@@ -5,7 +5,8 @@ For an entity e seen through relation r::
     e_s                            learned structural embedding (the "unknown" vector for an
                                    entity with no training triple, see models/base.py)
     h_m = s_m rms(P_m f_m)         frozen features of each modality, projected (modality.py)
-    g_m = s_m G(e_s, z, {h_k})     MoIEn: per entity, from structure and the measured tokens (its
+    g_m = s_m G(e_s, z, {f_k})     MoIEn: per entity, from structure and the shown modalities' raw
+                                   features read through its own projections (enhance.py; its
                                    RMS capped at 1: never longer than a measured token)
     t_m = h_m                      if m is measured for e
           g_m                      if it is missing (completed)
@@ -80,7 +81,7 @@ class AFME(KGModel):
         if m:
             self.enable_unknown_entities()
         if self.use_gan:
-            self.generator = CompletionGenerator(m, dim, config.noise_dim, config.attention_layers,
+            self.generator = CompletionGenerator(self.inputs.feature_dims, dim, config.noise_dim, config.attention_layers,
                                                config.attention_heads, config.self_attention, config.dropout)
             # The critic always attends: with per-token MLPs its score would split into
             # a(e_s) + b(x) and stop being conditioned on the entity (the self_attention
@@ -93,10 +94,11 @@ class AFME(KGModel):
         self._table_cache: dict | None = None
 
     # --- per-entity part ---------------------------------------------------------------------
-    def _generate(self, structural: torch.Tensor, tokens: torch.Tensor, shown: torch.Tensor,
+    def _generate(self, entities: torch.Tensor, structural: torch.Tensor, shown: torch.Tensor,
                   noise: torch.Tensor | None) -> torch.Tensor:
-        """MoIEn's tokens [n, M, D] on the measured tokens' scale, s_m rms(G(e_s, z, shown tokens))."""
-        generated = self.generator(structural, tokens, shown, noise)
+        """MoIEn's tokens [n, M, D] for ``entities`` on the measured tokens' scale,
+        s_m rms(G(e_s, z, the shown modalities' raw features))."""
+        generated = self.generator(structural, self.generator.view(self.inputs.raw(entities)), shown, noise)
         # The generator predicts the unit-RMS token; one whose RMS exceeds 1 is scaled down to it
         # (the generator's output at initialisation is several times longer than a measured token
         # and would swamp the fusion), a shorter one is kept short: a prediction that hedges
@@ -121,7 +123,7 @@ class AFME(KGModel):
             if len(rows):
                 # Detached: the KGC loss must not train the generator (MoIEn has its own objective).
                 with torch.no_grad():
-                    generated = self._generate(structural[rows], tokens[rows], measured[rows],
+                    generated = self._generate(entities[rows], structural[rows], measured[rows],
                                                self._noise(len(rows), entities.device))
                 filled = torch.where(measured[rows, :, None], tokens[rows], generated)
                 if self.enhance:
@@ -297,8 +299,8 @@ class AFME(KGModel):
         rows, cols = hidden.nonzero(as_tuple=True)
         if len(rows) == 0:
             return None
-        generated = self._generate(structural, tokens, measured & ~hidden, torch.randn(len(unique), self.config.noise_dim,
-                                                                                        device=unique.device))
+        generated = self._generate(unique, structural, measured & ~hidden,
+                                   torch.randn(len(unique), self.config.noise_dim, device=unique.device))
         return {"cond": structural[rows], "real": tokens[rows, cols], "fake": generated[rows, cols], "modality": cols}
 
     def _zero(self) -> torch.Tensor:

@@ -30,6 +30,8 @@ import math
 import torch
 from torch import nn
 
+from afme_lib.models.modality import rms_normalise
+
 
 def _heads_for(dim: int, wanted: int) -> int:
     """Largest head count <= wanted that divides dim (dim 250 with 4 wanted heads -> 2)."""
@@ -116,9 +118,10 @@ class CompletionGenerator(nn.Module):
     """AFME v2's generator: every modality's token for one entity, from its structure and the
     tokens shown to it (the same inputs for every relation, so it runs once per entity)::
 
+        v_m    = rms(Q_m f_m)                                   its own reading of the raw features
         e_mod  = e_s (+) z,   b_m = A_m e_mod                   (b_0: the structural token)
-        x_m    = c_m + sigmoid(W_d^m (b_m * c'_m) + b_d^m)      c_m  = t_m if shown, else a learned mask
-                                                                c'_m = t_m if shown, else 1
+        x_m    = c_m + sigmoid(W_d^m (b_m * c'_m) + b_d^m)      c_m  = v_m if shown, else a learned mask
+                                                                c'_m = v_m if shown, else 1
         [s, x_1..x_M]^(L) = L blocks of self-attention over the M+1 tokens
         g_m    = O_m x_m^(L)
 
@@ -126,13 +129,19 @@ class CompletionGenerator(nn.Module):
     shown token by a function of e_s, coordinate by coordinate, and the content of the other
     modalities reaches the attention scrambled: measured, a generator built that way still decoded
     attributes at chance after 1,000 reconstruction steps on the synthetic preset, while with the
-    residual c_m it decoded them at 0.5-0.7. So the shown token is added back (our choice)."""
+    residual c_m it decoded them at 0.5-0.7. So the shown token is added back (our choice).
 
-    def __init__(self, num_modalities: int, dim: int, noise_dim: int, layers: int, heads: int,
+    The generator reads the raw features through its own Q_m, not the fusion's tokens h_m (our
+    choice): P_m is shaped by the KGC loss alone, which keeps what answers queries when every row is
+    there; a modality's weaker second signal, the one a missing row's completion needs, is what
+    it may drop. Q_m is trained by MoIEn's objective with the rest of the generator."""
+
+    def __init__(self, feature_dims: list[int], dim: int, noise_dim: int, layers: int, heads: int,
                  self_attention: bool = True, dropout: float = 0.0):
         super().__init__()
-        m = num_modalities
+        m = len(feature_dims)
         self.num_modalities, self.dim, self.noise_dim = m, dim, noise_dim
+        self.read = nn.ModuleList(nn.Linear(d, dim, bias=False) for d in feature_dims)  # Q_m
         self.base = nn.Linear(dim + noise_dim, (m + 1) * dim)  # A_s, A_1..A_M
         self.modulate_weight = nn.Parameter(torch.randn(m, dim, dim) / math.sqrt(dim))  # W_d^m
         self.modulate_bias = nn.Parameter(torch.zeros(m, dim))  # b_d^m
@@ -142,10 +151,15 @@ class CompletionGenerator(nn.Module):
         self.out_weight = nn.Parameter(torch.randn(m, dim, dim) / math.sqrt(dim))  # O_m
         self.out_bias = nn.Parameter(torch.zeros(m, dim))
 
+    def view(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The generator's own reading v_m = rms(Q_m f_m) [n, M, D] of each modality's raw rows [n, d_m]."""
+        return torch.stack([rms_normalise(read(f)) for read, f in zip(self.read, features)], 1)
+
     def forward(self, structural: torch.Tensor, tokens: torch.Tensor, shown: torch.Tensor,
                 noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Generated tokens g [n, M, D] from e_s [n, D], tokens [n, M, D] and which are shown [n, M]
-        (the others are ignored). ``noise`` None means z = 0 (evaluation)."""
+        """Generated tokens g [n, M, D] from e_s [n, D], the shown modalities' readings ``tokens``
+        [n, M, D] (:meth:`view`) and which are shown [n, M] (the others are ignored). ``noise``
+        None means z = 0 (evaluation)."""
         n = structural.shape[0]
         if noise is None:
             noise = structural.new_zeros(n, self.noise_dim)

@@ -59,16 +59,22 @@ class ModalityInputs(nn.Module):
     def __len__(self) -> int:
         return len(self.names)
 
+    @property
+    def feature_dims(self) -> list[int]:
+        """Width d_m of each modality's raw feature rows."""
+        return [proj.in_features for proj in self.projections]
+
+    def raw(self, entities: torch.Tensor) -> list[torch.Tensor]:
+        """Each modality's frozen feature rows [n, d_m] for flat entity ids [n] (zero where missing)."""
+        if self._host_features:  # gather each distinct entity's rows once from host memory
+            distinct, inverse = torch.unique(entities, return_inverse=True)
+            return [gather_rows(table, distinct)[inverse] for table in self._host_features]
+        return [getattr(self, f"features_{i}")[entities] for i in range(len(self))]
+
     def forward(self, entities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Projected tokens [n, M, D] and presence [n, M] for flat entity ids [n]."""
         tokens, present = [], []
-        if self._host_features:  # gather each distinct entity's rows once from host memory
-            distinct, inverse = torch.unique(entities, return_inverse=True)
-        for i, proj in enumerate(self.projections):
-            if self._host_features:
-                feats = gather_rows(self._host_features[i], distinct)[inverse]
-            else:
-                feats = getattr(self, f"features_{i}")[entities]
+        for i, (proj, feats) in enumerate(zip(self.projections, self.raw(entities))):
             ok = getattr(self, f"present_{i}")[entities]
             h = rms_normalise(proj(feats)) * self.log_scale[i].exp()
             tokens.append(h if self._complete[i] else torch.where(ok[:, None], h, torch.zeros((), dtype=h.dtype, device=h.device)))

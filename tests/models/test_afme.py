@@ -302,6 +302,22 @@ def test_generator_loss_reaches_the_generator(tiny):
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert model.generator.out_weight.grad.abs().sum() > 0
     assert model.generator.base.weight.grad.abs().sum() > 0
+    assert all(read.weight.grad.abs().sum() > 0 for read in model.generator.read)
+
+
+def test_the_generator_reads_raw_features_not_the_fusions_tokens(tiny):
+    """MoIEn reads each modality through its own projection Q_m: changing the fusion's P_m leaves
+    its completions unchanged; changing Q_m changes them."""
+    model = build(tiny).eval()
+    ents = torch.arange(40)
+    shown = torch.rand(40, len(model.inputs), generator=torch.Generator().manual_seed(0)) < 0.5
+    with torch.no_grad():
+        before = model._generate(ents, model.structural(ents), shown, None)
+        for proj in model.inputs.projections:
+            proj.weight.mul_(-3.0)
+        torch.testing.assert_close(model._generate(ents, model.structural(ents), shown, None), before)
+        model.generator.read[0].weight.mul_(-3.0)
+        assert not torch.allclose(model._generate(ents, model.structural(ents), shown, None), before)
 
 
 def test_a_few_joint_steps_reduce_the_kgc_loss(tiny):
