@@ -30,7 +30,6 @@ import os
 import shutil
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,16 +82,9 @@ def run_jobs(dataset: str, seed: int, training: dict, runs_root: str | Path) -> 
     return jobs
 
 
-def slowest_first(jobs: dict) -> list:
-    """The job keys in the order to start them: AFME with MoIEn (a critic step per batch) first,
-    the rest after, so that two workers finish together (on the default preset: 525 -> ~495 s)."""
-    return sorted(jobs, key=lambda k: not (jobs[k]["model"] == "afme" and jobs[k].get("gan", True)))
-
-
 def study(dataset: str, seed: int, training: dict, runs_root: str | Path, workers: int = 1) -> Study:
     """Train (or reuse) the study's runs and compute the report's numbers."""
-    jobs = run_jobs(dataset, seed, training, runs_root)
-    runs = workbench.train_all(jobs, workers, slowest_first(jobs))
+    runs = workbench.train_all(run_jobs(dataset, seed, training, runs_root), workers)
     table = studies.slice_table(runs)
     by_variant = {(ablations.FULL if name == "afme" else name, seed): run for name, run in runs.items()
                   if name not in BASELINES}
@@ -238,15 +230,16 @@ def notebook_parameters(name: str, dataset: str, seed: int, training: dict, runs
     return {k: v for k, v in given.items() if k in defined and v is not None}
 
 
-def execute_notebooks(out: Path, params: dict[str, dict], stamp: str, log=print, workers: int = 1) -> dict[str, dict]:
+def execute_notebooks(out: Path, params: dict[str, dict], stamp: str, log=print) -> dict[str, dict]:
     """Execute each notebook (papermill) into ``<out>/<name>.ipynb`` and export its HTML, unless the
-    executed notebook is complete and its inputs hash as recorded in the manifest; ``workers`` at a
-    time (each in its own kernel; they only read finished runs). Returns the manifest's
-    ``notebooks`` part ({name: {"inputs", "seconds", "reused"}})."""
+    executed notebook is complete and its inputs hash as recorded in the manifest; returns the
+    manifest's ``notebooks`` part ({name: {"inputs", "seconds", "reused"}})."""
+    import papermill  # only here: the report can be written without executing anything
+
     manifest_path = out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     old = manifest.get("notebooks", {})
-    done, todo = {}, {}
+    done = {}
     for name, parameters in params.items():
         source = workbench.resolve_path(f"notebooks/{name}.ipynb")
         inputs = hashlib.sha1(json.dumps([source.read_text(), parameters, stamp], sort_keys=True).encode()).hexdigest()
@@ -255,27 +248,15 @@ def execute_notebooks(out: Path, params: dict[str, dict], stamp: str, log=print,
         if kept and old.get(name, {}).get("inputs") == inputs:
             done[name] = {**old[name], "reused": True}
             log(f"{name}: unchanged, kept ({old[name]['seconds']:.0f} s when executed)")
-        else:
-            todo[name] = (source, target, parameters, inputs)
-    with ThreadPoolExecutor(max(1, min(workers, len(todo) or 1))) as pool:
-        futures = {pool.submit(_execute, *todo[name][:3]): name for name in todo}
-        for future in as_completed(futures):
-            name = futures[future]
-            done[name] = {"inputs": todo[name][3], "seconds": future.result(), "reused": False}
-            atomic.write_json(manifest_path, {**manifest, "notebooks": {**old, **done}})
-            log(f"{name}: executed in {done[name]['seconds']:.0f} s")
-    return {name: done[name] for name in params}  # in the notebooks' order
-
-
-def _execute(source: Path, target: Path, parameters: dict) -> float:
-    """papermill ``source`` -> ``target`` and its static HTML page; seconds taken."""
-    import papermill  # only here: the report can be written without executing anything
-
-    start = time.perf_counter()
-    papermill.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
-                               cwd=str(source.parent), progress_bar=False)
-    notebook_html(target)  # the static page beside it, drawing its figures offline
-    return round(time.perf_counter() - start, 1)
+            continue
+        start = time.perf_counter()
+        papermill.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
+                                   cwd=str(source.parent), progress_bar=False)
+        notebook_html(target)  # the static page beside it, drawing its figures offline
+        done[name] = {"inputs": inputs, "seconds": round(time.perf_counter() - start, 1), "reused": False}
+        atomic.write_json(manifest_path, {**manifest, "notebooks": {**old, **done}})
+        log(f"{name}: executed in {done[name]['seconds']:.0f} s")
+    return done
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -346,8 +327,7 @@ def report(s: Study, out: Path, command: str, preset: str, seed: int, training: 
     lines += ["", "## Time", "",
               f"Wall-clock seconds on this machine ({usable_cores()} cores; load average over the last minute when "
               f"the report was written: {os.getloadavg()[0]:.1f}). A reused run or notebook shows the time of the "
-              "call that made it; runs and notebooks execute as many at a time as the training line says, so "
-              "their seconds overlap.", "", "| phase | seconds |", "|---|---:|"]
+              "call that made it.", "", "| phase | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in seconds.items()]
     return "\n".join(lines) + "\n"
 
@@ -382,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = run_jobs(dataset, args.seed, training, runs_root)
     fresh = [name for name, job in jobs.items() if not workbench.run_finished(**job)]
     start = time.perf_counter()
-    workbench.train_all(jobs, args.workers, slowest_first(jobs))
+    workbench.train_all(jobs, args.workers)
     if fresh or "training" not in manifest:  # the call that trained them says how long it took
         manifest["training"] = {"runs": len(fresh), "seconds": round(time.perf_counter() - start, 1)}
         atomic.write_json(manifest_path, manifest)
@@ -396,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         params = {name: notebook_parameters(name, dataset, args.seed, training, runs_root, out, args.workers)
                   for name in NOTEBOOKS}
         stamp = json.dumps([code_fingerprint(), (Path(dataset) / workbench.STAMP_FILE).read_text()])
-        notebooks = execute_notebooks(out, params, stamp, workers=args.workers)
+        notebooks = execute_notebooks(out, params, stamp)
         seconds.update({f"notebook {k}" + (" (when executed)" if v["reused"] else ""): v["seconds"]
                         for k, v in notebooks.items()})
     seconds["this call, in all"] = time.perf_counter() - began

@@ -339,9 +339,8 @@ def _train_in_worker(job: dict, threads: int) -> str:
     return str(notebook_run(**{**job, "progress": False}).path)
 
 
-def train_all(jobs: dict, workers: int = 1, order=None) -> dict:
-    """``{key: Run}``: :func:`notebook_run` ``(**job)`` for every ``{key: job}``, started in the
-    ``order`` of their keys (default: the jobs'; slowest first keeps every worker busy to the end).
+def train_all(jobs: dict, workers: int = 1) -> dict:
+    """``{key: Run}``: :func:`notebook_run` ``(**job)`` for every ``{key: job}``.
 
     ``workers`` > 1 trains that many runs at once, each in its own process with
     ``cores // workers`` torch threads: on a CPU, small models use one core each far better
@@ -349,7 +348,7 @@ def train_all(jobs: dict, workers: int = 1, order=None) -> dict:
     independent folders, so the result is the same whatever ``workers`` is.
     """
     plans = {key: _planned(**job) for key, job in jobs.items()}
-    todo = [key for key in (jobs if order is None else order) if not RunFolder(plans[key][-1]).finished]
+    todo = [key for key, plan in plans.items() if not RunFolder(plan[-1]).finished]
     start = time.perf_counter()
     if workers > 1 and len(todo) > 1:
         workers = min(workers, len(todo))

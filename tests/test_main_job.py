@@ -130,12 +130,3 @@ def test_seeds_benchmark_checks_every_claim_per_seed(tmp_path):
     slice_rows = _table(page, "## Test MRR (%) by slice, mean ± std over 2 seeds")
     assert slice_rows[""][0] == "cold/attribute" and re.fullmatch(r"\d+\.\d+ ± \d+\.\d+", slice_rows["afme"][0])
     assert len(list((tmp_path / "data").iterdir())) == 2  # a graph per seed
-
-
-def test_runs_with_a_critic_start_first_and_none_is_dropped(tmp_path):
-    jobs = main_job.run_jobs("some/data", 0, main_job.TRAINING, tmp_path)
-    order = main_job.slowest_first(jobs)
-    assert sorted(order) == sorted(jobs)
-    with_critic = [k for k in jobs if jobs[k]["model"] == "afme" and jobs[k].get("gan", True)]
-    assert set(order[:len(with_critic)]) == set(with_critic) and "w/o GAN" not in with_critic
-    assert set(order[len(with_critic):]) == {"rotate", "mm-concat", "w/o GAN"}
