@@ -94,11 +94,11 @@ class AFME(KGModel):
         self._table_cache: dict | None = None
 
     # --- per-entity part ---------------------------------------------------------------------
-    def _generate(self, entities: torch.Tensor, structural: torch.Tensor, shown: torch.Tensor,
+    def _generate(self, raw: list[torch.Tensor], structural: torch.Tensor, shown: torch.Tensor,
                   noise: torch.Tensor | None) -> torch.Tensor:
-        """MoIEn's tokens [n, M, D] for ``entities`` on the measured tokens' scale,
-        s_m rms(G(e_s, z, the shown modalities' raw features))."""
-        generated = self.generator(structural, self.generator.view(self.inputs.raw(entities)), shown, noise)
+        """MoIEn's tokens [n, M, D] on the measured tokens' scale, s_m rms(G(e_s, z, the shown
+        modalities' raw feature rows ``raw``, from ModalityInputs.raw))."""
+        generated = self.generator(structural, self.generator.view(raw), shown, noise)
         # The generator predicts the unit-RMS token; one whose RMS exceeds 1 is scaled down to it
         # (the generator's output at initialisation is several times longer than a measured token
         # and would swamp the fusion), a shorter one is kept short: a prediction that hedges
@@ -115,7 +115,8 @@ class AFME(KGModel):
         structural = self.structural(entities)
         if len(self.inputs) == 0:
             return {"structural": structural}
-        tokens, measured = self.inputs(entities)
+        raw = self.inputs.raw(entities)
+        tokens, measured = self.inputs(entities, raw)
         available = measured
         if self.use_gan:
             need = ~measured.all(1) if not self.enhance else torch.ones_like(measured[:, 0])
@@ -123,7 +124,7 @@ class AFME(KGModel):
             if len(rows):
                 # Detached: the KGC loss must not train the generator (MoIEn has its own objective).
                 with torch.no_grad():
-                    generated = self._generate(entities[rows], structural[rows], measured[rows],
+                    generated = self._generate([f[rows] for f in raw], structural[rows], measured[rows],
                                                self._noise(len(rows), entities.device))
                 filled = torch.where(measured[rows, :, None], tokens[rows], generated)
                 if self.enhance:
@@ -294,12 +295,13 @@ class AFME(KGModel):
             unique = unique[torch.randperm(len(unique), device=unique.device)[: self.config.adversarial_rows]]
         with torch.no_grad():
             structural = self.structural(unique)
-            tokens, measured = self.inputs(unique)
+            raw = self.inputs.raw(unique)
+            tokens, measured = self.inputs(unique, raw)
         hidden = measured & (torch.rand(measured.shape, device=measured.device) < 0.5)
         rows, cols = hidden.nonzero(as_tuple=True)
         if len(rows) == 0:
             return None
-        generated = self._generate(unique, structural, measured & ~hidden,
+        generated = self._generate(raw, structural, measured & ~hidden,
                                    torch.randn(len(unique), self.config.noise_dim, device=unique.device))
         return {"cond": structural[rows], "real": tokens[rows, cols], "fake": generated[rows, cols], "modality": cols}
 

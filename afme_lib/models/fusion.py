@@ -40,7 +40,8 @@ the modality path grows where it lowers the loss. Both starting points are optio
 (``ModelConfig.token_start``, ``structure_start``): on a graph where every entity is warm and the
 text is informative throughout (MKG-Y with name text), starting from an even mix (1.0 and 0.5)
 trains the text path further within a short budget (reports/afme-v2-mkgy-warm). lambda_r lets a
-relation that the features decide lean on them (a score function such as RotatE cannot shrink e_s by itself: its relations rotate).
+relation that the features decide lean on them (a score function such as RotatE cannot shrink e_s
+by itself: its relations rotate).
 The shares of e_r's parts, ``[||lambda_r e_s||, ||w_m t~_m||] / sum`` (:meth:`MoIFu.shares`),
 are the convex weights the notebooks show as "which modality a relation relies on".
 

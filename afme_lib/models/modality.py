@@ -71,10 +71,11 @@ class ModalityInputs(nn.Module):
             return [gather_rows(table, distinct)[inverse] for table in self._host_features]
         return [getattr(self, f"features_{i}")[entities] for i in range(len(self))]
 
-    def forward(self, entities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Projected tokens [n, M, D] and presence [n, M] for flat entity ids [n]."""
+    def forward(self, entities: torch.Tensor, raw: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected tokens [n, M, D] and presence [n, M] for flat entity ids [n] (``raw``: their
+        rows from :meth:`raw`, when the caller already has them)."""
         tokens, present = [], []
-        for i, (proj, feats) in enumerate(zip(self.projections, self.raw(entities))):
+        for i, (proj, feats) in enumerate(zip(self.projections, self.raw(entities) if raw is None else raw)):
             ok = getattr(self, f"present_{i}")[entities]
             h = rms_normalise(proj(feats)) * self.log_scale[i].exp()
             tokens.append(h if self._complete[i] else torch.where(ok[:, None], h, torch.zeros((), dtype=h.dtype, device=h.device)))

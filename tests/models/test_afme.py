@@ -312,12 +312,12 @@ def test_the_generator_reads_raw_features_not_the_fusions_tokens(tiny):
     ents = torch.arange(40)
     shown = torch.rand(40, len(model.inputs), generator=torch.Generator().manual_seed(0)) < 0.5
     with torch.no_grad():
-        before = model._generate(ents, model.structural(ents), shown, None)
+        before = model._generate(model.inputs.raw(ents), model.structural(ents), shown, None)
         for proj in model.inputs.projections:
             proj.weight.mul_(-3.0)
-        torch.testing.assert_close(model._generate(ents, model.structural(ents), shown, None), before)
+        torch.testing.assert_close(model._generate(model.inputs.raw(ents), model.structural(ents), shown, None), before)
         model.generator.read[0].weight.mul_(-3.0)
-        assert not torch.allclose(model._generate(ents, model.structural(ents), shown, None), before)
+        assert not torch.allclose(model._generate(model.inputs.raw(ents), model.structural(ents), shown, None), before)
 
 
 def test_a_few_joint_steps_reduce_the_kgc_loss(tiny):
