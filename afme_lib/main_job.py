@@ -52,7 +52,7 @@ MANIFEST = "main-job.json"
 # batch at gen_lr 4e-3 (the engine's default: every 4th at 2e-3, for speed): measured on seeds 0 and
 # 2, cold/attribute/missing MRR 29.4 / 35.1 against 22.8 / 20.2 every 4th batch, where seed 0's
 # cold/attribute fell to 67.6 (0.7 x the oracle is the claim); it costs ~3 min of the main job.
-TRAINING = {"dim": 96, "epochs": 40, "batch_size": 512, "negatives": 16, "lr": 1e-2, "eval_every": 5,
+TRAINING = {"dim": 96, "epochs": 35, "batch_size": 512, "negatives": 16, "lr": 1e-2, "eval_every": 5,
             "model_options": {}, "train_options": {"adversarial_every": 1, "gen_lr": 4e-3}}
 # What the weights are averaged over, as notebook 04's defaults: the items of attribute triples.
 PROFILE_SPLIT, PROFILE_POSITIONS = "train", ("head",)

@@ -180,7 +180,7 @@ workbench.save_figures(figs, figures_dir, "01_data_exploration")
 NOTEBOOK_EPOCHS = 30
 TRAINING_PARAMETERS = f"""
 dim = 16 if QUICK else 64
-epochs = 2 if QUICK else {NOTEBOOK_EPOCHS}  # a few CPU-minutes; longer: papermill -p epochs 40 (the main job's setting)
+epochs = 2 if QUICK else {NOTEBOOK_EPOCHS}  # a few CPU-minutes; longer: papermill -p epochs 35 (the main job's setting)
 batch_size = 1024 if QUICK else 512
 negatives = 8 if QUICK else 16
 lr = 1e-2

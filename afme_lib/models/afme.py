@@ -14,6 +14,23 @@ For an entity e seen through relation r::
     e_r = lambda_r e_s + sum_m w_m(e, r) gate_m(e, r) * t_m      MoIFu (fusion.py)
     score(h, r, t) = scorer(e_r(h), r, e_r(t))
 
+Row-level denoising (``trust_threshold`` > 0; off by default; ours). The gate above sees one
+row at a time and cannot tell a row of pure noise with a clean row's spread from a clean one
+(synthetic default: the energy ratio alpha differed by 0.05 between them, and the weights did
+not move). The cross-check completes each measured row with MoIEn from the entity's *other*
+modalities (and the unknown vector in place of e_s, from which the generator recalls an
+entity's own rows, noise included), and blends a row that disagrees into its completion::
+
+    a_m   = cos(h_m, G_m(unknown, {f_k}_{k != m}))                 no gradient
+    trust = sigmoid(k_m (a_m - theta_m)),   t_m = trust h_m + (1 - trust) completion
+
+theta_m and k_m are learned per modality from ``trust_threshold`` and 25. In training the checks
+come from a table of every entity built once per epoch. Synthetic default, seed 0, 35 epochs,
+threshold 0.65 (test MRR %, full model / w/o denoising): corrupted 36.7 / 15.7, missing 37.6 /
+29.5, clean 74.5 / 80.5, all cold attribute queries 67.9 / 70.1. It answers for corrupted rows
+and costs the clean ones, so it stays an option until that cost is understood. It is part of
+the denoising switch (w/o denoising has no cross-check).
+
 Cold entities. An entity whose attribute triples are all held out still has a trained e_s, but
 one that says nothing about those relations; at test time it adds noise to exactly the queries
 the features should answer. In training, a share ``structure_shuffle * (1 - lambda_r)`` of the
@@ -59,6 +76,7 @@ from afme_lib.models.registry import register_model
 from afme_lib.models.scorers import scorer_from_config
 
 TABLE_CHUNK = 8192  # entities fused at a time when building a whole entity table
+TRUST_SLOPE = 25.0  # start of the per-modality slope of the trust in a measured row (module docstring)
 
 
 @register_model("afme")
@@ -92,8 +110,56 @@ class AFME(KGModel):
                 mix = min(max(config.enhance_mix, 1e-3), 1 - 1e-3)
                 self.mix_logit = nn.Parameter(torch.full((m,), math.log(mix / (1 - mix))))
         self._table_cache: dict | None = None
+        self._cross_table: tuple | None = None
+        # Row-level denoising needs MoIEn and a second modality to complete a row from.
+        self.cross_check = self.use_gan and m >= 2 and config.denoising and config.trust_threshold > 0
+        if self.cross_check:
+            self.trust_threshold = nn.Parameter(torch.full((m,), float(config.trust_threshold)))
+            self.trust_slope = nn.Parameter(torch.full((m,), TRUST_SLOPE))
 
     # --- per-entity part ---------------------------------------------------------------------
+    def _cross_check_of(self, entities: torch.Tensor, raw: list[torch.Tensor],
+                        tokens: torch.Tensor, measured: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_cross_check` of ``entities``: computed here in evaluation; in training read from
+        a table of every entity built at the first call after ``train()`` (once per epoch), since
+        completing every measured row of each entity a batch touches would triple AFME's step."""
+        if not self.training:
+            return self._cross_check(raw, tokens, measured)
+        if self._cross_table is None:
+            parts = []
+            torch.set_grad_enabled(False)
+            for chunk in torch.arange(self.num_entities, device=entities.device).split(TABLE_CHUNK):
+                chunk_raw = self.inputs.raw(chunk)
+                parts.append(self._cross_check(chunk_raw, *self.inputs(chunk, chunk_raw)))
+            torch.set_grad_enabled(True)
+            self._cross_table = tuple(torch.cat(p) for p in zip(*parts))
+        return tuple(t[entities] for t in self._cross_table)
+
+    @torch.no_grad()
+    def _cross_check(self, raw: list[torch.Tensor], tokens: torch.Tensor,
+                     measured: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(agreement [n, M], completion [n, M, D]): each measured row completed by MoIEn from the
+        entity's other modalities, and the cosine between the row and its completion (0 and zeros
+        where the row is not measured). No gradient: a check the fusion reads, not a target."""
+        rows, cols = measured.nonzero(as_tuple=True)
+        agreement, completion = tokens.new_zeros(measured.shape), torch.zeros_like(tokens)
+        if len(rows) == 0:
+            return agreement, completion
+        pick = torch.arange(len(rows), device=rows.device)
+        shown = measured[rows].clone()
+        shown[pick, cols] = False
+        # The unknown vector, not e_s: from an entity's own e_s the generator recalls its rows,
+        # a pure-noise one included (synthetic default: a noise row agreed 0.72 with its
+        # completion from e_s, 0.53 from the unknown vector; a clean row 0.90 and 0.86).
+        unknown = self.unknown.to(tokens.dtype).expand(len(rows), -1)
+        view = self.generator.view(raw)[rows]
+        generated = self.generator(unknown, view, shown, None)[pick, cols]
+        rms = generated.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+        generated = generated / rms.clamp_min(1.0) * self.inputs.log_scale.exp()[cols, None].to(generated.dtype)
+        real = tokens[rows, cols]
+        return (agreement.index_put((rows, cols), torch.nn.functional.cosine_similarity(real, generated, dim=-1)),
+                completion.index_put((rows, cols), generated))
+
     def _generate(self, raw: list[torch.Tensor], structural: torch.Tensor, shown: torch.Tensor,
                   noise: torch.Tensor | None) -> torch.Tensor:
         """MoIEn's tokens [n, M, D] on the measured tokens' scale, s_m rms(G(e_s, z, the shown
@@ -118,6 +184,13 @@ class AFME(KGModel):
         raw = self.inputs.raw(entities)
         tokens, measured = self.inputs(entities, raw)
         available = measured
+        if self.cross_check:
+            # Row-level denoising: a measured row that disagrees with its completion from the
+            # other modalities is replaced by that completion, in proportion to the distrust.
+            agreement, completion = self._cross_check_of(entities, raw, tokens, measured)
+            trust = torch.sigmoid(self.trust_slope * (agreement - self.trust_threshold))
+            trust = torch.where(measured, trust, torch.ones_like(trust))[..., None].to(tokens.dtype)
+            tokens = trust * tokens + (1 - trust) * completion
         if self.use_gan:
             need = ~measured.all(1) if not self.enhance else torch.ones_like(measured[:, 0])
             rows = need.nonzero(as_tuple=True)[0]
@@ -132,8 +205,9 @@ class AFME(KGModel):
                     filled = torch.where(measured[rows, :, None], (1 - mix) * tokens[rows] + mix * generated, filled)
                 tokens = tokens.index_put((rows,), filled)
             available = torch.ones_like(measured)
-        return {"structural": structural, "tokens": tokens, "token_norm": tokens.norm(dim=-1), "available": available,
-                "measured": measured, "gate_inputs": self.fusion.gate_inputs(tokens)}
+        out = {"structural": structural, "tokens": tokens, "token_norm": tokens.norm(dim=-1), "available": available,
+               "measured": measured, "gate_inputs": self.fusion.gate_inputs(tokens)}
+        return out
 
     def _pairs(self, per: dict, index: torch.Tensor, relations: torch.Tensor, distinct: bool = False,
                internals: bool = False, completed: bool = True) -> dict[str, torch.Tensor]:
@@ -239,10 +313,11 @@ class AFME(KGModel):
 
     def train(self, mode: bool = True):
         self._table_cache = None  # parameters may change from here on
+        self._cross_table = None
         return super().train(mode)
 
     def _load_from_state_dict(self, *args, **kwargs):
-        self._table_cache = None
+        self._table_cache = self._cross_table = None
         return super()._load_from_state_dict(*args, **kwargs)
 
     def _table(self, relation: int | None, completed: bool) -> torch.Tensor:

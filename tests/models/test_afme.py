@@ -16,6 +16,7 @@ from afme_lib.models.afme import AFME
 from afme_lib.models.registry import create_model
 
 DIM = 16
+TRUST = 0.65  # a trust_threshold that turns the cross-check on
 SWITCHES = ("denoising", "dynamic_weights", "gan", "self_attention", "relation_context")
 
 
@@ -216,6 +217,74 @@ def test_generated_tokens_are_never_longer_than_measured_ones(tiny):
                                        rtol=5e-3, atol=1e-5)
 
 
+# --- row-level denoising: the cross-check ---------------------------------------------------
+def test_cross_check_completes_each_row_from_the_other_modalities_only(tiny):
+    """A row's completion does not move when that row or the entity's e_s changes, and does
+    move when another modality's row changes; its agreement is the cosine with the row."""
+    data, store = tiny
+    model = build(tiny, trust_threshold=TRUST).eval()
+    ents = torch.arange(data.num_entities)
+    m0, m1 = store.modalities[:2]
+    with torch.no_grad():
+        raw = model.inputs.raw(ents)
+        tokens, measured = model.inputs(ents, raw)
+        agreement, completion = model._cross_check(raw, tokens, measured)
+        both = measured[:, 0] & measured[:, 1]
+        torch.testing.assert_close(agreement[both, 0], torch.cosine_similarity(tokens[both, 0], completion[both, 0], dim=-1))
+        assert (agreement[~measured] == 0).all() and (completion[~measured] == 0).all()
+        model.entity.weight.add_(1.0)  # e_s is not an input of the check
+        for changed, same_col, moved_col in ((m0, 0, 1), (m1, 1, 0)):
+            other = build(tiny, features=scaled_store(store, changed, -1.0), trust_threshold=TRUST).eval()
+            other.load_state_dict(model.state_dict())
+            raw2 = other.inputs.raw(ents)
+            _, completion2 = other._cross_check(raw2, *other.inputs(ents, raw2))
+            torch.testing.assert_close(completion2[both, same_col], completion[both, same_col])
+            assert not torch.allclose(completion2[both, moved_col], completion[both, moved_col])
+
+
+def test_distrusted_rows_are_replaced_by_their_completion(tiny):
+    data, _ = tiny
+    ents = torch.arange(data.num_entities)
+    model = build(tiny, trust_threshold=TRUST).eval()
+    plain = build(tiny).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("trust_")})
+    with torch.no_grad():
+        raw = model.inputs.raw(ents)
+        tokens, measured = model.inputs(ents, raw)
+        _, completion = model._cross_check(raw, tokens, measured)
+        model.trust_threshold.fill_(-10.0)  # every row trusted: the measured tokens, as without the check
+        torch.testing.assert_close(model.per_entity(ents)["tokens"], plain.per_entity(ents)["tokens"])
+        model.trust_threshold.fill_(1.5)  # none trusted: measured rows become their completions
+        out = model.per_entity(ents)["tokens"]
+        torch.testing.assert_close(out[measured], completion[measured])
+        assert not torch.allclose(out[measured], tokens[measured])
+
+
+def test_cross_check_table_in_training_matches_evaluation_and_is_rebuilt_each_epoch(tiny):
+    data, _ = tiny
+    model = build(tiny, trust_threshold=TRUST).train()
+    ents = torch.arange(data.num_entities)
+    with torch.no_grad():
+        raw = model.inputs.raw(ents)
+        tokens, measured = model.inputs(ents, raw)
+        direct = model._cross_check(raw, tokens, measured)
+        subset = torch.tensor([3, 1, 4])
+        table = model._cross_check_of(subset, [f[subset] for f in raw], tokens[subset], measured[subset])
+        for a, b in zip(table, direct):
+            torch.testing.assert_close(a, b[subset])
+        assert model._cross_table is not None
+        model.train()  # a new epoch: the parameters may have moved since
+        assert model._cross_table is None
+
+
+def test_cross_check_needs_moien_two_modalities_and_denoising(tiny):
+    assert build(tiny, trust_threshold=TRUST).cross_check
+    assert not build(tiny).cross_check  # off by default
+    for config in ({"denoising": False}, {"gan": False}, {"modalities": ["text"]}):
+        model = build(tiny, trust_threshold=TRUST, **config)
+        assert not model.cross_check and not hasattr(model, "trust_threshold"), config
+
+
 # --- ablations -------------------------------------------------------------------------------
 @pytest.mark.parametrize("switch", SWITCHES)
 def test_every_ablation_switch_changes_the_outputs(tiny, switch):
@@ -226,7 +295,9 @@ def test_every_ablation_switch_changes_the_outputs(tiny, switch):
         assert not torch.allclose(full.score(h, r, t), ablated.score(h, r, t)), switch
         if switch in ("denoising", "dynamic_weights"):
             # same parameters: the switch itself, not a different initialisation, changes the scores
-            ablated.load_state_dict(full.state_dict())
+            # (w/o denoising has no cross-check, so no trust parameters)
+            ablated.load_state_dict({k: v for k, v in full.state_dict().items()
+                                     if k in ablated.state_dict()})
             assert not torch.allclose(full.score(h, r, t), ablated.score(h, r, t)), switch
 
 
