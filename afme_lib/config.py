@@ -128,11 +128,11 @@ class ModelConfig:
                                 "embeddings' RMS (small: the model starts as its scorer alone)", above=0)
     structure_start: float = option(0.95, "AFME: initial lambda_r, the weight of the structural embedding in e_r",
                                     above=0, below=1)
-    trust_threshold: float = option(0.0, "AFME: row-level denoising (off at 0): a measured row whose cosine with "
-                                    "MoIEn's completion of it from the entity's other modalities falls below this "
-                                    "(learned per modality from here) is blended into that completion; synthetic "
-                                    "default, seed 0, at 0.65: corrupted slice 15.7 -> 36.7 MRR %, clean 80.5 -> 74.5",
-                                    at_least=0, below=1)
+    cross_check_margin: float = option(2.0, "AFME: row-level denoising (0: off): the entity asked about has each "
+                                       "measured row cross-checked against MoIEn's completion of it from its other "
+                                       "modalities; a row whose agreement lies this many standard deviations below "
+                                       "its modality's mean is trusted half and blended into the completion",
+                                       at_least=0)
     adversarial_rows: int = option(256, "AFME: entities per step in MoIEn's critic and generator updates", at_least=1)
     structure_dropout: float = option(0.05, "models that read features: share of a batch's entities whose structural "
                                       "embedding is replaced by the learned 'unknown' vector that entities with no "

@@ -4,6 +4,8 @@ built in, checkpoints, and running without any modality."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -16,7 +18,7 @@ from afme_lib.models.afme import AFME
 from afme_lib.models.registry import create_model
 
 DIM = 16
-TRUST = 0.65  # a trust_threshold that turns the cross-check on
+TRUST = 1.5  # a cross_check_margin that turns the cross-check on
 SWITCHES = ("denoising", "dynamic_weights", "gan", "self_attention", "relation_context")
 
 
@@ -113,7 +115,8 @@ def test_score_negatives_equals_score_on_corrupted_triples(tiny, config):
 
 
 def test_entity_table_matches_entity_repr_and_is_deterministic_at_evaluation(tiny):
-    model = build(tiny).eval()
+    # without the cross-check, which also makes a fully measured query differ from its candidate
+    model = build(tiny, cross_check_margin=0.0).eval()
     n = tiny[0].num_entities
     with torch.no_grad():
         table = model.entity_table(3)
@@ -202,7 +205,7 @@ def test_raw_feature_scale_changes_nothing(tiny):
 def test_generated_tokens_are_never_longer_than_measured_ones(tiny):
     """A completed (generated) token's norm is at most a measured token's, s_m sqrt(D): the
     generator cannot swamp the fusion (shorter is allowed: a hedging prediction stays short)."""
-    model = build(tiny, dim=64).eval()
+    model = build(tiny, dim=64, cross_check_margin=0.0).eval()  # no blend of measured rows
     store = tiny[1]
     ents = torch.arange(tiny[0].num_entities)
     with torch.no_grad():
@@ -222,7 +225,7 @@ def test_cross_check_completes_each_row_from_the_other_modalities_only(tiny):
     """A row's completion does not move when that row or the entity's e_s changes, and does
     move when another modality's row changes; its agreement is the cosine with the row."""
     data, store = tiny
-    model = build(tiny, trust_threshold=TRUST).eval()
+    model = build(tiny, cross_check_margin=TRUST).eval()
     ents = torch.arange(data.num_entities)
     m0, m1 = store.modalities[:2]
     with torch.no_grad():
@@ -234,7 +237,7 @@ def test_cross_check_completes_each_row_from_the_other_modalities_only(tiny):
         assert (agreement[~measured] == 0).all() and (completion[~measured] == 0).all()
         model.entity.weight.add_(1.0)  # e_s is not an input of the check
         for changed, same_col, moved_col in ((m0, 0, 1), (m1, 1, 0)):
-            other = build(tiny, features=scaled_store(store, changed, -1.0), trust_threshold=TRUST).eval()
+            other = build(tiny, features=scaled_store(store, changed, -1.0), cross_check_margin=TRUST).eval()
             other.load_state_dict(model.state_dict())
             raw2 = other.inputs.raw(ents)
             _, completion2 = other._cross_check(raw2, *other.inputs(ents, raw2))
@@ -245,24 +248,28 @@ def test_cross_check_completes_each_row_from_the_other_modalities_only(tiny):
 def test_distrusted_rows_are_replaced_by_their_completion(tiny):
     data, _ = tiny
     ents = torch.arange(data.num_entities)
-    model = build(tiny, trust_threshold=TRUST).eval()
-    plain = build(tiny).eval()
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("trust_")})
+    model = build(tiny, cross_check_margin=TRUST).eval()
+    plain = build(tiny, cross_check_margin=0.0).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if k in plain.state_dict()})
     with torch.no_grad():
         raw = model.inputs.raw(ents)
         tokens, measured = model.inputs(ents, raw)
         _, completion = model._cross_check(raw, tokens, measured)
-        model.trust_threshold.fill_(-10.0)  # every row trusted: the measured tokens, as without the check
+        model.trust_margin = 1e4  # every row trusted: the measured tokens, as without the check
         torch.testing.assert_close(model.per_entity(ents)["tokens"], plain.per_entity(ents)["tokens"])
-        model.trust_threshold.fill_(1.5)  # none trusted: measured rows become their completions
+        model.trust_margin = -1e4  # none trusted: measured rows become their completions
         out = model.per_entity(ents)["tokens"]
         torch.testing.assert_close(out[measured], completion[measured])
         assert not torch.allclose(out[measured], tokens[measured])
+        # only the entity asked about is checked: as a candidate answer it keeps its measured rows
+        model._table_cache = plain._table_cache = None
+        torch.testing.assert_close(model.entity_table(2), plain.entity_table(2))
+        assert not torch.allclose(model.tables(2)[0], plain.tables(2)[0])
 
 
 def test_cross_check_table_in_training_matches_evaluation_and_is_rebuilt_each_epoch(tiny):
     data, _ = tiny
-    model = build(tiny, trust_threshold=TRUST).train()
+    model = build(tiny, cross_check_margin=TRUST).train()
     ents = torch.arange(data.num_entities)
     with torch.no_grad():
         raw = model.inputs.raw(ents)
@@ -273,16 +280,29 @@ def test_cross_check_table_in_training_matches_evaluation_and_is_rebuilt_each_ep
         for a, b in zip(table, direct):
             torch.testing.assert_close(a, b[subset])
         assert model._cross_table is not None
+        # the table's per-modality statistics, over measured rows only, standardise the agreement
+        for k in range(measured.shape[1]):
+            rows = direct[0][measured[:, k], k]
+            torch.testing.assert_close(model.agreement_mean[k], rows.mean())
+            torch.testing.assert_close(model.agreement_std[k], rows.std(unbiased=False))
+        # trust sigmoid(k margin) at the modality's mean agreement, 1/2 at ``margin`` deviations below it
+        margin, slope = model.trust_margin, model.trust_slope
+        at = model.agreement_mean + torch.tensor([[0.0], [-1.0]]) * margin * model.agreement_std
+        trust = model._trust(at, torch.ones_like(at, dtype=torch.bool))
+        torch.testing.assert_close(trust[0], torch.full_like(trust[0], 1 / (1 + math.exp(-slope * margin))))
+        torch.testing.assert_close(trust[1], torch.full_like(trust[1], 0.5))
+        assert (model._trust(at, torch.zeros_like(at, dtype=torch.bool)) == 1).all()  # unmeasured: not judged
         model.train()  # a new epoch: the parameters may have moved since
         assert model._cross_table is None
 
 
 def test_cross_check_needs_moien_two_modalities_and_denoising(tiny):
-    assert build(tiny, trust_threshold=TRUST).cross_check
-    assert not build(tiny).cross_check  # off by default
+    assert build(tiny, cross_check_margin=TRUST).cross_check
+    assert build(tiny).cross_check  # on by default
+    assert not build(tiny, cross_check_margin=0.0).cross_check
     for config in ({"denoising": False}, {"gan": False}, {"modalities": ["text"]}):
-        model = build(tiny, trust_threshold=TRUST, **config)
-        assert not model.cross_check and not hasattr(model, "trust_threshold"), config
+        model = build(tiny, cross_check_margin=TRUST, **config)
+        assert not model.cross_check and not hasattr(model, "trust_margin"), config
 
 
 # --- ablations -------------------------------------------------------------------------------
