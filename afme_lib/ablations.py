@@ -43,7 +43,8 @@ class Ablation:
 
 
 ABLATIONS: dict[str, Ablation] = {
-    "w/o denoising": Ablation("denoising", f"{COLD_ATTRIBUTE}/corrupted", "MoIFu's relation-driven denoising gates"),
+    "w/o denoising": Ablation("denoising", f"{COLD_ATTRIBUTE}/corrupted", "MoIFu's relation-driven denoising gates and the "
+                             "cross-check of each measured row against MoIEn's completion"),
     "w/o dynamic weighting": Ablation("dynamic_weights", COLD_ATTRIBUTE, "MoIFu's dynamic modality weights"),
     "w/o GAN": Ablation("gan", f"{COLD_ATTRIBUTE}/missing", "MoIEn's completion of missing modalities"),
     "w/o relation context": Ablation("relation_context", COLD_ATTRIBUTE, "the relation in the gates and weights"),

@@ -112,7 +112,8 @@ class ModelConfig:
     p_norm: int = option(1, "TransE distance norm", choices=(1, 2))
     init_range: float = option(0.0, "embeddings start uniform in [-a, a]; 0: the scorer's own default", at_least=0)
     # --- AFME (MoIFu / MoIEn) and its ablation switches ---
-    denoising: bool = option(True, "relation-driven gates on the modality tokens; off: every gate is 1")
+    denoising: bool = option(True, "relation-driven gates on the modality tokens and the row cross-check "
+                               "(cross_check_margin); off: every gate is 1 and no row is checked")
     dynamic_weights: bool = option(True, "confidence/relevance softmax over the tokens; off: uniform over "
                                    "present modalities")
     gan: bool = option(True, "MoIEn generator fills missing and enhances degraded modalities")

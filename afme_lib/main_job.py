@@ -30,6 +30,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,10 +43,16 @@ from afme_lib.analysis.export import notebook_html
 from afme_lib.grid.execute import usable_cores
 from afme_lib.grid.runner import notebook_completed
 from afme_lib.grid.spec import notebook_parameter_names
+from afme_lib.runs import RunFolder
 
 NOTEBOOKS = ("01_data_exploration", "02_training", "03_ablations", "04_modality_contributions", "05_robustness")
 BASELINES = ("rotate", "mm-concat")
 MANIFEST = "main-job.json"
+# The runs (keys of run_jobs) each notebook reads with the main job's parameters; None: every run.
+# A notebook starts once these are trained, while the others still train: the two workers leave
+# a core idle at the end of training, and the notebooks need none of the runs still training.
+NOTEBOOK_NEEDS = {"01_data_exploration": (), "02_training": (*BASELINES, "afme"), "03_ablations": None,
+                  "04_modality_contributions": ("afme",), "05_robustness": None}
 # The settings of every run (the notebooks' parameter names). AFME's validation MRR peaks near
 # epoch 40 on the default preset (it declines by 60); dim 96 rather than 64 adds ~1 point of
 # cold/attribute MRR (seeds 1-2: 71.4 vs 70.3) for ~1.3x the training time. MoIEn is updated every
@@ -231,17 +238,39 @@ def notebook_parameters(name: str, dataset: str, seed: int, training: dict, runs
     return {k: v for k, v in given.items() if k in defined and v is not None}
 
 
-def execute_notebooks(out: Path, params: dict[str, dict], stamp: str, log=print) -> dict[str, dict]:
+def next_notebook(waiting: list[str], trained: set[str], all_trained: bool) -> str | None:
+    """The first of ``waiting`` whose runs (:data:`NOTEBOOK_NEEDS`) are all in ``trained`` (every
+    run once ``all_trained``), or None while none is ready."""
+    for name in waiting:
+        needs = NOTEBOOK_NEEDS.get(name)
+        if all_trained or (needs is not None and set(needs) <= trained):
+            return name
+    return None
+
+
+def execute_notebooks(out: Path, params: dict[str, dict], stamp: str, log=print,
+                      trained=lambda: (set(), True), poll: float = 2.0) -> dict[str, dict]:
     """Execute each notebook (papermill) into ``<out>/<name>.ipynb`` and export its HTML, unless the
     executed notebook is complete and its inputs hash as recorded in the manifest; returns the
-    manifest's ``notebooks`` part ({name: {"inputs", "seconds", "reused"}})."""
+    manifest's ``notebooks`` part ({name: {"inputs", "seconds", "reused"}}).
+
+    ``trained()`` says which runs are finished and whether all are ((keys, all_done); default:
+    all): a notebook is executed once its runs are (:func:`next_notebook`), so that notebooks run
+    while the rest of the training does."""
     import papermill  # only here: the report can be written without executing anything
 
     manifest_path = out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     old = manifest.get("notebooks", {})
     done = {}
-    for name, parameters in params.items():
+    waiting = list(params)
+    while waiting:
+        name = next_notebook(waiting, *trained())
+        if name is None:
+            time.sleep(poll)
+            continue
+        waiting.remove(name)
+        parameters = params[name]
         source = workbench.resolve_path(f"notebooks/{name}.ipynb")
         inputs = hashlib.sha1(json.dumps([source.read_text(), parameters, stamp], sort_keys=True).encode()).hexdigest()
         target = out / f"{name}.ipynb"
@@ -328,7 +357,8 @@ def report(s: Study, out: Path, command: str, preset: str, seed: int, training: 
     lines += ["", "## Time", "",
               f"Wall-clock seconds on this machine ({usable_cores()} cores; load average over the last minute when "
               f"the report was written: {os.getloadavg()[0]:.1f}). A reused run or notebook shows the time of the "
-              "call that made it.", "", "| phase | seconds |", "|---|---:|"]
+              "call that made it. Notebooks execute as soon as the runs they read are trained, while the rest "
+              "train, so the phases overlap: the last line is the wall time.", "", "| phase | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in seconds.items()]
     return "\n".join(lines) + "\n"
 
@@ -363,21 +393,38 @@ def main(argv: list[str] | None = None) -> int:
     jobs = run_jobs(dataset, args.seed, training, runs_root)
     fresh = [name for name, job in jobs.items() if not workbench.run_finished(**job)]
     start = time.perf_counter()
-    workbench.train_all(jobs, args.workers)
+    notebooks = {}
+    folders = {name: workbench.planned_folder(**job) for name, job in jobs.items()}
+
+    def train() -> float:
+        workbench.train_all(jobs, args.workers)
+        return time.perf_counter() - start
+
+    with ThreadPoolExecutor(1) as background:  # training in the background, notebooks as their runs finish
+        training_done = background.submit(train)
+
+        def trained() -> tuple[set[str], bool]:
+            if training_done.done():
+                training_done.result()  # a failed run ends the job here, with its message
+                return set(jobs), True
+            return {name for name, folder in folders.items() if RunFolder(folder).finished}, False
+
+        if not args.no_notebooks:
+            params = {name: notebook_parameters(name, dataset, args.seed, training, runs_root, out, args.workers)
+                      for name in NOTEBOOKS}
+            stamp = json.dumps([code_fingerprint(), (Path(dataset) / workbench.STAMP_FILE).read_text()])
+            notebooks = execute_notebooks(out, params, stamp, trained=trained)
+        training_wall = training_done.result()
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}  # with the notebooks'
     if fresh or "training" not in manifest:  # the call that trained them says how long it took
-        manifest["training"] = {"runs": len(fresh), "seconds": round(time.perf_counter() - start, 1)}
+        manifest["training"] = {"runs": len(fresh), "seconds": round(training_wall, 1)}
         atomic.write_json(manifest_path, manifest)
     start = time.perf_counter()
     s = study(dataset, args.seed, training, runs_root, args.workers)
     trained = manifest["training"]
     seconds = {f"training {trained['runs']} runs, {args.workers} at a time": trained["seconds"],
                "slice tables and weights": time.perf_counter() - start}
-    notebooks = {}
-    if not args.no_notebooks:
-        params = {name: notebook_parameters(name, dataset, args.seed, training, runs_root, out, args.workers)
-                  for name in NOTEBOOKS}
-        stamp = json.dumps([code_fingerprint(), (Path(dataset) / workbench.STAMP_FILE).read_text()])
-        notebooks = execute_notebooks(out, params, stamp)
+    if notebooks:
         seconds.update({f"notebook {k}" + (" (when executed)" if v["reused"] else ""): v["seconds"]
                         for k, v in notebooks.items()})
     seconds["this call, in all"] = time.perf_counter() - began

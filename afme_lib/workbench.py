@@ -326,9 +326,14 @@ def notebook_run(dataset: str, features: str | Path | None = None, run_dir: str 
     return Run.open(folder)
 
 
+def planned_folder(**job) -> Path:
+    """The run folder :func:`notebook_run` ``(**job)`` trains into or reuses."""
+    return _planned(**job)[-1]
+
+
 def run_finished(**job) -> bool:
     """Whether :func:`notebook_run` ``(**job)`` would find its run finished (and train nothing)."""
-    return RunFolder(_planned(**job)[-1]).finished
+    return RunFolder(planned_folder(**job)).finished
 
 
 def _train_in_worker(job: dict, threads: int) -> str:

@@ -130,3 +130,22 @@ def test_seeds_benchmark_checks_every_claim_per_seed(tmp_path):
     slice_rows = _table(page, "## Test MRR (%) by slice, mean ± std over 2 seeds")
     assert slice_rows[""][0] == "cold/attribute" and re.fullmatch(r"\d+\.\d+ ± \d+\.\d+", slice_rows["afme"][0])
     assert len(list((tmp_path / "data").iterdir())) == 2  # a graph per seed
+
+
+def test_a_notebook_waits_for_exactly_the_runs_it_reads():
+    """Notebooks start while the rest trains, but never before their runs are finished (a notebook
+    that found its run missing would train it itself, beside the worker training it)."""
+    waiting = list(main_job.NOTEBOOKS)
+    assert main_job.next_notebook(waiting, set(), False) == "01_data_exploration"
+    waiting.remove("01_data_exploration")
+    assert main_job.next_notebook(waiting, set(), False) is None
+    assert main_job.next_notebook(waiting, {"afme"}, False) == "04_modality_contributions"
+    assert main_job.next_notebook(waiting, {"afme", "rotate", "mm-concat"}, False) == "02_training"
+    every = set(main_job.run_jobs("data", 0, main_job.TRAINING, "runs"))
+    # 03 and 05 read ablations: they wait for the whole training, even with every run listed finished
+    assert main_job.next_notebook(["03_ablations", "05_robustness"], every, False) is None
+    assert main_job.next_notebook(["03_ablations", "05_robustness"], set(), True) == "03_ablations"
+    assert set(main_job.NOTEBOOK_NEEDS) == set(main_job.NOTEBOOKS)
+    for needs in main_job.NOTEBOOK_NEEDS.values():
+        assert needs is None or set(needs) <= every
+
