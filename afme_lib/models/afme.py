@@ -164,7 +164,7 @@ class AFME(KGModel):
         self.agreement_std.copy_(var.sqrt().clamp_min(1e-3))
 
     def _trust(self, agreement: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
-        """Trust [n, M] in each row: sigmoid(k_m (z + margin_m)), z the agreement standardised by its
+        """Trust [n, M] in each row: sigmoid(k (z + margin)), z the agreement standardised by its
         modality's statistics; 1 for rows that are not measured."""
         z = (agreement - self.agreement_mean) / self.agreement_std
         trust = torch.sigmoid(self.trust_slope * (z + self.trust_margin))
@@ -189,8 +189,7 @@ class AFME(KGModel):
         unknown = self.unknown.to(tokens.dtype).expand(len(rows), -1)
         view = self.generator.view(raw)[rows]
         generated = self.generator(unknown, view, shown, None)[pick, cols]
-        rms = generated.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
-        generated = generated / rms.clamp_min(1.0) * self.inputs.log_scale.exp()[cols, None].to(generated.dtype)
+        generated = self._capped(generated) * self.inputs.log_scale.exp()[cols, None].to(generated.dtype)
         real = tokens[rows, cols]
         return (agreement.index_put((rows, cols), torch.nn.functional.cosine_similarity(real, generated, dim=-1)),
                 completion.index_put((rows, cols), generated))
@@ -200,13 +199,17 @@ class AFME(KGModel):
         """MoIEn's tokens [n, M, D] on the measured tokens' scale, s_m rms(G(e_s, z, the shown
         modalities' raw feature rows ``raw``, from ModalityInputs.raw))."""
         generated = self.generator(structural, self.generator.view(raw), shown, noise)
-        # The generator predicts the unit-RMS token; one whose RMS exceeds 1 is scaled down to it
-        # (the generator's output at initialisation is several times longer than a measured token
-        # and would swamp the fusion), a shorter one is kept short: a prediction that hedges
-        # between values has a small norm, and rescaling it to full length would make it commit.
         # The scale s_m is detached: MoIEn's losses must reach only the generator.
+        return self._capped(generated) * self.inputs.log_scale.detach().exp()[:, None].to(generated.dtype)
+
+    @staticmethod
+    def _capped(generated: torch.Tensor) -> torch.Tensor:
+        """The generator predicts the unit-RMS token; one whose RMS exceeds 1 is scaled down to it
+        (the generator's output at initialisation is several times longer than a measured token
+        and would swamp the fusion), a shorter one is kept short: a prediction that hedges
+        between values has a small norm, and rescaling it to full length would make it commit."""
         rms = generated.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
-        return generated / rms.clamp_min(1.0) * self.inputs.log_scale.detach().exp()[:, None].to(generated.dtype)
+        return generated / rms.clamp_min(1.0)
 
     def _noise(self, n: int, device) -> torch.Tensor | None:
         return torch.randn(n, self.config.noise_dim, device=device) if self.training else None

@@ -26,7 +26,10 @@ no formula; this is our reading::
 rho is a free per-(relation, modality) handle (v1 had none: its relevance term rescaled the
 coordinates of one shared U, so relations could not choose; ../shared/reviews/afme-audit.md).
 alpha varies per entity with what the gate finds in the row (a degraded row loses more energy),
-so an entity whose usual modality is degraded leans on another. A ratio, not a raw norm: tokens
+meant to let an entity whose usual modality is degraded lean on another. Measured, it does not:
+on the synthetic default, alpha of a pure-noise row was 0.05 below a clean row's (the gate reads
+one row and cannot tell plausible noise from content), too little to move the weights; AFME's
+row cross-check (afme.py) is what handles a degraded row. A ratio, not a raw norm: tokens
 are RMS-normalised, so their own norm is the same for every row. pi_{r,m} is how far relation r
 trusts a token of modality m that MoIEn generated next to a measured one (the article gives
 generated tokens no special treatment; learning the offset lets each relation say; it starts at 0).
