@@ -53,9 +53,10 @@ MANIFEST = "main-job.json"
 # a core idle at the end of training, and the notebooks need none of the runs still training.
 NOTEBOOK_NEEDS = {"01_data_exploration": (), "02_training": (*BASELINES, "afme"), "03_ablations": None,
                   "04_modality_contributions": ("afme",), "05_robustness": None}
-# The settings of every run (the notebooks' parameter names). AFME's validation MRR peaks near
-# epoch 40 on the default preset (it declines by 60); dim 96 rather than 64 adds ~1 point of
-# cold/attribute MRR (seeds 1-2: 71.4 vs 70.3) for ~1.3x the training time. MoIEn is updated every
+# The settings of every run (the notebooks' parameter names). AFME's validation MRR peaks between
+# epochs 30 and 40 on the default preset (it declines by 60): on seeds 0-2, AFME's and its
+# w/o-denoising run's best epoch was at or before 35 at a 40-epoch budget. Dim 96 rather than 64
+# adds ~1 point of cold/attribute MRR (seeds 1-2: 71.4 vs 70.3) for ~1.3x the training time. MoIEn is updated every
 # batch at gen_lr 4e-3 (the engine's default: every 4th at 2e-3, for speed): measured on seeds 0 and
 # 2, cold/attribute/missing MRR 29.4 / 35.1 against 22.8 / 20.2 every 4th batch, where seed 0's
 # cold/attribute fell to 67.6 (0.7 x the oracle is the claim); it costs ~3 min of the main job.
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(1) as background:  # training in the background, notebooks as their runs finish
         training_done = background.submit(train)
 
-        def trained() -> tuple[set[str], bool]:
+        def finished_runs() -> tuple[set[str], bool]:
             if training_done.done():
                 training_done.result()  # a failed run ends the job here, with its message
                 return set(jobs), True
@@ -413,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             params = {name: notebook_parameters(name, dataset, args.seed, training, runs_root, out, args.workers)
                       for name in NOTEBOOKS}
             stamp = json.dumps([code_fingerprint(), (Path(dataset) / workbench.STAMP_FILE).read_text()])
-            notebooks = execute_notebooks(out, params, stamp, trained=trained)
+            notebooks = execute_notebooks(out, params, stamp, trained=finished_runs)
         training_wall = training_done.result()
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}  # with the notebooks'
     if fresh or "training" not in manifest:  # the call that trained them says how long it took
