@@ -88,7 +88,12 @@ class RunConfig:
     def from_dict(cls, values: dict) -> "RunConfig":
         known = {f.name for f in fields(cls)} - {"other"}
         plain = {k: v for k, v in values.items() if k in known and k not in ("model", "train")}
-        return cls(model=ModelConfig.from_dict(values["model"]), train=TrainConfig.from_dict(values["train"]),
+        model = values["model"]
+        if isinstance(model, dict) and model.get("name") == "afme" and "cross_check_margin" not in model:
+            # AFME run folders written before the row cross-check existed trained without it (and
+            # their checkpoints hold no agreement statistics): the field's default would misread them.
+            model = {**model, "cross_check_margin": 0.0}
+        return cls(model=ModelConfig.from_dict(model), train=TrainConfig.from_dict(values["train"]),
                    other={k: v for k, v in values.items() if k not in known}, **plain)
 
     def to_dict(self) -> dict:

@@ -39,6 +39,21 @@ def test_an_old_config_json_still_loads(tmp_path):
     assert config.to_dict()["note"] == "kept" and "extra" not in config.to_dict()["train"]
 
 
+def test_an_afme_run_from_before_the_cross_check_loads_without_it(tmp_path):
+    """AFME runs written before cross_check_margin existed trained without the row check: they
+    load with it off (their checkpoints hold no agreement statistics); other models and new AFME
+    runs keep what they say, or the default."""
+    def load(model):
+        (tmp_path / "config.json").write_text(json.dumps({"dataset": "/d/x", "features": None, "data_dir": None,
+                                                          "model": model, "train": {}}))
+        return RunFolder(tmp_path).config.model
+
+    assert load({"name": "afme", "dim": 8}).cross_check_margin == 0.0
+    assert load({"name": "afme", "cross_check_margin": 1.5}).cross_check_margin == 1.5
+    assert load({"name": "rotate"}) == ModelConfig(name="rotate")
+    assert ModelConfig(name="afme").cross_check_margin == 2.0
+
+
 def test_differences_name_what_changes_results_only(tmp_path):
     (tmp_path / "data").mkdir()
     a = RunConfig(str(tmp_path / "data"), None, ModelConfig(dim=32), TrainConfig(lr=1e-3, progress=True))
