@@ -56,10 +56,11 @@ NOTEBOOK_NEEDS = {"01_data_exploration": (), "02_training": (*BASELINES, "afme")
 # The settings of every run (the notebooks' parameter names). AFME's validation MRR peaks between
 # epochs 30 and 40 on the default preset (it declines by 60): on seeds 0-2, AFME's and its
 # w/o-denoising run's best epoch was at or before 35 at a 40-epoch budget. Dim 96 rather than 64
-# adds ~1 point of cold/attribute MRR (seeds 1-2: 71.4 vs 70.3) for ~1.3x the training time. MoIEn is updated every
-# batch at gen_lr 4e-3 (the engine's default: every 4th at 2e-3, for speed): measured on seeds 0 and
-# 2, cold/attribute/missing MRR 29.4 / 35.1 against 22.8 / 20.2 every 4th batch, where seed 0's
-# cold/attribute fell to 67.6 (0.7 x the oracle is the claim); it costs ~3 min of the main job.
+# adds ~1 point of cold/attribute MRR (seeds 1-2: 71.4 vs 70.3) for ~1.3x the training time.
+# MoIEn is updated every batch at gen_lr 4e-3 (the engine's default: every 4th at 2e-3, for
+# speed): measured on seeds 0 and 2, cold/attribute/missing MRR 29.4 / 35.1 against 22.8 / 20.2
+# every 4th batch, where seed 0's cold/attribute fell to 67.6 (0.7 x the oracle is the claim); it
+# costs ~3 min of the main job.
 TRAINING = {"dim": 96, "epochs": 35, "batch_size": 512, "negatives": 16, "lr": 1e-2, "eval_every": 5,
             "model_options": {}, "train_options": {"adversarial_every": 1, "gen_lr": 4e-3}}
 # What the weights are averaged over, as notebook 04's defaults: the items of attribute triples.
@@ -392,10 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     manifest_path = out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     jobs = run_jobs(dataset, args.seed, training, runs_root)
-    fresh = [name for name, job in jobs.items() if not workbench.run_finished(**job)]
+    folders = {name: workbench.planned_folder(**job) for name, job in jobs.items()}
+    fresh = [name for name, folder in folders.items() if not RunFolder(folder).finished]
     start = time.perf_counter()
     notebooks = {}
-    folders = {name: workbench.planned_folder(**job) for name, job in jobs.items()}
 
     def train() -> float:
         workbench.train_all(jobs, args.workers)
