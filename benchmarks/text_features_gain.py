@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-batch-size", type=int, default=128)
     parser.add_argument("--models", nargs="+", default=["rotate", "afme"], choices=list(spec.variants),
                         help="compared models (rotate first: the gains are paired against it)")
+    parser.add_argument("--rotate-dims", nargs="*", type=int, default=[],
+                        help="RotatE also at these dimensions (variants rotate-d<D>); the multi-modal models are "
+                             "then also paired with the strongest RotatE, chosen per dataset by validation MRR")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     for flag in ("epochs", "dim", "lr", "batch_size", "negatives", "eval_every", "patience"):
         value = spec.parameters[flag]
@@ -62,14 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     built = name_text_features([*args.datasets, *args.extra_features], args.features_root, args.data_dir,
                                args.text_model, args.device, args.text_batch_size, build=not args.report_only)
     features = f"{args.features_root}/{{dataset}}"  # filled in per cell
+    grid_dim = args.dim if args.dim is not None else spec.parameters["dim"]
     grid = changed(
         spec,
         parameters={"data_dir": args.data_dir, "device": args.device, "compile": "on" if args.compile else None,
                     **{k: getattr(args, k) for k in ("epochs", "dim", "lr", "batch_size", "negatives", "eval_every",
                                                      "patience")}},
         axes={"dataset": [*args.datasets, *args.structure_only], "seed": args.seeds},
-        variants={m: {**spec.variants[m], **({"features": features} if "features" in spec.variants[m] else {})}
-                  for m in args.models},
+        variants={**{m: {**spec.variants[m], **({"features": features} if "features" in spec.variants[m] else {})}
+                     for m in args.models},
+                  **{f"{STRUCTURE}-d{d}": {**spec.variants[STRUCTURE], "dim": d}
+                     for d in args.rotate_dims if STRUCTURE in args.models and d != grid_dim}},
         exclude=[{"dataset": d, "model": m} for d in args.structure_only for m in args.models if m != STRUCTURE])
     results = run_grid(grid, report_dir=args.out, runs_dir=args.runs, workers=args.workers, readme=False,
                        report_only=args.report_only, command=command)

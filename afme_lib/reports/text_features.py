@@ -77,6 +77,33 @@ def _recommended_note(models: list[str]) -> str:
     return "; " + "; ".join(notes) + " (their recommended options)" if notes else ""
 
 
+def _other_dims(grid: Grid, rotates: list[str]) -> str:
+    """"; RotatE also at dim 256, 500 (rows rotate-d<D>)" when the grid has RotatE variants at other
+    dimensions."""
+    dims = [grid.variants[v]["dim"] for v in rotates if "dim" in grid.variants[v]]
+    return f"; RotatE also at dim {', '.join(map(str, dims))} (rows {STRUCTURE}-d<dim>)" if dims else ""
+
+
+def strongest_variant(results: pd.DataFrame, dataset: str, variants: list[str]) -> str | None:
+    """Of ``variants`` (e.g. RotatE at several dimensions), the one with the best mean validation
+    MRR over its finished seeds on ``dataset`` (None if none finished)."""
+    means = {v: pd.to_numeric(runs["valid_mrr"]).mean() for v in variants
+             if not (runs := finished_runs(results, dataset=dataset, variant=v)).empty}
+    return max(means, key=means.get) if means else None
+
+
+def _paired(results: pd.DataFrame, dataset: str, variant: str, base: str) -> tuple | None:
+    """(seeds, ΔMRR, ΔHits@1, ΔHits@10 as mean ± std, smallest ΔMRR) of ``variant`` - ``base`` over
+    the seeds both finished on ``dataset``; None if there is none."""
+    a = finished_runs(results, dataset=dataset, variant=variant).set_index("seed")
+    r = finished_runs(results, dataset=dataset, variant=base).set_index("seed")
+    both = sorted(set(a.index) & set(r.index))
+    if not both:
+        return None
+    delta = {k: a.loc[both, k].astype(float) - r.loc[both, k].astype(float) for k in ("mrr", "hits@1", "hits@10")}
+    return (len(both), *(_pm(delta[k]) for k in ("mrr", "hits@1", "hits@10")), f"{100 * delta['mrr'].min():+.2f}")
+
+
 def text_features_page(results: pd.DataFrame, grid: Grid, built: dict, command: str, structure_only=(),
                        text_model: str = "minilm", data_dir: str | None = None,
                        features_root: str | Path = "runs/features") -> list[str]:
@@ -84,7 +111,10 @@ def text_features_page(results: pd.DataFrame, grid: Grid, built: dict, command: 
     datasets, models in variant order, seeds) and the feature files' info (``built``).
     ``structure_only``: datasets of the grid run with RotatE alone (names that are ids)."""
     p = grid.parameters
-    models = [v["model"] for v in grid.variants.values()]
+    variants = list(grid.variants)
+    model_of = {name: v["model"] for name, v in grid.variants.items()}
+    models = list(dict.fromkeys(model_of.values()))
+    rotates = [v for v in variants if model_of[v] == STRUCTURE]
     everything, seeds = _values(grid, "dataset"), _values(grid, "seed")
     compared_sets = [d for d in everything if d not in structure_only]
     multimodal = [m for m in models if inputs_of(m) != "structure only"]
@@ -121,7 +151,8 @@ def text_features_page(results: pd.DataFrame, grid: Grid, built: dict, command: 
     lines += ["## Link prediction", "",
               f"Settings: dim {dim} (RotatE: {dim // 2} complex coordinates; the multi-modal models: the "
               f"same RotatE scorer (MMKRL: its TransE translation) with their defaults otherwise, text as their "
-              f"only modality{_recommended_note(models)}), at most {epochs} epoch{'s' * (epochs != 1)}, batch "
+              f"only modality{_recommended_note(models)}){_other_dims(grid, rotates)}, at most {epochs} epoch"
+              f"{'s' * (epochs != 1)}, batch "
               f"{p['batch_size']}, {p['negatives']} negatives, Adam lr {p['lr']}, self-adversarial loss (margin "
               f"{p['margin']:g}, temperature {p['adv_temperature']:g}), validation every {p['eval_every']} epochs "
               f"(patience {p['patience']}), seeds {' '.join(map(str, seeds))}; device {devices or p['device']}. "
@@ -130,20 +161,21 @@ def text_features_page(results: pd.DataFrame, grid: Grid, built: dict, command: 
               "| dataset | model | inputs | seeds | MRR | Hits@1 | Hits@10 | epochs | s/epoch |",
               "|---|---|---|---|---|---|---|---|---|"]
     for dataset in everything:
-        for model in models:
+        for variant in variants:
+            model = model_of[variant]
             if dataset in structure_only and model != STRUCTURE:
                 if model == next(m for m in models if m != STRUCTURE):  # one row for all of them
                     others = ", ".join(m for m in models if m != STRUCTURE)
                     lines.append(f"| {dataset} | {others} | | 0 | not run: entity2id.txt holds Wikidata ids, "
                                  "no names | | | | |")
                 continue
-            runs = finished_runs(results, dataset=dataset, model=model)
+            runs = finished_runs(results, dataset=dataset, variant=variant)
             if runs.empty:
-                lines.append(f"| {dataset} | {model} | {inputs_of(model)} | 0 | not run yet | | | | |")
+                lines.append(f"| {dataset} | {variant} | {inputs_of(model)} | 0 | not run yet | | | | |")
                 continue
             epochs_run = pd.to_numeric(runs["epochs_run"])
             per_epoch = pd.to_numeric(runs["train_seconds"]) / epochs_run.clip(lower=1)
-            lines.append(f"| {dataset} | {model} | {inputs_of(model)} | {len(runs)} | {_pm(runs['mrr'])} | "
+            lines.append(f"| {dataset} | {variant} | {inputs_of(model)} | {len(runs)} | {_pm(runs['mrr'])} | "
                          f"{_pm(runs['hits@1'])} | {_pm(runs['hits@10'])} | {epochs_run.mean():.0f} | "
                          f"{per_epoch.mean():.1f} |")
         rnd = random_ranking(dataset, data_dir)
@@ -156,14 +188,20 @@ def text_features_page(results: pd.DataFrame, grid: Grid, built: dict, command: 
         lines += ["", f"Paired gain {model} - {base} (same seed), in points of %:", "",
                   "| dataset | seeds | ΔMRR | ΔHits@1 | ΔHits@10 |", "|---|---|---|---|---|"]
         for dataset in compared_sets:
-            a = finished_runs(results, dataset=dataset, model=model).set_index("seed")
-            r = finished_runs(results, dataset=dataset, model=base).set_index("seed")
-            both = sorted(set(a.index) & set(r.index))
-            if not both:
-                lines.append(f"| {dataset} | 0 | | | |")
-                continue
-            cells = [_pm(a.loc[both, k].astype(float) - r.loc[both, k].astype(float)) for k in ("mrr", "hits@1", "hits@10")]
-            lines.append(f"| {dataset} | {len(both)} | " + " | ".join(cells) + " |")
+            cells = _paired(results, dataset, model, base)
+            lines.append(f"| {dataset} | 0 | | | |" if cells is None else f"| {dataset} | {cells[0]} | " + " | ".join(cells[1:4]) + " |")
+    if len(rotates) > 1:
+        strongest = {d: strongest_variant(results, d, rotates) for d in compared_sets}
+        for model in multimodal:
+            lines += ["", f"Paired gain {model} - the strongest RotatE (same seed), in points of %. The strongest "
+                      "RotatE is the dimension with the best mean validation MRR over seeds, per dataset (chosen "
+                      "on validation, not on test):", "",
+                      "| dataset | RotatE | seeds | ΔMRR | ΔHits@1 | ΔHits@10 | smallest ΔMRR |",
+                      "|---|---|---|---|---|---|---|"]
+            for dataset in compared_sets:
+                cells = _paired(results, dataset, model, strongest[dataset]) if strongest[dataset] else None
+                lines.append(f"| {dataset} | {strongest[dataset] or 'none finished'} | " +
+                             ("0 | | | | |" if cells is None else " | ".join(map(str, cells)) + " |"))
     lines += ["", "MKG-W is run structure-only (RotatE): its `entity2id.txt` holds Wikidata ids "
               "(`http://www.wikidata.org/entity/Q370252`), so name text would be the id string itself "
               "(`afme features text` warns about exactly that). Text features for MKG-W need labels or descriptions "

@@ -96,3 +96,30 @@ def test_hygiene_page_tabulates_the_benchmarks_and_compares_original_with_cleane
     (out / "README.md").write_text(page + "\n" + reading)
     assert hygiene_report.main(common) == 0  # finished runs reused, the reading kept once
     assert (out / "README.md").read_text() == page + "\n" + reading
+
+
+def test_text_features_page_pairs_with_the_strongest_rotate_chosen_on_validation(tiny_synth, tmp_path, monkeypatch):
+    import pandas as pd
+    data = tmp_path / "data"
+    shutil.copytree(tiny_synth, data / "tiny")
+    monkeypatch.chdir(data)
+    out, runs = tmp_path / "report", tmp_path / "runs"
+    assert text_features_gain.main(
+        ["--datasets", "tiny", "--extra-features", "--structure-only", "--data-dir", str(data),
+         "--features-root", str(tmp_path / "features"), "--runs", str(runs), "--out", str(out),
+         "--models", "rotate", "afme", "--rotate-dims", "4", "8", "--seeds", "0", "1", "--epochs", "1", "--dim", "8",
+         "--batch-size", "512", "--negatives", "4", "--eval-every", "1", "--device", "cpu"]) == 0
+    assert sorted(p.name for p in runs.iterdir()) == [f"tiny-{m}-d{d}-e1-s{s}" for m, d in (("afme", 8), ("rotate", 4),
+                                                                                          ("rotate", 8)) for s in (0, 1)]
+    results = pd.read_csv(out / "results.csv")
+    valid = results.groupby("variant")["valid_mrr"].mean()
+    best = "rotate" if valid["rotate"] >= valid["rotate-d4"] else "rotate-d4"
+    page = (out / "README.md").read_text()
+    assert "RotatE also at dim 4 (rows rotate-d<dim>)" in page
+    assert any(line.startswith("| tiny | rotate-d4 | structure only | 2 | ") for line in page.splitlines())
+    section = page.split("Paired gain afme - the strongest RotatE")[1].splitlines()
+    row = next(line for line in section if line.startswith("| tiny |")).split(" | ")
+    assert row[1] == best and row[2] == "2"
+    mrr = results.set_index(["variant", "seed"])["mrr"]
+    gains = [mrr["afme", s] - mrr[best, s] for s in (0, 1)]
+    assert row[-1].rstrip(" |") == f"{100 * min(gains):+.2f}"  # the smallest paired gain over the seeds
