@@ -82,7 +82,7 @@ from torch import nn
 
 from afme_lib.config import ModelConfig
 from afme_lib.data.features import FeatureStore
-from afme_lib.models.base import KGModel
+from afme_lib.models.base import KGModel, take_rows
 from afme_lib.models.enhance import CompletionGenerator, ModalityCritic, gradient_penalty
 from afme_lib.models.fusion import MoIFu
 from afme_lib.models.modality import ModalityInputs, rms_normalise
@@ -91,6 +91,7 @@ from afme_lib.models.scorers import scorer_from_config
 
 TABLE_CHUNK = 8192  # entities fused at a time when building a whole entity table
 TRUST_SLOPE = 4.0  # slope k of the trust in a measured row (module docstring)
+DEDUPE_BELOW = 0.8  # fuse distinct (entity, relation) pairs once when they are under this share of the pairs
 
 
 @register_model("afme")
@@ -154,7 +155,7 @@ class AFME(KGModel):
                     present.append(chunk_measured)
             self._cross_table = tuple(torch.cat(p) for p in zip(*parts))
             self._agreement_statistics(self._cross_table[0], torch.cat(present))
-        return tuple(t[entities] for t in self._cross_table)
+        return tuple(take_rows(t, entities) for t in self._cross_table)
 
     @torch.no_grad()
     def _agreement_statistics(self, agreement: torch.Tensor, measured: torch.Tensor) -> None:
@@ -265,38 +266,45 @@ class AFME(KGModel):
         ``completed`` False (a candidate answer, see :meth:`score_batch`), generated tokens are left
         out: the entity is fused from what was measured."""
         if len(self.inputs) == 0:
-            return {"fused": per["structural"][index]}
+            return {"fused": take_rows(per["structural"], index)}
         if not distinct:
             keys = index * self.num_relations + relations
             unique, inverse = torch.unique(keys, return_inverse=True)
-            if len(unique) < len(keys):
+            # Worth it only when pairs repeat often (small graphs); a sparse repeat costs more
+            # gathering back than it saves.
+            if len(unique) < DEDUPE_BELOW * len(keys):
                 out = self._pairs(per, unique // self.num_relations, unique % self.num_relations, True, internals,
                                   completed)
-                return {k: v[inverse] for k, v in out.items()}
-        structural = per["structural"][index]
+                return {k: take_rows(v, inverse) for k, v in out.items()}
         if self.training and self.config.structure_shuffle > 0:
-            structural = self._simulate_cold(per["structural"], structural, relations)
+            index_s = self._simulate_cold(index, relations, len(per["structural"]))
+        else:
+            index_s = index
+        structural = take_rows(per["structural"], index_s)
         side = "" if completed or "candidate_tokens" not in per else "candidate_"
         tokens, token_norm, gate_inputs = (per[side + k] for k in ("tokens", "token_norm", "gate_inputs"))
-        measured = per["measured"][index]
+        measured = take_rows(per["measured"], index)
         if completed:
-            available = per["available"][index]
+            available = take_rows(per["available"], index)
             generated = available & ~measured if self.use_gan else None
         else:
             available, generated = measured, None
-        return self.fusion(structural, tokens[index], token_norm[index], available,
-                           gate_inputs[index] if gate_inputs.numel() else gate_inputs, relations, internals, generated)
+        return self.fusion(structural, take_rows(tokens, index), take_rows(token_norm, index), available,
+                           take_rows(gate_inputs, index) if gate_inputs.numel() else gate_inputs, relations, internals,
+                           generated)
 
-    def _simulate_cold(self, table: torch.Tensor, structural: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
-        """Training only: a share ``structure_shuffle * (1 - lambda_r)`` of the pairs get another
-        entity's e_s, as an entity whose structural embedding says nothing about relation r has
-        (a cold entity's attribute triples are all held out). The share follows lambda_r, so
+    def _simulate_cold(self, index: torch.Tensor, relations: torch.Tensor, rows: int) -> torch.Tensor:
+        """Training only: the per-entity rows whose e_s the pairs read. A share
+        ``structure_shuffle * (1 - lambda_r)`` of the pairs read another entity's row of the
+        ``rows`` at hand, as an entity whose structural embedding says nothing about relation r
+        does (a cold entity's attribute triples are all held out). The share follows lambda_r, so
         relations that structure decides (lambda_r near 1) are hardly touched, while relations the
-        features decide learn to answer when e_s is no help."""
+        features decide learn to answer when e_s is no help. (The swap is made on the row ids, so
+        one gather serves: a ``where`` over the gathered vectors cost more than the gather.)"""
         lam = self.fusion.structure_scale(relations).detach()
         swap = torch.rand(len(relations), device=relations.device) < self.config.structure_shuffle * (1 - lam)
-        other = table[torch.randint(0, len(table), (len(relations),), device=relations.device)]
-        return torch.where(swap[:, None], other, structural)
+        other = torch.randint(0, rows, (len(relations),), device=relations.device)
+        return torch.where(swap, other, index)
 
     # --- representations ---------------------------------------------------------------------
     def relation_repr(self, relations: torch.Tensor) -> torch.Tensor:

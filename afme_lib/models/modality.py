@@ -44,14 +44,18 @@ class ModalityInputs(nn.Module):
         # Host-resident tables (offloaded store): a plain list, so .to(device) leaves them in place.
         on_host = features is not None and getattr(features, "placement", "device") != "device"
         self._host_features = [features.features[m] for m in names] if on_host else []
-        self._complete: list[bool] = []
+        self._zero_when_missing: list[bool] = []
         for i, m in enumerate(names):
             # Non-persistent: features are data, re-supplied from the feature store on load, so
             # checkpoints stay small and a checkpoint never carries someone else's features.
             if not on_host:
                 self.register_buffer(f"features_{i}", features.features[m].float(), persistent=False)
             self.register_buffer(f"present_{i}", features.masks[m].bool(), persistent=False)
-            self._complete.append(bool(features.masks[m].bool().all()))  # no row to zero out
+            # Whether a missing row's token is already 0 without masking: P_m has no bias and
+            # rms(0) = 0, so a missing row stored as zeros (FeatureStore.add zeroes them) projects
+            # to 0 exactly, and the per-call where (forward and backward) can be skipped.
+            missing = ~features.masks[m].bool()
+            self._zero_when_missing.append(bool(features.features[m][missing].eq(0).all()) if not on_host else bool((~missing).all()))
             # No bias: P_m is linear, so h_m does not change when the raw features are rescaled.
             self.projections.append(nn.Linear(features.features[m].shape[1], dim, bias=False))
         self.log_scale = nn.Parameter(torch.full((len(names),), float(torch.tensor(init_scale).log())))
@@ -69,7 +73,7 @@ class ModalityInputs(nn.Module):
         if self._host_features:  # gather each distinct entity's rows once from host memory
             distinct, inverse = torch.unique(entities, return_inverse=True)
             return [gather_rows(table, distinct)[inverse] for table in self._host_features]
-        return [getattr(self, f"features_{i}")[entities] for i in range(len(self))]
+        return [getattr(self, f"features_{i}").index_select(0, entities) for i in range(len(self))]
 
     def forward(self, entities: torch.Tensor, raw: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Projected tokens [n, M, D] and presence [n, M] for flat entity ids [n] (``raw``: their
@@ -78,7 +82,7 @@ class ModalityInputs(nn.Module):
         for i, (proj, feats) in enumerate(zip(self.projections, self.raw(entities) if raw is None else raw)):
             ok = getattr(self, f"present_{i}")[entities]
             h = rms_normalise(proj(feats)) * self.log_scale[i].exp()
-            tokens.append(h if self._complete[i] else torch.where(ok[:, None], h, torch.zeros((), dtype=h.dtype, device=h.device)))
+            tokens.append(h if self._zero_when_missing[i] else torch.where(ok[:, None], h, torch.zeros((), dtype=h.dtype, device=h.device)))
             present.append(ok)
         if not tokens:
             n = entities.shape[0]
