@@ -7,7 +7,8 @@ notebook's wall time), the test metrics ``mrr mr hits@1 hits@3 hits@10`` (fracti
 ``device``, e.g. cuda:0 for ``device=auto``), the paths of the executed ``notebook`` ("" for a
 train grid) and of the ``run_dir``, and ``random_mrr`` ... ``random_hits@10``: what a random
 ranking scores on the same test split (:func:`afme_lib.evaluate.random_baseline`), the yardstick
-each table states.
+each table states. ``README.md`` is regenerated on every run; a ``## Reading`` section written by
+hand below the tables is carried over (:func:`afme_lib.reports.pages.write_page`).
 
 :func:`summarize` groups the ``ok`` rows and gives, per group and metric, the mean and the sample
 standard deviation over the replicate axis (``seed``):
@@ -30,6 +31,7 @@ from afme_lib.analysis.metrics import mean_std_figure
 from afme_lib.errors import AfmeError
 from afme_lib.grid.spec import DEFAULT_METRICS, RESULT_COLUMNS, Cell, Grid
 from afme_lib.metric_names import PERCENT, RANK_METRICS, label
+from afme_lib.reports.pages import write_page
 
 RESULTS = "results.csv"
 README = "README.md"
@@ -276,6 +278,4 @@ def write_readme(report_dir: Path, grid: Grid, results: pd.DataFrame, command: s
     if len(pending):
         lines += ["", f"## Pending cells ({len(pending)})", "", "Not run yet (interrupted or not selected): "
                   + ", ".join(f"`{c}`" for c in pending["cell"])]
-    path = report_dir / README
-    atomic.write_text(path, "\n".join(lines) + "\n")
-    return path
+    return write_page(report_dir / README, lines)  # keeps the page's hand-written reading

@@ -142,3 +142,15 @@ def test_report_readme_says_the_cells_are_training_runs(tiny_synth, tmp_path):
     assert (tmp_path / "runs" / "tr" / "tiny-rotate-d8-s0" / "metrics.json").is_file()
     copied = json.dumps(parse_grid(grid.to_dict()).to_dict())
     assert '"target": "train"' in copied and '"run_dir": "{dataset_name}-{model}-d{dim}-s{seed}"' in copied
+
+
+def test_report_keeps_its_hand_written_reading_when_rewritten(tiny_synth, tmp_path):
+    grid = parse_grid(spec(tiny_synth, variants={"rotate": {"model": "rotate"}}, grid={"seed": [0]}))
+    run_grid(grid, reports_root=tmp_path / "reports", runs_root=tmp_path / "runs", progress=False)
+    readme = tmp_path / "reports" / "tr" / "README.md"
+    reading = "## Reading (by hand)\n\n- RotatE did what it did.\n"
+    readme.write_text(readme.read_text().replace("## Test metrics", "## Test metricz") + "\n" + reading)
+    run_grid(grid, reports_root=tmp_path / "reports", runs_root=tmp_path / "runs", progress=False)  # retrains nothing
+    text = readme.read_text()
+    assert text.endswith(reading) and text.count("## Reading") == 1
+    assert "## Test metrics: mean ± std over seeds" in text and "metricz" not in text  # the tables were rewritten
