@@ -184,6 +184,9 @@ class TrainConfig:
     label_smoothing: float = option(0.0, "target mass spread over all entities (loss 1vsall only)", at_least=0, below=1)
     margin: float = option(6.0, "margin gamma of the nssa and margin losses", at_least=0)
     adv_temperature: float = option(1.0, "self-adversarial temperature of nssa; 0: uniform weights", at_least=0)
+    negative_pool: int = option(0, "draw each batch's negatives from one shared pool of this many uniformly drawn "
+                                "entities (fewer distinct entities per step: AFME's per-entity work shrinks, "
+                                "afme_lib/sampling.py); 0: every negative drawn independently", at_least=0)
     sampler: str = option("uniform", "which side a negative corrupts: uniform, or bernoulli by the relation's "
                           "tails per head", choices=SAMPLERS)
     weight_decay: float = option(0.0, "Adam weight decay", at_least=0)

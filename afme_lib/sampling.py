@@ -7,6 +7,15 @@ heads and hpt_r = #triples / #distinct tails of r; so for a 1-N relation (many t
 mostly replace the head, which is far less likely to produce a false negative. Corrupting
 entities are drawn uniformly from all entities (the positive's own entity included: no
 filtering). Everything is one batch of tensor ops on the triples' device.
+
+Shared pool (``pool`` > 0, ``TrainConfig.negative_pool``): each call first draws ``pool``
+entities uniformly (with replacement), and every row draws its K negatives from them. Each
+negative is still uniform over all entities; what changes is that a batch's rows share their
+candidates, so a batch touches about ``pool`` distinct negative entities instead of B x K. For a
+model whose per-entity work is costly (AFME projects and gates every distinct entity a step
+touches) that work shrinks with the pool; for RotatE, whose entities are one gather, nothing
+changes. The price: negatives within a batch are correlated, not independent. (Sharing negatives
+across a batch is common practice in large-graph trainers; the pool size here is ours to pick.)
 """
 
 from __future__ import annotations
@@ -34,10 +43,12 @@ class NegativeSampler:
     head with probability 1/2 (``uniform``) or tph_r / (tph_r + hpt_r) (``bernoulli``)."""
 
     def __init__(self, num_entities: int, num_negatives: int, mode: str = "uniform",
-                 train: torch.Tensor | None = None, num_relations: int | None = None):
+                 train: torch.Tensor | None = None, num_relations: int | None = None, pool: int = 0):
         if mode not in SAMPLERS:
             raise ValueError(f"unknown sampler {mode!r}; expected one of {', '.join(SAMPLERS)}")
-        self.num_entities, self.num_negatives, self.mode = num_entities, num_negatives, mode
+        if pool < 0:
+            raise ValueError(f"the negative pool must be 0 (no pool) or a positive size, got {pool}")
+        self.num_entities, self.num_negatives, self.mode, self.pool = num_entities, num_negatives, mode, pool
         self.head_prob = None
         if mode == "bernoulli":
             if train is None or num_relations is None:
@@ -54,8 +65,9 @@ class NegativeSampler:
 
         One side per positive (all K negatives of a row corrupt the same side), so a row's
         negatives score against one fixed known entity, as the self-adversarial loss expects.
-        Both tensors are on ``positives.device``; ``generator`` (on that device) makes the draw
-        reproducible without touching the global RNG.
+        With a ``pool``, every row's negatives come from one set of ``pool`` uniformly drawn
+        entities (module docstring). Both tensors are on ``positives.device``; ``generator`` (on
+        that device) makes the draw reproducible without touching the global RNG.
         """
         b, device = len(positives), positives.device
         if self.head_prob is None:
@@ -63,5 +75,9 @@ class NegativeSampler:
         else:
             p = self.head_prob[positives[:, 1]]
         corrupt_head = torch.rand(b, device=device, generator=generator) < p
+        if self.pool:
+            shared = torch.randint(0, self.num_entities, (self.pool,), device=device, generator=generator)
+            picks = torch.randint(0, self.pool, (b, self.num_negatives), device=device, generator=generator)
+            return shared[picks], corrupt_head
         negatives = torch.randint(0, self.num_entities, (b, self.num_negatives), device=device, generator=generator)
         return negatives, corrupt_head

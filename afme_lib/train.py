@@ -172,7 +172,7 @@ class Trainer:
         self.critic_optimizer = torch.optim.Adam(critic, lr=train_cfg.disc_lr, betas=(0.5, 0.9)) if critic else None
         self.train_triples = dataset.train.to(self.device)
         self.sampler = NegativeSampler(dataset.num_entities, train_cfg.negatives, train_cfg.sampler,
-                                       dataset.train, dataset.num_relations).to(self.device)
+                                       dataset.train, dataset.num_relations, train_cfg.negative_pool).to(self.device)
         self.state = TrainState()
         self.filter_index = FilterIndex.from_dataset(dataset).to(self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and train_cfg.amp == "fp16")

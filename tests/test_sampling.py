@@ -106,3 +106,42 @@ def test_bad_arguments_are_refused():
         NegativeSampler(NUM_ENTITIES, 2, "zipf")
     with pytest.raises(ValueError, match="bernoulli sampler needs the training triples"):
         NegativeSampler(NUM_ENTITIES, 2, "bernoulli")
+
+
+@pytest.mark.parametrize("mode", ["uniform", "bernoulli"])
+def test_a_pool_shares_few_entities_across_the_batch_yet_each_negative_stays_uniform(mode):
+    num_entities, pool = 50, 6
+    sampler = NegativeSampler(num_entities, 8, mode, GRAPH, NUM_RELATIONS, pool=pool)
+    gen = torch.Generator().manual_seed(3)
+    positives = GRAPH[torch.randint(0, len(GRAPH), (400,), generator=gen)]
+    negatives, corrupt_head = sampler.sample(positives, generator=gen)
+    assert negatives.shape == (400, 8) and negatives.dtype == torch.long and corrupt_head.shape == (400,)
+    # One batch touches at most `pool` distinct negative entities (400 x 8 independent draws
+    # from 50 would touch all 50).
+    assert len(torch.unique(negatives)) <= pool
+    # Over many batches each entity is drawn equally often: pooled draws are uniform marginally.
+    counts = torch.zeros(num_entities)
+    for _ in range(2000):
+        batch, _ = sampler.sample(positives[:10], generator=gen)
+        counts += torch.bincount(batch.flatten(), minlength=num_entities)
+    expected = counts.sum() / num_entities  # 3 200 per entity
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    # Pooled draws are clustered (each pool entity is drawn ~13 times per batch), which inflates
+    # the variance ~14-fold over independent draws: chi2 ~ 14 x 49 on average; a sampler that
+    # skipped an entity, or favoured half of them 2:1, would give chi2 above 10^5.
+    assert int(counts.min()) > 0 and chi2 < 2_000
+
+
+def test_pooled_draws_are_reproducible_and_the_corrupted_side_is_unchanged():
+    plain = NegativeSampler(NUM_ENTITIES, 5, "bernoulli", GRAPH, NUM_RELATIONS)
+    pooled = NegativeSampler(NUM_ENTITIES, 5, "bernoulli", GRAPH, NUM_RELATIONS, pool=4)
+    first = pooled.sample(GRAPH, generator=torch.Generator().manual_seed(7))
+    again = pooled.sample(GRAPH, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    # The side each row corrupts is drawn first, the same way: the pool changes only the entities.
+    assert torch.equal(first[1], plain.sample(GRAPH, generator=torch.Generator().manual_seed(7))[1])
+
+
+def test_a_negative_pool_size_is_refused():
+    with pytest.raises(ValueError, match="negative pool must be 0 .* got -1"):
+        NegativeSampler(NUM_ENTITIES, 2, "uniform", pool=-1)

@@ -336,3 +336,36 @@ def test_adversarial_every_spaces_the_critic_steps_and_generator_terms(tiny_synt
     native = train_mod.Trainer(data, ModelConfig(name="native", dim=16), cfg, None, store)
     native.train_epoch(0)
     assert calls["native"] == [0.5] * 6  # its own term, at its weight, in every batch
+
+
+# --- a shared negative pool --------------------------------------------------------------------
+def test_a_negative_pool_reaches_afme_and_shrinks_the_entities_a_step_fuses(tiny_synth, monkeypatch):
+    """TrainConfig.negative_pool reaches the sampler, so an AFME step computes its per-entity work
+    for at most 2 B + pool entities (a batch's known sides, answers and the pool) instead of the
+    B x K negatives' spread; and AFME still learns with it."""
+    from afme_lib.models.afme import AFME
+    data = load_dataset(tiny_synth)
+    store = FeatureStore.load(tiny_synth, data.num_entities, verbose=False)
+    sizes = []
+    real = AFME.score_batch
+
+    def spy(self, heads, relations, tails, negatives, corrupt_head):
+        sizes.append((len(heads), len(torch.unique(torch.cat([heads, tails, negatives.flatten()])))))
+        return real(self, heads, relations, tails, negatives, corrupt_head)
+
+    monkeypatch.setattr(AFME, "score_batch", spy)
+    model = ModelConfig(name="afme", dim=16, attention_heads=2, noise_dim=4)
+    for pool in (0, 12):
+        cfg = TrainConfig(epochs=1, batch_size=64, negatives=16, negative_pool=pool, progress=False, device="cpu",
+                          compile="off")
+        trainer = train_mod.Trainer(data, model, cfg, None, store)
+        assert trainer.sampler.pool == pool
+        sizes.clear()
+        first = trainer.train_epoch(1)["kgc"]
+        for _ in range(4):
+            last = trainer.train_epoch(2)["kgc"]
+        if pool:
+            assert all(n <= 2 * b + pool for b, n in sizes)
+            assert last < 0.9 * first
+        else:  # 64 x 16 independent negatives spread over most of tiny's 300 entities
+            assert max(n for _, n in sizes) > 2 * 64 + 12
