@@ -54,7 +54,10 @@ learn to answer without help from e_s (and lower lambda_r), relations that struc
 
 Cost. h_m, g_m and the gate's W_g^m t_m depend on the entity only, so each call computes them
 once per distinct entity; per (entity, relation) pair only elementwise work remains. An
-evaluation computes them once for all entities and reuses them for every relation's table.
+evaluation computes them once for all entities and reuses them for every relation's table. A
+training step's per-entity work therefore grows with the distinct entities its batch touches;
+``TrainConfig.negative_pool`` bounds them (MKG-Y: ~10.6k per batch of 1024 with independent
+negatives, ~2.7k with a pool of 1024; reports/speed/models.md).
 
 Training. The KGC loss trains the embeddings, projections and MoIFu. It does not train the
 generator: generated tokens enter the KGC forward detached. MoIEn learns from its own objective
