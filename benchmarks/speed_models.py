@@ -86,7 +86,7 @@ def report(results: dict, command: str) -> list[str]:
              "|---|---|---|---|---|---|---|---|"]
     checks = []
     for key, by_model in results["datasets"].items():
-        name, pool = key.rsplit("|", 1) if "|" in key else (key, "0")
+        name, pool = key.rsplit("|", 1)  # main() keys each block "<dataset>|<pool>"
         negatives = pool_name(int(pool))
         base = by_model.get("rotate")
         for model, f in by_model.items():
