@@ -11,6 +11,7 @@ For an entity e seen through relation r::
     t_m = h_m                      if m is measured for e
           g_m                      if it is missing (completed)
           (1 - b_m) h_m + b_m g_m  if ``enhance_mix`` > 0 (enhance a possibly degraded row)
+                                   (for the entity asked about; a candidate answer keeps h_m)
     e_r = lambda_r e_s + sum_m w_m(e, r) gate_m(e, r) * t_m      MoIFu (fusion.py)
     score(h, r, t) = scorer(e_r(h), r, e_r(t))
 
@@ -41,8 +42,8 @@ triples the KGC loss sees, are answered through e_s whatever their rows say, so 
 for distrust and never for misplaced trust. Standardised rather than a threshold on the cosine
 (our reasoning, not measured apart): "disagrees" is then relative to what the modality's rows
 usually show, and an untrained generator's completions agree with no row. In training the
-checks come from a table of every entity built once per epoch, which also sets mean_m and std_m
-(saved with the model for evaluation). The check is part of the denoising switch: w/o
+checks come from a table of every entity built once per epoch (see "Training"), which also sets
+mean_m and std_m (saved with the model for evaluation). The check is part of the denoising switch: w/o
 denoising has neither the gates nor the check.
 
 Cold entities. An entity whose attribute triples are all held out still has a trained e_s, but
@@ -53,14 +54,19 @@ learn to answer without help from e_s (and lower lambda_r), relations that struc
 (lambda_r near 1) are hardly disturbed.
 
 Cost. h_m, g_m and the gate's W_g^m t_m depend on the entity only, so each call computes them
-once per distinct entity; per (entity, relation) pair only elementwise work remains. An
-evaluation computes them once for all entities and reuses them for every relation's table. A
+once per distinct entity; per (entity, relation) pair only elementwise work remains. Only the
+entities a batch asks about are completed and checked (candidates are read as measured), and
+the check's generator pass reads out only the row it checks. An evaluation computes the
+per-entity tensors once for all entities and reuses them for every relation's table. A
 training step's per-entity work therefore grows with the distinct entities its batch touches;
 ``TrainConfig.negative_pool`` bounds them (MKG-Y: ~10.6k per batch of 1024 with independent
 negatives, ~2.7k with a pool of 1024; reports/speed/models.md).
 
 Training. The KGC loss trains the embeddings, projections and MoIFu. It does not train the
-generator: generated tokens enter the KGC forward detached. MoIEn learns from its own objective
+generator: generated tokens enter the KGC forward detached. Missing rows are completed at each
+step, from e_s as it stands and fresh noise (serving them from a per-epoch table like the
+cross-check's was cheaper, but lowered the main job's MRR on cold queries with a missing row by
+2-5 points on seed 0 in each variant with MoIEn, so it was not kept). MoIEn learns from its own objective
 on a subsample of the batch's entities (``adversarial_rows``): each measured modality is hidden
 from the generator with probability 1/2 and the generator must recreate it, judged by a
 conditional WGAN-GP critic (enhance.py, own optimiser) plus a reconstruction term::
@@ -128,7 +134,7 @@ class AFME(KGModel):
                 mix = min(max(config.enhance_mix, 1e-3), 1 - 1e-3)
                 self.mix_logit = nn.Parameter(torch.full((m,), math.log(mix / (1 - mix))))
         self._table_cache: dict | None = None
-        self._cross_table: tuple | None = None
+        self._check_cache: tuple | None = None
         # Row-level denoising needs MoIEn and a second modality to complete a row from.
         self.cross_check = self.use_gan and m >= 2 and config.denoising and config.cross_check_margin > 0
         if self.cross_check:
@@ -141,24 +147,37 @@ class AFME(KGModel):
             self.register_buffer("agreement_std", torch.ones(m))
 
     # --- per-entity part ---------------------------------------------------------------------
+    def _check_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training only: the cross-check (agreement, completion) of every entity, built at the
+        first call after ``train()`` (once per epoch) and read by every step of the epoch. The
+        completions are stored before the modality scale s_m, which the reader applies, since the
+        KGC loss moves s_m every step."""
+        if self._check_cache is None:
+            parts, present = [], []
+            with torch.no_grad():
+                for chunk in torch.arange(self.num_entities, device=self.device).split(TABLE_CHUNK):
+                    raw = self.inputs.raw(chunk)
+                    tokens, measured = self.inputs(chunk, raw)
+                    parts.append(self._cross_check(raw, tokens, measured, scaled=False))
+                    present.append(measured)
+            self._check_cache = tuple(torch.cat(p) for p in zip(*parts))
+            self._agreement_statistics(self._check_cache[0], torch.cat(present))
+        return self._check_cache
+
+    def _scaled(self, unit: torch.Tensor) -> torch.Tensor:
+        """Generated unit-RMS tokens [n, M, D] on the measured tokens' scale s_m (detached: MoIEn's
+        outputs are not trained by the KGC loss)."""
+        return unit * self.inputs.log_scale.detach().exp()[:, None].to(unit.dtype)
+
     def _cross_check_of(self, entities: torch.Tensor, raw: list[torch.Tensor],
                         tokens: torch.Tensor, measured: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`_cross_check` of ``entities``: computed here in evaluation; in training read from
-        a table of every entity built at the first call after ``train()`` (once per epoch), since
-        completing every measured row of each entity a batch touches would triple AFME's step."""
+        the epoch's table (:meth:`_check_table`), since completing every measured row of each
+        entity a batch asks about would triple AFME's step."""
         if not self.training:
             return self._cross_check(raw, tokens, measured)
-        if self._cross_table is None:
-            parts, present = [], []
-            with torch.no_grad():
-                for chunk in torch.arange(self.num_entities, device=entities.device).split(TABLE_CHUNK):
-                    chunk_raw = self.inputs.raw(chunk)
-                    chunk_tokens, chunk_measured = self.inputs(chunk, chunk_raw)
-                    parts.append(self._cross_check(chunk_raw, chunk_tokens, chunk_measured))
-                    present.append(chunk_measured)
-            self._cross_table = tuple(torch.cat(p) for p in zip(*parts))
-            self._agreement_statistics(self._cross_table[0], torch.cat(present))
-        return tuple(take_rows(t, entities) for t in self._cross_table)
+        agreement, completion = self._check_table()
+        return take_rows(agreement, entities), self._scaled(take_rows(completion, entities))
 
     @torch.no_grad()
     def _agreement_statistics(self, agreement: torch.Tensor, measured: torch.Tensor) -> None:
@@ -178,11 +197,12 @@ class AFME(KGModel):
         return torch.where(measured, trust, torch.ones_like(trust))
 
     @torch.no_grad()
-    def _cross_check(self, raw: list[torch.Tensor], tokens: torch.Tensor,
-                     measured: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cross_check(self, raw: list[torch.Tensor], tokens: torch.Tensor, measured: torch.Tensor,
+                     scaled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(agreement [n, M], completion [n, M, D]): each measured row completed by MoIEn from the
         entity's other modalities, and the cosine between the row and its completion (0 and zeros
-        where the row is not measured). No gradient: a check the fusion reads, not a target."""
+        where the row is not measured). No gradient: a check the fusion reads, not a target.
+        ``scaled`` False leaves the completions at unit RMS (before s_m)."""
         rows, cols = measured.nonzero(as_tuple=True)
         agreement, completion = tokens.new_zeros(measured.shape), torch.zeros_like(tokens)
         if len(rows) == 0:
@@ -193,21 +213,22 @@ class AFME(KGModel):
         # The unknown vector, not e_s: from an entity's own e_s the generator recalls its rows,
         # a pure-noise one included (synthetic default: a noise row agreed 0.72 with its
         # completion from e_s, 0.53 from the unknown vector; a clean row 0.90 and 0.86).
-        unknown = self.unknown.to(tokens.dtype).expand(len(rows), -1)
+        unknown = self.unknown.to(tokens.dtype)[None]  # one row for all: its part is computed once
         view = self.generator.view(raw)[rows]
-        generated = self.generator(unknown, view, shown, None)[pick, cols]
-        generated = self._capped(generated) * self.inputs.log_scale.exp()[cols, None].to(generated.dtype)
+        generated = self._capped(self.generator(unknown, view, shown, None, only=cols))
+        if scaled:
+            generated = generated * self.inputs.log_scale.exp()[cols, None].to(generated.dtype)
         real = tokens[rows, cols]
         return (agreement.index_put((rows, cols), torch.nn.functional.cosine_similarity(real, generated, dim=-1)),
                 completion.index_put((rows, cols), generated))
 
     def _generate(self, raw: list[torch.Tensor], structural: torch.Tensor, shown: torch.Tensor,
-                  noise: torch.Tensor | None) -> torch.Tensor:
+                  noise: torch.Tensor | None, scaled: bool = True) -> torch.Tensor:
         """MoIEn's tokens [n, M, D] on the measured tokens' scale, s_m rms(G(e_s, z, the shown
-        modalities' raw feature rows ``raw``, from ModalityInputs.raw))."""
-        generated = self.generator(structural, self.generator.view(raw), shown, noise)
+        modalities' raw feature rows ``raw``, from ModalityInputs.raw)); ``scaled`` False: before s_m."""
+        generated = self._capped(self.generator(structural, self.generator.view(raw), shown, noise))
         # The scale s_m is detached: MoIEn's losses must reach only the generator.
-        return self._capped(generated) * self.inputs.log_scale.detach().exp()[:, None].to(generated.dtype)
+        return self._scaled(generated) if scaled else generated
 
     @staticmethod
     def _capped(generated: torch.Tensor) -> torch.Tensor:
@@ -221,43 +242,60 @@ class AFME(KGModel):
     def _noise(self, n: int, device) -> torch.Tensor | None:
         return torch.randn(n, self.config.noise_dim, device=device) if self.training else None
 
-    def per_entity(self, entities: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Everything that depends on the entity alone, for distinct flat ``entities`` [n]."""
+    def per_entity(self, entities: torch.Tensor, queried: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Everything that depends on the entity alone, for distinct flat ``entities`` [n].
+
+        ``tokens``, ``token_norm``, ``gate_inputs`` and ``available`` are the entity as asked about
+        (MoIEn's completions of missing rows, the cross-check's blend of measured ones);
+        ``candidate_*`` are the entity as a candidate answer (measured rows as they are). Only the
+        ``queried`` rows [n] (bool; None: all) are completed and checked, since only the entities
+        a batch asks about are read that way; the others keep their measured rows on both sides."""
         structural = self.structural(entities)
         if len(self.inputs) == 0:
             return {"structural": structural}
         raw = self.inputs.raw(entities)
         tokens, measured = self.inputs(entities, raw)
-        available = measured
-        candidate = None
+        candidate = {"tokens": tokens, "token_norm": tokens.norm(dim=-1), "gate_inputs": self.fusion.gate_inputs(tokens)}
+        out = {"structural": structural, "measured": measured, **{f"candidate_{k}": v for k, v in candidate.items()}}
+        if not self.use_gan:  # nothing to complete or check: both sides read the measured rows
+            return {**out, **candidate, "available": measured}
+        rows = None if queried is None else queried.nonzero(as_tuple=True)[0]
+        if rows is not None and len(rows) == len(entities):
+            rows = None
+        if rows is not None and len(rows) == 0:
+            return {**out, **candidate, "available": measured}
+        pick = (lambda t: t) if rows is None else (lambda t: t[rows])
+        asked = self._as_asked(pick(entities), [pick(f) for f in raw], pick(tokens), pick(measured), pick(structural))
+        asked_gate = self.fusion.gate_inputs(asked)
+        if rows is None:
+            return {**out, "tokens": asked, "token_norm": asked.norm(dim=-1), "gate_inputs": asked_gate,
+                    "available": torch.ones_like(measured)}
+        tokens = tokens.index_put((rows,), asked)
+        gate_inputs = candidate["gate_inputs"].index_put((rows,), asked_gate) if asked_gate.numel() else asked_gate
+        return {**out, "tokens": tokens, "token_norm": tokens.norm(dim=-1), "gate_inputs": gate_inputs,
+                "available": measured.index_put((rows,), torch.ones((), dtype=torch.bool, device=measured.device))}
+
+    def _as_asked(self, entities: torch.Tensor, raw: list[torch.Tensor], tokens: torch.Tensor, measured: torch.Tensor,
+                  structural: torch.Tensor) -> torch.Tensor:
+        """The tokens [n, M, D] of entities asked about: each measured row blended toward its
+        completion as far as the cross-check distrusts it, each missing row completed by MoIEn."""
         if self.cross_check:
-            # Row-level denoising, for the entity asked about: a measured row that disagrees with
-            # its completion from the other modalities is blended into it, in proportion to the
-            # distrust. Candidates keep their rows as measured (see score_batch: completed
-            # candidates outrank measured answers).
             agreement, completion = self._cross_check_of(entities, raw, tokens, measured)
             trust = self._trust(agreement, measured)[..., None].to(tokens.dtype)
-            candidate = {"tokens": tokens, "token_norm": tokens.norm(dim=-1), "gate_inputs": self.fusion.gate_inputs(tokens)}
             tokens = trust * tokens + (1 - trust) * completion
-        if self.use_gan:
-            need = ~measured.all(1) if not self.enhance else torch.ones_like(measured[:, 0])
-            rows = need.nonzero(as_tuple=True)[0]
-            if len(rows):
-                # Detached: the KGC loss must not train the generator (MoIEn has its own objective).
-                with torch.no_grad():
-                    generated = self._generate([f[rows] for f in raw], structural[rows], measured[rows],
-                                               self._noise(len(rows), entities.device))
-                filled = torch.where(measured[rows, :, None], tokens[rows], generated)
-                if self.enhance:
-                    mix = torch.sigmoid(self.mix_logit)[:, None].to(tokens.dtype)
-                    filled = torch.where(measured[rows, :, None], (1 - mix) * tokens[rows] + mix * generated, filled)
-                tokens = tokens.index_put((rows,), filled)
-            available = torch.ones_like(measured)
-        out = {"structural": structural, "tokens": tokens, "token_norm": tokens.norm(dim=-1), "available": available,
-               "measured": measured, "gate_inputs": self.fusion.gate_inputs(tokens)}
-        if candidate is not None:
-            out.update({f"candidate_{k}": v for k, v in candidate.items()})
-        return out
+        need = ~measured.all(1) if not self.enhance else torch.ones_like(measured[:, 0])
+        rows = need.nonzero(as_tuple=True)[0]
+        if len(rows) == 0:
+            return tokens
+        # Detached: the KGC loss must not train the generator (MoIEn has its own objective).
+        with torch.no_grad():
+            generated = self._generate([f[rows] for f in raw], structural[rows], measured[rows],
+                                       self._noise(len(rows), structural.device))
+        filled = torch.where(measured[rows, :, None], tokens[rows], generated)
+        if self.enhance:
+            mix = torch.sigmoid(self.mix_logit)[:, None].to(tokens.dtype)
+            filled = torch.where(measured[rows, :, None], (1 - mix) * tokens[rows] + mix * generated, filled)
+        return tokens.index_put((rows,), filled)
 
     def _pairs(self, per: dict, index: torch.Tensor, relations: torch.Tensor, distinct: bool = False,
                internals: bool = False, completed: bool = True) -> dict[str, torch.Tensor]:
@@ -284,7 +322,7 @@ class AFME(KGModel):
         else:
             index_s = index
         structural = take_rows(per["structural"], index_s)
-        side = "" if completed or "candidate_tokens" not in per else "candidate_"
+        side = "" if completed else "candidate_"
         tokens, token_norm, gate_inputs = (per[side + k] for k in ("tokens", "token_norm", "gate_inputs"))
         measured = take_rows(per["measured"], index)
         if completed:
@@ -321,7 +359,8 @@ class AFME(KGModel):
             raise ValueError("AFME representations depend on the relation: pass relations")
         ent, rel = torch.broadcast_tensors(entities, relations)
         unique, inverse = torch.unique(ent.reshape(-1), return_inverse=True)
-        fused = self._pairs(self.per_entity(unique), inverse, rel.reshape(-1), completed=completed)["fused"]
+        queried = None if completed else torch.zeros(len(unique), dtype=torch.bool, device=unique.device)
+        fused = self._pairs(self.per_entity(unique, queried), inverse, rel.reshape(-1), completed=completed)["fused"]
         return fused.view(*ent.shape, -1)
 
     def score(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
@@ -350,7 +389,8 @@ class AFME(KGModel):
         known = torch.where(corrupt_head, tails, heads)
         answer = torch.where(corrupt_head, heads, tails)
         unique, inverse = torch.unique(torch.cat([known, answer, negatives.reshape(-1)]), return_inverse=True)
-        per = self.per_entity(unique)
+        queried = torch.zeros(len(unique), dtype=torch.bool, device=unique.device).index_fill_(0, inverse[:b], True)
+        per = self.per_entity(unique, queried)
         query = self._pairs(per, inverse[:b], relations, completed=True)["fused"]
         rest = self._pairs(per, inverse[b:], torch.cat([relations, relations.repeat_interleave(k)]), completed=False)["fused"]
         target, cand = rest[:b], rest[b:].view(b, k, -1)
@@ -371,11 +411,11 @@ class AFME(KGModel):
 
     def train(self, mode: bool = True):
         self._table_cache = None  # parameters may change from here on
-        self._cross_table = None
+        self._check_cache = None
         return super().train(mode)
 
     def _load_from_state_dict(self, *args, **kwargs):
-        self._table_cache = self._cross_table = None
+        self._table_cache = self._check_cache = None
         return super()._load_from_state_dict(*args, **kwargs)
 
     def _table(self, relation: int | None, completed: bool) -> torch.Tensor:

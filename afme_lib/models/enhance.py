@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from afme_lib.models.modality import rms_normalise
@@ -52,11 +53,22 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention output [n, t, D] of every token of ``x`` [n, t, D]; with ``query`` [n] (a token
+        position per sequence), only that token's output [n, D] (keys and values still all t)."""
         n, t, d = x.shape
-        q, k, v = self.qkv(x).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // self.heads), dim=-1)
-        return self.out((self.dropout(att) @ v).transpose(1, 2).reshape(n, t, d))
+        hd = d // self.heads
+        if query is None:
+            q, k, v = self.qkv(x).view(n, t, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
+        else:
+            weight, bias = self.qkv.weight, self.qkv.bias
+            k, v = F.linear(x, weight[d:], bias[d:]).view(n, t, 2, self.heads, hd).permute(2, 0, 3, 1, 4)
+            q = F.linear(x[torch.arange(n, device=x.device), query], weight[:d], bias[:d]).view(n, self.heads, 1, hd)
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1)
+        mixed = self.dropout(att) @ v  # [n, heads, t or 1, hd]
+        if query is not None:
+            return self.out(mixed.reshape(n, d))
+        return self.out(mixed.transpose(1, 2).reshape(n, t, d))
 
 
 class TokenMixer(nn.Module):
@@ -75,11 +87,18 @@ class TokenMixer(nn.Module):
         self.ffns = nn.ModuleList(
             nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim)) for _ in range(layers))
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
+        """Mixed tokens [n, t, D]; with ``query`` [n] (a position per sequence) only that token's
+        [n, D]: its last block then runs for one token, not t (the cross-check reads one)."""
         x = tokens
-        for norm1, mix, norm2, ffn in zip(self.norms1, self.mixers, self.norms2, self.ffns):
+        last = len(self.mixers) - 1
+        for i, (norm1, mix, norm2, ffn) in enumerate(zip(self.norms1, self.mixers, self.norms2, self.ffns)):
             y = norm1(x)
-            x = x + mix(y)
+            if query is not None and i == last:
+                rows = torch.arange(len(x), device=x.device)
+                x = x[rows, query] + (mix(y, query) if self.self_attention else mix(y[rows, query]))
+            else:
+                x = x + mix(y)
             x = x + ffn(norm2(x))
         return x
 
@@ -156,21 +175,29 @@ class CompletionGenerator(nn.Module):
         return torch.stack([rms_normalise(read(f)) for read, f in zip(self.read, features)], 1)
 
     def forward(self, structural: torch.Tensor, tokens: torch.Tensor, shown: torch.Tensor,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Generated tokens g [n, M, D] from e_s [n, D], the shown modalities' readings ``tokens``
-        [n, M, D] (:meth:`view`) and which are shown [n, M] (the others are ignored). ``noise``
-        None means z = 0 (evaluation)."""
-        n = structural.shape[0]
+                noise: torch.Tensor | None = None, only: torch.Tensor | None = None) -> torch.Tensor:
+        """Generated tokens g [n, M, D] from e_s [n, D] (or one row [1, D] shared by all), the shown
+        modalities' readings ``tokens`` [n, M, D] (:meth:`view`) and which are shown [n, M] (the
+        others are ignored). ``noise`` None means z = 0 (evaluation). With ``only`` [n] (a
+        modality per row), just that modality's token [n, D], at a fraction of the cost."""
+        n = tokens.shape[0]
         if noise is None:
-            noise = structural.new_zeros(n, self.noise_dim)
-        base = self.base(torch.cat([structural, noise], -1)).view(n, self.num_modalities + 1, self.dim)
+            noise = structural.new_zeros(structural.shape[0], self.noise_dim)
+        base = self.base(torch.cat([structural, noise], -1)).view(-1, self.num_modalities + 1, self.dim).expand(n, -1, -1)
         visible = shown[..., None]
         carrier = torch.where(visible, tokens, torch.ones_like(tokens))
         modulated = torch.sigmoid(torch.einsum("nmd,med->nme", base[:, 1:] * carrier, self.modulate_weight)
                                   + self.modulate_bias)
         content = torch.where(visible, tokens, self.mask.to(tokens.dtype).expand(n, -1, -1))
-        mixed = self.mixer(torch.cat([base[:, :1], content + modulated], 1) + self.token_type)
-        return torch.einsum("nmd,med->nme", mixed[:, 1:], self.out_weight) + self.out_bias
+        sequence = torch.cat([base[:, :1], content + modulated], 1) + self.token_type
+        if only is None:
+            return torch.einsum("nmd,med->nme", self.mixer(sequence)[:, 1:], self.out_weight) + self.out_bias
+        mixed = self.mixer(sequence, only + 1)
+        out = torch.empty_like(mixed)
+        for m in range(self.num_modalities):  # a handful: O_m applied to the rows that want modality m
+            rows = (only == m).nonzero(as_tuple=True)[0]
+            out[rows] = mixed[rows] @ self.out_weight[m].T + self.out_bias[m]
+        return out
 
 
 class ModalityCritic(nn.Module):

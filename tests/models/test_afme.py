@@ -279,7 +279,7 @@ def test_cross_check_table_in_training_matches_evaluation_and_is_rebuilt_each_ep
         table = model._cross_check_of(subset, [f[subset] for f in raw], tokens[subset], measured[subset])
         for a, b in zip(table, direct):
             torch.testing.assert_close(a, b[subset])
-        assert model._cross_table is not None
+        assert model._check_cache is not None
         # the table's per-modality statistics, over measured rows only, standardise the agreement
         for k in range(measured.shape[1]):
             rows = direct[0][measured[:, k], k]
@@ -293,7 +293,52 @@ def test_cross_check_table_in_training_matches_evaluation_and_is_rebuilt_each_ep
         torch.testing.assert_close(trust[1], torch.full_like(trust[1], 0.5))
         assert (model._trust(at, torch.zeros_like(at, dtype=torch.bool)) == 1).all()  # unmeasured: not judged
         model.train()  # a new epoch: the parameters may have moved since
-        assert model._cross_table is None
+        assert model._check_cache is None
+
+
+def test_training_completes_missing_rows_at_each_step_and_reads_checks_at_the_current_scale(tiny):
+    """In training, an entity asked about has its missing rows generated at the step (what
+    evaluation generates, at the step's noise: fresh at every call), and its measured rows blended
+    with the cross-check's completions from the epoch's table, on the modality scale s_m of the
+    moment (the table is built once per epoch; s_m moves every step)."""
+    data, store = tiny
+    model = build(tiny, structure_dropout=0.0)
+    assert model.cross_check
+    ents = torch.arange(data.num_entities)
+    missing = ~torch.stack([store.masks[m] for m in model.inputs.names], 1)
+    assert missing.any()
+    with torch.no_grad():
+        model.eval()
+        evaluated = model.per_entity(ents)["tokens"]
+        model.train()
+        real_noise = model._noise
+        model._noise = lambda n, device: torch.zeros(n, model.config.noise_dim, device=device)
+        first = model.per_entity(ents)["tokens"]
+        torch.testing.assert_close(first[missing], evaluated[missing])
+        model.inputs.log_scale.add_(0.5)
+        torch.testing.assert_close(model.per_entity(ents)["tokens"][~missing], first[~missing] * math.exp(0.5))
+        model.inputs.log_scale.sub_(0.5)
+        model._noise = real_noise
+        a, b = model.per_entity(ents)["tokens"], model.per_entity(ents)["tokens"]
+        assert not torch.allclose(a[missing], b[missing])  # fresh noise at every step
+        torch.testing.assert_close(a[~missing], b[~missing])
+
+
+def test_only_the_entities_asked_about_are_completed_and_checked(tiny):
+    """per_entity(..., queried): the queried rows are what a full call gives; the others keep
+    their measured rows on both sides, and their missing modalities stay unavailable."""
+    data, store = tiny
+    model = build(tiny, cross_check_margin=TRUST).eval()
+    ents = torch.arange(data.num_entities)
+    queried = ents % 3 == 0
+    with torch.no_grad():
+        full, part = model.per_entity(ents), model.per_entity(ents, queried)
+        for key in ("tokens", "token_norm", "gate_inputs", "available"):
+            torch.testing.assert_close(part[key][queried], full[key][queried])
+        for key in ("tokens", "token_norm", "gate_inputs"):
+            torch.testing.assert_close(part[key][~queried], full["candidate_" + key][~queried])
+        torch.testing.assert_close(part["available"][~queried], part["measured"][~queried])
+        assert not torch.allclose(full["tokens"][~queried], full["candidate_tokens"][~queried])
 
 
 def test_cross_check_needs_moien_two_modalities_and_denoising(tiny):

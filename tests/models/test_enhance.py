@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from afme_lib.models.enhance import (
+    CompletionGenerator,
     ModalityCritic,
     ModalityGenerator,
     SelfAttention,
@@ -221,3 +222,28 @@ def test_gradient_penalty_is_differentiable_in_the_critic_parameters():
             assert torch.isfinite(g).all() and g.abs().sum() > 0, name
     # the structure token reaches the gradient with respect to x only through attention
     assert grads["structure.weight"].abs().sum() > 0
+
+
+# --- reading one token: what the cross-check asks of the generator ------------------------------
+@pytest.mark.parametrize("self_attention", [True, False])
+def test_reading_one_token_equals_that_token_of_the_full_pass(self_attention):
+    """SelfAttention, TokenMixer and CompletionGenerator asked for one position per sequence give
+    that position of the full output; a shared structural row [1, D] is the same as repeating it."""
+    torch.manual_seed(0)
+    att = SelfAttention(D, heads=2).eval()
+    mixer = TokenMixer(D, layers=2, heads=2, self_attention=self_attention).eval()
+    gen = CompletionGenerator([5, 7, 3], D, Z, layers=2, heads=2, self_attention=self_attention).eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 4, D, generator=g)
+    query = torch.tensor([0, 3, 1, 2, 3, 0])
+    rows = torch.arange(6)
+    view = gen.view([torch.randn(6, d, generator=g) for d in (5, 7, 3)])
+    shown = torch.rand(6, 3, generator=g) < 0.6
+    only = torch.tensor([2, 0, 1, 1, 2, 0])
+    structural = torch.randn(1, D, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(att(x, query), att(x)[rows, query])
+        torch.testing.assert_close(mixer(x, query), mixer(x)[rows, query])
+        full = gen(structural.expand(6, -1), view, shown)
+        torch.testing.assert_close(gen(structural, view, shown), full)
+        torch.testing.assert_close(gen(structural, view, shown, only=only), full[rows, only])
