@@ -22,8 +22,9 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_epochs(trainer, epochs: int) -> dict:
-    """Run ``epochs`` training epochs of ``trainer``; seconds of each, and the steady mean (all but
-    the first, when there is more than one)."""
+    """Run ``epochs`` training epochs of ``trainer``; seconds of each, and the steady mean and
+    median (all but the first, when there is more than one). The median is the figure to compare
+    on a shared machine: an epoch slowed by a neighbour moves the mean, not the median."""
     seconds = []
     for epoch in range(1, epochs + 1):
         synchronize(trainer.device)
@@ -32,7 +33,10 @@ def time_epochs(trainer, epochs: int) -> dict:
         synchronize(trainer.device)
         seconds.append(time.perf_counter() - start)
     steady = seconds[1:] or seconds
-    return {"epoch_seconds": seconds, "steady_epoch_seconds": sum(steady) / len(steady)}
+    ordered = sorted(steady)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return {"epoch_seconds": seconds, "steady_epoch_seconds": sum(steady) / len(steady), "median_epoch_seconds": median}
 
 
 def time_evaluation(trainer, dataset, split: str = "test", batch_size: int = 256, warmup_triples: int = 256) -> dict:

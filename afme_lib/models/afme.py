@@ -64,9 +64,7 @@ negatives, ~2.7k with a pool of 1024; reports/speed/models.md).
 
 Training. The KGC loss trains the embeddings, projections and MoIFu. It does not train the
 generator: generated tokens enter the KGC forward detached. Missing rows are completed at each
-step, from e_s as it stands and fresh noise (serving them from a per-epoch table like the
-cross-check's was cheaper, but lowered the main job's MRR on cold queries with a missing row by
-2-5 points on seed 0 in each variant with MoIEn, so it was not kept). MoIEn learns from its own objective
+step, from e_s as it stands and fresh noise. MoIEn learns from its own objective
 on a subsample of the batch's entities (``adversarial_rows``): each measured modality is hidden
 from the generator with probability 1/2 and the generator must recreate it, judged by a
 conditional WGAN-GP critic (enhance.py, own optimiser) plus a reconstruction term::

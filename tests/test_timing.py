@@ -1,0 +1,33 @@
+"""Epoch timing: the steady mean and median leave the warm-up epoch out."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from afme_lib import timing
+
+
+class FakeTrainer:
+    device = torch.device("cpu")
+
+    def __init__(self):
+        self.epochs = []
+
+    def train_epoch(self, epoch):
+        self.epochs.append(epoch)
+
+
+def test_time_epochs_leaves_out_the_warm_up_and_takes_the_median(monkeypatch):
+    # epochs lasting 9 (warm-up), 1, 5, 2 and 30 seconds (a neighbour slowed the last one)
+    ticks = itertools.accumulate([0, 9, 0, 1, 0, 5, 0, 2, 0, 30])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: float(next(ticks)))
+    trainer = FakeTrainer()
+    out = timing.time_epochs(trainer, 5)
+    assert trainer.epochs == [1, 2, 3, 4, 5]
+    assert out["epoch_seconds"] == [9, 1, 5, 2, 30]
+    assert out["steady_epoch_seconds"] == 9.5
+    assert out["median_epoch_seconds"] == 3.5  # (2 + 5) / 2: the slow epoch moves the mean only
+    ticks = itertools.accumulate([0, 4])
+    assert timing.time_epochs(FakeTrainer(), 1)["median_epoch_seconds"] == 4  # one epoch: itself
