@@ -42,8 +42,8 @@ triples the KGC loss sees, are answered through e_s whatever their rows say, so 
 for distrust and never for misplaced trust. Standardised rather than a threshold on the cosine
 (our reasoning, not measured apart): "disagrees" is then relative to what the modality's rows
 usually show, and an untrained generator's completions agree with no row. In training the
-checks come from a table of every entity built once per epoch (see "Training"), which also sets
-mean_m and std_m (saved with the model for evaluation). The check is part of the denoising switch: w/o
+checks come from a table of every entity built once per epoch, which also sets mean_m and std_m
+(saved with the model for evaluation). The check is part of the denoising switch: w/o
 denoising has neither the gates nor the check.
 
 Cold entities. An entity whose attribute triples are all held out still has a trained e_s, but
@@ -64,10 +64,10 @@ negatives, ~2.7k with a pool of 1024; reports/speed/models.md).
 
 Training. The KGC loss trains the embeddings, projections and MoIFu. It does not train the
 generator: generated tokens enter the KGC forward detached. Missing rows are completed at each
-step, from e_s as it stands and fresh noise. MoIEn learns from its own objective
-on a subsample of the batch's entities (``adversarial_rows``): each measured modality is hidden
-from the generator with probability 1/2 and the generator must recreate it, judged by a
-conditional WGAN-GP critic (enhance.py, own optimiser) plus a reconstruction term::
+step, from e_s as it stands and fresh noise. MoIEn learns from its own objective on a subsample
+of the batch's entities (``adversarial_rows``): each measured modality is hidden from the
+generator with probability 1/2 and the generator must recreate it, judged by a conditional
+WGAN-GP critic (enhance.py, own optimiser) plus a reconstruction term::
 
     L_G = -E[D(g_m | e_s, m)] + lambda_rec * E[||g_m - h_m||^2] / E[||h_m||^2]    (hidden measured rows)
     L_D = E[D(g_m)] - E[D(h_m)] + lambda_gp * GP
