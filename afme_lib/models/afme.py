@@ -268,9 +268,10 @@ class AFME(KGModel):
         if rows is None:
             return {**out, "tokens": asked, "token_norm": asked.norm(dim=-1), "gate_inputs": asked_gate,
                     "available": torch.ones_like(measured)}
-        tokens = tokens.index_put((rows,), asked)
+        # The other rows are as measured: only the asked rows' tensors are new.
         gate_inputs = candidate["gate_inputs"].index_put((rows,), asked_gate) if asked_gate.numel() else asked_gate
-        return {**out, "tokens": tokens, "token_norm": tokens.norm(dim=-1), "gate_inputs": gate_inputs,
+        return {**out, "tokens": tokens.index_put((rows,), asked), "gate_inputs": gate_inputs,
+                "token_norm": candidate["token_norm"].index_put((rows,), asked.norm(dim=-1)),
                 "available": measured.index_put((rows,), torch.ones((), dtype=torch.bool, device=measured.device))}
 
     def _as_asked(self, entities: torch.Tensor, raw: list[torch.Tensor], tokens: torch.Tensor, measured: torch.Tensor,
