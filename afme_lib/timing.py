@@ -8,6 +8,7 @@ ones; the evaluation is timed after a warm-up on a few triples.
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import replace
 
@@ -33,10 +34,8 @@ def time_epochs(trainer, epochs: int) -> dict:
         synchronize(trainer.device)
         seconds.append(time.perf_counter() - start)
     steady = seconds[1:] or seconds
-    ordered = sorted(steady)
-    middle = len(ordered) // 2
-    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-    return {"epoch_seconds": seconds, "steady_epoch_seconds": sum(steady) / len(steady), "median_epoch_seconds": median}
+    return {"epoch_seconds": seconds, "steady_epoch_seconds": sum(steady) / len(steady),
+            "median_epoch_seconds": statistics.median(steady)}
 
 
 def time_evaluation(trainer, dataset, split: str = "test", batch_size: int = 256, warmup_triples: int = 256) -> dict:

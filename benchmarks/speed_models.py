@@ -1,11 +1,12 @@
 """Speed of the multi-modal models against RotatE, one run, the same settings for every model.
 
 For each dataset and model: seconds per training epoch (the median of the epochs after a warm-up
-one) and per full filtered evaluation of the test split, and both as a ratio to RotatE's. Datasets: MKG-Y with
-its name-text features (``--features-root DIR/MKG-Y``, built by ``afme features text --dataset
-MKG-Y --out DIR/MKG-Y``) and the synthetic ``default`` preset with all its modalities. Settings:
-dim 128, batch 1024, 16 negatives, the self-adversarial loss, each model's recommended training
-options (NATIVE's lambdas); one torch thread per process unless ``--threads`` says otherwise.
+one) and per full filtered evaluation of the test split, and both as a ratio to RotatE's.
+Datasets: MKG-Y with its name-text features (``--features-root DIR/MKG-Y``, built by ``afme
+features text --dataset MKG-Y --out DIR/MKG-Y``) and the synthetic ``default`` preset with all its
+modalities. Settings: dim 128, batch 1024, 16 negatives, the self-adversarial loss, each model's
+recommended training options (NATIVE's lambdas); one torch thread per process unless
+``--threads`` says otherwise.
 Each setting of ``--negative-pools`` is measured for every model: 0 draws every negative
 independently (the default sampler), N > 0 draws a batch's negatives from N shared entities
 (``TrainConfig.negative_pool``; what that costs in accuracy: reports/negative-pool-mkgy).
