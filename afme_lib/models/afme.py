@@ -329,9 +329,8 @@ class AFME(KGModel):
             generated = available & ~measured if self.use_gan else None
         else:
             available, generated = measured, None
-        return self.fusion(structural, take_rows(tokens, index), take_rows(token_norm, index), available,
-                           take_rows(gate_inputs, index) if gate_inputs.numel() else gate_inputs, relations, internals,
-                           generated)
+        return self.fusion(structural, tokens, take_rows(token_norm, index), available, gate_inputs, relations, internals,
+                           generated, index=index)
 
     def _simulate_cold(self, index: torch.Tensor, relations: torch.Tensor, rows: int) -> torch.Tensor:
         """Training only: the per-entity rows whose e_s the pairs read. A share

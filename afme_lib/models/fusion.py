@@ -51,6 +51,11 @@ are the convex weights the notebooks show as "which modality a relation relies o
 Ablations: ``denoising=False`` makes every gate 1 (so alpha = 1); ``dynamic_weights=False``
 gives uniform weights over the available tokens; ``relation_context=False`` shares one g, C,
 tau and lambda across relations.
+
+Cost. Per pair, everything above is elementwise over [M, D]. Without internals (training, and
+the evaluation tables) the full model computes it in :class:`~afme_lib.models.fused_pairs.FusedPairs`,
+one autograd function that reads the pairs' rows straight from the per-entity tables and makes
+about 17 passes over [n, M, D] forward and backward, where autograd made about 25.
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from afme_lib.models.base import take_rows
+from afme_lib.models.fused_pairs import FusedPairs
 
 TAU_MIN = 0.05
 RELEVANCE_DIM = 16
@@ -107,16 +115,25 @@ class MoIFu(nn.Module):
 
     def forward(self, structural: torch.Tensor, tokens: torch.Tensor, token_norm: torch.Tensor, available: torch.Tensor,
                 gate_inputs: torch.Tensor, relations: torch.Tensor, internals: bool = True,
-                generated: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                generated: torch.Tensor | None = None, index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Fuse aligned pairs: structural [n, D], tokens [n, M, D] and their norms [n, M], available
         [n, M] (bool), gate_inputs [n, M, D] (from :meth:`gate_inputs`), relations [n], and which
         available tokens are generated rather than measured (``generated`` [n, M], None: none).
+        With ``index`` [n], ``tokens`` and ``gate_inputs`` are per-entity tables [E, M, D] and pair
+        i reads their row index[i] (the other inputs are per pair as above).
 
         Returns ``fused`` [n, D] and, with ``internals``, ``structure`` [n, D] (lambda_r e_s),
         ``modal`` [n, M, D] (the weighted tokens w_m t~_m), ``gates`` [n, M, D] and ``weights``
         [n, M] (0 where unavailable). Training needs only ``fused``: without internals no
-        [n, M, D] product is kept beyond what the gradient needs."""
+        [n, M, D] product is kept beyond what the gradient needs, and in the full model (gates and
+        dynamic weights, several modalities) it goes through :class:`FusedPairs`."""
         ctx = self.context_ids(relations)
+        if index is not None:
+            if not internals and self._fusable(tokens):
+                return {"fused": self._fused_pairs(structural, tokens, token_norm, available, gate_inputs, ctx,
+                                                   generated, index)}
+            tokens = take_rows(tokens, index)
+            gate_inputs = take_rows(gate_inputs, index) if gate_inputs.numel() else gate_inputs
         if self.denoising:
             # g_{r,m} + b_m is formed per relation first: one [n, M, D] gather instead of two adds.
             table = (self.gate_relation + self.gate_bias).flatten(1)
@@ -151,6 +168,23 @@ class MoIFu(nn.Module):
         gates = torch.ones_like(tokens) if gates is None else gates
         return {"fused": structure + modal.sum(1), "structure": structure, "modal": modal, "gates": gates,
                 "weights": weights}
+
+    def _fusable(self, tokens: torch.Tensor) -> bool:
+        """Whether :class:`FusedPairs` computes this call: the full model with several modalities,
+        outside autocast (its backward is written for one dtype) and torch.compile (which fuses
+        the plain ops itself)."""
+        return (self.denoising and self.dynamic_weights and self.num_modalities > 1
+                and not torch.is_autocast_enabled(tokens.device.type) and not torch.compiler.is_compiling())
+
+    def _fused_pairs(self, structural, token_table, token_norm, available, gate_table, ctx, generated, index):
+        bias = self.relevance()[ctx]
+        if generated is not None:
+            bias = bias + generated.to(bias.dtype) * self.generated_bias[ctx]
+        tau = F.softplus(self.tau_raw[ctx]) + TAU_MIN
+        structure = torch.sigmoid(self.structure_logit[ctx])[:, None] * structural
+        context_table = (self.gate_relation + self.gate_bias).flatten(1)
+        return FusedPairs.apply(structure, gate_table, token_table, context_table, token_norm, bias,
+                                F.softplus(self.beta_raw), tau, index, ctx, available)
 
     @staticmethod
     def shares(structure: torch.Tensor, modal: torch.Tensor) -> torch.Tensor:
