@@ -242,13 +242,14 @@ def _gib(n: float) -> str:
 def table_lines(plans: list[memory.MemoryPlan], free_bytes: int | None = None) -> list[str]:
     """A markdown table of memory plans: bytes per entity by component, then totals for the planned graph."""
     lines = ["| model | params | embeddings B/ent | grads B/ent | Adam B/ent | features B/ent | eval B/ent "
-             "| total B/ent | fixed MiB | activations MiB | peak GiB | host GiB |" + (" fits |" if free_bytes else ""),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if free_bytes else "")]
+             "| train cache B/ent | total B/ent | fixed MiB | activations MiB | peak GiB | host GiB |"
+             + (" fits |" if free_bytes else ""),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if free_bytes else "")]
     for p in plans:
         fixed = p.fixed["relations"] + p.fixed["dense"] + p.fixed["adam_steps"]
         e = p.per_entity
         row = (f"| {p.model} | {p.parameters:,} | {e['embeddings']} | {e['gradients']} | {e['optimiser']} | "
-               f"{e['features']} | {e['evaluation']} | {p.bytes_per_entity()} | {fixed / 2**20:.1f} | "
+               f"{e['features']} | {e['evaluation']} | {e['training_cache']} | {p.bytes_per_entity()} | {fixed / 2**20:.1f} | "
                f"{p.fixed['activations'] / 2**20:.1f} | {_gib(p.peak_bytes)} | {_gib(p.host_bytes)} |")
         if free_bytes:
             row += f" {'yes' if p.fits(free_bytes) else 'NO'} |"

@@ -18,9 +18,14 @@ Bytes on the device, with B = ``batch_size``, K = ``negatives``, B_e = ``eval_ba
                                 sum_m 1 when features stay in host memory (pinned / mmap)
                  evaluation     5 B_e       one row of the [B_e, N] float32 scores and of one
                                             bool comparison mask
-                              + 4w          models whose entity table is a copy (AFME: one
-                                            relation's table at a time; plain embedding models
-                                            score against the weight itself: 0)
+                              + 4w t        models whose entity table is a copy, t copies at a time
+                                            (AFME: one relation's candidate table, and with MoIEn
+                                            its query table too; plain embedding models score
+                                            against the weight itself: t = 0)
+                              + e           what the model caches for evaluation (AFME: every
+                                            entity's per-entity tensors, built once per evaluation)
+                 training cache u           what the model caches while it trains (AFME: the
+                                            epoch's cross-check table, [N, M] + [N, M, D] float32)
     per relation 16b                        (parameter, gradient, two Adam moments)
     fixed        16c + 4T                   dense parameters; T parameter tensors each hold an
                                             Adam step counter (a float32 scalar)
@@ -32,7 +37,11 @@ Bytes on the device, with B = ``batch_size``, K = ``negatives``, B_e = ``eval_ba
                                             the peak does not count
 
     peak = N (embeddings + gradients + Adam + features) + 16 b R + 16 c + 4T
-           + max(activations, N x evaluation + eval chunk)
+           + max(activations + N u, N x evaluation + eval chunk)
+
+The caches (e, u, and a model's fixed-size ones such as OTKGE's transport maps) are measured
+like the parameters: ``KGModel.cached_tensors()`` after a probe batch and after an evaluation
+table, at two graph sizes.
 
 (validation runs while the training state is allocated, after the batch's activations are freed).
 :func:`plan` computes this; :meth:`MemoryPlan.fits` compares it with free memory less a 10%
@@ -77,6 +86,9 @@ class ParameterLayout:
     table_copy: bool
     activation_bytes_per_positive: int
     reads_features: bool = False
+    table_copies: int = 0  # [N, table_width] copies evaluation holds at once (query and candidate tables)
+    training_cache: tuple[int, int] = (0, 0)  # bytes (per entity, fixed) cached while training
+    evaluation_cache: tuple[int, int] = (0, 0)  # bytes (per entity, fixed) cached for an evaluation
 
     def count(self, num_entities: int, num_relations: int) -> int:
         return self.per_entity * num_entities + self.per_relation * num_relations + self.fixed
@@ -126,6 +138,36 @@ def _saved_activation_bytes(model, train_cfg: TrainConfig, num_entities: int) ->
     return sum(seen.values())
 
 
+def _cache_bytes(model) -> int:
+    """Bytes of the distinct storages in ``model.cached_tensors()`` (parameters excluded)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in model.cached_tensors()}
+    return sum(size for ptr, size in storages.items() if ptr not in params)
+
+
+def _probe_caches(model, train_cfg: TrainConfig, num_entities: int) -> tuple[int, int, int]:
+    """(bytes cached after a training batch, bytes cached after building evaluation's tables, the
+    number of distinct [N, w] table copies evaluation holds at once) of ``model``."""
+    b, k = PROBE_BATCH, max(int(train_cfg.negatives), 1)
+    batch = torch.stack([torch.randint(num_entities, (b,)), torch.zeros(b, dtype=torch.long),
+                         torch.randint(num_entities, (b,))], 1)
+    model.train()
+    batch_losses(model, train_cfg, batch, torch.randint(num_entities, (b, k)), torch.rand(b) < 0.5, torch.device("cpu"))
+    training = _cache_bytes(model)
+    model.eval()
+    with torch.no_grad():
+        tables = model.tables(0) if model.relation_conditioned else model.tables()
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    copies = len({t.untyped_storage().data_ptr() for t in tables} - params)
+    return training, _cache_bytes(model), copies
+
+
+def _affine(at_n0: int, at_2n0: int, n0: int) -> tuple[int, int]:
+    """(per entity, fixed) of a byte count measured at n0 and 2 n0 entities."""
+    per = max(math.ceil((at_2n0 - at_n0) / n0), 0)
+    return per, max(at_n0 - per * n0, 0)
+
+
 def measure_layout(model_cfg: ModelConfig, feature_dims: dict[str, int] | None = None,
                    train_cfg: TrainConfig | None = None) -> ParameterLayout:
     """The exact parameter layout of ``model_cfg`` with features of widths ``feature_dims``.
@@ -147,9 +189,13 @@ def measure_layout(model_cfg: ModelConfig, feature_dims: dict[str, int] | None =
         copy = table.untyped_storage().data_ptr() not in {p.untyped_storage().data_ptr() for p in base.parameters()}
         activations = _saved_activation_bytes(base, train_cfg, n0)
         reads = any(isinstance(m, ModalityInputs) and len(m) for m in base.modules())
+        train_n0, eval_n0, copies = _probe_caches(base, train_cfg, n0)
+        train_2n0, eval_2n0, _ = _probe_caches(_build(model_cfg, 2 * n0, 1, feature_dims), train_cfg, 2 * n0)
     return ParameterLayout(per_entity=per_entity, per_relation=per_relation, fixed=p_base - per_entity * n0 - per_relation,
                            tensors=tensors, table_width=int(table.shape[1]), table_copy=bool(copy),
-                           activation_bytes_per_positive=math.ceil(activations / PROBE_BATCH), reads_features=reads)
+                           activation_bytes_per_positive=math.ceil(activations / PROBE_BATCH), reads_features=reads,
+                           table_copies=copies, training_cache=_affine(train_n0, train_2n0, n0),
+                           evaluation_cache=_affine(eval_n0, eval_2n0, n0))
 
 
 # --- the plan -------------------------------------------------------------------------------------
@@ -197,12 +243,18 @@ class MemoryPlan:
 
     @property
     def evaluation_bytes(self) -> int:
-        """The evaluation temporaries: [B_e, N] scores and mask, the entity table copy, the chunk."""
-        return self.num_entities * self.per_entity["evaluation"] + self.fixed["eval_chunk"]
+        """The evaluation temporaries: [B_e, N] scores and mask, the entity table copies, the
+        model's evaluation cache, the chunk."""
+        return self.num_entities * self.per_entity["evaluation"] + self.fixed["evaluation_cache"] + self.fixed["eval_chunk"]
+
+    @property
+    def training_bytes(self) -> int:
+        """What a training step adds to the state: its activations and the model's training cache."""
+        return self.fixed["activations"] + self.num_entities * self.per_entity["training_cache"] + self.fixed["training_cache"]
 
     @property
     def peak_bytes(self) -> int:
-        return self.state_bytes + max(self.fixed["activations"], self.evaluation_bytes)
+        return self.state_bytes + max(self.training_bytes, self.evaluation_bytes)
 
     @property
     def host_bytes(self) -> int:
@@ -227,7 +279,7 @@ class MemoryPlan:
         out = asdict(self)
         out.update(eval_chunk_bytes=self.eval_chunk_bytes, parameters=self.parameters, parameter_bytes=self.parameter_bytes, optimiser_bytes=self.optimiser_bytes,
                    bytes_per_entity=self.bytes_per_entity(), state_bytes=self.state_bytes,
-                   evaluation_bytes=self.evaluation_bytes, peak_bytes=self.peak_bytes, host_bytes=self.host_bytes)
+                   evaluation_bytes=self.evaluation_bytes, training_bytes=self.training_bytes, peak_bytes=self.peak_bytes, host_bytes=self.host_bytes)
         return out
 
 
@@ -254,7 +306,8 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, num_entities: int, num_
         "gradients": F32 * a,
         "optimiser": 2 * F32 * a,
         "features": sum((F32 * d if resident else 0) + 1 for d in dims.values()),
-        "evaluation": (F32 + 1) * b_eval + (F32 * layout.table_width if layout.table_copy else 0),
+        "evaluation": (F32 + 1) * b_eval + F32 * layout.table_width * layout.table_copies + layout.evaluation_cache[0],
+        "training_cache": layout.training_cache[0],
     }
     budget = eval_chunk_budget(device, free_bytes)
     chunk = chunk_for_budget(num_entities, layout.table_width, b_eval, budget)
@@ -264,6 +317,8 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, num_entities: int, num_
         "adam_steps": F32 * layout.tensors,
         "activations": int(train_cfg.batch_size) * layout.activation_bytes_per_positive,
         "eval_chunk": 2 * F32 * b_eval * min(int(num_entities), MIN_CHUNK) * layout.table_width,
+        "training_cache": layout.training_cache[1],
+        "evaluation_cache": layout.evaluation_cache[1],
     }
     return MemoryPlan(model=model_cfg.name, num_entities=int(num_entities), num_relations=int(num_relations),
                       layout=layout, feature_dims=dims, feature_placement=feature_placement,

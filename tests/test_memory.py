@@ -20,7 +20,7 @@ from afme_lib.device import chunk_for_budget, eval_chunk_budget
 from afme_lib.evaluate import default_chunk_size
 from afme_lib.memory import measure_layout, plan
 from afme_lib.models.registry import create_model, model_names
-from afme_lib.train import Trainer
+from afme_lib.train import Trainer, batch_losses
 
 DIMS = {"text": 24, "image": 24, "audio": 16, "numeric": 8}  # the tiny preset's feature widths
 SMALL = dict(attention_layers=1, attention_heads=2, noise_dim=8)
@@ -98,10 +98,42 @@ def test_evaluation_bytes_per_entity():
     train = TrainConfig(eval_batch_size=128)
     rotate = plan(model_cfg("rotate"), train, 500, 3, free_bytes=10**9)
     assert rotate.per_entity["evaluation"] == 128 * 5  # float32 score + bool mask; the table is the weight
-    assert not rotate.layout.table_copy
+    assert not rotate.layout.table_copy and rotate.layout.table_copies == 0
+    assert rotate.layout.evaluation_cache == rotate.layout.training_cache == (0, 0)
     afme = plan(model_cfg("afme"), train, 500, 3, DIMS, free_bytes=10**9)
     assert afme.layout.table_copy and afme.layout.table_width == 16
-    assert afme.per_entity["evaluation"] == 128 * 5 + 4 * 16  # + one relation's [N, D] table
+    assert afme.layout.table_copies == 2  # the query table (MoIEn's completions) beside the candidates'
+    assert afme.per_entity["evaluation"] == 128 * 5 + 2 * 4 * 16 + afme.layout.evaluation_cache[0]
+
+
+def afme_on_random_features(n: int, **kw):
+    torch.manual_seed(0)
+    store = FeatureStore(n)
+    for modality, width in DIMS.items():
+        store.add(modality, torch.randn(n, width))
+    return create_model(model_cfg("afme", **kw), n, 3, store)
+
+
+@pytest.mark.parametrize("n", [300, 700])
+def test_afme_caches_are_counted_as_a_real_model_holds_them(n):
+    """The plan's training cache (the epoch's cross-check table) and evaluation figures (the
+    per-entity tensors of every entity, two relation tables) equal what an AFME of n entities
+    holds after a training batch and after building an evaluation's tables."""
+    train = TrainConfig(eval_batch_size=128, negatives=4)
+    p = plan(model_cfg("afme"), train, n, 3, DIMS, free_bytes=10**9)
+    model = afme_on_random_features(n)
+    batch = torch.tensor([[0, 0, 1], [2, 1, 3], [4, 2, 5]])
+    model.train()
+    batch_losses(model, train, batch, torch.randint(n, (3, 4)), torch.tensor([True, False, True]), torch.device("cpu"))
+    held = tensor_bytes(model.cached_tensors())
+    assert held == n * len(DIMS) * (16 + 1) * 4  # completion [N, M, D] and agreement [N, M], float32
+    assert p.per_entity["training_cache"] * n + p.fixed["training_cache"] == held
+    model.eval()
+    with torch.no_grad():
+        tables = model.tables(0)
+    held = tensor_bytes(model.cached_tensors()) + tensor_bytes(tables)
+    assert p.evaluation_bytes == n * 128 * 5 + held + p.fixed["eval_chunk"]
+    assert p.peak_bytes >= p.state_bytes + max(p.fixed["activations"] + n * p.per_entity["training_cache"], held)
 
 
 def test_activations_are_measured_and_scale_with_width_and_negatives():

@@ -412,6 +412,10 @@ class AFME(KGModel):
         self._check_cache = None
         return super().train(mode)
 
+    def cached_tensors(self) -> list[torch.Tensor]:
+        """The epoch's cross-check table (training) and every entity's per-entity tensors (evaluation)."""
+        return [*(self._check_cache or ()), *(self._table_cache or {}).values()]
+
     def _load_from_state_dict(self, *args, **kwargs):
         self._table_cache = self._check_cache = None
         return super()._load_from_state_dict(*args, **kwargs)

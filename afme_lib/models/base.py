@@ -25,6 +25,9 @@ defaults here are those of a model with nothing beyond its scores):
   with its own optimiser on ``critic_loss(entities, relations, lambda_gp)``, and adds
   ``lambda_adv x generator_loss(entities, relations)`` to the main loss.
 - ``enable_compile()``: asked when training runs under torch.compile.
+- ``cached_tensors()``: tensors the model keeps between calls and rebuilds from its parameters
+  (AFME's cross-check table in training, its per-entity tensors in evaluation); the memory model
+  (afme_lib/memory.py) counts them.
 - ``introspect(entities, relations)``: interpretable internals for the notebooks.
 
 Entities without structural evidence. A model that reads features calls
@@ -276,6 +279,10 @@ class KGModel(nn.Module):
         """The generator's loss against the critic, added to the main loss times ``lambda_adv``.
         Required when :meth:`critic_parameters` is not empty."""
         raise NotImplementedError(f"{type(self).__name__} has critic parameters but no generator_loss")
+
+    def cached_tensors(self) -> list[torch.Tensor]:
+        """Tensors held between calls, rebuilt from the parameters (none by default)."""
+        return []
 
     def enable_compile(self) -> None:
         """Training runs under torch.compile: let the scorer compile its evaluation kernel too."""

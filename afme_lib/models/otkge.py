@@ -115,6 +115,9 @@ class OTKGE(KGModel):
             self._plan_cache = (key, maps)
         return self._plan_cache[1]
 
+    def cached_tensors(self) -> list[torch.Tensor]:
+        return list(self._plan_cache[1]) if self._plan_cache is not None else []
+
     def transported(self, entities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x_m = s_m rms((A_m + Delta_m) f_m) [n, M, D] (zero where missing) and presence [n, M]."""
         maps = self.transport_maps()
