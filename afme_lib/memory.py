@@ -83,12 +83,16 @@ class ParameterLayout:
     fixed: int
     tensors: int
     table_width: int
-    table_copy: bool
     activation_bytes_per_positive: int
     reads_features: bool = False
     table_copies: int = 0  # [N, table_width] copies evaluation holds at once (query and candidate tables)
     training_cache: tuple[int, int] = (0, 0)  # bytes (per entity, fixed) cached while training
     evaluation_cache: tuple[int, int] = (0, 0)  # bytes (per entity, fixed) cached for an evaluation
+
+    @property
+    def table_copy(self) -> bool:
+        """Whether the entity table evaluation scores against is a copy, not a parameter."""
+        return self.table_copies > 0
 
     def count(self, num_entities: int, num_relations: int) -> int:
         return self.per_entity * num_entities + self.per_relation * num_relations + self.fixed
@@ -112,12 +116,28 @@ def _count(model) -> tuple[int, int]:
     return sum(p.numel() for p in params), len(params)
 
 
+def _parameter_storages(model) -> set[int]:
+    return {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+
+def _probe_losses(model, train_cfg: TrainConfig, num_entities: int) -> dict[str, torch.Tensor]:
+    """The trainer's loss terms (:func:`afme_lib.train.batch_losses`) of one random training batch
+    of PROBE_BATCH positives, in train mode."""
+    b, k = PROBE_BATCH, max(int(train_cfg.negatives), 1)
+    batch = torch.stack([torch.randint(num_entities, (b,)), torch.zeros(b, dtype=torch.long),
+                         torch.randint(num_entities, (b,))], 1)
+    negatives = torch.randint(num_entities, (b, k))
+    corrupt_head = torch.rand(b) < 0.5
+    model.train()
+    return batch_losses(model, train_cfg, batch, negatives, corrupt_head, torch.device("cpu"))
+
+
 def _saved_activation_bytes(model, train_cfg: TrainConfig, num_entities: int) -> int:
     """Bytes autograd saves for backward in one training batch loss of PROBE_BATCH positives.
 
     The loss is the trainer's own (:func:`afme_lib.train.batch_losses`), so every term a model adds
     is probed too. Counted once per storage; parameters (already in the model's bytes) are skipped."""
-    param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    param_storages = _parameter_storages(model)
     seen: dict[int, int] = {}
 
     def pack(tensor):
@@ -126,21 +146,15 @@ def _saved_activation_bytes(model, train_cfg: TrainConfig, num_entities: int) ->
             seen[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    b, k = PROBE_BATCH, max(int(train_cfg.negatives), 1)
-    batch = torch.stack([torch.randint(num_entities, (b,)), torch.zeros(b, dtype=torch.long),
-                         torch.randint(num_entities, (b,))], 1)
-    negatives = torch.randint(num_entities, (b, k))
-    corrupt_head = torch.rand(b) < 0.5
-    model.train()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        terms = batch_losses(model, train_cfg, batch, negatives, corrupt_head, torch.device("cpu"))
+        terms = _probe_losses(model, train_cfg, num_entities)
     del terms
     return sum(seen.values())
 
 
 def _cache_bytes(model) -> int:
     """Bytes of the distinct storages in ``model.cached_tensors()`` (parameters excluded)."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    params = _parameter_storages(model)
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in model.cached_tensors()}
     return sum(size for ptr, size in storages.items() if ptr not in params)
 
@@ -148,17 +162,12 @@ def _cache_bytes(model) -> int:
 def _probe_caches(model, train_cfg: TrainConfig, num_entities: int) -> tuple[int, int, int]:
     """(bytes cached after a training batch, bytes cached after building evaluation's tables, the
     number of distinct [N, w] table copies evaluation holds at once) of ``model``."""
-    b, k = PROBE_BATCH, max(int(train_cfg.negatives), 1)
-    batch = torch.stack([torch.randint(num_entities, (b,)), torch.zeros(b, dtype=torch.long),
-                         torch.randint(num_entities, (b,))], 1)
-    model.train()
-    batch_losses(model, train_cfg, batch, torch.randint(num_entities, (b, k)), torch.rand(b) < 0.5, torch.device("cpu"))
+    _probe_losses(model, train_cfg, num_entities)
     training = _cache_bytes(model)
     model.eval()
     with torch.no_grad():
         tables = model.tables(0) if model.relation_conditioned else model.tables()
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    copies = len({t.untyped_storage().data_ptr() for t in tables} - params)
+    copies = len({t.untyped_storage().data_ptr() for t in tables} - _parameter_storages(model))
     return training, _cache_bytes(model), copies
 
 
@@ -186,13 +195,12 @@ def measure_layout(model_cfg: ModelConfig, feature_dims: dict[str, int] | None =
         per_relation = _count(_build(model_cfg, n0, 2, feature_dims))[0] - p_base
         with torch.no_grad():
             table = base.entity_table(0) if base.relation_conditioned else base.entity_table()
-        copy = table.untyped_storage().data_ptr() not in {p.untyped_storage().data_ptr() for p in base.parameters()}
         activations = _saved_activation_bytes(base, train_cfg, n0)
         reads = any(isinstance(m, ModalityInputs) and len(m) for m in base.modules())
         train_n0, eval_n0, copies = _probe_caches(base, train_cfg, n0)
         train_2n0, eval_2n0, _ = _probe_caches(_build(model_cfg, 2 * n0, 1, feature_dims), train_cfg, 2 * n0)
     return ParameterLayout(per_entity=per_entity, per_relation=per_relation, fixed=p_base - per_entity * n0 - per_relation,
-                           tensors=tensors, table_width=int(table.shape[1]), table_copy=bool(copy),
+                           tensors=tensors, table_width=int(table.shape[1]),
                            activation_bytes_per_positive=math.ceil(activations / PROBE_BATCH), reads_features=reads,
                            table_copies=copies, training_cache=_affine(train_n0, train_2n0, n0),
                            evaluation_cache=_affine(eval_n0, eval_2n0, n0))

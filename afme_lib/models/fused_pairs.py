@@ -1,4 +1,4 @@
-"""MoIFu's per-pair fusion as one autograd function with a hand-written backward (training path).
+"""MoIFu's per-pair fusion as one autograd function with a hand-written backward.
 
 The formula is MoIFu's (fusion.py); for pair i = (entity index[i], relation r_i)::
 
@@ -14,9 +14,9 @@ gathers A[index], T[index], G[c] become three more, scattered back by embedding 
 on a CPU the fusion cost about 25 passes over [n, M, D] per step, most of AFME's training step
 (synthetic default: ~10k pairs x 4 x 128, 92 ms of a 135 ms step, one thread). Here the forward
 makes 8 passes and the backward 9, the gathers are read straight from the per-entity tables and
-their gradients are summed into them with index_add_. Same values as the autograd path up to
-float rounding (tests/models/test_fused_pairs.py checks values and every gradient, gradcheck
-included).
+their gradients are summed into them with index_add_ (MoIFu uses it for training and for the
+evaluation tables, see fusion.py). Same values as the autograd path up to float rounding
+(tests/models/test_fused_pairs.py checks values and every gradient, gradcheck included).
 """
 
 from __future__ import annotations
