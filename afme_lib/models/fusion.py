@@ -135,10 +135,8 @@ class MoIFu(nn.Module):
             tokens = take_rows(tokens, index)
             gate_inputs = take_rows(gate_inputs, index) if gate_inputs.numel() else gate_inputs
         if self.denoising:
-            # g_{r,m} + b_m is formed per relation first: one [n, M, D] gather instead of two adds.
-            table = (self.gate_relation + self.gate_bias).flatten(1)
             # F.embedding: its backward into a few relation rows is ~2x faster on a CPU than indexing's.
-            gates = torch.sigmoid(gate_inputs + F.embedding(ctx, table).view_as(gate_inputs))
+            gates = torch.sigmoid(gate_inputs + F.embedding(ctx, self._context_gates()).view_as(gate_inputs))
             denoised = gates * tokens
         else:
             gates, denoised = None, tokens
@@ -149,11 +147,8 @@ class MoIFu(nn.Module):
         else:
             if self.dynamic_weights:
                 alpha = (denoised.norm(dim=-1) / (token_norm + 1e-6)) if gates is not None else torch.ones_like(token_norm)
-                tau = F.softplus(self.tau_raw[ctx]) + TAU_MIN
-                logits = self.relevance()[ctx] + F.softplus(self.beta_raw) * alpha
-                if generated is not None:
-                    logits = logits + generated.to(logits.dtype) * self.generated_bias[ctx]
-                logits = logits / tau[:, None]
+                bias, tau = self._logit_terms(ctx, generated)
+                logits = (bias + F.softplus(self.beta_raw) * alpha) / tau[:, None]
             else:
                 logits = torch.zeros(available.shape, dtype=tokens.dtype, device=tokens.device)
             logits = logits.masked_fill(~available, float("-inf"))
@@ -176,14 +171,23 @@ class MoIFu(nn.Module):
         return (self.denoising and self.dynamic_weights and self.num_modalities > 1
                 and not torch.is_autocast_enabled(tokens.device.type) and not torch.compiler.is_compiling())
 
-    def _fused_pairs(self, structural, token_table, token_norm, available, gate_table, ctx, generated, index):
+    def _context_gates(self) -> torch.Tensor:
+        """g_{r,m} + b_m [contexts, M*D], formed per relation first: one [n, M, D] gather per call
+        instead of two adds."""
+        return (self.gate_relation + self.gate_bias).flatten(1)
+
+    def _logit_terms(self, ctx: torch.Tensor, generated: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each pair's logit before the confidence term, rho_{r,m} (+ pi_{r,m} on generated tokens)
+        [n, M], and its temperature tau_r [n]."""
         bias = self.relevance()[ctx]
         if generated is not None:
             bias = bias + generated.to(bias.dtype) * self.generated_bias[ctx]
-        tau = F.softplus(self.tau_raw[ctx]) + TAU_MIN
+        return bias, F.softplus(self.tau_raw[ctx]) + TAU_MIN
+
+    def _fused_pairs(self, structural, token_table, token_norm, available, gate_table, ctx, generated, index):
+        bias, tau = self._logit_terms(ctx, generated)
         structure = torch.sigmoid(self.structure_logit[ctx])[:, None] * structural
-        context_table = (self.gate_relation + self.gate_bias).flatten(1)
-        return FusedPairs.apply(structure, gate_table, token_table, context_table, token_norm, bias,
+        return FusedPairs.apply(structure, gate_table, token_table, self._context_gates(), token_norm, bias,
                                 F.softplus(self.beta_raw), tau, index, ctx, available)
 
     @staticmethod
