@@ -26,16 +26,29 @@ def time_epochs(trainer, epochs: int) -> dict:
     """Run ``epochs`` training epochs of ``trainer``; seconds of each, and the steady mean and
     median (all but the first, when there is more than one). The median is the figure to compare
     on a shared machine: an epoch slowed by a neighbour moves the mean, not the median."""
-    seconds = []
+    return time_epochs_interleaved({"": trainer}, epochs)[""]
+
+
+def time_epochs_interleaved(trainers: dict, epochs: int) -> dict[str, dict]:
+    """:func:`time_epochs` of several trainers, their epochs taken in turn (epoch 1 of each, then
+    epoch 2 of each, ...): a stretch of time in which a shared machine is slow then falls on every
+    trainer alike instead of on whichever ran through it, so the ratios between them hold (run
+    one after another on a noisy host, RotatE's synthetic epoch took 0.39 s in one block of the
+    speed page and 0.25 s in the next, with nothing changed but the negative sampler)."""
+    seconds: dict[str, list[float]] = {label: [] for label in trainers}
     for epoch in range(1, epochs + 1):
-        synchronize(trainer.device)
-        start = time.perf_counter()
-        trainer.train_epoch(epoch)
-        synchronize(trainer.device)
-        seconds.append(time.perf_counter() - start)
-    steady = seconds[1:] or seconds
-    return {"epoch_seconds": seconds, "steady_epoch_seconds": sum(steady) / len(steady),
-            "median_epoch_seconds": statistics.median(steady)}
+        for label, trainer in trainers.items():
+            synchronize(trainer.device)
+            start = time.perf_counter()
+            trainer.train_epoch(epoch)
+            synchronize(trainer.device)
+            seconds[label].append(time.perf_counter() - start)
+    out = {}
+    for label, times in seconds.items():
+        steady = times[1:] or times
+        out[label] = {"epoch_seconds": times, "steady_epoch_seconds": sum(steady) / len(steady),
+                      "median_epoch_seconds": statistics.median(steady)}
+    return out
 
 
 def time_evaluation(trainer, dataset, split: str = "test", batch_size: int = 256, warmup_triples: int = 256) -> dict:

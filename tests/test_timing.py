@@ -31,3 +31,23 @@ def test_time_epochs_leaves_out_the_warm_up_and_takes_the_median(monkeypatch):
     assert out["median_epoch_seconds"] == 3.5  # (2 + 5) / 2: the slow epoch moves the mean only
     ticks = itertools.accumulate([0, 4])
     assert timing.time_epochs(FakeTrainer(), 1)["median_epoch_seconds"] == 4  # one epoch: itself
+
+
+def test_interleaved_timing_takes_the_trainers_epochs_in_turn(monkeypatch):
+    order = []
+
+    class Logged(FakeTrainer):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def train_epoch(self, epoch):
+            order.append((self.name, epoch))
+
+    # a: 9, 1, 3 seconds; b: 8, 2, 6 seconds, in the order a1 b1 a2 b2 a3 b3
+    ticks = itertools.accumulate([0, 9, 0, 8, 0, 1, 0, 2, 0, 3, 0, 6])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: float(next(ticks)))
+    out = timing.time_epochs_interleaved({"a": Logged("a"), "b": Logged("b")}, 3)
+    assert order == [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3), ("b", 3)]
+    assert out["a"]["epoch_seconds"] == [9, 1, 3] and out["b"]["epoch_seconds"] == [8, 2, 6]
+    assert out["a"]["median_epoch_seconds"] == 2 and out["b"]["median_epoch_seconds"] == 4
