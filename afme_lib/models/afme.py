@@ -55,10 +55,11 @@ learn to answer without help from e_s (and lower lambda_r), relations that struc
 
 Cost. h_m, g_m and the gate's W_g^m t_m depend on the entity only, so each call computes them
 once per distinct entity; per (entity, relation) pair only elementwise work remains. Only the
-entities a batch asks about are completed and checked (candidates are read as measured), and
-the check's generator pass reads out only the row it checks. An evaluation computes the
-per-entity tensors once for all entities and reuses them for every relation's table. A
-training step's per-entity work therefore grows with the distinct entities its batch touches;
+entities a batch asks about are completed and checked (candidates are read as measured; without
+the check, so are the asked-about entities with every row measured), and the check's generator
+pass reads out only the row it checks. An evaluation computes the per-entity tensors once for
+all entities and reuses them for every relation's table. A training step's per-entity work
+therefore grows with the distinct entities its batch touches;
 ``TrainConfig.negative_pool`` bounds them (MKG-Y: ~10.6k per batch of 1024 with independent
 negatives, ~2.7k with a pool of 1024; reports/speed/models.md).
 
@@ -257,6 +258,11 @@ class AFME(KGModel):
         out = {"structural": structural, "measured": measured, **{f"candidate_{k}": v for k, v in candidate.items()}}
         if not self.use_gan:  # nothing to complete or check: both sides read the measured rows
             return {**out, **candidate, "available": measured}
+        if not self.cross_check:
+            # Without the check only the rows MoIEn completes differ from the measured ones; the
+            # others are read as candidates are (MKG-Y, text only and never missing: no row).
+            need = self._needs_completion(measured)
+            queried = need if queried is None else queried & need
         rows = None if queried is None else queried.nonzero(as_tuple=True)[0]
         if rows is not None and len(rows) == len(entities):
             rows = None
@@ -282,8 +288,7 @@ class AFME(KGModel):
             agreement, completion = self._cross_check_of(entities, raw, tokens, measured)
             trust = self._trust(agreement, measured)[..., None].to(tokens.dtype)
             tokens = trust * tokens + (1 - trust) * completion
-        need = ~measured.all(1) if not self.enhance else torch.ones_like(measured[:, 0])
-        rows = need.nonzero(as_tuple=True)[0]
+        rows = self._needs_completion(measured).nonzero(as_tuple=True)[0]
         if len(rows) == 0:
             return tokens
         # Detached: the KGC loss must not train the generator (MoIEn has its own objective).
@@ -295,6 +300,11 @@ class AFME(KGModel):
             mix = torch.sigmoid(self.mix_logit)[:, None].to(tokens.dtype)
             filled = torch.where(measured[rows, :, None], (1 - mix) * tokens[rows] + mix * generated, filled)
         return tokens.index_put((rows,), filled)
+
+    def _needs_completion(self, measured: torch.Tensor) -> torch.Tensor:
+        """Entities [n] (bool) whose rows MoIEn completes when asked about: those with a missing
+        row, or all of them with ``enhance_mix``."""
+        return ~measured.all(1) if not self.enhance else torch.ones_like(measured[:, 0])
 
     def _pairs(self, per: dict, index: torch.Tensor, relations: torch.Tensor, distinct: bool = False,
                internals: bool = False, completed: bool = True) -> dict[str, torch.Tensor]:

@@ -341,6 +341,34 @@ def test_only_the_entities_asked_about_are_completed_and_checked(tiny):
         assert not torch.allclose(full["tokens"][~queried], full["candidate_tokens"][~queried])
 
 
+def test_without_the_check_a_fully_measured_entity_is_asked_about_as_measured(tiny):
+    """Without the cross-check only MoIEn's completions change an entity asked about: one with
+    every row measured keeps its candidate tensors (the gate's W_g is not run on it again), one
+    with a missing row gets its completion, on the same values as when every entity went through
+    the completion path (the generator is deterministic in evaluation)."""
+    data, store = tiny
+    model = build(tiny, cross_check_margin=0.0).eval()
+    assert model.use_gan and not model.cross_check
+    ents = torch.arange(data.num_entities)
+    with torch.no_grad():
+        measured = model.inputs(ents, model.inputs.raw(ents))[1]
+        complete = measured.all(1)
+        assert complete.any() and not complete.all()
+        seen = []
+        gate_inputs = model.fusion.gate_inputs
+        model.fusion.gate_inputs = lambda tokens: seen.append(len(tokens)) or gate_inputs(tokens)
+        per = model.per_entity(ents)
+        assert seen == [len(ents), int((~complete).sum())]  # candidates, then only the completed rows
+        for key in ("tokens", "token_norm", "gate_inputs"):
+            torch.testing.assert_close(per[key][complete], per["candidate_" + key][complete])
+        assert per["available"].all()
+        generated = model._as_asked(ents, model.inputs.raw(ents), per["candidate_tokens"], measured,
+                                    model.structural(ents))
+        torch.testing.assert_close(per["tokens"], generated)
+        torch.testing.assert_close(per["gate_inputs"], gate_inputs(generated))
+        assert not torch.allclose(per["tokens"][~complete], per["candidate_tokens"][~complete])
+
+
 def test_cross_check_needs_moien_two_modalities_and_denoising(tiny):
     assert build(tiny, cross_check_margin=TRUST).cross_check
     assert build(tiny).cross_check  # on by default
