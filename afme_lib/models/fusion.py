@@ -128,9 +128,10 @@ class MoIFu(nn.Module):
         [n, M, D] product is kept beyond what the gradient needs, and in the full model (gates and
         dynamic weights, several modalities) it goes through :class:`FusedPairs`."""
         ctx = self.context_ids(relations)
+        structure = torch.sigmoid(self.structure_logit[ctx])[:, None] * structural  # lambda_r e_s
         if index is not None:
             if not internals and self._fusable(tokens):
-                return {"fused": self._fused_pairs(structural, tokens, token_norm, available, gate_inputs, ctx,
+                return {"fused": self._fused_pairs(structure, tokens, token_norm, available, gate_inputs, ctx,
                                                    generated, index)}
             tokens = take_rows(tokens, index)
             gate_inputs = take_rows(gate_inputs, index) if gate_inputs.numel() else gate_inputs
@@ -154,7 +155,6 @@ class MoIFu(nn.Module):
             logits = logits.masked_fill(~available, float("-inf"))
             # An entity with no available token gets weights 0 (not the NaN of a softmax over nothing).
             weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)
-        structure = torch.sigmoid(self.structure_logit[ctx])[:, None] * structural
         if not internals:
             # Elementwise, not a batched [1, M] x [M, D] product: with M a handful, bmm's per-matrix
             # overhead made this line a tenth of AFME's CPU epoch.
@@ -184,9 +184,8 @@ class MoIFu(nn.Module):
             bias = bias + generated.to(bias.dtype) * self.generated_bias[ctx]
         return bias, F.softplus(self.tau_raw[ctx]) + TAU_MIN
 
-    def _fused_pairs(self, structural, token_table, token_norm, available, gate_table, ctx, generated, index):
+    def _fused_pairs(self, structure, token_table, token_norm, available, gate_table, ctx, generated, index):
         bias, tau = self._logit_terms(ctx, generated)
-        structure = torch.sigmoid(self.structure_logit[ctx])[:, None] * structural
         return FusedPairs.apply(structure, gate_table, token_table, self._context_gates(), token_norm, bias,
                                 F.softplus(self.beta_raw), tau, index, ctx, available)
 
