@@ -4,7 +4,8 @@ One epoch walks a device-side permutation of the training triples in batches; ea
 K negatives per positive on the device, scores positives and negatives in one call each, and
 steps the optimiser on the KGC loss (+ lambda_adv x MoIEn's generator loss for models with a
 critic, whose WGAN-GP loss is minimised ``n_critic`` times by its own optimiser; both every
-``adversarial_every``-th batch).
+``adversarial_every``-th batch; skipped where the model says no score reads its generator,
+``critic_in_use``).
 Non-finite losses are detected without a host sync per batch and stop the run with a
 :class:`NonFiniteLossError` naming the epoch, the batch and the loss term.
 
@@ -109,7 +110,7 @@ def batch_losses(model: KGModel, cfg: TrainConfig, batch: torch.Tensor, negative
         if extra is not None:
             terms["extra"] = extra
         terms.update(model.training_losses(batch, negatives, corrupt_head, context))
-        if context.lambda_adv > 0 and model.critic_parameters():
+        if context.lambda_adv > 0 and model.critic_in_use():
             ents, rels = torch.cat([h, t]), torch.cat([r, r])
             terms["generator"] = context.lambda_adv * model.generator_loss(ents, rels).float()
     return terms
@@ -181,6 +182,9 @@ class Trainer:
         # this context, without the generator term; _adversarial says which kind this batch is.
         self._kgc_only_context = replace(self.loss_context, lambda_adv=0.0)
         self._adversarial = True
+        # A critic whose generator no score reads (AFME with nothing to complete or check): its
+        # updates would cost time and change nothing, so they are skipped (models/base.py).
+        self._critic_in_use = self.critic_optimizer is not None and self.model.critic_in_use()
         self.compiled = compiles(model_cfg, train_cfg, len(dataset.train), dataset.num_entities)
         self._compiled = torch.compile(self._batch_loss) if self.compiled else None
         if self.compiled:
@@ -278,8 +282,8 @@ class Trainer:
         for i, idx in enumerate(bar):
             batch = self.train_triples[idx]
             # (models without a critic keep their own adversarial terms, MMKRL's and NATIVE's, in every batch)
-            self._adversarial = self.critic_optimizer is None or i % cfg.adversarial_every == 0
-            adversarial = self.critic_optimizer is not None and cfg.lambda_adv > 0 and self._adversarial
+            self._adversarial = self.critic_optimizer is None or (self._critic_in_use and i % cfg.adversarial_every == 0)
+            adversarial = self._critic_in_use and cfg.lambda_adv > 0 and self._adversarial
             terms = self._critic_steps(batch) if adversarial else {}
             loss_terms = self._step(batch)
             loss = sum(loss_terms.values())
@@ -369,6 +373,9 @@ class Trainer:
         the output is a log rather than a terminal, printed as one line (:mod:`afme_lib.console`)."""
         cfg, st = self.cfg, self.state
         began, first_epoch = time.perf_counter(), st.epoch
+        if self.critic_optimizer is not None and not self._critic_in_use and self.progress:
+            console.log_line(f"{self.model_cfg.name}: no score reads the generator on these features (every row "
+                             "measured, none cross-checked), so its critic and generator updates are skipped")
         while st.epoch < cfg.epochs and not st.stopped_early:
             epoch = st.epoch + 1
             start = time.perf_counter()

@@ -338,6 +338,29 @@ def test_adversarial_every_spaces_the_critic_steps_and_generator_terms(tiny_synt
     assert calls["native"] == [0.5] * 6  # its own term, at its weight, in every batch
 
 
+def test_a_critic_no_score_reads_is_not_trained(tiny_synth, monkeypatch):
+    """AFME on one modality measured for every entity (no row to complete or check): the epoch
+    runs no critic step and no generator term, and logs neither; the generator keeps its
+    initial weights while the rest of the model trains."""
+    from afme_lib.models.afme import AFME
+    data = load_dataset(tiny_synth)
+    full = FeatureStore.load(tiny_synth, data.num_entities, verbose=False)
+    store = FeatureStore(data.num_entities)
+    store.add("text", full.features["text"] + 1.0, mask=torch.ones(data.num_entities, dtype=torch.bool))
+    for hook in ("critic_loss", "generator_loss"):
+        monkeypatch.setattr(AFME, hook, lambda *a, _h=hook: pytest.fail(f"{_h} called"))
+    cfg = TrainConfig(epochs=1, batch_size=256, negatives=4, lambda_adv=0.5, adversarial_every=1, progress=False,
+                      device="cpu", compile="off")
+    trainer = train_mod.Trainer(data, ModelConfig(name="afme", dim=16, attention_heads=2, noise_dim=4), cfg, None,
+                                store)
+    generator = [p.detach().clone() for p in trainer.model.generator_parameters()]
+    entity = trainer.model.entity.weight.detach().clone()
+    log = trainer.train_epoch(1)
+    assert "kgc" in log and not {"critic", "generator", "wasserstein", "gp"} & set(log)
+    assert all(torch.equal(a, b) for a, b in zip(generator, trainer.model.generator_parameters()))
+    assert not torch.equal(entity, trainer.model.entity.weight)
+
+
 # --- a shared negative pool --------------------------------------------------------------------
 def test_a_negative_pool_reaches_afme_and_shrinks_the_entities_a_step_fuses(tiny_synth, monkeypatch):
     """TrainConfig.negative_pool reaches the sampler, so an AFME step computes its per-entity work

@@ -23,7 +23,9 @@ defaults here are those of a model with nothing beyond its scores):
 - ``critic_parameters()`` / ``main_parameters()`` / ``generator_parameters()``: a model with a critic
   (AFME's MoIEn; its generator, part of the main parameters, at its own learning rate) trains it
   with its own optimiser on ``critic_loss(entities, relations, lambda_gp)``, and adds
-  ``lambda_adv x generator_loss(entities, relations)`` to the main loss.
+  ``lambda_adv x generator_loss(entities, relations)`` to the main loss. ``critic_in_use()``
+  False tells the engine that the generator's output is never read on this data, so neither
+  update is run.
 - ``enable_compile()``: asked when training runs under torch.compile.
 - ``cached_tensors()``: tensors the model keeps between calls and rebuilds from its parameters
   (AFME's cross-check table in training, its per-entity tensors in evaluation); the memory model
@@ -269,6 +271,13 @@ class KGModel(nn.Module):
         objective (AFME's MoIEn): the main optimiser steps it at ``TrainConfig.gen_lr`` instead of
         ``lr`` ([]: none)."""
         return []
+
+    def critic_in_use(self) -> bool:
+        """Whether the adversarial updates can change what the model outputs. A model with a
+        critic returns False when its generator's output is never read on its data (AFME with
+        nothing to complete or check); the engine then skips the critic steps and the generator
+        term rather than train a part no score depends on."""
+        return bool(self.critic_parameters())
 
     def critic_loss(self, entities: torch.Tensor, relations: torch.Tensor, lambda_gp: float) -> dict[str, torch.Tensor]:
         """``{"loss", "wasserstein", "gp"}`` of one critic step on (entity, relation) pairs; the

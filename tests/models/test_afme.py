@@ -408,6 +408,49 @@ def test_gan_off_builds_no_generator_or_critic(tiny):
     assert len(model.main_parameters()) == len(list(model.parameters()))
 
 
+def complete_store(store: FeatureStore, modality: str) -> FeatureStore:
+    """One modality with every entity's row measured (missing rows filled with random features)."""
+    out = FeatureStore(store.num_entities)
+    values, mask = store.features[modality].clone(), store.masks[modality].bool()
+    values[~mask] = torch.randn(int((~mask).sum()), values.shape[1], generator=torch.Generator().manual_seed(1))
+    out.add(modality, values, mask=torch.ones_like(mask))
+    return out
+
+
+def test_the_critic_is_in_use_only_where_a_score_reads_the_generator(tiny):
+    """MoIEn's updates matter only when the generator completes, checks or enhances a row. With
+    one modality measured for every entity none of these happens: critic_in_use is False, and the
+    premise holds: changing the generator changes no training score and no evaluation table."""
+    data, store = tiny
+    assert build(tiny).critic_in_use()  # missing rows, and the cross-check
+    assert build(tiny, cross_check_margin=0.0).critic_in_use()  # missing rows alone
+    assert build(tiny, modalities=["text"]).critic_in_use()  # one modality, rows missing
+    assert not build(tiny, gan=False).critic_in_use()
+    full = complete_store(store, "text")
+    assert build(tiny, full, enhance_mix=0.3).critic_in_use()  # enhancing measured rows reads it
+    model = build(tiny, full)
+    assert model.use_gan and model.critic_parameters() and not model.critic_in_use()
+
+    h, r, t = queries(tiny, 64)
+    negatives = torch.randint(0, data.num_entities, (64, 8))
+    flip = torch.arange(64) % 2 == 0
+
+    def outputs():
+        model.train()
+        torch.manual_seed(3)
+        pos, neg = model.score_batch(h, r, t, negatives, flip)
+        model.eval()
+        with torch.no_grad():
+            return pos.detach(), neg.detach(), *model.tables(int(r[0]))
+
+    before = outputs()
+    with torch.no_grad():
+        for p in model.generator_parameters():
+            p.add_(torch.randn_like(p))
+    for a, b in zip(before, outputs()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_self_attention_off_keeps_the_critic_conditioned_on_structure(tiny):
     """The ablation replaces the generator's attention; the critic must still see e_s together with
     x (with per-token MLPs its score would split into a(e_s) + b(x): no conditioning)."""
