@@ -35,20 +35,28 @@ def time_epochs_interleaved(trainers: dict, epochs: int) -> dict[str, dict]:
     trainer alike instead of on whichever ran through it, so the ratios between them hold (run
     one after another on a noisy host, RotatE's synthetic epoch took 0.39 s in one block of the
     speed page and 0.25 s in the next, with nothing changed but the negative sampler)."""
-    seconds: dict[str, list[float]] = {label: [] for label in trainers}
-    for epoch in range(1, epochs + 1):
-        for label, trainer in trainers.items():
-            synchronize(trainer.device)
-            start = time.perf_counter()
-            trainer.train_epoch(epoch)
-            synchronize(trainer.device)
-            seconds[label].append(time.perf_counter() - start)
+    seconds = time_calls_interleaved({label: trainer.train_epoch for label, trainer in trainers.items()}, epochs,
+                                     next(iter(trainers.values())).device if trainers else torch.device("cpu"))
     out = {}
     for label, times in seconds.items():
         steady = times[1:] or times
         out[label] = {"epoch_seconds": times, "steady_epoch_seconds": sum(steady) / len(steady),
                       "median_epoch_seconds": statistics.median(steady)}
     return out
+
+
+def time_calls_interleaved(calls: dict, rounds: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds of each call in ``calls`` (label -> f(round)), run ``rounds`` times in turn (each
+    call once, then each once again, ...), the device synchronised around each."""
+    seconds: dict[str, list[float]] = {label: [] for label in calls}
+    for round_ in range(1, rounds + 1):
+        for label, call in calls.items():
+            synchronize(device)
+            start = time.perf_counter()
+            call(round_)
+            synchronize(device)
+            seconds[label].append(time.perf_counter() - start)
+    return seconds
 
 
 def time_evaluation(trainer, dataset, split: str = "test", batch_size: int = 256, warmup_triples: int = 256) -> dict:

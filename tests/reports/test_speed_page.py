@@ -8,7 +8,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import moien_parts  # noqa: E402
 import speed_models  # noqa: E402
+import torch  # noqa: E402
 
 from afme_lib.reports.pages import write_page  # noqa: E402
 
@@ -56,3 +58,46 @@ def test_a_rerun_keeps_the_hand_written_reading(tmp_path):
     text = page.read_text()
     assert "Command: `second`" in text and "Command: `first`" not in text
     assert text.rstrip().endswith("Measured on an idle machine.")
+
+
+# --- MoIEn's parts (benchmarks/moien_parts.py) ---------------------------------------------------
+
+def test_moien_parts_times_each_part_and_counts_it_per_epoch(tiny_synth):
+    """On the tiny preset (1,386 triples: 2 batches of 1024, adversarial_every 4) an epoch builds
+    the table once, takes 1 critic step and 1 generator loss and 2 KGC steps; every part runs
+    for real (the critic's weights move, the table is built) and is timed each round."""
+    from types import SimpleNamespace
+
+    from afme_lib.data.dataset import load_dataset
+    from afme_lib.data.features import FeatureStore
+
+    data = load_dataset(tiny_synth)
+    store = FeatureStore.load(tiny_synth, data.num_entities, verbose=False)
+    args = SimpleNamespace(dim=16, epochs=2, device="cpu")
+    trainer = speed_models.build(data, store, "afme", 0, args)
+    critic = [p.detach().clone() for p in trainer.model.critic_parameters()]
+    calls = moien_parts.part_calls(trainer)
+    trainer.model.train()
+    for call in calls.values():
+        call(1)
+    assert trainer.model._check_cache is not None
+    assert not all(torch.equal(a, b) for a, b in zip(critic, trainer.model.critic_parameters()))
+    assert trainer.model.entity.weight.grad is not None  # the last part, the KGC step, reached the embeddings
+    assert moien_parts.per_epoch(trainer) == {"cross-check table": 1, "critic step": 1, "generator loss": 1, "KGC step": 2}
+
+    results = moien_parts.measure(data, store, 0, 2, args)
+    assert set(results["seconds"]) == {*moien_parts.PARTS, "AFME epoch", "RotatE epoch"}
+    assert all(len(v) == 2 and min(v) > 0 for v in results["seconds"].values())
+
+
+def test_moien_parts_page_scales_each_part_by_its_calls_per_epoch():
+    results = {"machine": "test", "settings": "dim 128",
+               "per_epoch": {"cross-check table": 1, "critic step": 3, "generator loss": 3, "KGC step": 10},
+               "seconds": {"cross-check table": [0.3, 0.3], "critic step": [0.1, 0.1], "generator loss": [0.05, 0.05],
+                           "KGC step": [0.1, 0.1], "AFME epoch": [2.0, 2.0], "RotatE epoch": [0.25, 0.25]}}
+    page = "\n".join(moien_parts.report(results, "cmd"))
+    assert "| critic step | 100 (100–100) | 3 | 0.30 | 1.20 |" in page
+    assert "| KGC step | 100 (100–100) | 10 | 1.00 | 4.00 |" in page
+    assert "- AFME's epoch: 8.0x RotatE's." in page
+    assert "generator's loss: 0.75 s per epoch (3.0x RotatE's epoch). The epoch without them: 1.25 s, 5.0x RotatE's." in page
+    assert "- The KGC steps alone, forward and backward without the optimiser: 4.0x RotatE's epoch." in page
