@@ -102,8 +102,13 @@ def _probe_features(num_entities: int, feature_dims: dict[str, int] | None) -> F
     if not feature_dims:
         return None
     store = FeatureStore(num_entities)
+    # One entity's rows missing: with every row measured AFME would skip MoIEn's updates
+    # (critic_in_use), so a one-modality probe would leave out the generator's activations that a
+    # run on data with any missing row pays.
+    mask = torch.ones(num_entities, dtype=torch.bool)
+    mask[0] = False
     for modality, dim in feature_dims.items():
-        store.add(modality, torch.randn(num_entities, int(dim)))
+        store.add(modality, torch.randn(num_entities, int(dim)), mask=mask)
     return store
 
 

@@ -149,6 +149,16 @@ def test_activations_are_measured_and_scale_with_width_and_negatives():
     assert torch.equal(torch.random.get_rng_state(), before)  # planning leaves the caller's RNG alone
 
 
+def test_a_one_modality_probe_counts_moiens_activations():
+    """The probe's features have a missing row, so AFME on one modality is planned with MoIEn's
+    generator term (which a run pays as soon as one row of its data is missing), not without."""
+    def per_positive(**options):
+        return measure_layout(ModelConfig(name="afme", dim=16, **SMALL, **options), {"text": 24},
+                              TrainConfig(negatives=4, lambda_adv=0.5)).activation_bytes_per_positive
+
+    assert per_positive() > 1.2 * per_positive(gan=False)
+
+
 def test_peak_and_fits():
     p = plan(model_cfg("rotate"), TrainConfig(batch_size=256, eval_batch_size=64), 2000, 10, free_bytes=2**30)
     state = 2000 * 16 * 16 + 16 * 8 * 10 + 4 * 2  # entity rows (16 reals), relation rows (8 phases), 2 steps
