@@ -374,8 +374,9 @@ class Trainer:
         cfg, st = self.cfg, self.state
         began, first_epoch = time.perf_counter(), st.epoch
         if self.critic_optimizer is not None and not self._critic_in_use and self.progress:
-            console.log_line(f"{self.model_cfg.name}: no score reads the generator on these features (every row "
-                             "measured, none cross-checked), so its critic and generator updates are skipped")
+            # A terminal too, not only a log: a researcher must not wonder where the GAN's losses went.
+            print(f"{self.model_cfg.name}: no score reads the generator on these features (every row measured, "
+                  "none cross-checked), so its critic and generator updates are skipped", flush=True)
         while st.epoch < cfg.epochs and not st.stopped_early:
             epoch = st.epoch + 1
             start = time.perf_counter()

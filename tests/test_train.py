@@ -361,6 +361,19 @@ def test_a_critic_no_score_reads_is_not_trained(tiny_synth, monkeypatch):
     assert not torch.equal(entity, trainer.model.entity.weight)
 
 
+def test_skipping_the_critic_is_announced(tiny_synth, capsys):
+    data = load_dataset(tiny_synth)
+    full = FeatureStore.load(tiny_synth, data.num_entities, verbose=False)
+    store = FeatureStore(data.num_entities)
+    store.add("text", full.features["text"] + 1.0, mask=torch.ones(data.num_entities, dtype=torch.bool))
+    model = ModelConfig(name="afme", dim=16, attention_heads=2, noise_dim=4)
+    for features, announced in ((store, True), (full, False)):
+        cfg = TrainConfig(epochs=1, batch_size=512, negatives=4, eval_every=0, progress=True, device="cpu", compile="off")
+        train_mod.Trainer(data, model, cfg, None, features).fit()
+        out = capsys.readouterr().out
+        assert ("critic and generator updates are skipped" in out) == announced
+
+
 # --- a shared negative pool --------------------------------------------------------------------
 def test_a_negative_pool_reaches_afme_and_shrinks_the_entities_a_step_fuses(tiny_synth, monkeypatch):
     """TrainConfig.negative_pool reaches the sampler, so an AFME step computes its per-entity work
