@@ -405,7 +405,9 @@ class AFME(KGModel):
         per = self.per_entity(unique, queried)
         query = self._pairs(per, inverse[:b], relations, completed=True)["fused"]
         rest = self._pairs(per, inverse[b:], torch.cat([relations, relations.repeat_interleave(k)]), completed=False)["fused"]
-        target, cand = rest[:b], rest[b:].view(b, k, -1)
+        # split, not two slices: a slice's backward fills a zero gradient of the whole [B + B K, D]
+        target, cand = rest.split([b, b * k])
+        cand = cand.view(b, k, -1)
         rel = self.relation_repr(relations)
         flip = corrupt_head[:, None]
         pos = self.scorer.score(torch.where(flip, target, query), rel, torch.where(flip, query, target))
