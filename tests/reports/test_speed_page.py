@@ -61,7 +61,6 @@ def test_a_rerun_keeps_the_hand_written_reading(tmp_path):
 
 
 # --- MoIEn's parts (benchmarks/moien_parts.py) ---------------------------------------------------
-
 def test_moien_parts_times_each_part_and_counts_it_per_epoch(tiny_synth):
     """On the tiny preset (1,386 triples: 2 batches of 1024, adversarial_every 4) an epoch builds
     the table once, takes 1 critic step and 1 generator loss and 2 KGC steps; every part runs
