@@ -482,10 +482,7 @@ class AFME(KGModel):
         """Whether any score reads MoIEn's generator: it completes a missing row, checks a
         measured one or enhances one. On data with every row measured and no check, neither the
         critic nor the generator loss can change the model's output."""
-        if not self.use_gan:
-            return False
-        missing = any(not bool(getattr(self.inputs, f"present_{i}").all()) for i in range(len(self.inputs)))
-        return self.cross_check or self.enhance or missing
+        return self.use_gan and (self.cross_check or self.enhance or not self.inputs.complete)
 
     def _adversarial_batch(self, entities: torch.Tensor) -> dict[str, torch.Tensor] | None:
         """Hidden measured rows of up to ``adversarial_rows`` distinct entities of the batch:

@@ -45,6 +45,9 @@ class ModalityInputs(nn.Module):
         on_host = features is not None and getattr(features, "placement", "device") != "device"
         self._host_features = [features.features[m] for m in names] if on_host else []
         self._zero_when_missing: list[bool] = []
+        # Whether every entity has a row of every modality; fixed with the store, so taken once
+        # here rather than reduced (and, on a GPU, synchronised) at every training step.
+        self.complete = all(bool(features.masks[m].all()) for m in names)
         for i, m in enumerate(names):
             # Non-persistent: features are data, re-supplied from the feature store on load, so
             # checkpoints stay small and a checkpoint never carries someone else's features.
