@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -37,9 +36,10 @@ from afme_lib.data.features import FeatureStore
 from afme_lib.data.registry import load_benchmark
 from afme_lib.data.synthetic import write_synthetic
 from afme_lib.data.dataset import load_dataset
+from afme_lib.device import resolve_device
 from afme_lib.models.registry import recommended_train_options
 from afme_lib.reports.pages import write_page
-from afme_lib.timing import time_epochs_interleaved, time_evaluation
+from afme_lib.timing import machine_name, time_epochs_interleaved, time_evaluation
 from afme_lib.train import Trainer
 
 MODELS = ("rotate", "mm-concat", "native", "afme", "afme-v1")
@@ -151,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "python benchmarks/speed_models.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    results = {"machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-                          f"{args.threads} thread(s), device {args.device}",
+    results = {"machine": machine_name(resolve_device(args.device), args.threads),
                "settings": f"dim {args.dim}, batch 1024, 16 negatives, nssa, {args.epochs} epochs, taken by the models in turn (1 warm-up; s / epoch is the median of the others)",
                "datasets": {}}
     out = Path(args.out)

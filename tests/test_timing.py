@@ -51,3 +51,17 @@ def test_interleaved_timing_takes_the_trainers_epochs_in_turn(monkeypatch):
     assert order == [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3), ("b", 3)]
     assert out["a"]["epoch_seconds"] == [9, 1, 3] and out["b"]["epoch_seconds"] == [8, 2, 6]
     assert out["a"]["median_epoch_seconds"] == 2 and out["b"]["median_epoch_seconds"] == 4
+
+
+def test_the_machine_line_names_the_cpu_model_and_the_threads(tmp_path, monkeypatch):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13 64-Core Processor\n"
+                    "processor\t: 1\nmodel name\t: AMD EPYC 7B13 64-Core Processor\n")
+    assert timing.cpu_name(info) == "AMD EPYC 7B13 64-Core Processor"
+    # no such file (macOS, Windows) or no model line: what platform knows
+    monkeypatch.setattr(timing.platform, "processor", lambda: "arm")
+    assert timing.cpu_name(tmp_path / "missing") == "arm"
+    info.write_text("processor\t: 0\n")
+    assert timing.cpu_name(info) == "arm"
+    monkeypatch.setattr(timing, "cpu_name", lambda: "Some CPU")
+    assert timing.machine_name(torch.device("cpu"), 2) == f"Some CPU, 2 thread(s), torch {torch.__version__}"

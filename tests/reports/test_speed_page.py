@@ -85,7 +85,7 @@ def test_moien_parts_times_each_part_and_counts_it_per_epoch(tiny_synth):
     assert moien_parts.per_epoch(trainer) == {"cross-check table": 1, "critic step": 1, "generator loss": 1, "KGC step": 2}
 
     results = moien_parts.measure(data, store, 0, 2, args)
-    assert set(results["seconds"]) == {*moien_parts.PARTS, "AFME epoch", "RotatE epoch"}
+    assert set(results["seconds"]) == {*moien_parts.PARTS, "AFME epoch", moien_parts.SKIPPED, "RotatE epoch"}
     assert all(len(v) == 2 and min(v) > 0 for v in results["seconds"].values())
 
 
@@ -93,10 +93,46 @@ def test_moien_parts_page_scales_each_part_by_its_calls_per_epoch():
     results = {"machine": "test", "settings": "dim 128",
                "per_epoch": {"cross-check table": 1, "critic step": 3, "generator loss": 3, "KGC step": 10},
                "seconds": {"cross-check table": [0.3, 0.3], "critic step": [0.1, 0.1], "generator loss": [0.05, 0.05],
-                           "KGC step": [0.1, 0.1], "AFME epoch": [2.0, 2.0], "RotatE epoch": [0.25, 0.25]}}
+                           "KGC step": [0.1, 0.1], "AFME epoch": [2.0, 2.0], moien_parts.SKIPPED: [1.5, 1.5],
+                           "RotatE epoch": [0.25, 0.25]}}
     page = "\n".join(moien_parts.report(results, "cmd"))
     assert "| critic step | 100 (100–100) | 3 | 0.30 | 1.20 |" in page
     assert "| KGC step | 100 (100–100) | 10 | 1.00 | 4.00 |" in page
     assert "- AFME's epoch: 8.0x RotatE's." in page
     assert "generator's loss: 0.75 s per epoch (3.0x RotatE's epoch). The epoch without them: 1.25 s, 5.0x RotatE's." in page
     assert "- The KGC steps alone, forward and backward without the optimiser: 4.0x RotatE's epoch." in page
+    assert "| AFME epoch, fusion skipped | 1500 (1500–1500) | 1 | 1.50 | 6.00 |" in page
+    assert "fusion skipped (a lower bound for any cheaper per-pair gate): 1.50 s, 6.0x RotatE's epoch." in page
+
+
+def test_fusion_skipped_bypasses_the_per_pair_fusion_and_restores_it(tiny_synth, monkeypatch):
+    """Within the context no pair goes through FusedPairs, e_r is lambda_r e_s plus the first
+    token (gradient still reaching the token projections), and on leaving the real fusion is back."""
+    from types import SimpleNamespace
+
+    from afme_lib.data.dataset import load_dataset
+    from afme_lib.data.features import FeatureStore
+    from afme_lib.models import fused_pairs
+
+    data = load_dataset(tiny_synth)
+    store = FeatureStore.load(tiny_synth, data.num_entities, verbose=False)
+    model = speed_models.build(data, store, "afme", 0, SimpleNamespace(dim=16, epochs=2, device="cpu")).model
+    model.eval()  # no structure shuffle: every pair reads its own e_s
+    calls = []
+    real = fused_pairs.FusedPairs.apply
+    monkeypatch.setattr(fused_pairs.FusedPairs, "apply", lambda *a: calls.append(1) or real(*a))
+    entities, relations = torch.arange(6), torch.zeros(6, dtype=torch.long)
+
+    def fused():
+        per = model.per_entity(entities, torch.zeros(6, dtype=torch.bool))
+        return per, model._pairs(per, torch.arange(6), relations, distinct=True, completed=False)["fused"]
+
+    with moien_parts.fusion_skipped(model):
+        per, out = fused()
+        assert not calls
+        lam = model.fusion.structure_scale(relations)[:, None]
+        torch.testing.assert_close(out, lam * per["structural"] + per["candidate_tokens"][:, 0])
+        out.sum().backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.inputs.parameters())
+    fused()
+    assert calls
