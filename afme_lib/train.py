@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from afme_lib import console, distributed
+from afme_lib.allocator import retain_freed_memory
 from afme_lib.checkpoints import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from afme_lib.combinations import check_configs
 from afme_lib.config import ModelConfig, TrainConfig
@@ -165,6 +166,8 @@ class Trainer:
         check_configs(model_cfg, train_cfg)  # again: a config may have been changed since it was built
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.dist, self.device = distributed.init_from_env(resolve_device(train_cfg.device))
+        if self.device.type == "cpu":
+            retain_freed_memory()  # each step reuses the pages of the last one (afme_lib/allocator.py)
         seed_everything(train_cfg.seed)
         self.model = create_model(model_cfg, dataset.num_entities, dataset.num_relations, features).to(self.device)
         self.model.observe_training_graph(dataset.train)

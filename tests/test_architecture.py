@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # Floors, ground first. A module may import from its own floor and the floors below it.
 # An entry "x" claims the module x and, when it is a package, everything inside it.
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
-    # nothing of the package below them: settings, errors, device/AMP/memory budget, processes,
+    # nothing of the package below them: settings, errors, device/AMP/memory budget, processes, malloc,
     # atomic file writes, how progress is shown
     ("ground", ("afme_lib", "afme_lib.config", "afme_lib.ablations", "afme_lib.errors", "afme_lib.device",
-                "afme_lib.distributed", "afme_lib.atomic", "afme_lib.console", "afme_lib.ranking", "afme_lib.metric_names")),
+                "afme_lib.distributed", "afme_lib.allocator", "afme_lib.atomic", "afme_lib.console", "afme_lib.ranking", "afme_lib.metric_names")),
     # files on disk: benchmark files, registry and download, feature store, synthetic graphs; run folders
     ("data", ("afme_lib.data", "afme_lib.runs")),
     ("extraction", ("afme_lib.features",)),  # raw text / images -> feature files; never the engine

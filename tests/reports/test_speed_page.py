@@ -8,8 +8,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import allocator  # noqa: E402
 import moien_parts  # noqa: E402
 import speed_models  # noqa: E402
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from afme_lib.reports.pages import write_page  # noqa: E402
@@ -136,3 +138,36 @@ def test_fusion_skipped_bypasses_the_per_pair_fusion_and_restores_it(tiny_synth,
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.inputs.parameters())
     fused()
     assert calls
+
+
+# --- Keeping freed memory (benchmarks/allocator.py) ----------------------------------------------
+def allocator_runs(defaults: list[float], retained: list[float]) -> dict:
+    """Two models, two rounds of two timed epochs each; AFME's per-round medians are the lists."""
+    def side(seconds: list[float], faults: int) -> dict:
+        return {"rotate": {"seconds": [1.0] * 4, "faults": [0] * 4, "round_medians": [1.0, 1.0]},
+                "afme": {"seconds": [s for s in seconds for _ in range(2)], "faults": [faults] * 4,
+                         "round_medians": seconds}}
+    return {"machine": "test", "settings": "dim 128",
+            "runs": {"glibc defaults": side(defaults, 180_000), "retained": side(retained, 4_000)}}
+
+
+def test_allocator_page_compares_the_settings_overall_and_round_by_round():
+    page = "\n".join(allocator.report(allocator_runs([2.4, 2.2], [2.0, 1.6]), "python benchmarks/allocator.py"))
+    # medians over all epochs: 2.3 s against 1.8 s; per round 2.4 / 2.0 and 2.2 / 1.6
+    assert "| afme | 2.300 | 1.800 | 1.28x | 1.20–1.38x | 180,000 | 4,000 |" in page
+    assert "| rotate | 1.000 | 1.000 | 1.00x | 1.00–1.00x | 0 | 0 |" in page
+    assert "- glibc defaults: afme 2.3x" in page and "- retained: afme 1.8x" in page
+
+
+def test_allocator_processes_run_with_the_setting_they_are_named_for(tmp_path, monkeypatch):
+    """The benchmark's child process, for real: RotatE's epochs on the synthetic preset with
+    glibc's defaults; and a "retained" process in which the settings could not apply (the user's
+    own glibc tunables) is refused, not reported as retained."""
+    argv = ["--work", str(tmp_path), "--models", "rotate", "--epochs", "1", "--dim", "8"]
+    result = allocator.run_child("glibc defaults", argv)
+    assert set(result) == {"rotate"}
+    assert len(result["rotate"]["seconds"]) == 2 and min(result["rotate"]["seconds"]) > 0
+    assert len(result["rotate"]["faults"]) == 2
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=131072")
+    with pytest.raises(SystemExit, match="retained process did not run with the settings"):
+        allocator.run_child("retained", argv)
