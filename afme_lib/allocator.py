@@ -14,10 +14,10 @@ What it costs. Memory the process has already used stays mapped to it after it i
 :data:`TRIM_THRESHOLD` of it), so the resident size reads as the run's peak instead of falling
 between steps; the peak itself does not grow.
 
-Where it applies. glibc only (Linux; macOS and musl keep their allocator, and jemalloc or
-tcmalloc preloaded with LD_PRELOAD are left alone), once per process, from the trainer on a CPU
-device. Someone who set glibc's own knobs (``MALLOC_*_`` environment variables or
-``GLIBC_TUNABLES``) keeps them; ``AFME_SYSTEM_MALLOC=1`` turns this off.
+Where it applies. glibc only (Linux; macOS and musl keep their allocator, and jemalloc, tcmalloc
+or mimalloc preloaded with LD_PRELOAD are left alone), once per process, from the trainer on a
+CPU device. Someone who set glibc's own knobs (:data:`USER_SETTINGS`, or any ``glibc.malloc``
+tunable in ``GLIBC_TUNABLES``) keeps them; ``AFME_SYSTEM_MALLOC=1`` turns this off.
 """
 
 from __future__ import annotations

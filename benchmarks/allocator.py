@@ -81,8 +81,7 @@ def measure(args, argv: list[str]) -> dict:
                     runs[setting][model][key] += result[model][key][1:]  # the warm-up epoch left out
                 runs[setting][model]["round_medians"].append(statistics.median(result[model]["seconds"][1:]))
             print(f"round {i + 1}/{args.rounds}, {setting}: "
-                  + ", ".join(f"{m} {statistics.median(result[m]['seconds'][1:]):.2f} s" for m in args.models),
-                  flush=True)
+                  + ", ".join(f"{m} {runs[setting][m]['round_medians'][-1]:.2f} s" for m in args.models), flush=True)
     return runs
 
 
