@@ -192,7 +192,8 @@ def cmd_train(args) -> int:
     if is_main():  # under torchrun: one summary line, not one per process
         rnd = test["random"]
         print(f"run {out}: test MRR {test['mrr']:.4f}  MR {test['mr']:.1f}  Hits@1 {test['hits@1']:.4f}  "
-              f"Hits@10 {test['hits@10']:.4f}  ({metrics['epochs_run']} epochs, {metrics['train_seconds']:.1f}s); "
+              f"Hits@10 {test['hits@10']:.4f}  self-answers {test['self_answer']:.4f}  "
+              f"({metrics['epochs_run']} epochs, {metrics['train_seconds']:.1f}s); "
               f"random ranking: MRR {rnd['mrr']:.4f}  MR {rnd['mr']:.1f}  Hits@1 {rnd['hits@1']:.4f}  "
               f"Hits@10 {rnd['hits@10']:.4f}")
     return 0
@@ -207,10 +208,12 @@ def metrics_text(result: dict, split: str) -> list[str]:
     for key in ("mrr", "mr", "hits@1", "hits@3", "hits@10"):
         digits = 2 if key == "mr" else 4
         lines.append(f"{key:<10}{result[key]:>10.{digits}f}{random[key]:>10.{digits}f}")
-    lines += ["", f"{'queries':<10}{'count':>10}{'mrr':>10}{'random':>10}"]
+    lines.append(f"{'self-ans.':<10}{result['self_answer']:>10.4f}{'':>10}   top-1 = the asked entity itself")
+    lines += ["", f"{'queries':<10}{'count':>10}{'mrr':>10}{'random':>10}{'self-ans.':>10}"]
     for part in ("by_side", "by_category"):
         for name, m in result[part].items():
-            lines.append(f"{name:<10}{m['count']:>10}{m['mrr']:>10.4f}{random[part][name]['mrr']:>10.4f}")
+            lines.append(f"{name:<10}{m['count']:>10}{m['mrr']:>10.4f}{random[part][name]['mrr']:>10.4f}"
+                         f"{m['self_answer']:>10.4f}")
     return lines
 
 

@@ -187,6 +187,11 @@ class TrainConfig:
     negative_pool: int = option(0, "draw each batch's negatives from one shared pool of this many uniformly drawn "
                                 "entities (fewer distinct entities per step: AFME's per-entity work shrinks, "
                                 "afme_lib/sampling.py); 0: every negative drawn independently", at_least=0)
+    self_negatives: float = option(1.0, "self-negatives: the entity a query asks about is one more negative of its "
+                                   "own query ((h, r, h) for (h, r, ?)), counted this many times among the K "
+                                   "sampled ones (1vsall: 1 + this many times), unless the training graph holds "
+                                   "that self-loop (afme_lib/sampling.py); 0: off. Without them a model answers "
+                                   "many queries with the asked entity itself (reports/self-negatives)", at_least=0)
     sampler: str = option("uniform", "which side a negative corrupts: uniform, or bernoulli by the relation's "
                           "tails per head", choices=SAMPLERS)
     weight_decay: float = option(0.0, "Adam weight decay", at_least=0)

@@ -19,6 +19,14 @@ Metrics over ranks ``r_1 .. r_Q`` (tail and head queries pooled)::
     MRR    = mean(1 / r_i)        MR = mean(r_i)
     Hits@k = #{i : r_i <= k} / Q  (a fraction in [0, 1], not a percentage)
 
+Self-answers. Beside them every part of the result holds ``self_answer``: the share of queries
+whose top-ranked filtered candidate is the entity the query asks about (h for (h, r, ?)), when
+that entity is not the answer (:func:`~afme_lib.ranking.self_answers`). The protocol rightly
+keeps it a candidate; a model that never learnt (h, r, h) is false ranks it first, typically
+on symmetric relations and wherever features make an entity most similar to itself
+(``TrainConfig.self_negatives`` trains that away). :func:`self_answer_warning` names the
+relations where the share is high.
+
 Memory. The main temporary is the score matrix of one batch, ``[B, N]`` (B = ``batch_size``
 queries, N = entities; 4 bytes per score in float32, 2 under bf16 autocast), plus one ``[B, N]``
 bool comparison mask at a time while ranking. The scorer's own intermediates are bounded by the
@@ -45,7 +53,7 @@ from afme_lib.data.dataset import KGDataset
 from afme_lib.data.filters import CATEGORIES, FilterIndex, triple_categories
 from afme_lib.data.groups import group_order, triple_groups
 from afme_lib.device import chunk_for_budget, eval_chunk_budget
-from afme_lib.ranking import compute_metrics, expected_uniform_metrics, realistic_ranks
+from afme_lib.ranking import compute_metrics, expected_uniform_metrics, realistic_ranks, self_answers
 
 SIDES = ("tail", "head")
 
@@ -91,13 +99,13 @@ def evaluate(
     """Filtered link prediction on ``split``: both query sides, realistic ranks (see module doc).
 
     Returns the pooled metrics (:func:`compute_metrics`; ``count`` = number of queries, two per
-    triple) plus ``"by_side"`` (``"tail"``, ``"head"``), ``"by_category"`` (``"1-1"``,
-    ``"1-N"``, ``"N-1"``, ``"N-N"`` from :func:`triple_categories`, only those that occur),
-    ``"by_relation"`` (keyed by relation name) and, when the dataset declares entity groups
-    (:mod:`afme_lib.data.groups`), ``"by_group"`` (a triple's group is its endpoints' group of
-    highest precedence: ``"cold"`` holds every query about a cold entity). With
-    ``return_ranks``, ``"ranks": {"tail": ndarray, "head": ndarray}`` holds the float64 rank of
-    each triple's query, in the split's order.
+    triple) and ``self_answer`` (module docstring), plus ``"by_side"`` (``"tail"``, ``"head"``),
+    ``"by_category"`` (``"1-1"``, ``"1-N"``, ``"N-1"``, ``"N-N"`` from :func:`triple_categories`,
+    only those that occur), ``"by_relation"`` (keyed by relation name) and, when the dataset
+    declares entity groups (:mod:`afme_lib.data.groups`), ``"by_group"`` (a triple's group is its
+    endpoints' group of highest precedence: ``"cold"`` holds every query about a cold entity),
+    each with the same keys. With ``return_ranks``, ``"ranks": {"tail": ndarray, "head": ndarray}``
+    holds the float64 rank of each triple's query, in the split's order.
 
     Runs on the model's device. A relation-conditioned model (``model.relation_conditioned``)
     builds its entity table once per distinct relation of the split and scores that relation's
@@ -133,19 +141,22 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        local_ranks, local_nan = _rank_queries(model, dataset, split, triples, order[lo:hi], index, batch_size,
-                                               chunk_size or None, budget, progress)
+        local_ranks, local_nan, local_self = _rank_queries(model, dataset, split, triples, order[lo:hi], index,
+                                                           batch_size, chunk_size or None, budget, progress)
     finally:
         model.train(was_training)
-    # [m, 4]: tail rank, head rank, tail NaN flag, head NaN flag of the block's queries; gathered
-    # in rank order, the blocks line up with `order` again.
-    block = torch.stack([local_ranks["tail"], local_ranks["head"], local_nan["tail"].double(), local_nan["head"].double()], 1)
+    # [m, 6]: tail rank, head rank, tail NaN flag, head NaN flag, tail and head self-answer flags of
+    # the block's queries; gathered in rank order, the blocks line up with `order` again.
+    block = torch.stack([local_ranks["tail"], local_ranks["head"], local_nan["tail"].double(), local_nan["head"].double(),
+                         local_self["tail"].double(), local_self["head"].double()], 1)
     gathered = distributed.all_gather_rows(block) if sharded else block
     ranks = {s: torch.empty(n, dtype=torch.float64, device=device) for s in SIDES}
     nan_rows = {s: torch.zeros(n, dtype=torch.bool, device=device) for s in SIDES}
+    self_rows = {s: torch.zeros(n, dtype=torch.bool, device=device) for s in SIDES}
     for i, side in enumerate(SIDES):
         ranks[side][order] = gathered[:, i]
         nan_rows[side][order] = gathered[:, 2 + i] > 0
+        self_rows[side][order] = gathered[:, 4 + i] > 0
 
     nan_any = torch.stack([nan_rows[s] for s in SIDES])  # [2, n]
     if bool(nan_any.any()):
@@ -159,9 +170,51 @@ def evaluate(
 
     ranks = {s: ranks[s].cpu() for s in SIDES}
     result = _breakdown(dataset, split, ranks, compute_metrics)
+    _merge(result, _breakdown(dataset, split, {s: self_rows[s].cpu() for s in SIDES}, _self_answer_share))
     if return_ranks:
         result["ranks"] = {s: ranks[s].numpy() for s in SIDES}
     return result
+
+
+def _self_answer_share(flags: torch.Tensor) -> dict:
+    return {"self_answer": float(flags.double().mean())}
+
+
+def _merge(into: dict, extra: dict) -> None:
+    """Add ``extra``'s keys to ``into`` at every level (the two come from one :func:`_breakdown`
+    layout)."""
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+class SelfAnswerWarning(UserWarning):
+    """Many queries of an evaluation were answered with the entity they ask about."""
+
+
+# Relations whose self-answer share reaches this (with at least SELF_ANSWER_MIN_QUERIES queries) are named.
+SELF_ANSWER_WARN = 0.1
+SELF_ANSWER_MIN_QUERIES = 10
+
+
+def self_answer_warning(result: dict, split: str, self_negatives: float = 0.0,
+                        threshold: float = SELF_ANSWER_WARN) -> str | None:
+    """One line naming the relations of an :func:`evaluate` result whose queries are answered
+    with the asked entity itself in at least ``threshold`` of cases (None when none is), and what
+    to do about it given the run's ``self_negatives`` weight."""
+    high = {name: m["self_answer"] for name, m in result.get("by_relation", {}).items()
+            if m.get("self_answer", 0.0) >= threshold and m["count"] >= SELF_ANSWER_MIN_QUERIES}
+    if not high:
+        return None
+    worst = sorted(high.items(), key=lambda kv: -kv[1])
+    listed = ", ".join(f"{name} {share:.0%}" for name, share in worst[:5]) + (", ..." if len(worst) > 5 else "")
+    advice = (f"this run had self-negatives at weight {self_negatives:g}: a higher --self-negatives or more epochs "
+              "teach that (h, r, h) is false" if self_negatives > 0 else
+              "train with self-negatives (--self-negatives 1) so that (h, r, h) is seen as false")
+    return (f"{split}: {result['self_answer']:.1%} of queries are answered with the entity they ask about (its "
+            f"top-ranked candidate is the asked entity, not their answer); highest on {listed}. {advice}")
 
 
 def _breakdown(dataset: KGDataset, split: str, per_query: dict, summarise, keep: np.ndarray | None = None) -> dict:
@@ -199,8 +252,8 @@ def _query_order(model, triples: torch.Tensor) -> torch.Tensor:
 
 
 def _rank_queries(model, dataset, split, triples, rows, index, batch_size, chunk_size, budget, progress):
-    """Ranks and NaN flags per side, {side: [m]} each, of the triples at positions ``rows`` [m]
-    of ``triples`` (a block of :func:`_query_order`), batched over queries."""
+    """Ranks, NaN flags and self-answer flags per side, {side: [m]} each, of the triples at
+    positions ``rows`` [m] of ``triples`` (a block of :func:`_query_order`), batched over queries."""
     device, m = triples.device, len(rows)
     conditioned = bool(getattr(model, "relation_conditioned", False))
     if conditioned and m:
@@ -214,6 +267,7 @@ def _rank_queries(model, dataset, split, triples, rows, index, batch_size, chunk
 
     ranks = {s: torch.empty(m, dtype=torch.float64, device=device) for s in SIDES}
     nan_rows = {s: torch.zeros(m, dtype=torch.bool, device=device) for s in SIDES}
+    self_rows = {s: torch.zeros(m, dtype=torch.bool, device=device) for s in SIDES}
     chunk = chunk_size
     with console.progress_bar(None, progress, total=total, desc=f"eval {split}", unit="batch", leave=False) as bar:
         for relation, start, end in groups:
@@ -233,9 +287,10 @@ def _rank_queries(model, dataset, split, triples, rows, index, batch_size, chunk
                     scores = model.scorer.score_all(queries[known], model.relation_repr(rels), table, side, chunk)
                     filter_rows, filter_cols = index.known_answers(known, rels, side)
                     ranks[side][at], nan_rows[side][at] = realistic_ranks(scores, target, filter_rows, filter_cols)
+                    self_rows[side][at] = self_answers(scores, known, target, filter_rows, filter_cols)
                     bar.update()
             del table, queries  # free them before the next relation's are built
-    return ranks, nan_rows
+    return ranks, nan_rows, self_rows
 
 
 def _model_device(model) -> torch.device:

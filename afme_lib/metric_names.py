@@ -12,8 +12,11 @@ from __future__ import annotations
 HITS_AT = (1, 3, 10)
 RANK_METRICS = ("mrr", "mr", *(f"hits@{k}" for k in HITS_AT))  # what a set of ranks is summarised by
 METRIC_KEYS = (*RANK_METRICS, "count")  # compute_metrics' keys
-PERCENT = ("mrr", *(f"hits@{k}" for k in HITS_AT))
-LABELS = {"mrr": "MRR", "mr": "MR", **{f"hits@{k}": f"Hits@{k}" for k in HITS_AT}, "count": "queries"}
+# Beside the ranks, every evaluation records the share of queries answered with the asked entity.
+TABLE_METRICS = (*RANK_METRICS, "self_answer")  # what a grid may tabulate
+PERCENT = ("mrr", *(f"hits@{k}" for k in HITS_AT), "self_answer")
+LABELS = {"mrr": "MRR", "mr": "MR", **{f"hits@{k}": f"Hits@{k}" for k in HITS_AT}, "count": "queries",
+          "self_answer": "self-answers"}
 
 
 def label(metric: str) -> str:

@@ -35,7 +35,7 @@ from afme_lib.data.hygiene import warn_split_leakage
 from afme_lib.data.registry import graph_counts, load_benchmark, resolve_dataset
 from afme_lib.device import resolve_device
 from afme_lib.errors import AfmeError, OptionError, did_you_mean, literal
-from afme_lib.evaluate import evaluate, random_baseline
+from afme_lib.evaluate import SelfAnswerWarning, evaluate, random_baseline, self_answer_warning
 from afme_lib.runs import BEST, RunConfig, RunFolder
 from afme_lib.train import Trainer
 
@@ -69,6 +69,12 @@ def _inputs_for_run(dataset, features, data_dir, model_cfg: ModelConfig, train_c
     return load_inputs(dataset, features, data_dir, model_cfg.modalities, "device" if placement == "auto" else placement)
 
 
+def _warn_self_answers(result: dict, split: str, self_negatives: float, is_main: bool = True) -> None:
+    message = self_answer_warning(result, split, self_negatives)
+    if message and is_main:
+        warnings.warn(message, SelfAnswerWarning, stacklevel=3)
+
+
 def _finish(trainer: Trainer, folder: RunFolder) -> dict:
     """Evaluate valid and test with the best-valid checkpoint (the final model when there is
     none: a run without validation); write metrics.json."""
@@ -82,6 +88,7 @@ def _finish(trainer: Trainer, folder: RunFolder) -> dict:
                                   batch_size=cfg.eval_batch_size, chunk_size=cfg.eval_chunk_size or None,
                                   progress=cfg.progress)
         results[split]["random"] = random_baseline(trainer.dataset, split, trainer.filter_index)
+    _warn_self_answers(results["test"], "test", trainer.cfg.self_negatives, trainer.dist.is_main)
     st = trainer.state
     metrics = {
         **results,
@@ -216,6 +223,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     result = evaluate(trainer.model, trainer.dataset, split, filter_index=trainer.filter_index,
                       batch_size=cfg.eval_batch_size, chunk_size=cfg.eval_chunk_size or None, progress=cfg.progress)
     result["random"] = random_baseline(trainer.dataset, split, trainer.filter_index)
+    _warn_self_answers(result, split, cfg.self_negatives)
     return result
 
 

@@ -65,6 +65,36 @@ def realistic_ranks(scores, targets, filter_rows, filter_cols) -> tuple[torch.Te
     return ranks, torch.isnan(scores).any(1)
 
 
+def self_answers(scores: torch.Tensor, asked: torch.Tensor, targets: torch.Tensor,
+                 filter_rows: torch.Tensor | None = None, filter_cols: torch.Tensor | None = None) -> torch.Tensor:
+    """[B] bool: row b's top-ranked candidate is the entity its query asks about, and wrongly so.
+
+    ``asked`` [B] is the query's known entity (h of (h, r, ?), t of (?, r, t)). A row counts when
+    that entity is a candidate (not the target, and not another known answer removed by the
+    filter ``(filter_rows, filter_cols)``, as :func:`rank_targets` takes it) and it scores
+    strictly above every other filtered candidate, the target included: its realistic rank is 1.
+    A tie at the top is no self-answer, as a tie is no Hit@1 for the target."""
+    asked = asked.to(scores.device, torch.long)
+    targets = targets.to(scores.device, torch.long)
+    own = scores.gather(1, asked[:, None])
+    higher = (scores > own).sum(1)
+    at_least = (scores >= own).sum(1)  # counts the asked entity itself
+    removed = torch.zeros_like(higher, dtype=torch.bool)
+    if filter_rows is not None and filter_rows.numel():
+        num_candidates = scores.shape[1]
+        rows = filter_rows.to(scores.device, torch.long)
+        cols = filter_cols.to(scores.device, torch.long)
+        other = cols != targets[rows]  # the target always stays a candidate
+        removed[rows[other & (cols == asked[rows])]] = True  # the asked entity is another known answer
+        keep = other & (cols != asked[rows])
+        key = torch.unique(rows[keep] * num_candidates + cols[keep])
+        rows, cols = key // num_candidates, key % num_candidates
+        filtered, their_own = scores[rows, cols], own[rows, 0]
+        higher = higher - torch.zeros_like(higher).index_add_(0, rows, (filtered > their_own).long())
+        at_least = at_least - torch.zeros_like(at_least).index_add_(0, rows, (filtered >= their_own).long())
+    return (higher == 0) & (at_least == 1) & ~removed & (asked != targets)
+
+
 def compute_metrics(ranks: torch.Tensor) -> dict:
     """:data:`~afme_lib.metric_names.METRIC_KEYS` (mrr, mr, hits@1/3/10, count) of a set of ranks (>= 1).
 

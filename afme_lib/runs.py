@@ -93,7 +93,11 @@ class RunConfig:
             # AFME run folders written before the row cross-check existed trained without it (and
             # their checkpoints hold no agreement statistics): the field's default would misread them.
             model = {**model, "cross_check_margin": 0.0}
-        return cls(model=ModelConfig.from_dict(model), train=TrainConfig.from_dict(values["train"]),
+        train = values["train"]
+        if isinstance(train, dict) and "self_negatives" not in train:
+            # Run folders written before self-negatives existed trained without them.
+            train = {**train, "self_negatives": 0.0}
+        return cls(model=ModelConfig.from_dict(model), train=TrainConfig.from_dict(train),
                    other={k: v for k, v in values.items() if k not in known}, **plain)
 
     def to_dict(self) -> dict:

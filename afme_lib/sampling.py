@@ -16,6 +16,13 @@ model whose per-entity work is costly (AFME projects and gates every distinct en
 touches) that work shrinks with the pool; for RotatE, whose entities are one gather, nothing
 changes. The price: negatives within a batch are correlated, not independent. (Sharing negatives
 across a batch is common practice in large-graph trainers; the pool size here is ours to pick.)
+
+Self-negatives (``TrainConfig.self_negatives`` > 0): the entity a query asks about, offered as an
+answer to its own query ((h, r, h) for the tail query of (h, r, t), (t, r, t) for its head
+query). Uniform draws meet it once in N, so without it training never says that such a triple is
+false, and a model whose relation acts near the identity (or whose features make an entity most
+similar to itself) answers queries with the asked entity. :class:`KnownLoops` tells which of those
+triples are training facts, so they are never pushed down.
 """
 
 from __future__ import annotations
@@ -81,3 +88,27 @@ class NegativeSampler:
             return shared[picks], corrupt_head
         negatives = torch.randint(0, self.num_entities, (b, self.num_negatives), device=device, generator=generator)
         return negatives, corrupt_head
+
+
+class KnownLoops:
+    """The training graph's self-loops (e, r, e), looked up on the device: which self-negatives
+    are known facts (kept out of the loss) rather than negatives."""
+
+    def __init__(self, train: torch.Tensor, num_relations: int):
+        loops = train[train[:, 0] == train[:, 2]].long()
+        self.num_relations = num_relations
+        self.keys = torch.unique(loops[:, 0] * num_relations + loops[:, 1])
+
+    def to(self, device) -> "KnownLoops":
+        self.keys = self.keys.to(device)
+        return self
+
+    def __call__(self, entities: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        """[B] bool: (entities[b], relations[b], entities[b]) is a training triple."""
+        return torch.isin(entities * self.num_relations + relations, self.keys)
+
+
+def asked_entities(batch: torch.Tensor, corrupt_head: torch.Tensor) -> torch.Tensor:
+    """The entity each row's query asks about [B]: its tail when the row corrupts the head (the
+    query (?, r, t)), else its head (the query (h, r, ?))."""
+    return torch.where(corrupt_head, batch[:, 2], batch[:, 0])

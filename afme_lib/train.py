@@ -38,13 +38,13 @@ from afme_lib.data.filters import FilterIndex
 from afme_lib.device import autocast_context, resolve_device
 from afme_lib.errors import AfmeError
 from afme_lib.evaluate import evaluate
-from afme_lib.losses import kgc_loss, one_vs_all_loss
+from afme_lib.losses import kgc_loss, one_vs_all_loss, weigh_self_logit
 from afme_lib.metric_names import RANK_METRICS
 from afme_lib.models.base import KGModel, LossContext
 from afme_lib.models.registry import create_model
 from afme_lib.models.structural import EmbeddingModel
 from afme_lib.runs import BEST, LAST, append_log, truncate_log
-from afme_lib.sampling import NegativeSampler
+from afme_lib.sampling import KnownLoops, NegativeSampler, asked_entities
 
 
 class NonFiniteLossError(AfmeError):
@@ -70,13 +70,24 @@ class TrainState:
     history: list = field(default_factory=list)
 
 
-def loss_context(cfg: TrainConfig) -> LossContext:
-    """The part of ``cfg`` a model's training hooks may read (see :class:`LossContext`)."""
-    def sampled_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        return kgc_loss(cfg.loss, pos, neg, cfg.margin, cfg.adv_temperature)
+def loss_context(cfg: TrainConfig, known_loop: KnownLoops | None = None) -> LossContext:
+    """The part of ``cfg`` a model's training hooks may read (see :class:`LossContext`);
+    ``known_loop``: the training graph's self-loops, which self-negatives leave alone."""
+    def sampled_loss(pos: torch.Tensor, neg: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
+        return kgc_loss(cfg.loss, pos, neg, cfg.margin, cfg.adv_temperature, counts)
 
-    return LossContext(sampled_loss=sampled_loss, lambda_adv=cfg.lambda_adv, lambda_gp=cfg.lambda_gp,
-                       adv_epsilon=cfg.adv_epsilon)
+    return LossContext(sampled_loss=sampled_loss, known_loop=known_loop, lambda_adv=cfg.lambda_adv,
+                       lambda_gp=cfg.lambda_gp, adv_epsilon=cfg.adv_epsilon)
+
+
+def _self_negative_kept(context: LossContext, asked: torch.Tensor, relations: torch.Tensor,
+                        answers: torch.Tensor) -> torch.Tensor:
+    """[B] bool: the asked entity may serve as a negative of its own query: it is not the row's
+    answer (a self-loop positive) and (asked, r, asked) is no known training fact."""
+    keep = asked != answers
+    if context.known_loop is not None:
+        keep = keep & ~context.known_loop(asked, relations)
+    return keep
 
 
 def batch_losses(model: KGModel, cfg: TrainConfig, batch: torch.Tensor, negatives: torch.Tensor,
@@ -86,8 +97,11 @@ def batch_losses(model: KGModel, cfg: TrainConfig, batch: torch.Tensor, negative
 
     ``batch`` [B, 3] positives (h, r, t), ``negatives`` [B, K] entity ids replacing the head
     (``corrupt_head[b]``) or the tail of row b. Terms, in this order: ``kgc`` (the sampled loss
-    ``cfg.loss`` of positive vs negative scores, or 1vsall's cross-entropy over every entity),
-    ``reg`` (``cfg.regularization`` x mean |e|^3 of the batch's entities), ``extra`` (the model's
+    ``cfg.loss`` of positive vs negative scores, or 1vsall's cross-entropy over every entity; with
+    ``cfg.self_negatives`` w > 0 the entity each row's query asks about is one more negative,
+    scored in the same call and counted w times, or under 1vsall counted 1 + w times in the
+    softmax of both queries), ``reg`` (``cfg.regularization`` x mean |e|^3 of the batch's
+    entities), ``extra`` (the model's
     ``extra_loss``), the model's ``training_losses`` (each under its own name), and ``generator``
     (lambda_adv x ``generator_loss``, for a model with a critic). ``context`` defaults to
     :func:`loss_context` of ``cfg``. The trainer, the memory model's activation probe and the
@@ -96,10 +110,22 @@ def batch_losses(model: KGModel, cfg: TrainConfig, batch: torch.Tensor, negative
     context = context or loss_context(cfg)
     h, r, t = batch.unbind(1)
     with autocast_context(device, cfg.amp):
+        weight = cfg.self_negatives
         if cfg.loss == "1vsall":  # tail and head queries of every positive, each against all entities
-            tail_side = one_vs_all_loss(model.score_all(h, r, "tail"), t, cfg.label_smoothing)
-            head_side = one_vs_all_loss(model.score_all(t, r, "head"), h, cfg.label_smoothing)
+            tail_scores, head_scores = model.score_all(h, r, "tail"), model.score_all(t, r, "head")
+            if weight > 0:  # each query's asked entity is already a candidate: weigh its logit
+                tail_scores = weigh_self_logit(tail_scores, h, _self_negative_kept(context, h, r, t), weight)
+                head_scores = weigh_self_logit(head_scores, t, _self_negative_kept(context, t, r, h), weight)
+            tail_side = one_vs_all_loss(tail_scores, t, cfg.label_smoothing)
+            head_side = one_vs_all_loss(head_scores, h, cfg.label_smoothing)
             terms = {"kgc": (tail_side + head_side) / 2}
+        elif weight > 0:  # the asked entity as one more negative of its row, counted `weight` times
+            asked = asked_entities(batch, corrupt_head)
+            pos, neg = model.score_batch(h, r, t, torch.cat([negatives, asked[:, None]], 1), corrupt_head)
+            pos, neg = pos.float(), neg.float()
+            keep = _self_negative_kept(context, asked, r, torch.where(corrupt_head, h, t))
+            counts = torch.cat([torch.ones_like(neg[:, 1:]), (weight * keep.to(neg.dtype))[:, None]], 1)
+            terms = {"kgc": context.sampled_loss(pos, neg, counts)}
         else:
             pos, neg = model.score_batch(h, r, t, negatives, corrupt_head)
             pos, neg = pos.float(), neg.float()
@@ -180,7 +206,7 @@ class Trainer:
         self.state = TrainState()
         self.filter_index = FilterIndex.from_dataset(dataset).to(self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and train_cfg.amp == "fp16")
-        self.loss_context = loss_context(train_cfg)
+        self.loss_context = loss_context(train_cfg, KnownLoops(dataset.train, dataset.num_relations).to(self.device))
         # Batches between a critic model's adversarial updates (TrainConfig.adversarial_every) use
         # this context, without the generator term; _adversarial says which kind this batch is.
         self._kgc_only_context = replace(self.loss_context, lambda_adv=0.0)
@@ -396,7 +422,7 @@ class Trainer:
             validated = cfg.eval_every > 0 and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
             if validated:
                 valid = self.validate()
-                record["valid"] = {k: valid[k] for k in RANK_METRICS}
+                record["valid"] = {k: valid[k] for k in (*RANK_METRICS, "self_answer")}
                 if valid["mrr"] > st.best_mrr:
                     st.best_mrr, st.best_epoch, st.bad_validations = valid["mrr"], epoch, 0
                     self.save(BEST)

@@ -232,7 +232,7 @@ progress = not QUICK
 figures_dir = None  # None: runs/figures/02_training
 """, "parameters"),
     code(f"""
-from afme_lib import studies, workbench
+from afme_lib import evaluate, studies, workbench
 from afme_lib.analysis import curves, metrics as metric_tables, slices
 
 workbench.setup_notebook()
@@ -266,9 +266,14 @@ figs["learning_curves"]
     md("""
 ## Final metrics (filtered, %; MR is a rank)
 `all` pools head and tail queries; `side` splits them (tail = predict the tail of (h, r, ?));
-`category` groups test triples by their relation's pattern.
+`category` groups test triples by their relation's pattern. `self-answers` is the share of
+queries whose top-ranked candidate is the entity the query asks about (h for (h, r, ?)): a model
+that never learnt that (h, r, h) is false answers so, and the relations where it does are named
+below (self-negatives, `TrainConfig.self_negatives`, on by default, train it away).
 """),
     code("""
+print(evaluate.self_answer_warning(run.metrics["test"], "test", run.train_cfg.self_negatives)
+      or "no relation is answered with the asked entity")
 metric_tables.metrics_table(run.metrics, "test")
 """),
     md("""

@@ -130,9 +130,11 @@ def test_evaluate_a_run_on_valid(trained_run, tiny_synth, capsys):
     assert lines[1].split() == ["metric", "model", "random"]
     assert lines[2].split() == ["mrr", f"{test['mrr']:.4f}", f"{rnd['mrr']:.4f}"]
     assert lines[3].split() == ["mr", f"{test['mr']:.2f}", f"{rnd['mr']:.2f}"]
-    assert lines[9].split() == ["tail", str(test["by_side"]["tail"]["count"]), f"{test['by_side']['tail']['mrr']:.4f}",
-                                f"{rnd['by_side']['tail']['mrr']:.4f}"]
-    assert [line.split()[0] for line in lines[11:]] == list(test["by_category"])
+    assert lines[7].split()[:2] == ["self-ans.", f"{test['self_answer']:.4f}"]  # top-1 = the asked entity
+    assert lines[9].split() == ["queries", "count", "mrr", "random", "self-ans."]
+    assert lines[10].split() == ["tail", str(test["by_side"]["tail"]["count"]), f"{test['by_side']['tail']['mrr']:.4f}",
+                                 f"{rnd['by_side']['tail']['mrr']:.4f}", f"{test['by_side']['tail']['self_answer']:.4f}"]
+    assert [line.split()[0] for line in lines[12:]] == list(test["by_category"])
     assert main(["evaluate", str(trained_run), "--split", "test", "--checkpoint", "last", "--json"]) == 0
     last = json.loads(capsys.readouterr().out)
     assert last["count"] == 2 * len(data.test)

@@ -21,7 +21,7 @@ from afme_lib.data.dataset import KGDataset
 from afme_lib.data.filters import FilterIndex, triple_categories
 from afme_lib.evaluate import default_chunk_size, evaluate, random_baseline
 from afme_lib.metric_names import METRIC_KEYS
-from afme_lib.ranking import compute_metrics, rank_targets
+from afme_lib.ranking import compute_metrics, rank_targets, self_answers
 from afme_lib.models.base import KGModel
 
 N_ENT, N_REL = 30, 4
@@ -256,6 +256,74 @@ def test_evaluate_matches_brute_force(dataset, conditioned, split):
         assert_metrics_close(result["by_side"][side], want[side])
     assert_metrics_close(result, np.concatenate([want["tail"], want["head"]]))
     assert result["count"] == 2 * len(dataset.split(split))
+
+
+def brute_self_answer(row_scores: list, asked: int, target: int, excluded: set) -> bool:
+    """The asked entity is a candidate (not the target, not another known answer) and scores
+    strictly above every other candidate, the target included."""
+    if asked == target or asked in excluded:
+        return False
+    others = [c for c in range(len(row_scores)) if c != asked and (c == target or c not in excluded)]
+    return all(row_scores[asked] > row_scores[c] for c in others)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_self_answers_match_brute_force(seed):
+    g = torch.Generator().manual_seed(seed)
+    b, n = 40, 9
+    scores = torch.randint(0, 6, (b, n), generator=g).double()  # ties, and strict tops
+    asked, targets = torch.randint(0, n, (b,), generator=g), torch.randint(0, n, (b,), generator=g)
+    scores[torch.arange(0, b, 3), asked[::3]] = 9.0  # every third row: the asked entity on top
+    pairs = torch.randint(0, n, (60, 2), generator=g)
+    rows, cols = pairs[:, 0] % b, pairs[:, 1]
+    want = [brute_self_answer(scores[i].tolist(), int(asked[i]), int(targets[i]),
+                              {int(c) for r, c in zip(rows.tolist(), cols.tolist()) if r == i and c != targets[i]})
+            for i in range(b)]
+    assert self_answers(scores, asked, targets, rows, cols).tolist() == want
+    assert any(want) and not all(want)  # the draw exercises both outcomes
+
+
+def test_self_answers_ignore_ties_at_the_top_and_an_asked_target():
+    scores = torch.tensor([[5.0, 5.0, 1.0], [5.0, 2.0, 1.0], [5.0, 2.0, 1.0], [5.0, 2.0, 1.0]])
+    asked, targets = torch.tensor([0, 0, 0, 0]), torch.tensor([1, 1, 0, 2])
+    rows, cols = torch.tensor([3]), torch.tensor([0])  # row 3: the asked entity is another known answer
+    assert self_answers(scores, asked, targets, rows, cols).tolist() == [False, True, False, False]
+
+
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_evaluate_self_answer_share_matches_brute_force(dataset, conditioned):
+    model = FakeModel(conditioned=conditioned, seed=3)
+    result = evaluate(model, dataset, "test", batch_size=5, chunk_size=7)
+    true = set(map(tuple, dataset.all_true.tolist()))
+    full, every = (lambda v: torch.full((N_ENT,), v)), torch.arange(N_ENT)  # noqa: E731
+    flags = {"tail": [], "head": []}
+    with torch.no_grad():
+        for h, r, t in dataset.split("test").tolist():
+            s = model.score(full(h), full(r), every).tolist()
+            flags["tail"].append(brute_self_answer(s, h, t, {e for e in range(N_ENT) if (h, r, e) in true}))
+            s = model.score(every, full(r), full(t)).tolist()
+            flags["head"].append(brute_self_answer(s, t, h, {e for e in range(N_ENT) if (e, r, t) in true}))
+    for side in ("tail", "head"):
+        assert result["by_side"][side]["self_answer"] == pytest.approx(np.mean(flags[side]), rel=1e-12)
+    assert result["self_answer"] == pytest.approx(np.mean(flags["tail"] + flags["head"]), rel=1e-12)
+    assert 0 < result["self_answer"] < 1
+    for part in ("by_category", "by_relation"):
+        counts = sum(m["count"] * m["self_answer"] for m in result[part].values())
+        assert counts == pytest.approx(result["count"] * result["self_answer"])
+
+
+def test_self_answer_warning_names_the_relations_with_a_high_share():
+    from afme_lib.evaluate import self_answer_warning
+
+    result = {"self_answer": 0.3, "by_relation": {"sym": {"self_answer": 0.9, "count": 40},
+                                                  "rare": {"self_answer": 1.0, "count": 2},
+                                                  "fine": {"self_answer": 0.02, "count": 80}}}
+    message = self_answer_warning(result, "test")
+    assert "sym 90%" in message and "rare" not in message and "fine" not in message
+    assert "--self-negatives 1" in message  # a run without them is told to use them
+    assert "weight 1:" in self_answer_warning(result, "test", self_negatives=1.0)  # one with them, to raise them
+    assert self_answer_warning({"self_answer": 0.0, "by_relation": {"fine": {"self_answer": 0.02, "count": 80}}},
+                               "test") is None
 
 
 def test_evaluate_relation_conditioned_builds_one_table_per_relation(dataset):

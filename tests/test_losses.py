@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from afme_lib.losses import (LOSSES, SAMPLED_LOSSES, kgc_loss, margin_ranking_loss, one_vs_all_loss,
-                             self_adversarial_loss, softplus_loss)
+                             self_adversarial_loss, softplus_loss, weigh_self_logit)
 
 POS = torch.tensor([1.0, -2.0], dtype=torch.float64)
 NEG = torch.tensor([[0.5, -1.0, 2.0], [-3.0, 0.0, 1.0]], dtype=torch.float64)
@@ -104,3 +104,36 @@ def test_one_vs_all_matches_hand_computed_cross_entropy():
 def test_unknown_loss_name_is_refused():
     with pytest.raises(ValueError, match=r"unknown loss 'hinge'; expected one of nssa, margin, softplus, bce, 1vsall"):
         kgc_loss("hinge", POS, NEG, 1.0, 1.0)
+
+
+# --- counts: a column standing for several negatives (self-negatives) ------------------------
+@pytest.mark.parametrize("name", ["nssa", "margin", "softplus"])
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
+def test_a_column_counted_c_times_equals_that_column_repeated(name, temperature):
+    """counts [1, 1, 3] on NEG == NEG with its last column written three times."""
+    counts = torch.tensor([[1.0, 1.0, 3.0], [1.0, 1.0, 3.0]], dtype=torch.float64)
+    repeated = torch.cat([NEG, NEG[:, -1:], NEG[:, -1:]], 1)
+    got = kgc_loss(name, POS, NEG, 2.0, temperature, counts)
+    assert got.item() == pytest.approx(kgc_loss(name, POS, repeated, 2.0, temperature).item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["nssa", "margin", "softplus"])
+def test_counts_of_one_change_nothing_and_a_zero_count_drops_its_column(name):
+    ones = torch.ones_like(NEG)
+    assert kgc_loss(name, POS, NEG, 2.0, 0.7, ones).item() == pytest.approx(kgc_loss(name, POS, NEG, 2.0, 0.7).item(),
+                                                                             rel=1e-12)
+    counts = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
+    dropped = kgc_loss(name, POS, NEG[:, :2], 2.0, 0.7)
+    assert kgc_loss(name, POS, NEG, 2.0, 0.7, counts).item() == pytest.approx(dropped.item(), rel=1e-12)
+
+
+def test_weigh_self_logit_counts_the_asked_entity_one_plus_weight_times():
+    """Cross-entropy with log(1 + w) on the asked entity's logit == the same with that column
+    present 1 + w times (w = 2); a row whose asked entity is kept out is unchanged."""
+    scores = torch.tensor([[2.0, -1.0, 0.5, 0.0], [0.3, 0.3, -2.0, 1.0]], dtype=torch.float64)
+    targets, asked = torch.tensor([2, 0]), torch.tensor([1, 3])
+    weighed = weigh_self_logit(scores, asked, torch.tensor([True, False]), 2.0)
+    row0 = torch.cat([scores[0], scores[0, 1:2], scores[0, 1:2]])[None]  # asked column 1, twice more
+    expected0 = one_vs_all_loss(row0, targets[:1])
+    assert one_vs_all_loss(weighed[:1], targets[:1]).item() == pytest.approx(expected0.item(), rel=1e-12)
+    torch.testing.assert_close(weighed[1], scores[1])

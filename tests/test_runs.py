@@ -34,7 +34,8 @@ def test_an_old_config_json_still_loads(tmp_path):
            "train": {"epochs": 2, "extra": {"adv_epsilon": 0.3}}, "afme_version": "0.0.9", "note": "kept"}
     (tmp_path / "config.json").write_text(json.dumps(old))
     config = RunFolder(tmp_path).config
-    assert config.train == TrainConfig(epochs=2, adv_epsilon=0.3) and config.model == ModelConfig(name="mmkrl")
+    assert config.train == TrainConfig(epochs=2, adv_epsilon=0.3, self_negatives=0.0)
+    assert config.model == ModelConfig(name="mmkrl")
     assert (config.feature_placement, config.world_size, config.other) == ("auto", 1, {"note": "kept"})
     assert config.to_dict()["note"] == "kept" and "extra" not in config.to_dict()["train"]
 
@@ -52,6 +53,18 @@ def test_an_afme_run_from_before_the_cross_check_loads_without_it(tmp_path):
     assert load({"name": "afme", "cross_check_margin": 1.5}).cross_check_margin == 1.5
     assert load({"name": "rotate"}) == ModelConfig(name="rotate")
     assert ModelConfig(name="afme").cross_check_margin == 2.0
+
+
+def test_a_run_from_before_self_negatives_loads_without_them(tmp_path):
+    """Run folders written before the self_negatives field trained without self-negatives, whatever
+    the field's default is now; a folder that states it keeps its value."""
+    def load(train):
+        (tmp_path / "config.json").write_text(json.dumps({"dataset": "/d/x", "features": None, "data_dir": None,
+                                                          "model": {"name": "rotate"}, "train": train}))
+        return RunFolder(tmp_path).config.train
+
+    assert load({"epochs": 3}).self_negatives == 0.0
+    assert load({"epochs": 3, "self_negatives": 2.0}).self_negatives == 2.0
 
 
 def test_differences_name_what_changes_results_only(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from afme_lib.sampling import NegativeSampler, head_corruption_probability
+from afme_lib.sampling import KnownLoops, NegativeSampler, asked_entities, head_corruption_probability
 
 # A hand-made graph (h, r, t), written so that each relation has a known shape:
 #   r0: 1-N  -- head 0 links to tails 1..6, head 7 to tails 8..9   (tph = 8/2 = 4, hpt = 8/8 = 1)
@@ -145,3 +145,26 @@ def test_pooled_draws_are_reproducible_and_the_corrupted_side_is_unchanged():
 def test_a_negative_pool_size_is_refused():
     with pytest.raises(ValueError, match="negative pool must be 0 .* got -1"):
         NegativeSampler(NUM_ENTITIES, 2, "uniform", pool=-1)
+
+
+# --- self-negatives ---------------------------------------------------------------------------
+def test_asked_entities_are_the_tail_of_head_queries_and_the_head_of_tail_queries():
+    batch = torch.tensor([[1, 0, 2], [3, 1, 4], [5, 2, 6]])
+    corrupt_head = torch.tensor([True, False, True])
+    assert asked_entities(batch, corrupt_head).tolist() == [2, 3, 6]
+
+
+def test_known_loops_finds_exactly_the_training_self_loops():
+    train = torch.tensor([[1, 0, 1], [2, 1, 3], [4, 1, 4], [4, 1, 4], [5, 0, 6]])
+    loops = KnownLoops(train, num_relations=2)
+    entities = torch.tensor([1, 1, 4, 4, 2, 5])
+    relations = torch.tensor([0, 1, 1, 0, 1, 0])
+    brute = [(e, r, e) in set(map(tuple, train.tolist())) for e, r in zip(entities.tolist(), relations.tolist())]
+    assert loops(entities, relations).tolist() == brute == [True, False, True, False, False, False]
+    assert not KnownLoops(train[1:2], 2)(entities, relations).any()  # a graph without loops
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_known_loops_on_cuda():
+    loops = KnownLoops(torch.tensor([[1, 0, 1]]), 1).to("cuda")
+    assert loops(torch.tensor([1, 2], device="cuda"), torch.tensor([0, 0], device="cuda")).tolist() == [True, False]

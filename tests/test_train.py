@@ -76,7 +76,7 @@ def test_cli_trains_every_model_and_writes_the_run_folder(tiny_synth, tmp_path, 
     assert [rec["epoch"] for rec in log] == [1, 2]
     for rec in log:
         assert math.isfinite(rec["loss"]) and math.isfinite(rec["kgc"]) and rec["seconds"] > 0
-        assert set(rec["valid"]) == SUMMARY
+        assert set(rec["valid"]) == SUMMARY | {"self_answer"}
     if model == "afme":  # the joint schedule logs the critic and the generator terms
         assert {"critic", "wasserstein", "gp", "generator"} <= set(log[0])
 
@@ -89,7 +89,8 @@ def test_cli_trains_every_model_and_writes_the_run_folder(tiny_synth, tmp_path, 
     assert set(metrics) == set(METRICS_KEYS)
     assert {"valid", "test", "epochs_run", "train_seconds", "eval_seconds", "device"} <= set(metrics)
     for split in ("test", "valid"):
-        assert SUMMARY | {"count", "by_category", "by_side", "by_relation", "by_group", "random"} == set(metrics[split])
+        assert SUMMARY | {"count", "self_answer", "by_category", "by_side", "by_relation", "by_group",
+                          "random"} == set(metrics[split])
         if model == "rotate":  # the same for every model: a property of the split
             assert metrics[split]["random"] == random_baseline(load_dataset(tiny_synth), split)
         assert set(metrics[split]["by_side"]) == {"tail", "head"}
@@ -187,7 +188,8 @@ def test_one_vs_all_loss_is_cross_entropy_over_every_entity_on_both_sides(tiny_s
     """The trainer's 1vsall term equals a brute-force loop: per positive, a softmax over all
     entities for its tail query and for its head query, averaged; and DistMult learns with it."""
     dataset = load_dataset(tiny_synth)
-    cfg = TrainConfig(loss="1vsall", label_smoothing=0.1, batch_size=64, device="cpu", progress=False)
+    cfg = TrainConfig(loss="1vsall", label_smoothing=0.1, batch_size=64, self_negatives=0.0, device="cpu",
+                      progress=False)
     trainer = train_mod.Trainer(dataset, ModelConfig(name="distmult", dim=16), cfg, None)
     batch = trainer.train_triples[:5]
     negatives, corrupt_head = trainer.sampler.sample(batch)
@@ -273,11 +275,11 @@ def test_non_finite_loss_stops_the_run_naming_epoch_batch_and_term(tiny_synth, t
     calls = []
     real_loss = train_mod.kgc_loss
 
-    def poisoned(name, pos, neg, margin, temperature):
+    def poisoned(name, pos, neg, margin, temperature, counts=None):
         calls.append(1)
         if len(calls) == per_epoch + 3:
             pos = pos * float("nan")
-        return real_loss(name, pos, neg, margin, temperature)
+        return real_loss(name, pos, neg, margin, temperature, counts)
 
     monkeypatch.setattr(train_mod, "kgc_loss", poisoned)
     run = tmp_path / "nan"

@@ -30,14 +30,15 @@ def loss_columns(curves: pd.DataFrame) -> list[str]:
 
 
 def learning_curve_figure(curves: pd.DataFrame, title: str = "Learning curves"):
-    """Two panels: the loss terms per epoch, and validation MRR / Hits@10 (in %) when logged."""
+    """Two panels: the loss terms per epoch, and validation MRR / Hits@10 / self-answers (in %) when logged."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss terms", "validation (filtered, %)"))
     for column in loss_columns(curves):
         fig.add_trace(go.Scatter(x=curves["epoch"], y=curves[column], mode="lines+markers", name=column), 1, 1)
-    for column, name in (("valid mrr", "valid MRR"), ("valid hits@10", "valid Hits@10")):
+    for column, name in (("valid mrr", "valid MRR"), ("valid hits@10", "valid Hits@10"),
+                         ("valid self_answer", "valid self-answers")):
         if column in curves:
             logged = curves.dropna(subset=[column])
             fig.add_trace(go.Scatter(x=logged["epoch"], y=100 * logged[column], mode="lines+markers", name=name), 1, 2)

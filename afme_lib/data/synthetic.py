@@ -45,6 +45,15 @@ Generative story (version 2)
    Structural triples between warm/cold items are held out at random with those fractions,
    except any that would leave an item, a value entity or a relation without training triples.
    ``entity2group.txt`` (see :mod:`afme_lib.data.groups`) records each entity's group.
+6. **Siblings** (``sibling_groups`` > 0; the ``siblings`` preset). Groups of
+   ``sibling_size`` items share every attribute value, and each member's feature rows are the
+   first member's plus a little noise (``sibling_noise``, relative to the row's spread):
+   near-duplicates. A symmetric relation ``sibling`` links every member to every other one; its
+   triples are held out at random like structural ones. Features make a member most similar to
+   itself, and within a group of three or more a symmetric relation's one consistent
+   embedding is the identity with every member alike; so a model that never learnt that
+   ``(a, sibling, a)`` is false answers ``(a, sibling, ?)`` with ``a``: the case self-negatives
+   (``TrainConfig.self_negatives``) exist for.
 
 Randomness comes from independent streams keyed by the seed and the stage (entities, each
 relation, the split, each modality by name), so changing a modality's noise leaves the graph
@@ -76,7 +85,7 @@ _SPLIT_FILES = {"train": "train2id.txt", "valid": "valid2id.txt", "test": "test2
 _SLUG = {"1-1": "1to1", "1-N": "1toN", "N-1": "Nto1", "N-N": "NtoN"}
 CORRUPTIONS = ("noise", "swap")
 # Stage tags of the random streams (changing one stage never shifts another's draws).
-_ENTITIES, _RELATIONS, _SPLIT, _FEATURES = 1, 2, 3, 4
+_ENTITIES, _RELATIONS, _SPLIT, _FEATURES, _SIBLINGS = 1, 2, 3, 4, 5
 WARM, COLD, ZERO_SHOT, VALUE = "warm", "cold", "zero-shot", "value"
 
 
@@ -123,6 +132,9 @@ class SynthConfig:
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     value_features: bool = False  # value entities get a feature row in the modalities that strongly encode their attribute
+    sibling_groups: int = 0  # groups of items with the same attributes and near-duplicate rows, linked by "sibling"
+    sibling_size: int = 3  # items per sibling group
+    sibling_noise: float = 0.05  # a sibling's row = its group's first row + this much noise (relative to the row's spread)
     seed: int = 0
 
     def validate(self) -> None:
@@ -159,6 +171,10 @@ class SynthConfig:
             raise ValueError("cold_fraction and zero_shot_fraction must be >= 0 and sum below 0.9 (warm items teach the features)")
         if self.valid_fraction <= 0 or self.test_fraction <= 0 or self.valid_fraction + self.test_fraction >= 1:
             raise ValueError("valid_fraction and test_fraction must be > 0 and sum below 1")
+        if self.sibling_size < 2 or not 0 <= self.sibling_groups * self.sibling_size <= self.num_items \
+                or self.sibling_noise < 0:
+            raise ValueError(f"sibling_groups {self.sibling_groups} of {self.sibling_size}: need sibling_size >= 2, "
+                             "sibling_groups x sibling_size <= num_items and sibling_noise >= 0")
 
     @property
     def num_entities(self) -> int:
@@ -202,6 +218,20 @@ PRESETS: dict[str, SynthConfig] = {
         num_communities=24,
         cold_fraction=0.15,
         zero_shot_fraction=0.05,
+        seed=0,
+    ),
+    # Every item is a sibling and every held-out triple a sibling triple: the attribute relations
+    # (all in train) teach the features, and the test asks only (a, sibling, ?) and (?, sibling, b).
+    "siblings": SynthConfig(
+        name="synth-siblings",
+        num_items=300,
+        structural_relations=(),
+        cold_fraction=0.0,
+        zero_shot_fraction=0.0,
+        valid_fraction=0.15,
+        test_fraction=0.15,
+        sibling_groups=60,
+        sibling_size=5,
         seed=0,
     ),
 }
@@ -301,6 +331,42 @@ def _structural_relations(cfg: SynthConfig, types: np.ndarray, community: np.nda
     return records, parts
 
 
+def sibling_groups(cfg: SynthConfig) -> np.ndarray:
+    """Each entity's sibling group, or -1 [num_entities]: ``sibling_groups`` disjoint groups of
+    ``sibling_size`` items drawn from their own random stream (no other draw moves with them)."""
+    group = np.full(cfg.num_entities, -1, dtype=np.int64)
+    members = cfg.sibling_groups * cfg.sibling_size
+    if members:
+        chosen = _rng(cfg.seed, _SIBLINGS).permutation(cfg.num_items)[:members]
+        group[chosen] = np.arange(members) // cfg.sibling_size
+    return group
+
+
+def _first_sibling(group: np.ndarray) -> np.ndarray:
+    """For every entity, the lowest id of its sibling group (itself when it has none)."""
+    first = np.arange(len(group))
+    grouped = np.flatnonzero(group >= 0)
+    lowest = np.full(group.max() + 1 if len(grouped) else 0, len(group))
+    np.minimum.at(lowest, group[grouped], grouped)
+    first[grouped] = lowest[group[grouped]]
+    return first
+
+
+def _sibling_relation(cfg: SynthConfig, group: np.ndarray, rel_id: int) -> tuple[list[dict], list[np.ndarray]]:
+    """The symmetric relation linking every member of a sibling group to every other (none
+    without groups)."""
+    if not cfg.sibling_groups:
+        return [], []
+    members = np.flatnonzero(group >= 0)
+    heads, tails = np.meshgrid(members, members, indexing="ij")
+    pairs = (group[heads] == group[tails]) & (heads != tails)
+    informative = [m for m, spec in cfg.modalities.items() if spec.attributes]
+    record = {"id": rel_id, "name": f"r{rel_id:02d}_sibling_NtoN", "kind": "sibling", "attribute": None,
+              "intended_category": "N-N", "informative_modalities": informative, "weak_modalities": [],
+              "groups": group.tolist()}
+    return [record], [np.stack([heads[pairs], np.full(int(pairs.sum()), rel_id), tails[pairs]], 1)]
+
+
 def _dedupe(triples: np.ndarray, n: int, m: int) -> np.ndarray:
     keys = (triples[:, 0] * m + triples[:, 1]) * n + triples[:, 2]
     _, first = np.unique(keys, return_index=True)  # sorted by (h, r, t), duplicates dropped
@@ -336,7 +402,7 @@ def _split(cfg: SynthConfig, triples: np.ndarray, kinds: np.ndarray, group: np.n
     where[zero_h] = held_split[h[zero_h]]
     cold_attr = (kinds == "attribute") & (group[h] == COLD)
     where[cold_attr] = held_split[h[cold_attr]]
-    free = (kinds == "structural") & ~zero_h & ~zero_t
+    free = (kinds != "attribute") & ~zero_h & ~zero_t  # structural and sibling triples
     u = rng.random(len(triples))
     draw = np.where(u < cfg.valid_fraction, 1, np.where(u < cfg.valid_fraction + cfg.test_fraction, 2, 0))
     where[free] = draw[free]
@@ -355,7 +421,7 @@ def _prototypes(cfg: SynthConfig, m: str, spec: ModalitySpec) -> tuple[np.random
     return rng, {a: rng.normal(size=(cfg.attribute_values[a], spec.dim)) for a in (*spec.attributes, *spec.weak)}
 
 
-def _features(cfg: SynthConfig, attrs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+def _features(cfg: SynthConfig, attrs: np.ndarray, siblings: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
     """Feature matrix of every modality (float32, [num_entities, d_m]) and its ground-truth record."""
     n_items = cfg.num_items
     value_ids = value_entity_ids(cfg)
@@ -370,6 +436,12 @@ def _features(cfg: SynthConfig, attrs: np.ndarray) -> tuple[dict[str, np.ndarray
         signal /= norm
         has_signal = bool(amplitude)
         x_items = signal + spec.noise * rng.normal(size=(n_items, spec.dim))
+        if cfg.sibling_groups:  # every sibling: its group's first row, nearly (its own stream)
+            first = _first_sibling(siblings)[:n_items]
+            others = np.flatnonzero(first != np.arange(n_items))
+            spread = math.sqrt((1.0 if has_signal else 0.0) + spec.noise ** 2)
+            jitter = _rng(cfg.seed, _SIBLINGS, zlib.crc32(m.encode())).normal(size=(len(others), spec.dim))
+            x_items[others] = x_items[first[others]] + cfg.sibling_noise * spread * jitter
         order = rng.permutation(n_items)
         n_missing, n_corrupted = round(spec.missing * n_items), round(spec.corrupted * n_items)
         missing = np.sort(order[:n_missing])
@@ -418,11 +490,14 @@ def generate(config: SynthConfig | str = "tiny", seed: int | None = None) -> tup
     types = _balanced(rng, n_items, cfg.num_types)
     attrs = np.stack([_balanced(rng, n_items, k) for k in cfg.attribute_values], 1)  # [items, A]
     community = _balanced(rng, n_items, cfg.num_communities)
+    siblings = sibling_groups(cfg)
+    attrs = attrs[_first_sibling(siblings)[:n_items]]  # siblings share every attribute
 
     attr_records, attr_parts = _attribute_relations(cfg, attrs)
     struct_records, struct_parts = _structural_relations(cfg, types, community, len(attr_records))
-    relations = attr_records + struct_records
-    triples = _dedupe(np.concatenate(attr_parts + struct_parts).astype(np.int64), n, len(relations))
+    sibling_records, sibling_parts = _sibling_relation(cfg, siblings, len(attr_records) + len(struct_records))
+    relations = attr_records + struct_records + sibling_records
+    triples = _dedupe(np.concatenate(attr_parts + struct_parts + sibling_parts).astype(np.int64), n, len(relations))
     kinds = np.array([rec["kind"] for rec in relations])[triples[:, 1]]
     split_rng = _rng(cfg.seed, _SPLIT)
     group, held_split = _groups(cfg, split_rng)
@@ -438,7 +513,7 @@ def generate(config: SynthConfig | str = "tiny", seed: int | None = None) -> tup
     dataset = KGDataset(name=cfg.name, path=None, entity_names=entity_names,
                         relation_names=[rec["name"] for rec in relations], entity_groups=group.tolist(),
                         **{s: torch.from_numpy(part) for s, part in splits.items()})
-    values, modality_records = _features(cfg, attrs)
+    values, modality_records = _features(cfg, attrs, siblings)
     store = FeatureStore(n)
     for m, x in values.items():
         store.add(m, torch.from_numpy(x), source=f"<synthetic {m}>")

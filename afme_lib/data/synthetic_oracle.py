@@ -39,7 +39,7 @@ from afme_lib.data.filters import FilterIndex
 from afme_lib.data.groups import triple_groups
 
 SIDES = ("tail", "head")
-KINDS = ("attribute", "structural")
+KINDS = ("attribute", "structural", "sibling")
 
 
 # --- the rule oracle ------------------------------------------------------------------------
@@ -48,6 +48,9 @@ def _cell_keys(meta: dict, relation: dict, side: str) -> tuple[np.ndarray, np.nd
 
     ``side="tail"`` answers tail queries: an entity as head points to the cell of its tails.
     """
+    if relation["kind"] == "sibling":  # a group is a cell, the answers of its members (oracle_ranks leaves the query out)
+        group = np.asarray(relation["groups"])
+        return group, np.where(group >= 0, group, -2)
     if relation["kind"] == "attribute":
         value = np.asarray(meta["entity_attributes"][relation["attribute"]])
         items = np.asarray(meta["entity_communities"]) >= 0
@@ -94,6 +97,8 @@ def oracle_ranks(dataset: KGDataset, meta: dict, split: str = "test", filter_ind
             keys = target[queries]
             cell = np.where((keys >= 0) & (keys < len(size_of)), size_of[np.clip(keys, 0, len(size_of) - 1)], 0)
             known = _known_counts(index, torch.from_numpy(queries), rel["id"], side)
+            if rel["kind"] == "sibling":  # the rule knows that no item is its own sibling
+                cell = cell - (own[queries] == keys)
             ranks[rows] = (cell - known + 2) / 2
         out[side] = ranks
     return out

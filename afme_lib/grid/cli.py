@@ -10,7 +10,7 @@ from pathlib import Path
 from afme_lib.grid.report import markdown_table, read_results, summarize
 from afme_lib.grid.runner import SPEC_COPY, plan, run_grid, write_report
 from afme_lib.grid.spec import DEFAULT_METRICS, load_grid
-from afme_lib.metric_names import RANK_METRICS
+from afme_lib.metric_names import TABLE_METRICS
 
 
 def _interrupt(signum, frame):
@@ -97,7 +97,7 @@ def add_grid_commands(sub) -> None:
     summary.add_argument("report_dir", metavar="REPORT_DIR", help="a grid's report folder (reports/<name>/)")
     summary.add_argument("--by", nargs="+", metavar="COLUMN", help="group columns (default: variant and the "
                          "parameters that vary, seed excepted)")
-    summary.add_argument("--metrics", nargs="+", choices=RANK_METRICS,
+    summary.add_argument("--metrics", nargs="+", choices=TABLE_METRICS,
                          help="test metrics to tabulate (default: the grid file's metrics)")
     summary.set_defaults(func=cmd_grid_summary)
 

@@ -3,7 +3,8 @@
 ``results.csv`` has one row per cell: ``cell``, ``variant`` ("" when the grid has none), every
 notebook parameter, ``status`` (ok / failed / pending), ``error`` (one line), ``seconds`` (the
 notebook's wall time), the test metrics ``mrr mr hits@1 hits@3 hits@10`` (fractions, MR a rank),
-``valid_mrr``, ``epochs_run``, ``best_epoch``, ``train_seconds``, ``device_used`` (metrics.json's
+``self_answer`` (the share of test queries answered with the asked entity), ``valid_mrr`` and
+``valid_self_answer``, ``epochs_run``, ``best_epoch``, ``train_seconds``, ``device_used`` (metrics.json's
 ``device``, e.g. cuda:0 for ``device=auto``), the paths of the executed ``notebook`` ("" for a
 train grid) and of the ``run_dir``, and ``random_mrr`` ... ``random_hits@10``: what a random
 ranking scores on the same test split (:func:`afme_lib.evaluate.random_baseline`), the yardstick
@@ -30,7 +31,7 @@ from afme_lib.analysis.figures import save_figure
 from afme_lib.analysis.metrics import mean_std_figure
 from afme_lib.errors import AfmeError
 from afme_lib.grid.spec import DEFAULT_METRICS, RESULT_COLUMNS, Cell, Grid
-from afme_lib.metric_names import PERCENT, RANK_METRICS, label
+from afme_lib.metric_names import PERCENT, RANK_METRICS, TABLE_METRICS, label
 from afme_lib.reports.pages import write_page
 
 RESULTS = "results.csv"
@@ -63,8 +64,8 @@ def cell_row(cell: Cell, grid: Grid, status: str, error: str | None, seconds, me
     metrics = metrics or {}
     test, valid = metrics.get("test") or {}, metrics.get("valid") or {}
     row.update(status=status, error=error or "", seconds=seconds)
-    row.update({m: test.get(m, math.nan) for m in RANK_METRICS})
-    row.update(valid_mrr=valid.get("mrr", math.nan), epochs_run=metrics.get("epochs_run"),
+    row.update({m: test.get(m, math.nan) for m in TABLE_METRICS})
+    row.update(valid_mrr=valid.get("mrr", math.nan), valid_self_answer=valid.get("self_answer", math.nan), epochs_run=metrics.get("epochs_run"),
                best_epoch=metrics.get("best_epoch"), train_seconds=metrics.get("train_seconds"),
                device_used=metrics.get("device", ""), notebook=_display_path(notebook) if notebook else "",
                run_dir=_display_path(run_dir))
@@ -131,7 +132,7 @@ def summarize(results: pd.DataFrame, by=None, metrics=None, over: str = "seed") 
     metrics = list(metrics or [m for m in DEFAULT_METRICS if m in results])
     unknown = [m for m in metrics if m not in results]
     if unknown:
-        raise ValueError(f"results have no column {unknown}; metric columns: {[m for m in RANK_METRICS if m in results]}")
+        raise ValueError(f"results have no column {unknown}; metric columns: {[m for m in TABLE_METRICS if m in results]}")
     by = default_group_columns(results, over) if by is None else list(by)
     missing = [b for b in by if b not in results]
     if missing:

@@ -57,19 +57,19 @@ import yaml
 from afme_lib import ablations
 from afme_lib.errors import AfmeError, DataFormatError, OptionError
 from afme_lib.grid import target as train_target
-from afme_lib.metric_names import RANK_METRICS
+from afme_lib.metric_names import RANK_METRICS, TABLE_METRICS
 
 TOP_LEVEL_KEYS = ("name", "notebook", "target", "description", "parameters", "grid", "variants", "exclude",
                   "metrics", "run_dir")
 NOTEBOOK = "notebook"  # Grid.target of a notebook grid
-DEFAULT_METRICS = ("mrr", "hits@1", "hits@10")  # tabulated when a grid names none (any of RANK_METRICS may be)
+DEFAULT_METRICS = ("mrr", "hits@1", "hits@10")  # tabulated when a grid names none (any of TABLE_METRICS may be)
 # Parameters the runner passes to every cell itself.
 RUNNER_PARAMETERS = ("run_dir", "progress")
 # results.csv columns that are not parameters; a parameter with one of these names would clash.
 # The test split's random-ranking baseline (metrics.json test.random) beside each cell's metrics.
 RANDOM_COLUMNS = tuple(f"random_{m}" for m in RANK_METRICS)
-RESULT_COLUMNS = ("cell", "variant", "status", "error", "seconds", *RANK_METRICS, "valid_mrr", "epochs_run",
-                  "best_epoch", "train_seconds", "device_used", "notebook", "run_dir", *RANDOM_COLUMNS)
+RESULT_COLUMNS = ("cell", "variant", "status", "error", "seconds", *TABLE_METRICS, "valid_mrr", "valid_self_answer",
+                  "epochs_run", "best_epoch", "train_seconds", "device_used", "notebook", "run_dir", *RANDOM_COLUMNS)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MAX_SLUG = 120  # readable part of a cell id; the hash keeps longer ids unique
 TRAINING_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_training.ipynb"
@@ -355,10 +355,10 @@ def parse_grid(data, source: str | Path = "<grid>", grid_file: Path | None = Non
 
     metrics = data.get("metrics", list(DEFAULT_METRICS))
     if not isinstance(metrics, list) or not metrics:
-        chk.fail("metrics", f"expected a non-empty list out of {', '.join(RANK_METRICS)}", data, "metrics")
+        chk.fail("metrics", f"expected a non-empty list out of {', '.join(TABLE_METRICS)}", data, "metrics")
     for m in metrics:
-        if m not in RANK_METRICS:
-            chk.fail("metrics", f"unknown metric {m!r}; choose from {', '.join(RANK_METRICS)}", data, "metrics")
+        if m not in TABLE_METRICS:
+            chk.fail("metrics", f"unknown metric {m!r}; choose from {', '.join(TABLE_METRICS)}", data, "metrics")
     if len(set(metrics)) != len(metrics):
         chk.fail("metrics", "lists a metric twice", data, "metrics")
 

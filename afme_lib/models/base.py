@@ -74,6 +74,9 @@ class LossContext:
     """
 
     sampled_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    # (entities [B], relations [B]) -> [B] bool: (e, r, e) is a training fact, so e is a true answer
+    # of its own query and no self-negative (afme_lib/sampling.py); None: no self-loop is known.
+    known_loop: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     lambda_adv: float = 0.0  # weight of a model's adversarial term
     lambda_gp: float = 0.0  # weight of a gradient penalty
     adv_epsilon: float = 0.1  # size of an adversarial perturbation, relative to the representation's norm

@@ -319,6 +319,8 @@ def test_rewriting_a_synthetic_folder_replaces_it_and_a_foreign_folder_is_refuse
         ({"fanout": 2.0}, r"fanout 2.0 < 2.5"),
         ({"cold_fraction": 0.6, "zero_shot_fraction": 0.4}, r"sum below 0.9"),
         ({"valid_fraction": 0.6, "test_fraction": 0.5}, r"sum below 1"),
+        ({"sibling_groups": 200}, r"sibling_groups x sibling_size <= num_items"),
+        ({"sibling_groups": 2, "sibling_size": 1}, r"need sibling_size >= 2"),
     ],
 )
 def test_bad_configs_are_refused_with_the_reason(change, message):
@@ -327,5 +329,42 @@ def test_bad_configs_are_refused_with_the_reason(change, message):
 
 
 def test_unknown_preset_is_named():
-    with pytest.raises(ValueError, match=r"unknown synthetic preset 'huge'; expected one of \['default', 'tiny'\]"):
+    with pytest.raises(ValueError, match=r"unknown synthetic preset 'huge'; expected one of \['default', 'siblings', 'tiny'\]"):
         generate("huge")
+
+
+def test_siblings_share_attributes_and_near_duplicate_rows_and_link_every_other_member():
+    """The siblings preset: groups of sibling_size items with equal attributes, each member's
+    nearest other item (every modality that encodes something) one of its siblings, and the
+    sibling relation holding every ordered pair of distinct members exactly once, no loop."""
+    cfg = PRESETS["siblings"]
+    ds, store, meta = generate("siblings")
+    rel = next(r for r in meta["relations"] if r["kind"] == "sibling")
+    group = np.array(rel["groups"])
+    members = np.flatnonzero(group >= 0)
+    assert len(members) == cfg.sibling_groups * cfg.sibling_size
+    assert np.bincount(group[members]).tolist() == [cfg.sibling_size] * cfg.sibling_groups
+    attrs = _attrs(meta)
+    for g in range(cfg.sibling_groups):
+        assert (attrs[group == g] == attrs[group == g][0]).all()
+    for m, spec in cfg.modalities.items():
+        if not spec.attributes:
+            continue
+        clean = _clean_rows(meta, m)  # corrupted and missing rows resemble no one
+        x = store.features[m][clean].double()
+        dist = torch.cdist(x, x).fill_diagonal_(float("inf"))
+        nearest = clean[dist.argmin(1).numpy()]
+        in_group = group[clean] >= 0
+        assert (group[nearest[in_group]] == group[clean[in_group]]).mean() > 0.99, m
+    triples = torch.cat([ds.train, ds.valid, ds.test])
+    links = {tuple(t) for t in triples[triples[:, 1] == rel["id"]].tolist()}
+    want = {(a, rel["id"], b) for a in members for b in members if a != b and group[a] == group[b]}
+    assert links == want and len(triples[triples[:, 1] == rel["id"]]) == len(want)
+    assert len(ds.test) == int((ds.test[:, 1] == rel["id"]).sum()) > 0  # every held-out triple is a sibling one
+
+
+def test_sibling_groups_leave_the_other_presets_as_they_were():
+    """Presets without sibling groups draw nothing from the siblings' stream."""
+    ds, store, _ = generate("tiny")
+    ds2, store2, _ = generate(replace(PRESETS["tiny"], sibling_groups=0, sibling_noise=0.5))
+    assert torch.equal(ds.train, ds2.train) and torch.equal(store.features["text"], store2.features["text"])

@@ -34,6 +34,9 @@ def _rule_brute_force(ds, meta, split):
                 a = rel["attribute"]
                 value = attrs[query, a]
                 cand = (attrs[:, a] == value) & (~items if side == "tail" else items)
+            elif rel["kind"] == "sibling":
+                group = np.array(rel["groups"])
+                cand = (group == group[query]) & (np.arange(len(group)) != query)  # never itself
             else:
                 c_map = list(rel["community_map"])
                 want = c_map[comm[query]] if side == "tail" else c_map.index(comm[query])
@@ -51,6 +54,14 @@ def test_rule_oracle_ranks_match_brute_force(tiny_synth, split):
     got, want = oracle_ranks(ds, meta, split), _rule_brute_force(ds, meta, split)
     for side in ("tail", "head"):
         np.testing.assert_allclose(got[side], want[side])
+
+
+def test_rule_oracle_knows_no_item_is_its_own_sibling():
+    ds, _, meta = generate("siblings")
+    got, want = oracle_ranks(ds, meta, "test"), _rule_brute_force(ds, meta, "test")
+    for side in ("tail", "head"):
+        np.testing.assert_allclose(got[side], want[side])
+        assert (got[side] == 1).all()  # the other members are known answers: the target alone is left
 
 
 def _feature_brute_force(ds, store, meta, modalities, split):

@@ -102,7 +102,7 @@ metrics: [mrr, hits@10]
     ("name: g\nnotebook: {nb}\nparameters:\n  epochs: 3\n", 4,
      "parameters.epochs: {nbname}'s parameters cell does not define 'epochs'; it defines: progress, run_dir, seed, x"),
     ("name: g\nnotebook: {nb}\nmetrics: [mrr, auc]\n", 3,
-     "metrics: unknown metric 'auc'; choose from mrr, mr, hits@1, hits@3, hits@10"),
+     "metrics: unknown metric 'auc'; choose from mrr, mr, hits@1, hits@3, hits@10, self_answer"),
     ("name: my grid\nnotebook: {nb}\n", 1,
      "name: 'my grid' must be a folder name: letters, digits, '.', '_' or '-', starting with a letter or digit"),
     ("name: g\nnotebook: missing.ipynb\n", 2, "notebook: missing.ipynb not found (looked in the working directory "

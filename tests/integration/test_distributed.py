@@ -135,6 +135,10 @@ def gradient_cases() -> dict:
         "rotate": (ModelConfig(name="rotate", dim=16), TrainConfig(negatives=8, device="cpu", progress=False)),
         "mm-concat": (ModelConfig(name="mm-concat", dim=16), TrainConfig(negatives=8, device="cpu", progress=False)),
         "afme": (afme_model, afme_train),
+        "rotate-self-negatives": (ModelConfig(name="rotate", dim=16),
+                                  TrainConfig(negatives=8, self_negatives=2.0, device="cpu", progress=False)),
+        "distmult-1vsall-self-negatives": (ModelConfig(name="distmult", dim=16),
+                                           TrainConfig(loss="1vsall", self_negatives=1.0, device="cpu", progress=False)),
     }
 
 
@@ -175,11 +179,10 @@ def test_resume_under_torchrun_continues_exactly_and_only_rank_zero_writes(two_p
     for run in (whole, part):
         assert [r["epoch"] for r in read_log(run)] == list(range(1, EPOCHS + 1))
         assert sorted(p.name for p in run.iterdir()) == sorted(["config.json", "log.jsonl", "metrics.json", BEST, LAST])
-    assert [line for line in done.stdout.splitlines() if line.startswith("run ")] == [
-        f"run {part}: test MRR {metrics['test']['mrr']:.4f}  MR {metrics['test']['mr']:.1f}  "
-        f"Hits@1 {metrics['test']['hits@1']:.4f}  Hits@10 {metrics['test']['hits@10']:.4f}  "
-        f"({EPOCHS} epochs, {metrics['train_seconds']:.1f}s); random ranking: MRR {random['mrr']:.4f}  "
-        f"MR {random['mr']:.1f}  Hits@1 {random['hits@1']:.4f}  Hits@10 {random['hits@10']:.4f}"]
+    summaries = [line for line in done.stdout.splitlines() if line.startswith("run ")]
+    assert len(summaries) == 1  # rank 0 alone prints it
+    assert summaries[0].startswith(f"run {part}: test MRR {metrics['test']['mrr']:.4f}")
+    assert f"random ranking: MRR {random['mrr']:.4f}" in summaries[0]
     assert json.loads((whole / "config.json").read_text())["world_size"] == WORLD
 
 
