@@ -25,7 +25,7 @@ What is measured, per (dataset, model, amp):
   amp settings differ in training only; both evaluations are still timed.
 * **peak GiB**: ``torch.cuda.reset_peak_memory_stats()`` before a phase,
   ``torch.cuda.max_memory_allocated()`` after it; next to the training peak, the memory model's
-  prediction (``afme_lib.memory.plan``; ``afme memory`` prints the same).
+  prediction (``afme_lib.engine.memory.plan``; ``afme memory`` prints the same).
 * **bandwidth**: ``bytes / eval seconds``. ``bytes`` is counted by running the same evaluation
   once more under a ``TorchDispatchMode`` (:class:`TrafficCounter`) that sees every aten op: an op
   that launches a kernel reads each distinct element of its inputs once and writes its outputs
@@ -65,30 +65,54 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from afme_lib.config import ModelConfig, TrainConfig
-from afme_lib.data.features import FeatureStore
-from afme_lib.data.registry import load_benchmark
-from afme_lib.evaluate import evaluate, random_baseline
-from afme_lib.memory import plan
-from afme_lib.train import Trainer
+from afme_lib.data.benchmarks import load_benchmark
+from afme_lib.data.feature_store import FeatureStore
+from afme_lib.engine.evaluation import evaluate, random_baseline
+from afme_lib.engine.memory import plan
+from afme_lib.experiments.pages.writer import write_page
+from afme_lib.experiments.run import build_trainer
+from afme_lib.experiments.spec import RunSpec
 
 COMMAND = "python benchmarks/gpu_figures.py"
 DATASETS = ("MKG-W", "KVC16K")
 MODELS = ("rotate", "afme")
 AMPS = ("none", "bf16")
-STANDIN_DIMS = {"MKG-W": {"image": 383, "text": 384},
-                "KVC16K": {"image": 384, "text": 384, "audio": 384, "video": 384}}
+STANDIN_DIMS = {"MKG-W": {"image": 383, "text": 384}, "KVC16K": {"image": 384, "text": 384, "audio": 384, "video": 384}}
 GiB = 2**30
 
 aten = torch.ops.aten
 # Ops that move no data (views without schema alias info, allocations, metadata).
-FREE_OPS = {aten._unsafe_view.default, aten.detach.default, aten.lift_fresh.default, aten.empty.memory_format,
-            aten.empty_like.default, aten.empty_strided.default, aten.new_empty.default, aten.new_empty_strided.default,
-            aten.resize_.default, aten.set_.source_Storage_storage_offset, aten.sym_size.int, aten.sym_stride.int,
-            aten.sym_numel.default, aten.sym_storage_offset.default, aten._local_scalar_dense.default}
+FREE_OPS = {
+    aten._unsafe_view.default,
+    aten.detach.default,
+    aten.lift_fresh.default,
+    aten.empty.memory_format,
+    aten.empty_like.default,
+    aten.empty_strided.default,
+    aten.new_empty.default,
+    aten.new_empty_strided.default,
+    aten.resize_.default,
+    aten.set_.source_Storage_storage_offset,
+    aten.sym_size.int,
+    aten.sym_stride.int,
+    aten.sym_numel.default,
+    aten.sym_storage_offset.default,
+    aten._local_scalar_dense.default,
+}
 GATHER_OPS = {"index", "index_select", "embedding", "gather", "take"}
-SCATTER_OPS = {"index_put", "index_put_", "_index_put_impl_", "index_add", "index_add_", "index_copy",
-               "index_copy_", "scatter", "scatter_", "scatter_add", "scatter_add_"}
+SCATTER_OPS = {
+    "index_put",
+    "index_put_",
+    "_index_put_impl_",
+    "index_add",
+    "index_add_",
+    "index_copy",
+    "index_copy_",
+    "scatter",
+    "scatter_",
+    "scatter_add",
+    "scatter_add_",
+}
 
 
 # --- bytes moved ------------------------------------------------------------------------------------
@@ -211,13 +235,28 @@ def dataset_inputs(name: str, args) -> tuple:
     return data, standin_features(data.num_entities, dims), f"random stand-ins ({widths})"
 
 
-def configs(model: str, amp: str, args, device: torch.device) -> tuple[ModelConfig, TrainConfig]:
+def run_spec(data, model: str, amp: str, args, device: torch.device) -> RunSpec:
     extra = {"attention_layers": 1, "attention_heads": 2, "noise_dim": 8} if args.smoke and model == "afme" else {}
-    model_cfg = ModelConfig(name=model, dim=args.dim, scorer="rotate", **extra)
-    train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, negatives=args.negatives, lr=1e-3,
-                            eval_every=0, eval_batch_size=args.eval_batch_size, device=str(device), amp=amp,
-                            compile="on" if args.compile else "off", progress=False, seed=0)
-    return model_cfg, train_cfg
+    return RunSpec.from_fields(
+        {
+            "dataset": data.name,
+            "model": model,
+            "dim": args.dim,
+            "scorer": "rotate",
+            **extra,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "negatives": args.negatives,
+            "lr": 1e-3,
+            "eval_every": 0,
+            "eval_batch_size": args.eval_batch_size,
+            "device": str(device),
+            "amp": amp,
+            "compile": "on" if args.compile else "off",
+            "progress": False,
+            "seed": 0,
+        }
+    )
 
 
 def truncated(data, test_triples: int):
@@ -238,8 +277,10 @@ def top_kernels(averages, device: torch.device, limit: int = 8) -> list[dict]:
         events = [e for e in averages if getattr(e, key, 0) > 0]
     total = sum(getattr(e, key) for e in events) or 1.0
     events.sort(key=lambda e: getattr(e, key), reverse=True)
-    return [{"name": e.key, "calls": e.count, "self_ms": getattr(e, key) / 1e3, "share": getattr(e, key) / total}
-            for e in events[:limit]]
+    return [
+        {"name": e.key, "calls": e.count, "self_ms": getattr(e, key) / 1e3, "share": getattr(e, key) / total}
+        for e in events[:limit]
+    ]
 
 
 def profiled(fn, device: torch.device, path: Path) -> list[dict]:
@@ -255,11 +296,11 @@ def profiled(fn, device: torch.device, path: Path) -> list[dict]:
 
 # --- one configuration ----------------------------------------------------------------------------
 def measure(data, features, model: str, amp: str, args, device: torch.device, out: Path) -> dict:
-    model_cfg, train_cfg = configs(model, amp, args, device)
+    spec = run_spec(data, model, amp, args, device)
     tag = f"{data.name}-{model}-{amp}"
     feature_dims = {m: int(f.shape[1]) for m, f in features.features.items()}
-    predicted = plan(model_cfg, train_cfg, data.num_entities, data.num_relations, feature_dims, "device", device)
-    trainer = Trainer(data, model_cfg, train_cfg, None, features if model != "rotate" else None)
+    predicted = plan(spec.model, spec.train, data.num_entities, data.num_relations, feature_dims, "device", device)
+    trainer = build_trainer(spec, data, features)
 
     reset_peak(device)
     epochs = []
@@ -272,8 +313,9 @@ def measure(data, features, model: str, amp: str, args, device: torch.device, ou
     train_peak = peak_gib(device)
 
     def run_eval(dataset):
-        return evaluate(trainer.model, dataset, "test", filter_index=trainer.filter_index,
-                        batch_size=args.eval_batch_size)
+        return evaluate(
+            trainer.model, dataset, "test", filter_index=trainer.filter_index, batch_size=args.eval_batch_size
+        )
 
     run_eval(truncated(data, min(len(data.test), 256)))  # warm-up: kernels, allocator, cuBLAS
     reset_peak(device)
@@ -301,17 +343,26 @@ def measure(data, features, model: str, amp: str, args, device: torch.device, ou
 
     steady = epochs[1:] or epochs
     figures = {
-        "dataset": data.name, "model": model, "amp": amp,
-        "entities": data.num_entities, "relations": data.num_relations, "train_triples": len(data.train),
+        "dataset": data.name,
+        "model": model,
+        "amp": amp,
+        "entities": data.num_entities,
+        "relations": data.num_relations,
+        "train_triples": len(data.train),
         "test_triples": len(data.test),
-        "epoch_seconds": epochs, "steady_epoch_seconds": sum(steady) / len(steady),
-        "eval_seconds": eval_seconds, "test_mrr": result["mrr"],
+        "epoch_seconds": epochs,
+        "steady_epoch_seconds": sum(steady) / len(steady),
+        "eval_seconds": eval_seconds,
+        "test_mrr": result["mrr"],
         "random_mrr": random_baseline(data, "test", trainer.filter_index)["mrr"],
-        "train_peak_gib": train_peak, "eval_peak_gib": eval_peak,
-        "predicted_peak_gib": predicted.peak_bytes / GiB, "predicted_activation_gib": predicted.fixed["activations"] / GiB,
+        "train_peak_gib": train_peak,
+        "eval_peak_gib": eval_peak,
+        "predicted_peak_gib": predicted.peak_bytes / GiB,
+        "predicted_activation_gib": predicted.fixed["activations"] / GiB,
         "traffic": traffic,
         "bandwidth": traffic["bytes"] / eval_seconds if traffic else None,
-        "profile_train": train_top, "profile_eval": eval_top,
+        "profile_train": train_top,
+        "profile_eval": eval_top,
     }
     return figures
 
@@ -324,37 +375,52 @@ def _num(value, fmt: str) -> str:
 def report_lines(results: dict) -> list[str]:
     machine, peak = results["machine"], results["machine"]["nominal_bandwidth"]
     copy_bw = machine["copy_bandwidth"]
-    lines = ["# GPU figures: RotatE and AFME, bf16 off and on", "",
-             f"Command: `{results['command']}`", "",
-             f"Machine: {machine['device_name']}, torch {machine['torch']}, {machine['platform']}; "
-             f"nominal memory bandwidth {_num(peak and peak / 1e9, '.0f')} GB/s, "
-             f"measured device-to-device copy {copy_bw / 1e9:.0f} GB/s.", "",
-             f"Settings: dim {results['settings']['dim']} (RotatE: dim/2 complex coordinates; AFME: all components "
-             f"on, RotatE scorer), batch {results['settings']['batch_size']}, {results['settings']['negatives']} "
-             f"negatives, Adam; evaluation batch {results['settings']['eval_batch_size']}, filtered, both sides, "
-             "float32. Features: " + "; ".join(f"{k}: {v}" for k, v in results["features"].items()) + ".", "",
-             "| dataset | model | amp | s / epoch | first epoch s | s / full eval | test MRR | random MRR | train peak "
-             "GiB (model) | eval peak GiB | eval GB moved | GB/s | fraction of peak | top eval kernel |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "# GPU figures: RotatE and AFME, bf16 off and on",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        f"Machine: {machine['device_name']}, torch {machine['torch']}, {machine['platform']}; "
+        f"nominal memory bandwidth {_num(peak and peak / 1e9, '.0f')} GB/s, "
+        f"measured device-to-device copy {copy_bw / 1e9:.0f} GB/s.",
+        "",
+        f"Settings: dim {results['settings']['dim']} (RotatE: dim/2 complex coordinates; AFME: all components "
+        f"on, RotatE scorer), batch {results['settings']['batch_size']}, {results['settings']['negatives']} "
+        f"negatives, Adam; evaluation batch {results['settings']['eval_batch_size']}, filtered, both sides, "
+        "float32. Features: " + "; ".join(f"{k}: {v}" for k, v in results["features"].items()) + ".",
+        "",
+        "| dataset | model | amp | s / epoch | first epoch s | s / full eval | test MRR | random MRR | train peak "
+        "GiB (model) | eval peak GiB | eval GB moved | GB/s | fraction of peak | top eval kernel |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for f in results["figures"]:
         moved = f["traffic"]["bytes"] / 1e9 if f["traffic"] else None
         fraction = f["bandwidth"] / peak if f["bandwidth"] and peak else None
         top = f["profile_eval"][0] if f["profile_eval"] else None
         top_cell = f"{top['name'][:48]} ({top['share']:.0%})" if top else "n/a"
-        lines.append(f"| {f['dataset']} | {f['model']} | {f['amp']} | {f['steady_epoch_seconds']:.2f} | "
-                     f"{f['epoch_seconds'][0]:.2f} | {f['eval_seconds']:.2f} | {f['test_mrr']:.4f} | {f['random_mrr']:.4f} | "
-                     f"{_num(f['train_peak_gib'], '.2f')} ({f['predicted_peak_gib']:.2f}) | "
-                     f"{_num(f['eval_peak_gib'], '.2f')} | {_num(moved, '.1f')} | "
-                     f"{_num(f['bandwidth'] and f['bandwidth'] / 1e9, '.0f')} | {_num(fraction, '.2f')} | {top_cell} |")
-    lines += ["", "The model's figure is the memory model's predicted peak (afme_lib/memory.py), training state "
-              "plus the larger of the batch activations and the evaluation temporaries.", "",
-              "## Where the time goes (torch.profiler, self time)", ""]
+        lines.append(
+            f"| {f['dataset']} | {f['model']} | {f['amp']} | {f['steady_epoch_seconds']:.2f} | "
+            f"{f['epoch_seconds'][0]:.2f} | {f['eval_seconds']:.2f} | {f['test_mrr']:.4f} | {f['random_mrr']:.4f} | "
+            f"{_num(f['train_peak_gib'], '.2f')} ({f['predicted_peak_gib']:.2f}) | "
+            f"{_num(f['eval_peak_gib'], '.2f')} | {_num(moved, '.1f')} | "
+            f"{_num(f['bandwidth'] and f['bandwidth'] / 1e9, '.0f')} | {_num(fraction, '.2f')} | {top_cell} |"
+        )
+    lines += [
+        "",
+        "The model's figure is the memory model's predicted peak (afme_lib/engine/memory.py), training state "
+        "plus the larger of the batch activations and the evaluation temporaries.",
+        "",
+        "## Where the time goes (torch.profiler, self time)",
+        "",
+    ]
     for f in results["figures"]:
         for phase in ("train", "eval"):
             kernels = f[f"profile_{phase}"]
             cells = "; ".join(f"{k['name'][:60]} {k['share']:.0%}" for k in kernels[:5])
-            lines.append(f"- {f['dataset']} {f['model']} {f['amp']} {phase}: {cells} "
-                         f"(`profile-{f['dataset']}-{f['model']}-{f['amp']}-{phase}.txt`)")
+            lines.append(
+                f"- {f['dataset']} {f['model']} {f['amp']} {phase}: {cells} "
+                f"(`profile-{f['dataset']}-{f['model']}-{f['amp']}-{phase}.txt`)"
+            )
     return lines
 
 
@@ -374,7 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-triples", type=int, default=500)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--smoke", action="store_true", help="synthetic tiny graph and small models (checks the script)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="synthetic tiny graph and small models (checks the script)"
+    )
     parser.add_argument("--out", default="reports/gpu")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -388,12 +456,18 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {
         "command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-                    "torch": torch.__version__, "platform": platform.platform(),
-                    "nominal_bandwidth": nominal_bandwidth(device),
-                    "copy_bandwidth": copy_bandwidth(device, GiB if device.type == "cuda" else 64 * 2**20)},
+        "machine": {
+            "device_name": torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else platform.processor() or "cpu",
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "nominal_bandwidth": nominal_bandwidth(device),
+            "copy_bandwidth": copy_bandwidth(device, GiB if device.type == "cuda" else 64 * 2**20),
+        },
         "settings": {k: v for k, v in vars(args).items()},
-        "features": {}, "figures": [],
+        "features": {},
+        "figures": [],
     }
     for name in args.datasets:
         data, features, source = dataset_inputs(name, args)
@@ -404,11 +478,14 @@ def main(argv: list[str] | None = None) -> int:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()  # the finished configuration's trainer is gone: start clean
                 results["figures"].append(figures)
-                print(f"{data.name} {model} amp={amp}: {figures['steady_epoch_seconds']:.2f} s/epoch, "
-                      f"{figures['eval_seconds']:.2f} s/eval, MRR {figures['test_mrr']:.4f}", flush=True)
+                print(
+                    f"{data.name} {model} amp={amp}: {figures['steady_epoch_seconds']:.2f} s/epoch, "
+                    f"{figures['eval_seconds']:.2f} s/eval, MRR {figures['test_mrr']:.4f}",
+                    flush=True,
+                )
                 # written after every configuration: an interrupted run keeps what it measured
                 (out / "figures.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-                (out / "README.md").write_text("\n".join(report_lines(results)) + "\n")
+                write_page(out / "README.md", report_lines(results))
     print("\n".join(report_lines(results)))
     return 0
 

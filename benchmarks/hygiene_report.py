@@ -1,13 +1,13 @@
 """Split hygiene of the benchmarks, and one of them trained on its original and its cleaned split.
 
-1. The hygiene figures (afme_lib/data/hygiene.py) of every ``--datasets`` benchmark, with the
+1. The hygiene figures (afme_lib/data/leakage.py) of every ``--datasets`` benchmark, with the
    MRR of the memorisation-only rule.
 2. ``afme data clean`` of ``--compare`` into ``<runs>/<DATASET>-clean`` (reused when there).
 3. ``configs/hygiene.yaml`` with these flags: each ``--models`` model trained with one recipe on
    both splits, for each seed (resumable; finished runs are reused); the multi-modal ones with
    name-text features built as in benchmarks/text_features_gain.py (same entity ids on both
    splits, so one feature file serves both).
-4. ``<out>/results.csv`` and ``<out>/README.md`` (:mod:`afme_lib.reports.hygiene`): the tables, the
+4. ``<out>/results.csv`` and ``<out>/README.md`` (:mod:`afme_lib.experiments.pages.hygiene`): the tables, the
    command, and the hand-written ``## Reading`` kept.
 
     python benchmarks/hygiene_report.py --data-dir ../shared/datasets --models rotate native --seeds 0 1
@@ -21,13 +21,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from afme_lib.data.registry import load_benchmark
-from afme_lib.features.text import extract_text_features
-from afme_lib.grid import load_grid, run_grid
-from afme_lib.grid.spec import changed
+from afme_lib.data.benchmarks import load_benchmark
+from afme_lib.experiments.grid import load_grid, run_grid
+from afme_lib.experiments.grid.spec import changed
+from afme_lib.experiments.pages.hygiene import clean_copy, comparison_rows, hygiene_rows, model_variants
+from afme_lib.experiments.pages.writer import write_page
+from afme_lib.extraction.text import extract_text_features
 from afme_lib.models.registry import model_class
-from afme_lib.reports.hygiene import clean_copy, comparison_rows, hygiene_rows, model_variants
-from afme_lib.reports.pages import write_page
 
 GRID = Path(__file__).resolve().parents[1] / "configs" / "hygiene.yaml"
 
@@ -50,15 +50,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = "python benchmarks/hygiene_report.py " + shlex.join(argv if argv is not None else sys.argv[1:])
 
-    lines = ["# Split hygiene: what the benchmarks let a model score without generalising", "",
-             f"Command: `{command}` (runs are resumable and reused: rerunning rebuilds this page).", "",
-             "Figures from `afme data info NAME` (afme_lib/data/hygiene.py): rows of the split with the share in "
-             "brackets; *in train* = the exact (h, r, t) is a training triple; *(h, t) in train, other relation* = "
-             "the pair is linked in train under another relation; *(t, h)* = linked reversed; *entity unseen* = the "
-             "head or tail occurs in no training row (structure cannot place it); *relation pairs* = "
-             "relations sharing ≥ 80% of the smaller one's (h, t) (duplicate) or (t, h) (inverse) pairs, ≥ 10 pairs; "
-             "*memorisation* = filtered MRR of a rule that ranks the query entity's training neighbours first "
-             "(ties realistic), which needs no generalisation at all.", ""]
+    lines = [
+        "# Split hygiene: what the benchmarks let a model score without generalising",
+        "",
+        f"Command: `{command}` (runs are resumable and reused: rerunning rebuilds this page).",
+        "",
+        "Figures from `afme data info NAME` (afme_lib/data/leakage.py): rows of the split with the share in "
+        "brackets; *in train* = the exact (h, r, t) is a training triple; *(h, t) in train, other relation* = "
+        "the pair is linked in train under another relation; *(t, h)* = linked reversed; *entity unseen* = the "
+        "head or tail occurs in no training row (structure cannot place it); *relation pairs* = "
+        "relations sharing ≥ 80% of the smaller one's (h, t) (duplicate) or (t, h) (inverse) pairs, ≥ 10 pairs; "
+        "*memorisation* = filtered MRR of a rule that ranks the query entity's training neighbours first "
+        "(ties realistic), which needs no generalisation at all.",
+        "",
+    ]
     lines += hygiene_rows(args.datasets, args.data_dir)
     if args.models:
         original = load_benchmark(args.compare, data_dir=args.data_dir)
@@ -67,19 +72,29 @@ def main(argv: list[str] | None = None) -> int:
         if any(model_class(m).reads_features for m in args.models):  # reused when built
             features = str(Path(args.features_root) / args.compare)
             extract_text_features(args.compare, features, data_dir=args.data_dir, device=args.device, progress=False)
-        grid = changed(spec, parameters={k: getattr(args, k) for k in ("epochs", "dim", "lr", "batch_size", "negatives",
-                                                                       "eval_every", "device", "data_dir")},
-                       axes={"dataset": [str(original.path), str(clean)], "seed": args.seeds},
-                       variants=model_variants(args.models, features))
+        grid = changed(
+            spec,
+            parameters={
+                k: getattr(args, k)
+                for k in ("epochs", "dim", "lr", "batch_size", "negatives", "eval_every", "device", "data_dir")
+            },
+            axes={"dataset": [str(original.path), str(clean)], "seed": args.seeds},
+            variants=model_variants(args.models, features),
+        )
         results = run_grid(grid, report_dir=args.out, runs_dir=args.runs, readme=False, command=command)
-        lines += ["", f"## {original.name}: original vs cleaned split", "",
-                  f"Recipe (both splits): dim {args.dim}, {args.epochs} epochs, batch {args.batch_size}, "
-                  f"{args.negatives} negatives, Adam lr {args.lr}, self-adversarial loss (margin 6, temperature 1), "
-                  f"validation every {args.eval_every} epochs, best-valid checkpoint, seeds "
-                  f"{' '.join(map(str, args.seeds))}, device {args.device}; multi-modal models: RotatE scorer, "
-                  "name text as the only modality, their recommended options. Filtered ranking, both sides, "
-                  "realistic ties; % as mean ± sample std over seeds. *cleaned test rows* = the model trained on "
-                  "the original split, scored on the test rows the cleaned split keeps.", ""]
+        lines += [
+            "",
+            f"## {original.name}: original vs cleaned split",
+            "",
+            f"Recipe (both splits): dim {args.dim}, {args.epochs} epochs, batch {args.batch_size}, "
+            f"{args.negatives} negatives, Adam lr {args.lr}, self-adversarial loss (margin 6, temperature 1), "
+            f"validation every {args.eval_every} epochs, best-valid checkpoint, seeds "
+            f"{' '.join(map(str, args.seeds))}, device {args.device}; multi-modal models: RotatE scorer, "
+            "name text as the only modality, their recommended options. Filtered ranking, both sides, "
+            "realistic ties; % as mean ± sample std over seeds. *cleaned test rows* = the model trained on "
+            "the original split, scored on the test rows the cleaned split keeps.",
+            "",
+        ]
         lines += comparison_rows(results, grid, original, clean, args.compare)
     print(f"wrote {write_page(Path(args.out) / 'README.md', lines)}")
     return 0

@@ -1,11 +1,11 @@
-"""Issue 14's claims over seeds: the main job's study for seeds 0, 1 and 2, checked per seed.
+"""The main job's claims over seeds: its study for seeds 0, 1 and 2, checked per seed.
 
     python benchmarks/main_job_seeds.py [--preset default] [--seeds 0 1 2] [--workers 2]   # -> reports/main/seeds.md
 
 For each seed the main job's runs (RotatE, mm-concat, AFME and its named ablations, the main job's
-settings) are trained or reused from the shared run cache, and each claim of issue 14 (AFME against
-the oracle and RotatE on cold attribute queries, the weight-truth AUC, each ablation lower on its
-slice) is marked met or not met with its numbers (afme_lib/main_job.py: ``claims``).
+settings) are trained or reused from the shared run cache, and each claim (AFME against the
+oracle and RotatE on cold attribute queries, the weight-truth AUC, each ablation lower on its
+slice) is marked met or not met with its numbers (afme_lib/experiments/main_job.py: ``claims``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from afme_lib import atomic, main_job, workbench
+from afme_lib.experiments import main_job
+from afme_lib.experiments.pages.writer import write_page
+from afme_lib.experiments.run import CACHE_ROOT
+from afme_lib.experiments.spec import DATA_ROOT, resolve_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,16 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=main_job.TRAINING["epochs"])
     parser.add_argument("--dim", type=int, default=main_job.TRAINING["dim"])
     parser.add_argument("--workers", type=int, default=2, help="runs trained at once (default: 2)")
-    parser.add_argument("--runs-root", default=workbench.NOTEBOOK_RUNS)
-    parser.add_argument("--data-root", default=workbench.DEFAULT_DATA_ROOT)
+    parser.add_argument("--runs-root", default=CACHE_ROOT)
+    parser.add_argument("--data-root", default=DATA_ROOT)
     parser.add_argument("--out", default="reports/main/seeds.md")
     args = parser.parse_args(argv)
     training = {**main_job.TRAINING, "epochs": args.epochs, "dim": args.dim}
-    studies = main_job.seed_studies(args.preset, args.seeds, training, workbench.resolve_path(args.runs_root),
-                                    args.data_root, args.workers)
+    studies = main_job.seed_studies(
+        args.preset, args.seeds, training, resolve_path(args.runs_root), args.data_root, args.workers
+    )
     command = "python benchmarks/main_job_seeds.py " + " ".join(argv if argv is not None else sys.argv[1:])
     page = main_job.seeds_page(studies, command.strip(), args.preset, training)
-    atomic.write_text(workbench.resolve_path(args.out), page)
+    write_page(resolve_path(args.out), page)
     print(page)
     return 0
 

@@ -37,10 +37,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import speed_models  # noqa: E402  (the speed page's datasets and trainer settings)
 
-from afme_lib.atomic import write_text  # noqa: E402
-from afme_lib.device import resolve_device  # noqa: E402
-from afme_lib.reports.pages import write_page  # noqa: E402
-from afme_lib.timing import machine_name, time_calls_interleaved  # noqa: E402
+from afme_lib.core.atomic import write_text  # noqa: E402
+from afme_lib.engine.device import resolve_device  # noqa: E402
+from afme_lib.engine.timing import machine_name, time_calls_interleaved  # noqa: E402
+from afme_lib.experiments.pages.writer import write_page  # noqa: E402
 
 PARTS = ("cross-check table", "critic step", "generator loss", "KGC step")
 SKIPPED = "AFME epoch, fusion skipped"
@@ -67,8 +67,12 @@ def part_calls(trainer) -> dict:
         model.zero_grad(set_to_none=True)
         model.generator_loss(torch.cat([h, t]), torch.cat([r, r])).backward()
 
-    return {"cross-check table": table, "critic step": lambda _: trainer._critic_steps(batch),
-            "generator loss": generator_loss, "KGC step": kgc_step(trainer)}
+    return {
+        "cross-check table": table,
+        "critic step": lambda _: trainer._critic_steps(batch),
+        "generator loss": generator_loss,
+        "KGC step": kgc_step(trainer),
+    }
 
 
 def kgc_step(trainer):
@@ -80,6 +84,7 @@ def kgc_step(trainer):
         negatives, corrupt_head = trainer.sampler.sample(batch)
         trainer.model.zero_grad(set_to_none=True)
         sum(trainer._batch_loss(batch, negatives, corrupt_head).values()).backward()
+
     return step
 
 
@@ -90,8 +95,10 @@ def fusion_skipped(model):
     path to the token table. Everything else in the epoch runs as it is, so its time bounds from
     below what an epoch would cost with any per-pair gate. For timing only: the model learns
     nothing meaningful meanwhile."""
+
     def skip(structure, token_table, token_norm, available, gate_table, ctx, generated, index):
         return structure + token_table[:, 0].index_select(0, index)
+
     model.fusion._fused_pairs = skip  # an instance attribute shadows the method
     try:
         yield
@@ -103,8 +110,12 @@ def per_epoch(trainer) -> dict[str, int]:
     """How many times one epoch runs each part."""
     batches = math.ceil(len(trainer.train_triples) / trainer.batch_size)
     adversarial = math.ceil(batches / trainer.cfg.adversarial_every)
-    return {"cross-check table": 1 if trainer.model.cross_check else 0, "critic step": adversarial,
-            "generator loss": adversarial, "KGC step": batches}
+    return {
+        "cross-check table": 1 if trainer.model.cross_check else 0,
+        "critic step": adversarial,
+        "generator loss": adversarial,
+        "KGC step": batches,
+    }
 
 
 def measure(data, features, pool: int, rounds: int, args) -> dict:
@@ -121,35 +132,74 @@ def measure(data, features, pool: int, rounds: int, args) -> dict:
         epoch(1)
     afme.model.train()
     parts = part_calls(afme)
-    epochs = {"AFME epoch": lambda i: afme.train_epoch(i + 1), "RotatE epoch": lambda i: rotate.train_epoch(i + 1),
-              SKIPPED: skipped_epoch}
+    epochs = {
+        "AFME epoch": lambda i: afme.train_epoch(i + 1),
+        "RotatE epoch": lambda i: rotate.train_epoch(i + 1),
+        SKIPPED: skipped_epoch,
+    }
     seconds = time_calls_interleaved({**parts, **epochs}, rounds, afme.device)
     return {"seconds": seconds, "per_epoch": per_epoch(afme)}
 
 
-def report(results: dict, command: str) -> list[str]:
+def summary(results: dict) -> dict:
+    """The page's figures: per part, the median call, calls per epoch, seconds per epoch and that
+    over RotatE's epoch; and the epoch's splits (MoIEn's share, the KGC steps, the fusion skipped)."""
     seconds, counts = results["seconds"], results["per_epoch"]
     median = {label: statistics.median(values) for label, values in seconds.items()}
     rotate = median["RotatE epoch"]
-    lines = ["# MoIEn's parts of AFME's epoch (synthetic default preset)", "", f"Command: `{command}`", "",
-             f"Machine: {results['machine']}. Settings: {results['settings']}.", "",
-             "| part | ms per call (median, min–max) | calls per epoch | s per epoch | x RotatE epoch |",
-             "|---|---|---|---|---|"]
+    parts = {}
     for label in (*PARTS, "AFME epoch", SKIPPED, "RotatE epoch"):
         calls = counts.get(label, 1)
-        values = seconds[label]
-        lines.append(f"| {label} | {1000 * median[label]:.0f} ({1000 * min(values):.0f}–{1000 * max(values):.0f}) | "
-                     f"{calls} | {calls * median[label]:.2f} | {calls * median[label] / rotate:.2f} |")
+        parts[label] = {
+            "ms": 1000 * median[label],
+            "ms_min": 1000 * min(seconds[label]),
+            "ms_max": 1000 * max(seconds[label]),
+            "calls": calls,
+            "epoch_seconds": calls * median[label],
+            "x_rotate": calls * median[label] / rotate,
+        }
     moien = sum(counts[p] * median[p] for p in PARTS if p != "KGC step")
     left = median["AFME epoch"] - moien
-    lines += ["", f"- AFME's epoch: {median['AFME epoch'] / rotate:.1f}x RotatE's.",
-              f"- The table, the critic steps and the generator's loss: {moien:.2f} s per epoch "
-              f"({moien / rotate:.1f}x RotatE's epoch). The epoch without them: {left:.2f} s, "
-              f"{left / rotate:.1f}x RotatE's.",
-              f"- The KGC steps alone, forward and backward without the optimiser: "
-              f"{counts['KGC step'] * median['KGC step'] / rotate:.1f}x RotatE's epoch.",
-              f"- With MoIFu's per-pair fusion skipped (a lower bound for any cheaper per-pair gate): "
-              f"{median[SKIPPED]:.2f} s, {median[SKIPPED] / rotate:.1f}x RotatE's epoch."]
+    return {
+        "parts": parts,
+        "afme_x_rotate": median["AFME epoch"] / rotate,
+        "moien_seconds": moien,
+        "moien_x_rotate": moien / rotate,
+        "without_moien_seconds": left,
+        "without_moien_x_rotate": left / rotate,
+        "kgc_x_rotate": counts["KGC step"] * median["KGC step"] / rotate,
+        "skipped_seconds": median[SKIPPED],
+        "skipped_x_rotate": median[SKIPPED] / rotate,
+    }
+
+
+def report(results: dict, command: str) -> list[str]:
+    f = summary(results)
+    lines = [
+        "# MoIEn's parts of AFME's epoch (synthetic default preset)",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {results['machine']}. Settings: {results['settings']}.",
+        "",
+        "| part | ms per call (median, min–max) | calls per epoch | s per epoch | x RotatE epoch |",
+        "|---|---|---|---|---|",
+    ]
+    for label, part in f["parts"].items():
+        lines.append(
+            f"| {label} | {part['ms']:.0f} ({part['ms_min']:.0f}–{part['ms_max']:.0f}) | {part['calls']} | "
+            f"{part['epoch_seconds']:.2f} | {part['x_rotate']:.2f} |"
+        )
+    lines += [
+        "",
+        f"- AFME's epoch: {f['afme_x_rotate']:.1f}x RotatE's.",
+        f"- The table, the critic steps and the generator's loss: {f['moien_seconds']:.2f} s per epoch "
+        f"({f['moien_x_rotate']:.1f}x RotatE's epoch). The epoch without them: {f['without_moien_seconds']:.2f} "
+        f"s, {f['without_moien_x_rotate']:.1f}x RotatE's.",
+        f"- The KGC steps alone, forward and backward without the optimiser: {f['kgc_x_rotate']:.1f}x RotatE's epoch.",
+        f"- With MoIFu's per-pair fusion skipped (a lower bound for any cheaper per-pair gate): "
+        f"{f['skipped_seconds']:.2f} s, {f['skipped_x_rotate']:.1f}x RotatE's epoch.",
+    ]
     return lines
 
 
@@ -168,8 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     data, features = speed_models.datasets(args)["synth-default"]
     results = measure(data, features, args.negative_pool, args.rounds, args)
     results["machine"] = machine_name(resolve_device(args.device), args.threads)
-    results["settings"] = (f"dim {args.dim}, batch 1024, 16 negatives, {speed_models.pool_name(args.negative_pool)}, "
-                           f"{args.rounds} rounds after a warm-up epoch")
+    results["settings"] = (
+        f"dim {args.dim}, batch 1024, 16 negatives, {speed_models.pool_name(args.negative_pool)}, "
+        f"{args.rounds} rounds after a warm-up epoch"
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "moien-parts.json", json.dumps(results, indent=2) + "\n")

@@ -5,12 +5,11 @@ the synthetic default preset at the main job's settings.
 
 1. builds (or reuses) the text features of UMLS-text's descriptions (``texts.tsv``, the packaged
    MiniLM) into ``<features-root>/UMLS-text/``, as
-   ``afme features text --dataset DIR --texts DIR/texts.tsv --out <features-root>/UMLS-text``,
-   and the synthetic default folders under ``runs/data/``;
+   ``afme features text --dataset DIR --texts DIR/texts.tsv --out <features-root>/UMLS-text``;
 2. runs the grids with these flags into ``<runs>/<model>-sn<weight>-s<seed>`` and
    ``<runs>/synthetic/...`` (resumable);
 3. writes ``<out>/results.csv``, ``<out>/synthetic/results.csv`` and ``<out>/README.md``
-   (:mod:`afme_lib.reports.self_negatives`), keeping its ``## Reading``.
+   (:mod:`afme_lib.experiments.pages.self_negatives`), keeping its ``## Reading``.
 
     python benchmarks/self_negatives.py --data-dir ../shared/datasets --workers 2
     python benchmarks/self_negatives.py --epochs 2 --seeds 0 --weights 0 1 --skip-synthetic   # smoke test
@@ -23,12 +22,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from afme_lib.features.text import extract_text_features
-from afme_lib.grid import load_grid, run_grid
-from afme_lib.grid.spec import changed
-from afme_lib.reports.pages import write_page
-from afme_lib.reports.self_negatives import WEIGHT, self_negatives_page, synthetic_section
-from afme_lib.workbench import synthetic_folder
+from afme_lib.experiments.grid import load_grid, run_grid
+from afme_lib.experiments.grid.spec import changed
+from afme_lib.experiments.pages.self_negatives import WEIGHT, self_negatives_page, synthetic_section
+from afme_lib.experiments.pages.writer import write_page
+from afme_lib.extraction.text import extract_text_features
 
 GRID = Path(__file__).resolve().parents[1] / "configs" / "self-negatives.yaml"
 SYNTHETIC = GRID.with_name("self-negatives-synthetic.yaml")
@@ -59,26 +57,44 @@ def main(argv: list[str] | None = None) -> int:
     dataset = Path(args.data_dir) / DATASET
     features = Path(args.features_root) / DATASET
     if not args.report_only:
-        done = extract_text_features(str(dataset), features, texts=str(dataset / "texts.tsv"), device=args.device,
-                                     progress=sys.stderr.isatty())
+        done = extract_text_features(
+            str(dataset), features, texts=str(dataset / "texts.tsv"), device=args.device, progress=sys.stderr.isatty()
+        )
         print(f"{DATASET}: {'reused' if done.reused else 'built'} {done.path}", flush=True)
     grid = changed(
         spec,
-        parameters={"dataset": str(dataset), "device": args.device,
-                    **{k: getattr(args, k) for k in ("epochs", "dim", "lr", "batch_size", "negatives", "eval_every")}},
+        parameters={
+            "dataset": str(dataset),
+            "device": args.device,
+            **{k: getattr(args, k) for k in ("epochs", "dim", "lr", "batch_size", "negatives", "eval_every")},
+        },
         axes={WEIGHT: args.weights, "seed": args.seeds},
-        variants={m: {**spec.variants[m], **({"features": str(features)} if "features" in spec.variants[m] else {})}
-                  for m in args.models})
-    results = run_grid(grid, report_dir=args.out, runs_dir=args.runs, workers=args.workers, readme=False,
-                       report_only=args.report_only, command=command)
+        variants={
+            m: {**spec.variants[m], **({"features": str(features)} if "features" in spec.variants[m] else {})}
+            for m in args.models
+        },
+    )
+    results = run_grid(
+        grid,
+        report_dir=args.out,
+        runs_dir=args.runs,
+        workers=args.workers,
+        readme=False,
+        report_only=args.report_only,
+        command=command,
+    )
     lines = self_negatives_page(results, grid, command, args.data_dir)
     if not args.skip_synthetic:
         synthetic = load_grid(SYNTHETIC)
-        if not args.report_only:
-            for seed in synthetic.grid["seed"]:
-                synthetic_folder("default", seed)
-        done = run_grid(synthetic, report_dir=Path(args.out) / "synthetic", runs_dir=Path(args.runs) / "synthetic",
-                        workers=args.workers, readme=False, report_only=args.report_only, command=command)
+        done = run_grid(
+            synthetic,
+            report_dir=Path(args.out) / "synthetic",
+            runs_dir=Path(args.runs) / "synthetic",
+            workers=args.workers,
+            readme=False,
+            report_only=args.report_only,
+            command=command,
+        )
         lines += synthetic_section(done, synthetic)
     page = write_page(Path(args.out) / "README.md", lines)
     print(f"wrote {page}")

@@ -3,7 +3,7 @@
 Runs the selected models and variants of ``configs/tuning.yaml`` (each variant overrides the
 recipe of ``configs/reproduction.yaml``) into ``runs/tuning/<dataset>-<model>-<variant>``
 (resumable), then writes ``reports/reproduction/tuning.md``
-(:func:`afme_lib.reports.reproduction.tuning_page`, from ``reports/reproduction/tuning/results.csv``):
+(:func:`afme_lib.experiments.pages.reproduction.tuning_page`, from ``reports/reproduction/tuning/results.csv``):
 every finished variant, from this call and earlier ones (a sweep grows over sessions), with its
 best valid MRR, the epoch it was reached, and the test metrics of that checkpoint.
 
@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from afme_lib.grid import load_grid, run_grid
-from afme_lib.grid.spec import changed, slug
-from afme_lib.reports.pages import write_page
-from afme_lib.reports.reproduction import tuning_page
+from afme_lib.experiments.grid import load_grid, run_grid
+from afme_lib.experiments.grid.spec import changed, slug
+from afme_lib.experiments.pages.reproduction import tuning_page
+from afme_lib.experiments.pages.writer import write_page
 
 GRID = Path(__file__).resolve().parents[1] / "configs" / "tuning.yaml"
 
@@ -38,13 +38,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="reports/reproduction/tuning.md")
     parser.add_argument("--report-only", action="store_true", help="tabulate finished variants; train nothing")
     args = parser.parse_args(argv)
-    grid = changed(spec, parameters={"dataset": args.dataset, "data_dir": args.data_dir, "epochs": args.epochs,
-                                     "eval_every": args.eval_every, "compile": "on" if args.compile else None})
+    grid = changed(
+        spec,
+        parameters={
+            "dataset": args.dataset,
+            "data_dir": args.data_dir,
+            "epochs": args.epochs,
+            "eval_every": args.eval_every,
+            "compile": "on" if args.compile else None,
+        },
+    )
     # the whole sweep is tabulated; only the chosen (model, variant) cells are run
     chosen = [f"variant={slug(v)}__*model={m}__*" for m in args.models for v in args.variants]
     out = Path(args.out)
-    results = run_grid(grid, report_dir=out.with_suffix(""), runs_dir=args.runs, readme=False, only=chosen,
-                       report_only=args.report_only, command="python benchmarks/tune_baselines.py")
+    results = run_grid(
+        grid,
+        report_dir=out.with_suffix(""),
+        runs_dir=args.runs,
+        readme=False,
+        only=chosen,
+        report_only=args.report_only,
+        command="python benchmarks/tune_baselines.py",
+    )
     print(f"wrote {write_page(out, tuning_page(results, grid, args.runs, args.data_dir))}")
     return 0
 

@@ -8,7 +8,8 @@ notebook differs from what this script writes (tests/integration/test_notebooks.
 Conventions of every notebook: a title cell saying which question it answers; one code cell
 tagged ``parameters`` whose defaults run in a few minutes on a 2-core CPU (papermill overrides its
 names; ``AFME_NB_QUICK=1`` picks settings that run in seconds on the tiny synthetic preset); code
-cells of a call or two into ``afme_lib`` (``workbench``, ``studies``, ``analysis``); the notebooks
+cells of a call or two into ``afme_lib`` (``interfaces.notebook``, ``experiments.comparisons``,
+``analysis``); the notebooks
 that train (02-05) share their training parameters (:data:`TRAINING_PARAMETERS`), so they find
 each other's runs in the run cache; the last cell saves the figures under
 ``runs/figures/<notebook>/`` unless ``figures_dir`` says otherwise.
@@ -32,7 +33,7 @@ def code(text: str, *tags: str) -> tuple[str, str, tuple]:
     return ("code", text.strip("\n"), tags)
 
 
-QUICK_LINE = "from afme_lib.workbench import quick_mode\nQUICK = quick_mode()  # AFME_NB_QUICK set to 1 (CI): tiny data, a few epochs"
+QUICK_LINE = "from afme_lib.interfaces.notebook import quick_mode\nQUICK = quick_mode()  # AFME_NB_QUICK set to 1 (CI): tiny data, a few epochs"
 
 # --- 01 ------------------------------------------------------------------------------------------
 DATA_EXPLORATION = [
@@ -48,27 +49,30 @@ if features are missing or noisy; this notebook measures how much.
 Run with other data: `papermill notebooks/01_data_exploration.ipynb out.ipynb -p dataset MKG-W`
 (`dataset` is a registered benchmark, an OpenKE folder, or `synth:<preset>[:<seed>]`).
 """),
-    code(f"""
+    code(
+        f"""
 {QUICK_LINE}
 dataset = "synth:tiny" if QUICK else "synth:default"  # registered name, OpenKE folder, or synth:<preset>[:<seed>]
 features = None  # feature folder; None: the dataset folder's own feature files
 neighbours = 10  # k of the neighbour-agreement score
 figures_dir = None  # None: runs/figures/01_data_exploration
-""", "parameters"),
+""",
+        "parameters",
+    ),
     code("""
 from IPython.display import display
 
-from afme_lib import workbench
 from afme_lib.analysis import explore, quality
-from afme_lib.data.hygiene import hygiene_report
+from afme_lib.data.leakage import hygiene_report
 from afme_lib.data.summary import hygiene_verdict, relation_overlap_lines
-from afme_lib.pipeline import load_inputs
+from afme_lib.data.synthetic import read_ground_truth
+from afme_lib.experiments.spec import find_inputs, load_inputs
+from afme_lib.interfaces import notebook
 """),
     code("""
-workbench.setup_notebook()
-data_path, feature_path = workbench.prepare_dataset(dataset, features)
-kg, store = load_inputs(data_path, feature_path)
-truth = workbench.read_ground_truth(data_path)  # the generator's metadata.json; None for real data
+notebook.setup_notebook()
+kg, store = load_inputs(dataset, features)
+truth = read_ground_truth(find_inputs(dataset)[0])  # the generator's metadata.json; None for real data
 figs = {}
 print(f"{kg.name}: {kg.num_entities} entities, {kg.num_relations} relations, "
       f"modalities: {', '.join(store.modalities) if store else 'none (structure only)'}")
@@ -86,7 +90,7 @@ explore.split_table(kg)
 Duplicate rows, valid/test triples that are also training triples, test (head, tail) pairs
 already linked in train (under another relation, or reversed), relations that share most of
 their pairs, and the MRR of a rule that only recalls who co-occurred with the query entity in
-train (`afme_lib/data/hygiene.py`). On a clean split that rule scores near zero; where it
+train (`afme_lib/data/leakage.py`). On a clean split that rule scores near zero; where it
 scores high, test MRR measures memorisation (`afme data clean` writes a cleaned variant).
 """),
     code("""
@@ -170,13 +174,15 @@ if store is not None:
 Interactive HTML (one shared copy of plotly.js, so they open offline), plus PNG when kaleido can export.
 """),
     code("""
-workbench.save_figures(figs, figures_dir, "01_data_exploration")
+notebook.save_figures(figs, figures_dir, "01_data_exploration")
 """),
 ]
 
 # --- the training settings notebooks 02-05 share -----------------------------------------------
 # The same lines (and so the same defaults) in every notebook that trains: a run is cached by its
-# settings, so AFME trained in 02 is the "full" variant of 03 and the run 04 and 05 inspect.
+# spec, so AFME trained in 02 is the "full" variant of 03 and the run 04 and 05 inspect. Every
+# name is a run-spec field (afme_lib/experiments/spec.py); any other field is a papermill
+# parameter away (-p self_negatives 0), a whole spec file too (-f SPEC.yaml).
 NOTEBOOK_EPOCHS = 30
 TRAINING_PARAMETERS = f"""
 dim = 16 if QUICK else 64
@@ -186,14 +192,12 @@ negatives = 8 if QUICK else 16
 lr = 1e-2
 seed = 0
 eval_every = 1 if QUICK else 5
-model_options = {{}}  # any other ModelConfig field, e.g. {{"attention_layers": 1}}
-train_options = {{}}  # any other TrainConfig field, e.g. {{"compile": "auto"}}
-runs_root = "runs/notebooks"  # runs are cached here by their settings and shared by notebooks 02-05
+runs_root = "runs/cache"  # runs are cached here by their spec and shared by notebooks 02-05 and afme train
 """.strip("\n")
-TRAINING_DICT = ("training = dict(dim=dim, epochs=epochs, batch_size=batch_size, negatives=negatives, lr=lr, "
-                 "eval_every=eval_every,\n                model_options=model_options, train_options=train_options)")
-SYNTH_DATASET = ('dataset = "synth:tiny" if QUICK else "synth:default"  # registered name, OpenKE folder, or '
-                 'synth:<preset>[:<seed>]\nfeatures = None  # feature folder; None: the dataset folder\'s own feature files')
+SYNTH_DATASET = (
+    'dataset = "synth:tiny" if QUICK else "synth:default"  # registered name, OpenKE folder, or '
+    "synth:<preset>[:<seed>]\nfeatures = None  # feature folder; None: the dataset folder's own feature files"
+)
 
 # --- 02 ------------------------------------------------------------------------------------------
 TRAINING = [
@@ -213,7 +217,8 @@ parameter away (`papermill notebooks/02_training.ipynb out.ipynb -p epochs 50`);
 (`afme grid run configs/ablation-afme.yaml`) executes this notebook once per cell, passing
 `run_dir`; a finished run is reused and an interrupted one resumes.
 """),
-    code(f"""
+    code(
+        f"""
 {QUICK_LINE}
 {SYNTH_DATASET}
 model = "afme"  # afme, rotate, transe, distmult, complex, ikrl, mm-concat, ...
@@ -221,7 +226,7 @@ compare_with = ["rotate", "mm-concat"]  # trained beside it with the same settin
 {TRAINING_PARAMETERS}
 workers = 2  # runs trained at once (processes of cores // workers threads each)
 device = "auto"
-# AFME's ablation switches (afme_lib/ablations.py names the variants)
+# AFME's ablation switches (afme_lib/core/ablations.py names the variants)
 denoising = True
 dynamic_weights = True
 gan = True
@@ -230,15 +235,17 @@ relation_context = True
 run_dir = None  # None: the cache folder under runs_root named by the settings
 progress = not QUICK
 figures_dir = None  # None: runs/figures/02_training
-""", "parameters"),
-    code(f"""
-from afme_lib import evaluate, studies, workbench
-from afme_lib.analysis import curves, metrics as metric_tables, slices
+""",
+        "parameters",
+    ),
+    code("""
+from afme_lib.analysis import curves, slices, tables
+from afme_lib.engine import evaluation
+from afme_lib.experiments import comparisons
+from afme_lib.interfaces import notebook
 
-workbench.setup_notebook()
-{TRAINING_DICT}
-switches = dict(denoising=denoising, dynamic_weights=dynamic_weights, gan=gan, self_attention=self_attention,
-                relation_context=relation_context)
+notebook.setup_notebook()
+spec = notebook.spec_from(globals())  # the run spec these parameters spell
 """),
     md("""
 ## Train
@@ -247,8 +254,7 @@ core each better than two together). Filtered evaluation on the validation split
 `eval_every` epochs; the test metrics come from the best-validation checkpoint.
 """),
     code("""
-runs = studies.model_runs(dataset, features, model, compare_with, switches, run_dir, runs_root, workers, seed=seed,
-                            device=device, progress=progress, **training)
+runs = comparisons.model_runs(spec, compare_with, run_dir, runs_root, workers)
 run = runs[model]
 print(f"{run.path}: {run.metrics['epochs_run']} epochs, best epoch {run.metrics['best_epoch']}, "
       f"{run.metrics['train_seconds']:.1f} s training on {run.metrics['device']}")
@@ -272,9 +278,9 @@ that never learnt that (h, r, h) is false answers so, and the relations where it
 below (self-negatives, `TrainConfig.self_negatives`, on by default, train it away).
 """),
     code("""
-print(evaluate.self_answer_warning(run.metrics["test"], "test", run.train_cfg.self_negatives)
+print(evaluation.self_answer_warning(run.metrics["test"], "test", run.train_cfg.self_negatives)
       or "no relation is answered with the asked entity")
-metric_tables.metrics_table(run.metrics, "test")
+tables.metrics_table(run.metrics, "test")
 """),
     md("""
 ## Test MRR by slice, beside the oracles and the baselines
@@ -284,7 +290,7 @@ and `.../missing` are the queries whose item has a corrupted or no row in the in
 modality: the slices denoising and the GAN exist for. `queries` counts both sides of each triple.
 """),
     code("""
-table = studies.slice_table(runs) if run.truth else None
+table = comparisons.slice_table(runs) if run.truth else None
 table if table is not None else print("no ground truth (not a synthetic dataset): see the metrics above")
 """),
     code("""
@@ -298,7 +304,7 @@ The lines above are read off this run's table: the share of the oracles that the
 cold attribute queries, and its margin over every baseline and the random ranking.
 """),
     code("""
-workbench.save_figures(figs, figures_dir, "02_training")
+notebook.save_figures(figs, figures_dir, "02_training")
 """),
 ]
 
@@ -310,7 +316,7 @@ ABLATIONS = [
 **Question: does each of AFME's components earn its place?** AFME against itself with one
 component switched off: relation-driven denoising, dynamic modality weighting, the GAN completion,
 the relation context of the gates and weights, self-attention (the named variants of
-`afme_lib/ablations.py`). Each ablation is judged on the slice of test queries built to need its
+`afme_lib/core/ablations.py`). Each ablation is judged on the slice of test queries built to need its
 component: denoising on cold attribute queries whose informative row is **corrupted**, the GAN on
 those whose informative row is **missing**, the others on all **cold attribute** queries; mean ±
 std over the training seeds.
@@ -322,7 +328,8 @@ Defaults: one seed, a few CPU-minutes (two runs at a time). More seeds are a par
     afme grid run configs/ablation-afme.yaml --workers 2        # -> reports/ablation-afme/
     papermill notebooks/03_ablations.ipynb out.ipynb -p grid_report reports/ablation-afme
 """),
-    code(f"""
+    code(
+        f"""
 {QUICK_LINE}
 grid_report = None  # a finished ablation grid's report folder (holds results.csv); None: train here
 {SYNTH_DATASET}
@@ -332,13 +339,17 @@ seeds = [0]  # training seeds; a spread: -p seeds "[0, 1, 2]", or the grid (see 
 {TRAINING_PARAMETERS}
 workers = 2  # runs trained at once (processes of cores // workers threads each)
 figures_dir = None  # None: runs/figures/03_ablations
-""", "parameters"),
-    code(f"""
-from afme_lib import grid, studies, workbench
+""",
+        "parameters",
+    ),
+    code("""
 from afme_lib.analysis import slices
+from afme_lib.experiments import comparisons, grid
+from afme_lib.experiments.spec import resolve_path
+from afme_lib.interfaces import notebook
 
-workbench.setup_notebook()
-{TRAINING_DICT}
+notebook.setup_notebook()
+spec = notebook.spec_from(globals(), model="afme")
 """),
     md("""
 ## The runs
@@ -347,10 +358,10 @@ training seed change. Runs are cached by their settings (the full model is noteb
 """),
     code("""
 if grid_report is None:
-    runs = studies.ablation_runs(dataset, variants, seeds, features, runs_root, workers, **training)
+    runs = comparisons.ablation_runs(spec, variants, seeds, runs_root, workers)
 else:
-    runs = studies.grid_runs(grid.read_results(workbench.resolve_path(grid_report)))
-results = studies.slice_results(runs)
+    runs = comparisons.grid_runs(grid.read_results(resolve_path(grid_report)))
+results = comparisons.slice_results(runs)
 (results.set_index(["variant", "seed"]) * 100).round(2)
 """),
     md("""
@@ -365,7 +376,7 @@ slices.mean_std_table(results)
 ## Each ablation on the slice built to need it
 """),
     code("""
-summary = studies.ablation_summary(results)
+summary = comparisons.ablation_summary(results)
 figs = {"ablation": slices.ablation_figure(summary)}
 print("\\n".join(slices.ablation_lines(summary)))
 summary.round(2)
@@ -379,7 +390,7 @@ than the seeds' spread; the lines above say, per ablation, what this study measu
 preset with a couple of epochs (the CI setting) they only show that the pipeline works.
 """),
     code("""
-workbench.save_figures(figs, figures_dir, "03_ablations")
+notebook.save_figures(figs, figures_dir, "03_ablations")
 """),
 ]
 
@@ -399,7 +410,8 @@ modality and fused, and an interactive panel shows the weights and top predictio
 Inspect any finished AFME run with `-p run_dir runs/...`; otherwise the run of the settings below
 is used (the one notebook 02 trains with the same settings, trained here if missing).
 """),
-    code(f"""
+    code(
+        f"""
 {QUICK_LINE}
 run_dir = None  # a finished AFME run folder; None: the run of the settings below
 {SYNTH_DATASET}
@@ -412,22 +424,25 @@ umap_neighbors = 10 if QUICK else 15
 max_points = 3000  # entities mapped (a random subset, the same in every view)
 top_k = 10
 figures_dir = None  # None: runs/figures/04_modality_contributions
-""", "parameters"),
-    code(f"""
+""",
+        "parameters",
+    ),
+    code("""
 from IPython.display import display
 
-from afme_lib import workbench
-from afme_lib.analysis import embeddings, explore, modality
+from afme_lib.analysis import embeddings, explore, modality_weights
 from afme_lib.analysis.panel import modality_panel
+from afme_lib.experiments import comparisons
+from afme_lib.experiments.run import open_run
+from afme_lib.interfaces import notebook
 """),
-    code(f"""
-workbench.setup_notebook()
-{TRAINING_DICT}
-run = workbench.Run.open(run_dir) if run_dir else workbench.notebook_run(dataset, features, runs_root=runs_root,
-                                                                          model="afme", seed=seed, **training)
+    code("""
+notebook.setup_notebook()
+spec = notebook.spec_from(globals(), model="afme")
+run = open_run(run_dir) if run_dir else comparisons.model_runs(spec, runs_root=runs_root)["afme"]
 model, kg, store, truth = run.model, run.trainer.dataset, run.store, run.truth
-figs = {{}}
-print(f"run {{run.path}}\\nmodel tokens: {{model.token_names}}")
+figs = {}
+print(f"run {run.path}\\nmodel tokens: {model.token_names}")
 """),
     md("""
 ## Which modality does each relation weigh?
@@ -436,9 +451,9 @@ to 1). Means run over the `positions` of the relation's `split` triples. Red squ
 synthetic data, the modalities that truly inform the relation.
 """),
     code("""
-profile = modality.relation_profile(model, kg, split, positions)
-truth_table = modality.truth_matrix(truth, kg.relation_names, model.token_names[1:]) if truth else None
-figs["modality_weights"] = modality.weight_heatmap(profile, truth_table)
+profile = modality_weights.relation_profile(model, kg, split, positions)
+truth_table = modality_weights.truth_matrix(truth, kg.relation_names, model.token_names[1:]) if truth else None
+figs["modality_weights"] = modality_weights.weight_heatmap(profile, truth_table)
 figs["modality_weights"]
 """),
     md("""
@@ -446,7 +461,7 @@ Gates: the share of each modality's feature that the relation lets through (1 = 
 averaged over rows where the modality was measured.
 """),
     code("""
-figs["gates"] = modality.gate_heatmap(profile, truth_table)
+figs["gates"] = modality_weights.gate_heatmap(profile, truth_table)
 figs["gates"]
 """),
     md("""
@@ -461,10 +476,10 @@ scored; their structure weight is shown instead.
 if truth_table is None:
     print("No ground truth for this dataset (it is not a synthetic folder): nothing to score against.")
 else:
-    agreement, score = modality.truth_agreement(profile.weights, truth_table)
+    agreement, score = modality_weights.truth_agreement(profile.weights, truth_table)
     display(agreement.round(3))
-    print(modality.agreement_line(score))
-    figs["weights_vs_truth"] = modality.truth_figure(profile.weights, truth_table)
+    print(modality_weights.agreement_line(score))
+    figs["weights_vs_truth"] = modality_weights.truth_figure(profile.weights, truth_table)
     figs["weights_vs_truth"].show()
 """),
     md("""
@@ -504,7 +519,7 @@ panel = modality_panel(model, kg, profile, k=top_k, relation=rel_id)
 panel
 """),
     code("""
-workbench.save_figures(figs, figures_dir, "04_modality_contributions")
+notebook.save_figures(figs, figures_dir, "04_modality_contributions")
 """),
 ]
 
@@ -527,10 +542,11 @@ Levels: `noise` adds Gaussian noise of that many feature standard deviations to 
 row; `missing` drops that share of the measured rows. Level 0 is the clean data. The runs are the
 ones notebooks 02 and 03 train with the same settings (trained here if missing).
 """),
-    code(f"""
+    code(
+        f"""
 {QUICK_LINE}
 {SYNTH_DATASET}
-variants = ["full", "w/o denoising"] if QUICK else ["full", "w/o denoising", "w/o GAN"]  # afme_lib/ablations.py
+variants = ["full", "w/o denoising"] if QUICK else ["full", "w/o denoising", "w/o GAN"]  # afme_lib/core/ablations.py
 noise_levels = [0.0, 2.0] if QUICK else [0.0, 1.0, 2.0, 4.0]
 missing_levels = [0.0, 0.5] if QUICK else [0.0, 0.25, 0.5, 0.75, 1.0]
 corrupt_modalities = None  # modalities to corrupt; None: all
@@ -540,16 +556,19 @@ run_dirs = {{}}  # {{variant: finished AFME run folder on this dataset}} to use 
 {TRAINING_PARAMETERS}
 workers = 2  # runs trained at once
 figures_dir = None  # None: runs/figures/05_robustness
-""", "parameters"),
-    code(f"""
-from afme_lib import studies, workbench
+""",
+        "parameters",
+    ),
+    code("""
 from afme_lib.analysis import robustness
+from afme_lib.experiments import comparisons
+from afme_lib.interfaces import notebook
 
-workbench.setup_notebook()
-{TRAINING_DICT}
-runs = studies.variant_runs(dataset, variants, features, run_dirs, runs_root, workers, seed=seed, **training)
+notebook.setup_notebook()
+spec = notebook.spec_from(globals(), model="afme")
+runs = comparisons.variant_runs(spec, variants, run_dirs, runs_root, workers)
 for variant, run in runs.items():
-    print(f"{{variant:>22}}: clean test MRR {{100 * run.metrics['test']['mrr']:.2f}}%   ({{run.path}})")
+    print(f"{variant:>22}: clean test MRR {100 * run.metrics['test']['mrr']:.2f}%   ({run.path})")
 """),
     md("""
 ## MRR as the features degrade
@@ -558,7 +577,7 @@ corruption draws (`corruption_seeds`).
 """),
     code("""
 levels = {"noise": noise_levels, "missing": missing_levels}
-curves = studies.robustness_curves(runs, levels, corrupt_modalities, corruption_seeds, train_time)
+curves = comparisons.robustness_curves(runs, levels, corrupt_modalities, corruption_seeds, train_time)
 figs = {"robustness": robustness.robustness_figure(curves)}
 figs["robustness"]
 """),
@@ -577,7 +596,7 @@ changes above is this run's answer; on the tiny preset with a couple of epochs (
 it is noise.
 """),
     code("""
-workbench.save_figures(figs, figures_dir, "05_robustness")
+notebook.save_figures(figs, figures_dir, "05_robustness")
 """),
 ]
 

@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 . .venv/bin/activate
-if ! python -c "import afme_lib, torch, torchvision, papermill, nbval, hypothesis, selenium, plotly, umap, ipywidgets, pykeen" 2>/dev/null; then
+if ! python -c "import afme_lib, torch, torchvision, papermill, nbval, hypothesis, selenium, plotly, umap, ipywidgets, pykeen, ruff" 2>/dev/null; then
     python -m pip install --quiet --upgrade pip
     # A torch/torchvision pair that imports together (PyPI's torchvision needs its own torch build).
     case "$(uname -m)" in

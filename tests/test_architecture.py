@@ -1,11 +1,12 @@
-"""The package's import graph keeps one-way floors (docs: shared review, change 1).
+"""The package's import graph keeps one-way floors, and runs start in one place.
 
 Read with ``ast`` from the sources, nothing is imported:
 
 - no import cycle among ``afme_lib`` modules (top-level and function-level imports alike);
 - no module imports from a floor above its own (:data:`FLOORS`, ground first);
 - no function-level import of the package's own modules unless its line carries a comment
-  saying why (keeping ``afme --help`` fast, an optional heavy dependency ...).
+  saying why (keeping ``afme --help`` fast, an optional heavy dependency ...);
+- nothing but the run entry point (afme_lib/experiments/run.py) constructs the Trainer.
 
 A new module must be given a floor here: :func:`floor_of` refuses a module no floor claims.
 """
@@ -26,22 +27,17 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # Floors, ground first. A module may import from its own floor and the floors below it.
 # An entry "x" claims the module x and, when it is a package, everything inside it.
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
-    # nothing of the package below them: settings, errors, device/AMP/memory budget, processes, malloc,
-    # atomic file writes, how progress is shown
-    ("ground", ("afme_lib", "afme_lib.config", "afme_lib.ablations", "afme_lib.errors", "afme_lib.device",
-                "afme_lib.distributed", "afme_lib.allocator", "afme_lib.atomic", "afme_lib.console", "afme_lib.ranking", "afme_lib.metric_names")),
-    # files on disk: benchmark files, registry and download, feature store, synthetic graphs; run folders
-    ("data", ("afme_lib.data", "afme_lib.runs")),
-    ("extraction", ("afme_lib.features",)),  # raw text / images -> feature files; never the engine
+    # settings, errors, metric names and rank math, atomic files, how progress is shown
+    ("core", ("afme_lib", "afme_lib.core")),
+    ("data", ("afme_lib.data",)),  # benchmark files, registry and download, feature store, synthetic graphs
     ("models", ("afme_lib.models",)),  # score math, representations, the registry; no training policy
-    # the training policy the engine applies, and the option checks that need the model registry
-    ("math", ("afme_lib.losses", "afme_lib.sampling", "afme_lib.combinations")),
-    ("engine", ("afme_lib.checkpoints", "afme_lib.train", "afme_lib.evaluate", "afme_lib.timing")),
-    ("analysis", ("afme_lib.analysis",)),  # reads models and runs, evaluates; never trains
-    ("planner", ("afme_lib.memory",)),  # the memory model: builds models, probes the engine's batch loss
-    ("pipeline", ("afme_lib.pipeline",)),  # dataset name -> finished run folder
-    ("fronts", ("afme_lib.cli", "afme_lib.workbench", "afme_lib.studies", "afme_lib.main_job", "afme_lib.grid",
-                "afme_lib.reports")),  # reports: the benchmark pages, from a grid's results
+    # training and evaluation: losses, sampling, ranking, checkpoints, run folders, device, processes, memory model
+    ("engine", ("afme_lib.engine",)),
+    # reads models and runs, evaluates, never trains; raw text / images -> feature files
+    ("analysis", ("afme_lib.analysis", "afme_lib.extraction")),
+    # the run spec and the one run entry point, comparisons, grids, the main job, report pages
+    ("experiments", ("afme_lib.experiments",)),
+    ("interfaces", ("afme_lib.interfaces",)),  # the afme command line, the notebooks' helpers
 ]
 
 
@@ -66,13 +62,14 @@ def package_modules(root: Path = ROOT) -> dict[str, Path]:
 
 
 def _comment_lines(source: str) -> set[int]:
-    return {tok.start[0] for tok in tokenize.generate_tokens(io.StringIO(source).readline)
-            if tok.type == tokenize.COMMENT}
+    return {
+        tok.start[0] for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT
+    }
 
 
 def _targets(node: ast.AST, modules: dict[str, Path], this: str) -> list[str]:
     """The package modules an Import / ImportFrom node loads (a name that is itself a module
-    counts as that module, ``from afme_lib import memory`` -> afme_lib.memory)."""
+    counts as that module, ``from afme_lib.engine import memory`` -> afme_lib.engine.memory)."""
     if isinstance(node, ast.Import):
         return [a.name for a in node.names if a.name.split(".")[0] == PACKAGE]
     if node.level:  # relative import
@@ -183,10 +180,10 @@ def imports() -> list[Import]:
 
 def test_the_analysis_sees_the_package(imports):
     modules = package_modules()
-    assert {"afme_lib.train", "afme_lib.models.registry", "afme_lib.grid"} <= set(modules)
-    assert any(i.source == "afme_lib.train" and i.target == "afme_lib.evaluate" for i in imports)
-    # `from afme_lib import distributed` names a module: the edge goes to it, not to the package
-    assert any(i.source == "afme_lib.train" and i.target == "afme_lib.distributed" for i in imports)
+    assert {"afme_lib.engine.training", "afme_lib.models.registry", "afme_lib.experiments.grid"} <= set(modules)
+    assert any(i.source == "afme_lib.engine.training" and i.target == "afme_lib.engine.evaluation" for i in imports)
+    # `from afme_lib.engine import distributed` names a module: the edge goes to it, not to the package
+    assert any(i.source == "afme_lib.engine.training" and i.target == "afme_lib.engine.distributed" for i in imports)
 
 
 def test_every_module_has_a_floor():
@@ -199,13 +196,36 @@ def test_no_import_cycle(imports):
 
 
 def test_no_import_from_a_higher_floor(imports):
-    bad = [f"{_where(i)} ({FLOORS[floor_of(i.source)][0]} imports {FLOORS[floor_of(i.target)][0]})"
-           for i in upward(imports)]
+    bad = [
+        f"{_where(i)} ({FLOORS[floor_of(i.source)][0]} imports {FLOORS[floor_of(i.target)][0]})"
+        for i in upward(imports)
+    ]
     assert bad == []
 
 
 def test_function_level_imports_of_the_package_say_why(imports):
     assert [_where(i) for i in unexplained_function_imports(imports)] == []
+
+
+def trainer_builders(root: Path = ROOT) -> list[str]:
+    """``file:line`` of every call that constructs the Trainer, in the package and the benchmark scripts."""
+    found = []
+    for path in [*sorted(root.rglob("*.py")), *sorted((root.parent / "benchmarks").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+                if name == "Trainer":
+                    found.append(f"{path.relative_to(root.parent).as_posix()}:{node.lineno}")
+    return found
+
+
+def test_only_the_run_entry_point_builds_a_trainer():
+    """Every run starts at afme_lib.experiments.run (the CLI, grid cells, notebooks, the main job
+    and the benchmarks call it); nothing else constructs the engine's Trainer."""
+    builders = trainer_builders()
+    assert builders, "the scan finds the entry point's own construction"
+    assert [b for b in builders if not b.startswith("afme_lib/experiments/run.py:")] == []
 
 
 # --- the analysis itself, on a made-up package ----------------------------------------------------
@@ -218,16 +238,51 @@ def _write(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_the_analysis_finds_a_cycle_an_upward_import_and_a_silent_function_import(tmp_path):
-    root = _write(tmp_path / PACKAGE, {
-        "__init__.py": "",
-        "config.py": "from afme_lib import train\n",  # ground -> engine: upward, and a cycle
-        "train.py": ("import afme_lib.config\n"
-                     "def f():\n"
-                     "    from afme_lib.evaluate import x\n"
-                     "    from afme_lib.runs import y  # lazy: only resume needs it\n"),
-        "evaluate.py": "", "runs.py": "",
-    })
+    root = _write(
+        tmp_path / PACKAGE,
+        {
+            "__init__.py": "",
+            "core/__init__.py": "",
+            "engine/__init__.py": "",
+            "core/config.py": "from afme_lib.engine import training\n",  # core -> engine: upward, and a cycle
+            "engine/training.py": (
+                "import afme_lib.core.config\n"
+                "def f():\n"
+                "    from afme_lib.engine.evaluation import x\n"
+                "    from afme_lib.engine.run_folder import y  # lazy: only resume needs it\n"
+            ),
+            "engine/evaluation.py": "",
+            "engine/run_folder.py": "",
+        },
+    )
     found = package_imports(root)
-    assert cycles(found) == [["afme_lib.config", "afme_lib.train"]]
-    assert [_where(i) for i in upward(found)] == ["afme_lib.config:1 -> afme_lib.train"]
-    assert [_where(i) for i in unexplained_function_imports(found)] == ["afme_lib.train:3 -> afme_lib.evaluate"]
+    assert cycles(found) == [["afme_lib.core.config", "afme_lib.engine.training"]]
+    assert [_where(i) for i in upward(found)] == ["afme_lib.core.config:1 -> afme_lib.engine.training"]
+    assert [_where(i) for i in unexplained_function_imports(found)] == [
+        "afme_lib.engine.training:3 -> afme_lib.engine.evaluation"
+    ]
+
+
+# --- the house -------------------------------------------------------------------------------------
+def test_code_tests_notebooks_and_readme_hold_no_issue_numbers_and_the_readme_stays_short():
+    """History lives in git and reports/, not in the code; the README is a newcomer's page."""
+    import re
+
+    project = ROOT.parent
+    pattern = re.compile(r"issue [0-9]+", re.IGNORECASE)
+    files = [
+        *ROOT.rglob("*.py"),
+        *(project / "tests").rglob("*.py"),
+        *(project / "notebooks").glob("*.ipynb"),
+        project / "notebooks" / "_build.py",
+        project / "README.md",
+    ]
+    found = [
+        f"{path.relative_to(project)}:{n}"
+        for path in files
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert found == []
+    assert (project / "README.md").stat().st_size <= 10_000
+    assert not list(ROOT.rglob("*_v1.py"))  # one AFME

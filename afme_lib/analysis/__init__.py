@@ -5,8 +5,8 @@
 - :mod:`~afme_lib.analysis.explore`: dataset tables (splits, relations, entities, coverage) and figures
 - :mod:`~afme_lib.analysis.quality`: per-row feature norms and neighbour agreement (noisy rows)
 - :mod:`~afme_lib.analysis.curves`: learning curves from a run's ``log.jsonl``
-- :mod:`~afme_lib.analysis.metrics`: metric tables in %, mean ± std over seeds, bar charts
-- :mod:`~afme_lib.analysis.modality`: AFME's gates and modality weights per relation, vs ground truth
+- :mod:`~afme_lib.analysis.tables`: metric tables in %, mean ± std over seeds, bar charts
+- :mod:`~afme_lib.analysis.modality_weights`: AFME's gates and modality weights per relation, vs ground truth
 - :mod:`~afme_lib.analysis.embeddings`: entity representations per modality and fused, UMAP maps
 - :mod:`~afme_lib.analysis.corruption`: noisy / missing copies of a feature store; a trained model
   on another store

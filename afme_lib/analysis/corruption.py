@@ -24,7 +24,7 @@ import zlib
 
 import torch
 
-from afme_lib.data.features import FeatureStore
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.models.registry import create_model
 
 
@@ -52,8 +52,11 @@ def _chosen_rows(mask: torch.Tensor, fraction: float, gen: torch.Generator) -> t
 
 
 def _copy(store: FeatureStore) -> FeatureStore:
-    return FeatureStore(store.num_entities, {m: f.clone() for m, f in store.features.items()},
-                        {m: k.clone() for m, k in store.masks.items()})
+    return FeatureStore(
+        store.num_entities,
+        {m: f.clone() for m, f in store.features.items()},
+        {m: k.clone() for m, k in store.masks.items()},
+    )
 
 
 def add_noise(store: FeatureStore, level: float, modalities=None, fraction: float = 1.0, seed: int = 0) -> FeatureStore:
@@ -113,8 +116,10 @@ def with_features(model, store: FeatureStore):
     for i, m in enumerate(names):
         want = model.inputs.projections[i].in_features
         if store.features[m].shape[1] != want:
-            raise ValueError(f"modality {m!r}: the store has {store.features[m].shape[1]} features per row, "
-                             f"the model was trained on {want}")
+            raise ValueError(
+                f"modality {m!r}: the store has {store.features[m].shape[1]} features per row, "
+                f"the model was trained on {want}"
+            )
     config = type(model.config).from_dict({**model.config.to_dict(), "modalities": names})
     with torch.random.fork_rng(devices=[]):
         copy = create_model(config, model.num_entities, model.num_relations, store.to("cpu"))

@@ -1,4 +1,4 @@
-"""Learning curves from a run folder's ``log.jsonl`` (one line per epoch, see :mod:`afme_lib.runs`)."""
+"""Learning curves from a run folder's ``log.jsonl`` (one line per epoch, see :mod:`afme_lib.engine.run_folder`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from afme_lib.runs import read_log
+from afme_lib.engine.run_folder import read_log
 
 _NOT_LOSSES = {"epoch", "seconds", "valid", "stopped_early", "error"}
 
@@ -37,8 +37,11 @@ def learning_curve_figure(curves: pd.DataFrame, title: str = "Learning curves"):
     fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss terms", "validation (filtered, %)"))
     for column in loss_columns(curves):
         fig.add_trace(go.Scatter(x=curves["epoch"], y=curves[column], mode="lines+markers", name=column), 1, 1)
-    for column, name in (("valid mrr", "valid MRR"), ("valid hits@10", "valid Hits@10"),
-                         ("valid self_answer", "valid self-answers")):
+    for column, name in (
+        ("valid mrr", "valid MRR"),
+        ("valid hits@10", "valid Hits@10"),
+        ("valid self_answer", "valid self-answers"),
+    ):
         if column in curves:
             logged = curves.dropna(subset=[column])
             fig.add_trace(go.Scatter(x=logged["epoch"], y=100 * logged[column], mode="lines+markers", name=name), 1, 2)

@@ -63,11 +63,11 @@ def exact_knn(x: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
     idx = torch.empty(n, k, dtype=torch.long)
     dist = torch.empty(n, k, dtype=torch.float64)
     for start in range(0, n, CHUNK):
-        d = torch.cdist(x[start:start + CHUNK], x)
+        d = torch.cdist(x[start : start + CHUNK], x)
         rows = torch.arange(start, min(start + CHUNK, n))
         d[rows - start, rows] = -1.0  # the row itself sorts first even when another row coincides
         values, order = d.topk(k, dim=1, largest=False)
-        idx[start:start + CHUNK], dist[start:start + CHUNK] = order, values.clamp(min=0.0)
+        idx[start : start + CHUNK], dist[start : start + CHUNK] = order, values.clamp(min=0.0)
     return idx.numpy().astype(np.int32), dist.numpy().astype(np.float32)
 
 
@@ -96,15 +96,21 @@ def map_2d(x: torch.Tensor, n_neighbors: int = 15, min_dist: float = 0.1, seed: 
         # umap-learn warns that a fixed random_state disables its parallelism: intended (reproducible maps)
         warnings.filterwarnings("ignore", message=".*n_jobs.*overridden")
         warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
-        reducer = umap.UMAP(n_neighbors=k, min_dist=min_dist, random_state=seed,
-                            precomputed_knn=(knn_idx, knn_dist, None), n_jobs=1)
+        reducer = umap.UMAP(
+            n_neighbors=k, min_dist=min_dist, random_state=seed, precomputed_knn=(knn_idx, knn_dist, None), n_jobs=1
+        )
         coords = reducer.fit_transform(x.double().numpy())
     return np.asarray(coords, dtype=np.float64), "umap"
 
 
-def embedding_frame(views: dict[str, tuple[torch.Tensor, torch.Tensor]], entities: pd.DataFrame | None = None,
-                    n_neighbors: int = 15, min_dist: float = 0.1, max_points: int | None = 3000,
-                    seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+def embedding_frame(
+    views: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    entities: pd.DataFrame | None = None,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    max_points: int | None = 3000,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, list[str]]:
     """Map every view to 2-D; return a long table (view, entity id, x, y, method, + the columns
     of ``entities``, an :func:`~afme_lib.analysis.explore.entity_table`) and messages about
     views mapped with PCA or skipped.
@@ -129,8 +135,10 @@ def embedding_frame(views: dict[str, tuple[torch.Tensor, torch.Tensor]], entitie
             messages.append(f"{view}: skipped ({err})")
             continue
         if method != "umap":
-            messages.append(f"{view}: only {len(rows)} entities have this view; UMAP needs at least "
-                            f"{MIN_UMAP_ROWS}, so it is mapped with PCA")
+            messages.append(
+                f"{view}: only {len(rows)} entities have this view; UMAP needs at least "
+                f"{MIN_UMAP_ROWS}, so it is mapped with PCA"
+            )
         frame = pd.DataFrame({"view": view, "id": rows.numpy(), "x": coords[:, 0], "y": coords[:, 1], "method": method})
         frames.append(frame)
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["view", "id", "x", "y", "method"])
@@ -146,9 +154,18 @@ def embedding_figure(frame: pd.DataFrame, color: str | None = "type", title: str
 
     color = color if color in frame.columns else None
     hover = [c for c in ("entity", "degree", "type", "top relation", "missing modalities") if c in frame.columns]
-    fig = px.scatter(frame, x="x", y="y", color=color, facet_col="view", facet_col_wrap=columns, hover_data=hover,
-                     title=title or f"Entity representations per view (UMAP){f', coloured by {color}' if color else ''}",
-                     opacity=0.75, height=330 * max(1, -(-frame["view"].nunique() // columns)))
+    fig = px.scatter(
+        frame,
+        x="x",
+        y="y",
+        color=color,
+        facet_col="view",
+        facet_col_wrap=columns,
+        hover_data=hover,
+        title=title or f"Entity representations per view (UMAP){f', coloured by {color}' if color else ''}",
+        opacity=0.75,
+        height=330 * max(1, -(-frame["view"].nunique() // columns)),
+    )
     fig.update_xaxes(matches=None, showticklabels=False, title_text="")
     fig.update_yaxes(matches=None, showticklabels=False, title_text="")
     fig.update_traces(marker={"size": 5})

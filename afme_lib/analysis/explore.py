@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from afme_lib.data.dataset import SPLITS, KGDataset
-from afme_lib.data.features import FeatureStore
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.data.filters import CATEGORIES, relation_categories
 from afme_lib.data.summary import hygiene_table
 
@@ -25,13 +25,20 @@ def split_table(dataset: KGDataset) -> pd.DataFrame:
     for split in SPLITS:
         t = dataset.split(split)
         ents = torch.unique(t[:, [0, 2]].reshape(-1))
-        rows.append({"split": split, "triples": len(t), "entities": len(ents),
-                     "relations": len(torch.unique(t[:, 1])), "entities unseen in train": int((~seen[ents]).sum())})
+        rows.append(
+            {
+                "split": split,
+                "triples": len(t),
+                "entities": len(ents),
+                "relations": len(torch.unique(t[:, 1])),
+                "entities unseen in train": int((~seen[ents]).sum()),
+            }
+        )
     return pd.DataFrame(rows).set_index("split")
 
 
 def hygiene_frame(report: dict) -> pd.DataFrame:
-    """The split-hygiene report (:func:`afme_lib.data.hygiene.hygiene_report`) as a figures x splits table."""
+    """The split-hygiene report (:func:`afme_lib.data.leakage.hygiene_report`) as a figures x splits table."""
     return pd.DataFrame(hygiene_table(report)).set_index("figure")
 
 
@@ -46,15 +53,17 @@ def relation_table(dataset: KGDataset) -> pd.DataFrame:
     n = torch.bincount(train[:, 1], minlength=r_count)
     heads = torch.bincount(torch.unique(train[:, :2], dim=0)[:, 1], minlength=r_count)
     tails = torch.bincount(torch.unique(train[:, 1:], dim=0)[:, 0], minlength=r_count)
-    frame = pd.DataFrame({
-        "relation": dataset.relation_names,
-        "category": relation_categories(dataset.train, r_count),
-        **{split: torch.bincount(dataset.split(split)[:, 1], minlength=r_count).numpy() for split in SPLITS},
-        "distinct heads": heads.numpy(),
-        "distinct tails": tails.numpy(),
-        "tails per head": (n / heads.clamp(min=1)).numpy().round(2),
-        "heads per tail": (n / tails.clamp(min=1)).numpy().round(2),
-    })
+    frame = pd.DataFrame(
+        {
+            "relation": dataset.relation_names,
+            "category": relation_categories(dataset.train, r_count),
+            **{split: torch.bincount(dataset.split(split)[:, 1], minlength=r_count).numpy() for split in SPLITS},
+            "distinct heads": heads.numpy(),
+            "distinct tails": tails.numpy(),
+            "tails per head": (n / heads.clamp(min=1)).numpy().round(2),
+            "heads per tail": (n / tails.clamp(min=1)).numpy().round(2),
+        }
+    )
     frame.index.name = "id"
     return frame
 
@@ -72,13 +81,15 @@ def entity_table(dataset: KGDataset, store: FeatureStore | None = None, metadata
     top = per_rel.argmax(1).numpy()
     names = np.asarray(dataset.relation_names, dtype=object)
     degree = (out_deg + in_deg).numpy()
-    frame = pd.DataFrame({
-        "entity": dataset.entity_names,
-        "degree": degree,
-        "out degree": out_deg.numpy(),
-        "in degree": in_deg.numpy(),
-        "top relation": np.where(degree > 0, names[top], "-"),
-    })
+    frame = pd.DataFrame(
+        {
+            "entity": dataset.entity_names,
+            "degree": degree,
+            "out degree": out_deg.numpy(),
+            "in degree": in_deg.numpy(),
+            "top relation": np.where(degree > 0, names[top], "-"),
+        }
+    )
     if store is not None:
         for m in store.modalities:
             frame[f"has {m}"] = store.masks[m].cpu().numpy()
@@ -96,8 +107,13 @@ def coverage_table(store: FeatureStore, metadata: dict | None = None) -> pd.Data
     rows = []
     for m in store.modalities:
         mask = store.masks[m].cpu()
-        row = {"modality": m, "dim": int(store.features[m].shape[1]), "present": int(mask.sum()),
-               "missing": int((~mask).sum()), "coverage": round(float(mask.sum()) / store.num_entities, 4)}
+        row = {
+            "modality": m,
+            "dim": int(store.features[m].shape[1]),
+            "present": int(mask.sum()),
+            "missing": int((~mask).sum()),
+            "coverage": round(float(mask.sum()) / store.num_entities, 4),
+        }
         if metadata is not None and m in metadata.get("modalities", {}):
             row["degraded (truth)"] = int(metadata["modalities"][m]["corrupted"]["count"])
         rows.append(row)
@@ -112,8 +128,13 @@ def missingness_patterns(store: FeatureStore) -> pd.DataFrame:
     codes = (present.long() * (2 ** torch.arange(present.shape[1]))).sum(1)
     values, counts = torch.unique(codes, return_counts=True)
     labels = ["+".join(m for i, m in enumerate(store.modalities) if int(v) >> i & 1) or "none" for v in values.tolist()]
-    frame = pd.DataFrame({"modalities present": labels, "entities": counts.numpy(),
-                          "share": (counts.double() / store.num_entities).numpy().round(4)})
+    frame = pd.DataFrame(
+        {
+            "modalities present": labels,
+            "entities": counts.numpy(),
+            "share": (counts.double() / store.num_entities).numpy().round(4),
+        }
+    )
     return frame.sort_values("entities", ascending=False).set_index("modalities present")
 
 
@@ -121,8 +142,13 @@ def missingness_patterns(store: FeatureStore) -> pd.DataFrame:
 def degree_figure(entities: pd.DataFrame):
     import plotly.express as px
 
-    fig = px.histogram(entities, x="degree", nbins=min(60, max(10, int(entities["degree"].max()) + 1)),
-                       title="Entity degree in the training graph", log_y=True)
+    fig = px.histogram(
+        entities,
+        x="degree",
+        nbins=min(60, max(10, int(entities["degree"].max()) + 1)),
+        title="Entity degree in the training graph",
+        log_y=True,
+    )
     fig.update_layout(yaxis_title="entities (log scale)", bargap=0.05)
     return fig
 
@@ -130,11 +156,19 @@ def degree_figure(entities: pd.DataFrame):
 def relation_frequency_figure(relations: pd.DataFrame):
     import plotly.express as px
 
-    long = relations.reset_index().melt(id_vars=["id", "relation", "category"], value_vars=list(SPLITS),
-                                        var_name="split", value_name="triples")
+    long = relations.reset_index().melt(
+        id_vars=["id", "relation", "category"], value_vars=list(SPLITS), var_name="split", value_name="triples"
+    )
     order = relations.sort_values("train", ascending=False)["relation"].tolist()
-    fig = px.bar(long, x="relation", y="triples", color="split", title="Triples per relation and split",
-                 hover_data=["category"], category_orders={"relation": order, "split": list(SPLITS)})
+    fig = px.bar(
+        long,
+        x="relation",
+        y="triples",
+        color="split",
+        title="Triples per relation and split",
+        hover_data=["category"],
+        category_orders={"relation": order, "split": list(SPLITS)},
+    )
     fig.update_layout(xaxis_tickangle=-45)
     return fig
 
@@ -156,13 +190,24 @@ def coverage_figure(coverage: pd.DataFrame):
     frame = coverage.reset_index()
     value_vars = ["present", "missing"] + (["degraded (truth)"] if "degraded (truth)" in frame else [])
     long = frame.melt(id_vars="modality", value_vars=value_vars, var_name="rows", value_name="entities")
-    return px.bar(long, x="modality", y="entities", color="rows", barmode="group",
-                  title="Modality coverage (degraded rows are a subset of the present ones)")
+    return px.bar(
+        long,
+        x="modality",
+        y="entities",
+        color="rows",
+        barmode="group",
+        title="Modality coverage (degraded rows are a subset of the present ones)",
+    )
 
 
 def missingness_figure(patterns: pd.DataFrame):
     import plotly.express as px
 
     frame = patterns.reset_index()
-    return px.bar(frame, x="modalities present", y="entities", title="Which modalities entities have together",
-                  hover_data=["share"])
+    return px.bar(
+        frame,
+        x="modalities present",
+        y="entities",
+        title="Which modalities entities have together",
+        hover_data=["share"],
+    )

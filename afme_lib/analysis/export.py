@@ -21,8 +21,10 @@ from afme_lib.analysis.figures import _shared_plotlyjs, offline_html
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-WIDGET_NOTE = ("<p><i>Interactive widget: open the notebook in JupyterLab with a running kernel to use it "
-               "(an HTML page cannot run its callbacks).</i></p>")
+WIDGET_NOTE = (
+    "<p><i>Interactive widget: open the notebook in JupyterLab with a running kernel to use it "
+    "(an HTML page cannot run its callbacks).</i></p>"
+)
 TEMPLATE = "afme_offline.html.j2"
 # The lab template without its network-loaded scripts; the page's one script is plotly.js.
 TEMPLATE_TEXT = """{%- extends 'lab/index.html.j2' -%}
@@ -79,10 +81,12 @@ def notebook_html(notebook: str | Path, out: str | Path | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     nb = nbformat.read(notebook, as_version=4)
     offline_outputs(nb)
-    exporter = HTMLExporter(template_name="lab", extra_loaders=[jinja2.DictLoader({TEMPLATE: TEMPLATE_TEXT})],
-                            template_file=TEMPLATE)
-    body, _ = exporter.from_notebook_node(nb, resources={"plotly_js_src": _shared_plotlyjs(out.parent),
-                                                         "metadata": {"name": notebook.stem}})
+    exporter = HTMLExporter(
+        template_name="lab", extra_loaders=[jinja2.DictLoader({TEMPLATE: TEMPLATE_TEXT})], template_file=TEMPLATE
+    )
+    body, _ = exporter.from_notebook_node(
+        nb, resources={"plotly_js_src": _shared_plotlyjs(out.parent), "metadata": {"name": notebook.stem}}
+    )
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(body, encoding="utf-8")
     tmp.replace(out)

@@ -22,7 +22,7 @@ import importlib.util
 import warnings
 from pathlib import Path
 
-from afme_lib import atomic
+from afme_lib.core import atomic
 
 OFFLINE_RENDERER = "afme_offline"
 NOTEBOOK_RENDERER = f"plotly_mimetype+{OFFLINE_RENDERER}"
@@ -34,8 +34,15 @@ def offline_html(fig) -> str:
     it with the page's global ``Plotly``; no ``<script src>``, no MathJax."""
     import plotly.io as pio
 
-    return pio.to_html(fig, include_plotlyjs=False, include_mathjax=False, full_html=False,
-                       default_width="100%", default_height=525, validate=False)
+    return pio.to_html(
+        fig,
+        include_plotlyjs=False,
+        include_mathjax=False,
+        full_html=False,
+        default_width="100%",
+        default_height=525,
+        validate=False,
+    )
 
 
 def use_notebook_renderer(renderer: str = NOTEBOOK_RENDERER) -> None:
@@ -104,8 +111,11 @@ def save_figure(fig, path: str | Path, png: bool = True) -> list[Path]:
         except Exception as err:  # noqa: BLE001 -- no browser, old kaleido ...: PNG is optional
             first_line = (str(err).strip().splitlines() or [""])[0][:200]
             _png_state["error"] = f"{type(err).__name__}: {first_line}"
-            warnings.warn(f"PNG export skipped for this session ({_png_state['error']}); the HTML figures are written",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"PNG export skipped for this session ({_png_state['error']}); the HTML figures are written",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return written
 
 

@@ -23,7 +23,9 @@ def known_answers(dataset: KGDataset, entity: int, relation: int, side: str = "t
 
 
 @torch.no_grad()
-def top_predictions(model, dataset: KGDataset, entity: int, relation: int, side: str = "tail", k: int = 10) -> pd.DataFrame:
+def top_predictions(
+    model, dataset: KGDataset, entity: int, relation: int, side: str = "tail", k: int = 10
+) -> pd.DataFrame:
     """The ``k`` highest-scoring answers of the query: rank, entity id and name, score, and
     ``known`` (the split holding that true triple, "" for a new prediction). Unfiltered: known
     answers stay in the list, marked."""
@@ -33,14 +35,25 @@ def top_predictions(model, dataset: KGDataset, entity: int, relation: int, side:
     model.eval()
     try:
         device = model.device
-        scores = model.score_all(torch.tensor([int(entity)], device=device), torch.tensor([int(relation)], device=device),
-                                 side)[0].float().cpu()
+        scores = (
+            model.score_all(
+                torch.tensor([int(entity)], device=device), torch.tensor([int(relation)], device=device), side
+            )[0]
+            .float()
+            .cpu()
+        )
     finally:
         model.train(was_training)
     k = min(int(k), len(scores))
     values, ids = scores.topk(k)
     known = known_answers(dataset, entity, relation, side)
     names = np.asarray(dataset.entity_names, dtype=object)
-    return pd.DataFrame({"rank": np.arange(1, k + 1), "id": ids.numpy(), "entity": names[ids.numpy()],
-                         "score": values.numpy().round(4), "known": [known.get(int(i), "") for i in ids.tolist()]}
-                        ).set_index("rank")
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, k + 1),
+            "id": ids.numpy(),
+            "entity": names[ids.numpy()],
+            "score": values.numpy().round(4),
+            "known": [known.get(int(i), "") for i in ids.tolist()],
+        }
+    ).set_index("rank")

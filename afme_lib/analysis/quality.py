@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from afme_lib.data.features import FeatureStore
+from afme_lib.data.feature_store import FeatureStore
 
 CHUNK = 512  # rows per similarity block: a [CHUNK, n] float64 matrix at a time (60 MB at n = 15k)
 
@@ -36,10 +36,10 @@ def neighbour_agreement(x: torch.Tensor, k: int = 10) -> torch.Tensor:
     unit = torch.nn.functional.normalize(x.double(), dim=1)
     out = torch.empty(n, dtype=torch.float64)
     for start in range(0, n, CHUNK):
-        sims = unit[start:start + CHUNK] @ unit.T
+        sims = unit[start : start + CHUNK] @ unit.T
         rows = torch.arange(start, min(start + CHUNK, n))
         sims[rows - start, rows] = -float("inf")  # a row is not its own neighbour
-        out[start:start + CHUNK] = sims.topk(k, dim=1).values.mean(1)
+        out[start : start + CHUNK] = sims.topk(k, dim=1).values.mean(1)
     return out
 
 
@@ -57,22 +57,34 @@ def feature_quality(store: FeatureStore, k: int = 10, metadata: dict | None = No
         ids = store.masks[m].cpu().nonzero().flatten()
         x = store.features[m].cpu()[ids].double()
         norm = x.norm(dim=1)
-        frame = pd.DataFrame({"modality": m, "entity": ids.numpy(), "norm": norm.numpy(),
-                              "norm z": _robust_z(norm).numpy() if len(ids) else np.zeros(0),
-                              "agreement": neighbour_agreement(x, k).numpy()})
+        frame = pd.DataFrame(
+            {
+                "modality": m,
+                "entity": ids.numpy(),
+                "norm": norm.numpy(),
+                "norm z": _robust_z(norm).numpy() if len(ids) else np.zeros(0),
+                "agreement": neighbour_agreement(x, k).numpy(),
+            }
+        )
         if metadata is not None and m in metadata.get("modalities", {}):
             degraded = np.asarray(metadata["modalities"][m]["corrupted"]["ids"], dtype=np.int64)
             frame["truth"] = np.where(np.isin(frame["entity"].to_numpy(), degraded), "degraded", "clean")
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["modality", "entity", "norm", "norm z", "agreement"])
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["modality", "entity", "norm", "norm z", "agreement"])
+    )
 
 
 def quality_summary(quality: pd.DataFrame) -> pd.DataFrame:
     """Median norm and agreement per modality (and per ground-truth label when known)."""
     keys = ["modality"] + (["truth"] if "truth" in quality else [])
-    return quality.groupby(keys).agg(rows=("entity", "size"), median_norm=("norm", "median"),
-                                     median_agreement=("agreement", "median")).round(4)
+    return (
+        quality.groupby(keys)
+        .agg(rows=("entity", "size"), median_norm=("norm", "median"), median_agreement=("agreement", "median"))
+        .round(4)
+    )
 
 
 def quality_figure(quality: pd.DataFrame, value: str = "agreement"):
@@ -80,10 +92,21 @@ def quality_figure(quality: pd.DataFrame, value: str = "agreement"):
     import plotly.express as px
 
     color = "truth" if "truth" in quality else None
-    title = {"agreement": "Neighbour agreement of feature rows (noise resembles nothing)",
-             "norm": "Feature row norms", "norm z": "Feature row norms, robust z-score"}.get(value, value)
-    fig = px.histogram(quality, x=value, color=color, facet_col="modality", barmode="overlay", nbins=40,
-                       title=title, category_orders={"truth": ["clean", "degraded"]})
+    title = {
+        "agreement": "Neighbour agreement of feature rows (noise resembles nothing)",
+        "norm": "Feature row norms",
+        "norm z": "Feature row norms, robust z-score",
+    }.get(value, value)
+    fig = px.histogram(
+        quality,
+        x=value,
+        color=color,
+        facet_col="modality",
+        barmode="overlay",
+        nbins=40,
+        title=title,
+        category_orders={"truth": ["clean", "degraded"]},
+    )
     fig.update_xaxes(matches=None)
     fig.update_yaxes(matches=None, showticklabels=True)
     return fig

@@ -26,12 +26,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from afme_lib.ablations import COLD_ATTRIBUTE
+from afme_lib.core.ablations import COLD_ATTRIBUTE
+from afme_lib.core.ranking import expected_uniform_metrics
 from afme_lib.data.dataset import KGDataset
 from afme_lib.data.filters import FilterIndex
 from afme_lib.data.synthetic_oracle import SIDES, feature_oracle_ranks, oracle_ranks, slice_labels, stress_labels
-from afme_lib.evaluate import evaluate, filtered_candidates
-from afme_lib.ranking import expected_uniform_metrics
+from afme_lib.engine.evaluation import evaluate, filtered_candidates
 
 STATES = ("clean", "corrupted", "missing")
 GROUP_ORDER = ("warm", "cold", "zero-shot")  # table order; other groups follow, alphabetically
@@ -64,7 +64,7 @@ def slice_masks(dataset: KGDataset, meta: dict, split: str = "test") -> dict[str
 
 def slice_mrr(ranks: dict, masks: dict[str, np.ndarray]) -> dict[str, float]:
     """MRR (a fraction) of every slice; ``ranks`` is ``{"tail": [n], "head": [n]}`` in the split's
-    order (as :func:`~afme_lib.evaluate.evaluate` returns them). NaN ranks (no answer from that
+    order (as :func:`~afme_lib.engine.evaluation.evaluate` returns them). NaN ranks (no answer from that
     ranker) are left out; a slice left empty gets NaN."""
     reciprocal = np.stack([1.0 / np.asarray(ranks[s], dtype=np.float64) for s in SIDES])  # [2, n]
     out = {}
@@ -87,19 +87,28 @@ def model_ranks(model, dataset: KGDataset, split: str = "test", filter_index: Fi
     return result["ranks"]
 
 
-def random_mrr(dataset: KGDataset, masks: dict[str, np.ndarray], split: str = "test",
-               filter_index: FilterIndex | None = None) -> dict[str, float]:
+def random_mrr(
+    dataset: KGDataset, masks: dict[str, np.ndarray], split: str = "test", filter_index: FilterIndex | None = None
+) -> dict[str, float]:
     """The MRR (a fraction) a random ranking expects on every slice: each target at a uniformly
-    random rank among its filtered candidates (:func:`~afme_lib.evaluate.filtered_candidates`,
-    :func:`~afme_lib.ranking.expected_uniform_metrics`; the same as
-    :func:`~afme_lib.evaluate.random_baseline` with ``triples_mask`` set to the slice)."""
+    random rank among its filtered candidates (:func:`~afme_lib.engine.evaluation.filtered_candidates`,
+    :func:`~afme_lib.core.ranking.expected_uniform_metrics`; the same as
+    :func:`~afme_lib.engine.evaluation.random_baseline` with ``triples_mask`` set to the slice)."""
     candidates = filtered_candidates(dataset, split, filter_index)
-    return {label: expected_uniform_metrics(torch.cat([candidates[s][torch.from_numpy(mask)] for s in SIDES]))["mrr"]
-            for label, mask in masks.items()}
+    return {
+        label: expected_uniform_metrics(torch.cat([candidates[s][torch.from_numpy(mask)] for s in SIDES]))["mrr"]
+        for label, mask in masks.items()
+    }
 
 
-def reference_rows(dataset: KGDataset, store, meta: dict, masks: dict[str, np.ndarray], split: str = "test",
-                   filter_index: FilterIndex | None = None) -> dict[str, dict[str, float]]:
+def reference_rows(
+    dataset: KGDataset,
+    store,
+    meta: dict,
+    masks: dict[str, np.ndarray],
+    split: str = "test",
+    filter_index: FilterIndex | None = None,
+) -> dict[str, dict[str, float]]:
     """Slice MRRs of the rule oracle, the feature oracle (no feature store: left out) and the random ranking."""
     index = filter_index if filter_index is not None else FilterIndex.from_dataset(dataset)
     rows = {RULE: slice_mrr(oracle_ranks(dataset, meta, split, index), masks)}
@@ -121,6 +130,7 @@ def slice_table(rows: dict[str, dict[str, float]], counts: dict[str, int] | None
 def markdown(table: pd.DataFrame, digits: int = 2) -> list[str]:
     """A table as Markdown lines: numbers with ``digits`` decimals (NaN as an en dash, the
     ``queries`` row as integers), anything else as its text."""
+
     def cell(row, value):
         if isinstance(value, str):
             return value
@@ -128,8 +138,10 @@ def markdown(table: pd.DataFrame, digits: int = 2) -> list[str]:
             return "–"
         return f"{int(value)}" if row == "queries" else f"{value:.{digits}f}"
 
-    lines = [f"| {table.index.name or ''} | " + " | ".join(map(str, table.columns)) + " |",
-             "|---|" + "---:|" * len(table.columns)]
+    lines = [
+        f"| {table.index.name or ''} | " + " | ".join(map(str, table.columns)) + " |",
+        "|---|" + "---:|" * len(table.columns),
+    ]
     lines += [f"| {row} | " + " | ".join(cell(row, v) for v in values) + " |" for row, values in table.iterrows()]
     return lines
 
@@ -164,14 +176,30 @@ def ablation_summary(results: pd.DataFrame, judged: dict[str, str], full: str = 
         mine = part.set_index("seed")[where]
         theirs = base[where] if where in base else pd.Series(dtype=float)
         shared = mine.index.intersection(theirs.index)
-        rows.append({"variant": variant, "slice": where, "seeds": len(mine),
-                     "MRR %": 100 * mine.mean(), "std": 100 * mine.std(ddof=1),
-                     "full MRR %": 100 * theirs.mean() if len(theirs) else float("nan"),
-                     "full std": 100 * theirs.std(ddof=1) if len(theirs) else float("nan"),
-                     "change (points)": 100 * (mine.mean() - theirs.mean()) if len(theirs) else float("nan"),
-                     "lower in every seed": bool(len(shared)) and bool((mine[shared] < theirs[shared]).all())})
-    columns = ["variant", "slice", "seeds", "MRR %", "std", "full MRR %", "full std", "change (points)",
-               "lower in every seed"]
+        rows.append(
+            {
+                "variant": variant,
+                "slice": where,
+                "seeds": len(mine),
+                "MRR %": 100 * mine.mean(),
+                "std": 100 * mine.std(ddof=1),
+                "full MRR %": 100 * theirs.mean() if len(theirs) else float("nan"),
+                "full std": 100 * theirs.std(ddof=1) if len(theirs) else float("nan"),
+                "change (points)": 100 * (mine.mean() - theirs.mean()) if len(theirs) else float("nan"),
+                "lower in every seed": bool(len(shared)) and bool((mine[shared] < theirs[shared]).all()),
+            }
+        )
+    columns = [
+        "variant",
+        "slice",
+        "seeds",
+        "MRR %",
+        "std",
+        "full MRR %",
+        "full std",
+        "change (points)",
+        "lower in every seed",
+    ]
     return pd.DataFrame(rows, columns=columns).set_index("variant")
 
 
@@ -180,12 +208,19 @@ def ablation_figure(summary: pd.DataFrame):
     import plotly.graph_objects as go
 
     labels = [f"{v}<br>({s})" for v, s in zip(summary.index, summary["slice"])]
-    fig = go.Figure([
-        go.Bar(name="full AFME", x=labels, y=summary["full MRR %"], error_y={"array": summary["full std"].fillna(0)}),
-        go.Bar(name="ablation", x=labels, y=summary["MRR %"], error_y={"array": summary["std"].fillna(0)}),
-    ])
-    fig.update_layout(barmode="group", yaxis_title="test MRR (%) on the slice",
-                      title="Each ablation on the slice built to need the component (mean ± std over seeds)")
+    fig = go.Figure(
+        [
+            go.Bar(
+                name="full AFME", x=labels, y=summary["full MRR %"], error_y={"array": summary["full std"].fillna(0)}
+            ),
+            go.Bar(name="ablation", x=labels, y=summary["MRR %"], error_y={"array": summary["std"].fillna(0)}),
+        ]
+    )
+    fig.update_layout(
+        barmode="group",
+        yaxis_title="test MRR (%) on the slice",
+        title="Each ablation on the slice built to need the component (mean ± std over seeds)",
+    )
     return fig
 
 
@@ -197,8 +232,10 @@ def mean_std_table(results: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     mean, std = grouped[columns].mean() * 100, grouped[columns].std(ddof=1) * 100
     out = pd.DataFrame({"seeds": grouped.size()})
     for c in columns:
-        out[c] = [f"{m:.{digits}f} ± {s:.{digits}f}" if pd.notna(s) else f"{m:.{digits}f} ± n/a"
-                  for m, s in zip(mean[c], std[c])]
+        out[c] = [
+            f"{m:.{digits}f} ± {s:.{digits}f}" if pd.notna(s) else f"{m:.{digits}f} ± n/a"
+            for m, s in zip(mean[c], std[c])
+        ]
     return out
 
 
@@ -209,8 +246,11 @@ def comparison_lines(table: pd.DataFrame, model: str, focus: str = COLD_ATTRIBUT
     if focus not in table.columns or model not in table.index:
         return [f"No {focus} queries or no row {model!r} in this table."]
     mine = table.loc[model, focus]
-    lines = [f"{model}: {mine:.2f} % MRR on {focus} queries ({int(table.loc['queries', focus])} queries)."
-             if "queries" in table.index else f"{model}: {mine:.2f} % MRR on {focus} queries."]
+    lines = [
+        f"{model}: {mine:.2f} % MRR on {focus} queries ({int(table.loc['queries', focus])} queries)."
+        if "queries" in table.index
+        else f"{model}: {mine:.2f} % MRR on {focus} queries."
+    ]
     for other, value in table[focus].drop(index=[model, "queries"], errors="ignore").items():
         if pd.isna(value):
             continue
@@ -228,7 +268,9 @@ def ablation_lines(summary: pd.DataFrame) -> list[str]:
         spread = "" if pd.isna(row["std"]) else f" ± {row['std']:.2f}"
         full_spread = "" if pd.isna(row["full std"]) else f" ± {row['full std']:.2f}"
         verdict = "lower in every seed" if row["lower in every seed"] else "not lower in every seed"
-        lines.append(f"{variant} on {row['slice']}: {row['MRR %']:.2f}{spread} % against the full model's "
-                     f"{row['full MRR %']:.2f}{full_spread} % ({row['change (points)']:+.2f} points; {verdict}, "
-                     f"{row['seeds']} seed{'s' if row['seeds'] != 1 else ''}).")
+        lines.append(
+            f"{variant} on {row['slice']}: {row['MRR %']:.2f}{spread} % against the full model's "
+            f"{row['full MRR %']:.2f}{full_spread} % ({row['change (points)']:+.2f} points; {verdict}, "
+            f"{row['seeds']} seed{'s' if row['seeds'] != 1 else ''})."
+        )
     return lines

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from afme_lib import atomic
+from afme_lib.core import atomic
+from afme_lib.core.errors import AfmeError
 from afme_lib.data.dataset import CATEGORY_FILES, SPLITS, KGDataset, triple_keys
-from afme_lib.data.features import FEATURE_SUFFIXES
-from afme_lib.data.hygiene import later_copies, pair_keys
+from afme_lib.data.feature_store import FEATURE_SUFFIXES
+from afme_lib.data.leakage import later_copies, pair_keys
 from afme_lib.data.openke import read_triples, write_triples
-from afme_lib.errors import AfmeError
 
 MANIFEST = "clean-manifest.json"
 REASONS = {
@@ -45,7 +45,9 @@ DROPPED_FILES = ("type_constrain.txt",)
 MANIFEST_COLUMNS = ("split", "row", "head", "relation", "tail", "reason")
 
 
-def removal_reasons(dataset: KGDataset, drop_pair_shortcuts: bool = False, drop_reversed: bool = False) -> dict[str, np.ndarray]:
+def removal_reasons(
+    dataset: KGDataset, drop_pair_shortcuts: bool = False, drop_reversed: bool = False
+) -> dict[str, np.ndarray]:
     """Per split, an object array [rows] holding each row's removal reason (:data:`REASONS`) or ""."""
     n, r = dataset.num_entities, dataset.num_relations
     keys = {s: triple_keys(dataset.split(s), n, r) for s in SPLITS}
@@ -60,7 +62,9 @@ def removal_reasons(dataset: KGDataset, drop_pair_shortcuts: bool = False, drop_
             if drop_pair_shortcuts:
                 rules.append(("pair_in_train", np.isin(pair_keys(dataset.split(split), n), train_pairs)))
             if drop_reversed:
-                rules.append(("reversed_pair_in_train", np.isin(pair_keys(dataset.split(split), n, reverse=True), train_pairs)))
+                rules.append(
+                    ("reversed_pair_in_train", np.isin(pair_keys(dataset.split(split), n, reverse=True), train_pairs))
+                )
             for name, hit in rules:  # the first reason that applies names the row
                 reason[(reason == "") & hit] = name
         kept = np.flatnonzero(reason == "")
@@ -90,16 +94,19 @@ def _filter_test_file(src: Path, dst: Path, keep_keys: np.ndarray, n: int, r: in
 
 def _check_out(out: Path, source: Path | None) -> None:
     if "clean" not in out.name.lower():
-        raise AfmeError(f"--out folder name {out.name!r} must say the split is cleaned (e.g. {out.name}-clean): "
-                        "the folder's name becomes the dataset's name in every report")
+        raise AfmeError(
+            f"--out folder name {out.name!r} must say the split is cleaned (e.g. {out.name}-clean): "
+            "the folder's name becomes the dataset's name in every report"
+        )
     if source is not None and out.resolve() == source.resolve():
         raise AfmeError(f"--out {out} is the source folder; write the cleaned variant elsewhere")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise AfmeError(f"--out {out} already exists and is not an empty folder; choose another or remove it")
 
 
-def write_clean(dataset: KGDataset, out: str | Path, drop_pair_shortcuts: bool = False,
-                drop_reversed: bool = False) -> dict:
+def write_clean(
+    dataset: KGDataset, out: str | Path, drop_pair_shortcuts: bool = False, drop_reversed: bool = False
+) -> dict:
     """Write the cleaned variant of ``dataset`` (loaded from a folder) into ``out``; return the manifest."""
     out = Path(out)
     source = Path(dataset.path) if dataset.path is not None else None
@@ -119,8 +126,11 @@ def write_clean(dataset: KGDataset, out: str | Path, drop_pair_shortcuts: bool =
         gone = np.flatnonzero(~keep)
         removed_rows += [[split, int(i), *map(int, triples[i]), reasons[split][i]] for i in gone.tolist()]
         by_reason = {k: int((reasons[split] == k).sum()) for k in REASONS}
-        counts[split] = {"before": len(triples), "after": int(keep.sum()),
-                         "removed": {k: v for k, v in by_reason.items() if v}}
+        counts[split] = {
+            "before": len(triples),
+            "after": int(keep.sum()),
+            "removed": {k: v for k, v in by_reason.items() if v},
+        }
     test_keys = triple_keys(dataset.test[reasons["test"] == ""], n, r)
     files = {"filtered": [], "dropped": [], "linked": []}
     for name in [*CATEGORY_FILES.values(), "test2id_all.txt"]:
@@ -141,8 +151,11 @@ def write_clean(dataset: KGDataset, out: str | Path, drop_pair_shortcuts: bool =
         "counts": counts,
         "files": files,
         "reasons": REASONS,
-        "removed": {"columns": list(MANIFEST_COLUMNS), "row": "0-based row of the source split file (file line = row + 2)",
-                    "rows": removed_rows},
+        "removed": {
+            "columns": list(MANIFEST_COLUMNS),
+            "row": "0-based row of the source split file (file line = row + 2)",
+            "rows": removed_rows,
+        },
     }
     _write_manifest(out / MANIFEST, manifest)
     return manifest

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from afme_lib.core.errors import DataFormatError
 from afme_lib.data.groups import GROUPS_FILE, read_groups
 from afme_lib.data.openke import read_id_map, read_triples
-from afme_lib.errors import DataFormatError
 
 SPLITS = ("train", "valid", "test")
 CATEGORY_FILES = {"1-1": "1-1.txt", "1-N": "1-n.txt", "N-1": "n-1.txt", "N-N": "n-n.txt"}
@@ -74,9 +74,7 @@ def load_dataset(path: str | Path, name: str | None = None) -> KGDataset:
     entities = read_id_map(path / "entity2id.txt")
     relations = read_id_map(path / "relation2id.txt")
     n_ent, n_rel = len(entities), len(relations)
-    splits = {
-        s: torch.from_numpy(read_triples(path / f"{s}2id.txt", n_ent, n_rel)) for s in SPLITS
-    }
+    splits = {s: torch.from_numpy(read_triples(path / f"{s}2id.txt", n_ent, n_rel)) for s in SPLITS}
     if len(splits["train"]) == 0:
         raise DataFormatError(path / "train2id.txt", "no training triples")
     shipped = {}

@@ -1,7 +1,7 @@
 """Verified download of registered benchmarks, and safe extraction of archives.
 
 ``download_dataset`` fetches each release file of a registered benchmark (see
-:mod:`afme_lib.data.registry`) with ``urllib``, streaming it into a temporary file beside its
+:mod:`afme_lib.data.benchmarks`) with ``urllib``, streaming it into a temporary file beside its
 destination while hashing it, and renames it into place (``os.replace``, atomic on one file system)
 only once its sha256 matches the pin. A folder therefore never holds a truncated or unverified
 file under a release name, and an interrupted download resumes by skipping the files already
@@ -30,8 +30,10 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from afme_lib import __version__, atomic, console
-from afme_lib.data.registry import (
+from afme_lib import __version__
+from afme_lib.core import atomic, console
+from afme_lib.core.errors import DownloadError
+from afme_lib.data.benchmarks import (
     DATA_DIR_ENV,
     DatasetEntry,
     ReleaseFile,
@@ -39,7 +41,6 @@ from afme_lib.data.registry import (
     get_entry,
     resolve_base_url,
 )
-from afme_lib.errors import DownloadError
 
 CHUNK = 1 << 20
 
@@ -56,7 +57,7 @@ def sha256_file(path: str | Path, chunk_size: int = CHUNK) -> str:
 def default_download_root() -> Path:
     """Where downloads go by default: ``$AFME_DATA_DIR`` when set, else the cache folder.
 
-    Both are searched by :func:`~afme_lib.data.registry.resolve_dataset`, so a default
+    Both are searched by :func:`~afme_lib.data.benchmarks.resolve_dataset`, so a default
     download is found without further configuration.
     """
     env = os.environ.get(DATA_DIR_ENV)
@@ -124,8 +125,9 @@ def fetch_file(
 
 
 def _progress_bar(total: int | None, label: str, enabled: bool):
-    return console.progress_bar(None, enabled, total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
-                                leave=False)
+    return console.progress_bar(
+        None, enabled, total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, leave=False
+    )
 
 
 def download_dataset(
@@ -174,7 +176,7 @@ def download_dataset(
         computed.append((release_file, actual, target.stat().st_size))
     unpinned = [(f, h, n) for f, h, n in computed if f.sha256 is None]
     if unpinned:
-        print(f"# {entry.name}: unverified files; pin these in afme_lib/data/registry.py", flush=True)
+        print(f"# {entry.name}: unverified files; pin these in afme_lib/data/benchmarks.py", flush=True)
         for release_file, digest, nbytes in unpinned:
             print(f"{entry.folder} {release_file.name} {digest} {nbytes}", flush=True)
     verified = len(computed) - len(unpinned)
@@ -257,7 +259,9 @@ def safe_extract(archive_path: str | Path, dest: str | Path) -> list[Path]:
     for path in written:  # a link can only escape through links created after it was checked
         if path.is_symlink() and not _inside(root, path):
             path.unlink()
-            raise DownloadError(f"{archive}: refusing member {str(path.relative_to(root))!r}: symlink resolves outside the destination")
+            raise DownloadError(
+                f"{archive}: refusing member {str(path.relative_to(root))!r}: symlink resolves outside the destination"
+            )
     return written
 
 
@@ -338,7 +342,9 @@ def _extract_tar(archive: Path, root: Path) -> list[Path]:
                 # Copy rather than hard-link: the copy cannot alias anything outside ``dest``.
                 source = Path(os.path.normpath(os.path.join(root, member.linkname)))
                 if not source.is_file() or not _inside(root, source):
-                    raise DownloadError(f"{archive}: refusing member {member.name!r}: hard link target {member.linkname!r} is not an extracted file")
+                    raise DownloadError(
+                        f"{archive}: refusing member {member.name!r}: hard link target {member.linkname!r} is not an extracted file"
+                    )
                 shutil.copyfile(source, target)
             else:
                 src = tf.extractfile(member)

@@ -25,7 +25,7 @@ class _SideIndex:
     offsets: torch.Tensor  # [Q + 1] CSR offsets into answers
     answers: torch.Tensor  # [nnz] answer entity ids, grouped by key
 
-    def to(self, device) -> "_SideIndex":
+    def to(self, device) -> _SideIndex:
         return _SideIndex(self.keys.to(device), self.offsets.to(device), self.answers.to(device))
 
 
@@ -62,16 +62,18 @@ class FilterIndex:
         self.sides = {"tail": _build_side(h, r, t, num_relations), "head": _build_side(t, r, h, num_relations)}
 
     @classmethod
-    def from_dataset(cls, dataset: KGDataset) -> "FilterIndex":
+    def from_dataset(cls, dataset: KGDataset) -> FilterIndex:
         return cls(dataset.all_true, dataset.num_relations)
 
-    def to(self, device) -> "FilterIndex":
+    def to(self, device) -> FilterIndex:
         new = object.__new__(FilterIndex)
         new.num_relations = self.num_relations
         new.sides = {k: v.to(device) for k, v in self.sides.items()}
         return new
 
-    def known_answers(self, entity: torch.Tensor, relation: torch.Tensor, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def known_answers(
+        self, entity: torch.Tensor, relation: torch.Tensor, side: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """For a batch of queries return (row, answer) pairs: every true answer of query ``row``.
 
         ``side="tail"`` answers (entity=h, relation=r, ?); ``side="head"`` answers (?, r, entity=t).

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from afme_lib.core.errors import DataFormatError
 from afme_lib.data.openke import _count_and_rows, _parse_int
-from afme_lib.errors import DataFormatError
 
 GROUPS_FILE = "entity2group.txt"
 # Which group a triple takes when its endpoints differ: the first listed wins; unlisted

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from afme_lib.errors import DataFormatError
+from afme_lib.core.errors import DataFormatError
 
 
 def _parse_int(text: str) -> int | None:
@@ -155,11 +155,17 @@ def read_triples(path: str | Path, num_entities: int, num_relations: int) -> np.
     for k, (lineno, text) in enumerate(rows):
         fields = text.split()
         if len(fields) != 3:
-            raise DataFormatError(path, f"expected 3 fields 'head tail relation', got {len(fields)}: {text.strip()!r}", line=lineno)
+            raise DataFormatError(
+                path, f"expected 3 fields 'head tail relation', got {len(fields)}: {text.strip()!r}", line=lineno
+            )
         h, t, r = (_parse_int(f) for f in fields)
         if h is None or t is None or r is None:
             raise DataFormatError(path, f"non-integer id in {text.strip()!r}", line=lineno)
-        for what, value, bound in (("head", h, num_entities), ("tail", t, num_entities), ("relation", r, num_relations)):
+        for what, value, bound in (
+            ("head", h, num_entities),
+            ("tail", t, num_entities),
+            ("relation", r, num_relations),
+        ):
             if not 0 <= value < bound:
                 raise DataFormatError(path, f"{what} id {value} out of range [0, {bound})", line=lineno)
         out[k] = (h, r, t)

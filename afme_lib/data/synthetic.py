@@ -72,12 +72,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from afme_lib.core.errors import AfmeError
 from afme_lib.data.dataset import KGDataset
-from afme_lib.data.features import SUFFIX_FOR, FeatureStore
+from afme_lib.data.feature_store import SUFFIX_FOR, FeatureStore
 from afme_lib.data.filters import CATEGORIES, relation_categories
 from afme_lib.data.groups import GROUPS_FILE, write_groups
 from afme_lib.data.openke import write_id_map, write_triples
-from afme_lib.errors import AfmeError
 
 GENERATOR = "afme_lib.data.synthetic"
 FORMAT_VERSION = 2
@@ -131,10 +131,14 @@ class SynthConfig:
     zero_shot_fraction: float = 0.05
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
-    value_features: bool = False  # value entities get a feature row in the modalities that strongly encode their attribute
+    value_features: bool = (
+        False  # value entities get a feature row in the modalities that strongly encode their attribute
+    )
     sibling_groups: int = 0  # groups of items with the same attributes and near-duplicate rows, linked by "sibling"
     sibling_size: int = 3  # items per sibling group
-    sibling_noise: float = 0.05  # a sibling's row = its group's first row + this much noise (relative to the row's spread)
+    sibling_noise: float = (
+        0.05  # a sibling's row = its group's first row + this much noise (relative to the row's spread)
+    )
     seed: int = 0
 
     def validate(self) -> None:
@@ -142,13 +146,17 @@ class SynthConfig:
         if self.num_items < 10 or self.num_types < 1:
             raise ValueError("num_items must be >= 10 and num_types >= 1")
         if not self.attribute_values or min(self.attribute_values) < 2:
-            raise ValueError(f"attribute_values {tuple(self.attribute_values)}: need at least one attribute, each with >= 2 values")
+            raise ValueError(
+                f"attribute_values {tuple(self.attribute_values)}: need at least one attribute, each with >= 2 values"
+            )
         n_attr = len(self.attribute_values)
         if not self.modalities:
             raise ValueError("modalities is empty")
         for m, spec in self.modalities.items():
             if not re.fullmatch(r"[A-Za-z0-9_]+", m):
-                raise ValueError(f"modality name {m!r}: use letters, digits and '_' (feature files are <name>-<modality>.pth)")
+                raise ValueError(
+                    f"modality name {m!r}: use letters, digits and '_' (feature files are <name>-<modality>.pth)"
+                )
             bad = [a for a in (*spec.attributes, *spec.weak) if not 0 <= a < n_attr]
             if bad:
                 raise ValueError(f"modality {m!r} encodes attributes {bad} outside [0, {n_attr})")
@@ -167,14 +175,25 @@ class SynthConfig:
             raise ValueError(f"fanout {self.fanout} < 2.5: 'N' sides would not read as N (threshold 1.5)")
         if self.num_communities < 1:
             raise ValueError("num_communities must be >= 1")
-        if not (0 <= self.cold_fraction and 0 <= self.zero_shot_fraction and self.cold_fraction + self.zero_shot_fraction < 0.9):
-            raise ValueError("cold_fraction and zero_shot_fraction must be >= 0 and sum below 0.9 (warm items teach the features)")
+        if not (
+            0 <= self.cold_fraction
+            and 0 <= self.zero_shot_fraction
+            and self.cold_fraction + self.zero_shot_fraction < 0.9
+        ):
+            raise ValueError(
+                "cold_fraction and zero_shot_fraction must be >= 0 and sum below 0.9 (warm items teach the features)"
+            )
         if self.valid_fraction <= 0 or self.test_fraction <= 0 or self.valid_fraction + self.test_fraction >= 1:
             raise ValueError("valid_fraction and test_fraction must be > 0 and sum below 1")
-        if self.sibling_size < 2 or not 0 <= self.sibling_groups * self.sibling_size <= self.num_items \
-                or self.sibling_noise < 0:
-            raise ValueError(f"sibling_groups {self.sibling_groups} of {self.sibling_size}: need sibling_size >= 2, "
-                             "sibling_groups x sibling_size <= num_items and sibling_noise >= 0")
+        if (
+            self.sibling_size < 2
+            or not 0 <= self.sibling_groups * self.sibling_size <= self.num_items
+            or self.sibling_noise < 0
+        ):
+            raise ValueError(
+                f"sibling_groups {self.sibling_groups} of {self.sibling_size}: need sibling_size >= 2, "
+                "sibling_groups x sibling_size <= num_items and sibling_noise >= 0"
+            )
 
     @property
     def num_entities(self) -> int:
@@ -184,7 +203,7 @@ class SynthConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "SynthConfig":
+    def from_dict(cls, values: dict) -> SynthConfig:
         """Rebuild a config from :meth:`to_dict` output (e.g. ``metadata.json["config"]``)."""
         values = dict(values)
         values["attribute_values"] = tuple(values["attribute_values"])
@@ -292,14 +311,24 @@ def _attribute_relations(cfg: SynthConfig, attrs: np.ndarray) -> tuple[list[dict
     for a, ids in enumerate(value_entity_ids(cfg)):
         strong = [m for m, s in cfg.modalities.items() if a in s.attributes]
         weak = [m for m, s in cfg.modalities.items() if a in s.weak]
-        records.append({"id": a, "name": f"r{a:02d}_has_attr{a}", "kind": "attribute", "attribute": a,
-                        "intended_category": "N-1", "informative_modalities": strong, "weak_modalities": weak})
+        records.append(
+            {
+                "id": a,
+                "name": f"r{a:02d}_has_attr{a}",
+                "kind": "attribute",
+                "attribute": a,
+                "intended_category": "N-1",
+                "informative_modalities": strong,
+                "weak_modalities": weak,
+            }
+        )
         parts.append(np.stack([items, np.full(len(items), a), ids[attrs[:, a]]], 1))
     return records, parts
 
 
-def _structural_relations(cfg: SynthConfig, types: np.ndarray, community: np.ndarray,
-                          first_id: int) -> tuple[list[dict], list[np.ndarray]]:
+def _structural_relations(
+    cfg: SynthConfig, types: np.ndarray, community: np.ndarray, first_id: int
+) -> tuple[list[dict], list[np.ndarray]]:
     """Block-model relations among items: cells are (community, allowed type)."""
     records, parts = [], []
     for i, category in enumerate(cfg.structural_relations):
@@ -310,10 +339,21 @@ def _structural_relations(cfg: SynthConfig, types: np.ndarray, community: np.nda
         n_side = math.ceil(cfg.num_types / 2)  # type-constrained, but not so narrow that 1-x sides starve
         head_types = np.sort(rng.choice(cfg.num_types, n_side, replace=False))
         tail_types = np.sort(rng.choice(cfg.num_types, n_side, replace=False))
-        records.append({"id": r, "name": f"r{r:02d}_struct_{_SLUG[category]}", "kind": "structural", "attribute": None,
-                        "intended_category": category, "fanout": round(fanout, 4), "community_map": community_map.tolist(),
-                        "head_types": head_types.tolist(), "tail_types": tail_types.tolist(),
-                        "informative_modalities": [], "weak_modalities": []})
+        records.append(
+            {
+                "id": r,
+                "name": f"r{r:02d}_struct_{_SLUG[category]}",
+                "kind": "structural",
+                "attribute": None,
+                "intended_category": category,
+                "fanout": round(fanout, 4),
+                "community_map": community_map.tolist(),
+                "head_types": head_types.tolist(),
+                "tail_types": tail_types.tolist(),
+                "informative_modalities": [],
+                "weak_modalities": [],
+            }
+        )
         head_ok, tail_ok = np.isin(types, head_types), np.isin(types, tail_types)
         n_allowed = int(head_ok.sum())
         heads, tails = [], []
@@ -361,9 +401,16 @@ def _sibling_relation(cfg: SynthConfig, group: np.ndarray, rel_id: int) -> tuple
     heads, tails = np.meshgrid(members, members, indexing="ij")
     pairs = (group[heads] == group[tails]) & (heads != tails)
     informative = [m for m, spec in cfg.modalities.items() if spec.attributes]
-    record = {"id": rel_id, "name": f"r{rel_id:02d}_sibling_NtoN", "kind": "sibling", "attribute": None,
-              "intended_category": "N-N", "informative_modalities": informative, "weak_modalities": [],
-              "groups": group.tolist()}
+    record = {
+        "id": rel_id,
+        "name": f"r{rel_id:02d}_sibling_NtoN",
+        "kind": "sibling",
+        "attribute": None,
+        "intended_category": "N-N",
+        "informative_modalities": informative,
+        "weak_modalities": [],
+        "groups": group.tolist(),
+    }
     return [record], [np.stack([heads[pairs], np.full(int(pairs.sum()), rel_id), tails[pairs]], 1)]
 
 
@@ -381,18 +428,25 @@ def _groups(cfg: SynthConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.
     group = np.full(cfg.num_entities, WARM, dtype=object)
     group[n_items:] = VALUE
     group[order[:n_zero]] = ZERO_SHOT
-    group[order[n_zero:n_zero + n_cold]] = COLD
+    group[order[n_zero : n_zero + n_cold]] = COLD
     held_split = np.zeros(cfg.num_entities, dtype=np.int64)
     share = cfg.valid_fraction / (cfg.valid_fraction + cfg.test_fraction)
-    for members in (order[:n_zero], order[n_zero:n_zero + n_cold]):  # each group split valid / test
+    for members in (order[:n_zero], order[n_zero : n_zero + n_cold]):  # each group split valid / test
         n_valid = round(share * len(members))
         held_split[members[:n_valid]] = 1
         held_split[members[n_valid:]] = 2
     return group, held_split
 
 
-def _split(cfg: SynthConfig, triples: np.ndarray, kinds: np.ndarray, group: np.ndarray, held_split: np.ndarray,
-           rng: np.random.Generator, num_relations: int) -> dict[str, np.ndarray]:
+def _split(
+    cfg: SynthConfig,
+    triples: np.ndarray,
+    kinds: np.ndarray,
+    group: np.ndarray,
+    held_split: np.ndarray,
+    rng: np.random.Generator,
+    num_relations: int,
+) -> dict[str, np.ndarray]:
     """Assign every triple to train / valid / test (see the module docstring, step 5)."""
     h, t = triples[:, 0], triples[:, 2]
     where = np.zeros(len(triples), dtype=np.int64)  # 0 train, 1 valid, 2 test
@@ -421,7 +475,9 @@ def _prototypes(cfg: SynthConfig, m: str, spec: ModalitySpec) -> tuple[np.random
     return rng, {a: rng.normal(size=(cfg.attribute_values[a], spec.dim)) for a in (*spec.attributes, *spec.weak)}
 
 
-def _features(cfg: SynthConfig, attrs: np.ndarray, siblings: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+def _features(
+    cfg: SynthConfig, attrs: np.ndarray, siblings: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
     """Feature matrix of every modality (float32, [num_entities, d_m]) and its ground-truth record."""
     n_items = cfg.num_items
     value_ids = value_entity_ids(cfg)
@@ -439,18 +495,18 @@ def _features(cfg: SynthConfig, attrs: np.ndarray, siblings: np.ndarray) -> tupl
         if cfg.sibling_groups:  # every sibling: its group's first row, nearly (its own stream)
             first = _first_sibling(siblings)[:n_items]
             others = np.flatnonzero(first != np.arange(n_items))
-            spread = math.sqrt((1.0 if has_signal else 0.0) + spec.noise ** 2)
+            spread = math.sqrt((1.0 if has_signal else 0.0) + spec.noise**2)
             jitter = _rng(cfg.seed, _SIBLINGS, zlib.crc32(m.encode())).normal(size=(len(others), spec.dim))
             x_items[others] = x_items[first[others]] + cfg.sibling_noise * spread * jitter
         order = rng.permutation(n_items)
         n_missing, n_corrupted = round(spec.missing * n_items), round(spec.corrupted * n_items)
         missing = np.sort(order[:n_missing])
-        corrupted = np.sort(order[n_missing:n_missing + n_corrupted])
+        corrupted = np.sort(order[n_missing : n_missing + n_corrupted])
         if spec.corruption == "swap":  # another item's clean row: plausible content, wrong entity
-            donors = rng.permutation(np.setdiff1d(np.arange(n_items), order[:n_missing + n_corrupted]))[:n_corrupted]
+            donors = rng.permutation(np.setdiff1d(np.arange(n_items), order[: n_missing + n_corrupted]))[:n_corrupted]
             x_items[corrupted] = x_items[donors]
         else:  # pure noise with the spread of a clean row
-            spread = math.sqrt((1.0 if has_signal else 0.0) + spec.noise ** 2)
+            spread = math.sqrt((1.0 if has_signal else 0.0) + spec.noise**2)
             x_items[corrupted] = spread * rng.normal(size=(n_corrupted, spec.dim))
         x_items[missing] = 0.0
         x = np.zeros((cfg.num_entities, spec.dim))
@@ -510,9 +566,14 @@ def generate(config: SynthConfig | str = "tiny", seed: int | None = None) -> tup
     width = max(5, len(str(n_items - 1)))
     entity_names = [f"e{i:0{width}d}_type{c}" for i, c in enumerate(types.tolist())]
     entity_names += [f"attr{a}=v{v:02d}" for a, k in enumerate(cfg.attribute_values) for v in range(k)]
-    dataset = KGDataset(name=cfg.name, path=None, entity_names=entity_names,
-                        relation_names=[rec["name"] for rec in relations], entity_groups=group.tolist(),
-                        **{s: torch.from_numpy(part) for s, part in splits.items()})
+    dataset = KGDataset(
+        name=cfg.name,
+        path=None,
+        entity_names=entity_names,
+        relation_names=[rec["name"] for rec in relations],
+        entity_groups=group.tolist(),
+        **{s: torch.from_numpy(part) for s, part in splits.items()},
+    )
     values, modality_records = _features(cfg, attrs, siblings)
     store = FeatureStore(n)
     for m, x in values.items():
@@ -531,8 +592,8 @@ def generate(config: SynthConfig | str = "tiny", seed: int | None = None) -> tup
         "format_version": FORMAT_VERSION,
         "name": cfg.name,
         "seed": cfg.seed,
-        "counts": dataset.counts() | {"items": n_items, "value_entities": n - n_items,
-                                      "isolated_entities": int((degree == 0).sum())},
+        "counts": dataset.counts()
+        | {"items": n_items, "value_entities": n - n_items, "isolated_entities": int((degree == 0).sum())},
         "config": cfg.to_dict(),
         "relations": relations,
         "modalities": modality_records,
@@ -577,6 +638,11 @@ def read_metadata(folder: str | Path) -> dict:
     return json.loads((Path(folder) / "metadata.json").read_text(encoding="utf-8"))
 
 
+def read_ground_truth(folder: str | Path) -> dict | None:
+    """The ground truth of a dataset folder, or None for real data (no ``metadata.json``)."""
+    return read_metadata(folder) if (Path(folder) / "metadata.json").is_file() else None
+
+
 def write_synthetic(out_dir: str | Path, preset_or_config: SynthConfig | str = "tiny", seed: int | None = None) -> Path:
     """Generate and write one folder holding the dataset, the features and ``metadata.json``.
 
@@ -607,7 +673,13 @@ def write_synthetic(out_dir: str | Path, preset_or_config: SynthConfig | str = "
         write_triples(out / filename, dataset.split(split).numpy())
     write_groups(out / GROUPS_FILE, metadata["entity_groups"])
     feature_files = [p.name for p in store.save(out, dataset.name)]
-    metadata["files"] = ["entity2id.txt", "relation2id.txt", *_SPLIT_FILES.values(), GROUPS_FILE, *feature_files,
-                         "metadata.json"]
+    metadata["files"] = [
+        "entity2id.txt",
+        "relation2id.txt",
+        *_SPLIT_FILES.values(),
+        GROUPS_FILE,
+        *feature_files,
+        "metadata.json",
+    ]
     (out / "metadata.json").write_text(_render_json(metadata) + "\n", encoding="utf-8")
     return out

@@ -39,7 +39,6 @@ from afme_lib.data.filters import FilterIndex
 from afme_lib.data.groups import triple_groups
 
 SIDES = ("tail", "head")
-KINDS = ("attribute", "structural", "sibling")
 
 
 # --- the rule oracle ------------------------------------------------------------------------
@@ -48,7 +47,9 @@ def _cell_keys(meta: dict, relation: dict, side: str) -> tuple[np.ndarray, np.nd
 
     ``side="tail"`` answers tail queries: an entity as head points to the cell of its tails.
     """
-    if relation["kind"] == "sibling":  # a group is a cell, the answers of its members (oracle_ranks leaves the query out)
+    if (
+        relation["kind"] == "sibling"
+    ):  # a group is a cell, the answers of its members (oracle_ranks leaves the query out)
         group = np.asarray(relation["groups"])
         return group, np.where(group >= 0, group, -2)
     if relation["kind"] == "attribute":
@@ -77,7 +78,7 @@ def oracle_ranks(dataset: KGDataset, meta: dict, split: str = "test", filter_ind
     """Realistic filtered rank of every query of ``split`` under the rule oracle.
 
     Returns ``{"tail": ndarray[n], "head": ndarray[n]}`` in the split's order (same layout as
-    :func:`afme_lib.evaluate.evaluate`'s ``ranks``).
+    :func:`afme_lib.engine.evaluation.evaluate`'s ``ranks``).
     """
     triples = dataset.split(split).numpy()
     index = filter_index or FilterIndex.from_dataset(dataset)
@@ -114,8 +115,8 @@ def _value_log_posterior(x: np.ndarray, present: np.ndarray, values: np.ndarray,
     np.add.at(means, values[use], x[use])
     means /= np.maximum(counts, 1)[:, None]
     resid = x[use] - means[values[use]]
-    var = max(float((resid ** 2).mean()), 1e-12)
-    dist = (x ** 2).sum(1)[:, None] - 2 * x @ means.T + (means ** 2).sum(1)[None]  # ||x - mu_v||^2
+    var = max(float((resid**2).mean()), 1e-12)
+    dist = (x**2).sum(1)[:, None] - 2 * x @ means.T + (means**2).sum(1)[None]  # ||x - mu_v||^2
     logits = -dist / (2 * var)
     logits[~present] = 0.0  # no row: no evidence
     return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
@@ -132,8 +133,14 @@ def _ranks_among(scores: np.ndarray, target: np.ndarray, candidates: np.ndarray)
     return (1 + higher + at_least) / 2
 
 
-def feature_oracle_ranks(dataset: KGDataset, store, meta: dict, modalities: list[str] | None, split: str = "test",
-                         filter_index: FilterIndex | None = None) -> dict:
+def feature_oracle_ranks(
+    dataset: KGDataset,
+    store,
+    meta: dict,
+    modalities: list[str] | None,
+    split: str = "test",
+    filter_index: FilterIndex | None = None,
+) -> dict:
     """Ranks of every query of ``split`` under the decoder reading ``modalities``, their
     log-posteriors summed (None: for each relation, the modalities that encode its attribute,
     strongly or weakly -- summing uninformative ones would only add the noise of their fitted
@@ -241,8 +248,11 @@ def oracle_summary(dataset: KGDataset, store, meta: dict, split: str = "test") -
     index = FilterIndex.from_dataset(dataset)
     labels = slice_labels(dataset, meta, split)
     rel_ids = dataset.split(split)[:, 1].numpy()
-    summary = {"rule": mrr_by_label(oracle_ranks(dataset, meta, split, index), labels), "features": {},
-               "features_by_relation": {}}
+    summary = {
+        "rule": mrr_by_label(oracle_ranks(dataset, meta, split, index), labels),
+        "features": {},
+        "features_by_relation": {},
+    }
     cold = np.array([lab.startswith("cold/") for lab in labels])
     for m in [None, *store.modalities]:
         ranks = feature_oracle_ranks(dataset, store, meta, None if m is None else [m], split, index)

@@ -1,4 +1,4 @@
-"""AFME (v2): MoIFu fusion + MoIEn completion under a pluggable score function (RotatE default).
+"""AFME: MoIFu fusion + MoIEn completion under a pluggable score function (RotatE default).
 
 For an entity e seen through relation r::
 
@@ -92,12 +92,12 @@ import math
 import torch
 from torch import nn
 
-from afme_lib.config import ModelConfig
-from afme_lib.data.features import FeatureStore
+from afme_lib.core.config import ModelConfig
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.models.base import KGModel, take_rows
 from afme_lib.models.enhance import CompletionGenerator, ModalityCritic, gradient_penalty
 from afme_lib.models.fusion import MoIFu
-from afme_lib.models.modality import ModalityInputs, rms_normalise
+from afme_lib.models.modality_inputs import ModalityInputs
 from afme_lib.models.registry import register_model
 from afme_lib.models.scorers import scorer_from_config
 
@@ -108,26 +108,44 @@ DEDUPE_BELOW = 0.8  # fuse distinct (entity, relation) pairs once when they are 
 
 @register_model("afme")
 class AFME(KGModel):
-    """AFME v2 (see the module docstring): relation-chosen modality weights, residual fusion that
+    """AFME (see the module docstring): relation-chosen modality weights, residual fusion that
     starts as the scorer alone, MoIEn that completes missing modalities per entity."""
 
     relation_conditioned = True
 
-    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
+    def __init__(
+        self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None
+    ):
         super().__init__(config, num_entities, num_relations)
         dim = self.init_embeddings(scorer_from_config(config))
-        self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=config.token_start * self.embedding_scale())
+        self.inputs = ModalityInputs(
+            features, dim, config.modalities, init_scale=config.token_start * self.embedding_scale()
+        )
         m = len(self.inputs)
         self.token_names = ["structure"] + self.inputs.names
-        self.fusion = MoIFu(m, dim, num_relations, config.denoising, config.dynamic_weights, config.relation_context,
-                            config.structure_start)
+        self.fusion = MoIFu(
+            m,
+            dim,
+            num_relations,
+            config.denoising,
+            config.dynamic_weights,
+            config.relation_context,
+            config.structure_start,
+        )
         self.use_gan = config.gan and m > 0
         self.enhance = False
         if m:
             self.enable_unknown_entities()
         if self.use_gan:
-            self.generator = CompletionGenerator(self.inputs.feature_dims, dim, config.noise_dim, config.attention_layers,
-                                               config.attention_heads, config.self_attention, config.dropout)
+            self.generator = CompletionGenerator(
+                self.inputs.feature_dims,
+                dim,
+                config.noise_dim,
+                config.attention_layers,
+                config.attention_heads,
+                config.self_attention,
+                config.dropout,
+            )
             # The critic always attends: with per-token MLPs its score would split into
             # a(e_s) + b(x) and stop being conditioned on the entity (the self_attention
             # ablation is about the generator).
@@ -172,8 +190,9 @@ class AFME(KGModel):
         outputs are not trained by the KGC loss)."""
         return unit * self.inputs.log_scale.detach().exp()[:, None].to(unit.dtype)
 
-    def _cross_check_of(self, entities: torch.Tensor, raw: list[torch.Tensor],
-                        tokens: torch.Tensor, measured: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cross_check_of(
+        self, entities: torch.Tensor, raw: list[torch.Tensor], tokens: torch.Tensor, measured: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`_cross_check` of ``entities``: computed here in evaluation; in training read from
         the epoch's table (:meth:`_check_table`), since completing every measured row of each
         entity a batch asks about would triple AFME's step."""
@@ -200,8 +219,9 @@ class AFME(KGModel):
         return torch.where(measured, trust, torch.ones_like(trust))
 
     @torch.no_grad()
-    def _cross_check(self, raw: list[torch.Tensor], tokens: torch.Tensor, measured: torch.Tensor,
-                     scaled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cross_check(
+        self, raw: list[torch.Tensor], tokens: torch.Tensor, measured: torch.Tensor, scaled: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(agreement [n, M], completion [n, M, D]): each measured row completed by MoIEn from the
         entity's other modalities, and the cosine between the row and its completion (0 and zeros
         where the row is not measured). No gradient: a check the fusion reads, not a target.
@@ -222,11 +242,19 @@ class AFME(KGModel):
         if scaled:
             generated = generated * self.inputs.log_scale.exp()[cols, None].to(generated.dtype)
         real = tokens[rows, cols]
-        return (agreement.index_put((rows, cols), torch.nn.functional.cosine_similarity(real, generated, dim=-1)),
-                completion.index_put((rows, cols), generated))
+        return (
+            agreement.index_put((rows, cols), torch.nn.functional.cosine_similarity(real, generated, dim=-1)),
+            completion.index_put((rows, cols), generated),
+        )
 
-    def _generate(self, raw: list[torch.Tensor], structural: torch.Tensor, shown: torch.Tensor,
-                  noise: torch.Tensor | None, scaled: bool = True) -> torch.Tensor:
+    def _generate(
+        self,
+        raw: list[torch.Tensor],
+        structural: torch.Tensor,
+        shown: torch.Tensor,
+        noise: torch.Tensor | None,
+        scaled: bool = True,
+    ) -> torch.Tensor:
         """MoIEn's tokens [n, M, D] on the measured tokens' scale, s_m rms(G(e_s, z, the shown
         modalities' raw feature rows ``raw``, from ModalityInputs.raw)); ``scaled`` False: before s_m."""
         generated = self._capped(self.generator(structural, self.generator.view(raw), shown, noise))
@@ -258,7 +286,11 @@ class AFME(KGModel):
             return {"structural": structural}
         raw = self.inputs.raw(entities)
         tokens, measured = self.inputs(entities, raw)
-        candidate = {"tokens": tokens, "token_norm": tokens.norm(dim=-1), "gate_inputs": self.fusion.gate_inputs(tokens)}
+        candidate = {
+            "tokens": tokens,
+            "token_norm": tokens.norm(dim=-1),
+            "gate_inputs": self.fusion.gate_inputs(tokens),
+        }
         out = {"structural": structural, "measured": measured, **{f"candidate_{k}": v for k, v in candidate.items()}}
         if not self.use_gan:  # nothing to complete or check: both sides read the measured rows
             return {**out, **candidate, "available": measured}
@@ -276,16 +308,31 @@ class AFME(KGModel):
         asked = self._as_asked(pick(entities), [pick(f) for f in raw], pick(tokens), pick(measured), pick(structural))
         asked_gate = self.fusion.gate_inputs(asked)
         if rows is None:
-            return {**out, "tokens": asked, "token_norm": asked.norm(dim=-1), "gate_inputs": asked_gate,
-                    "available": torch.ones_like(measured)}
+            return {
+                **out,
+                "tokens": asked,
+                "token_norm": asked.norm(dim=-1),
+                "gate_inputs": asked_gate,
+                "available": torch.ones_like(measured),
+            }
         # The other rows are as measured: only the asked rows' tensors are new.
         gate_inputs = candidate["gate_inputs"].index_put((rows,), asked_gate) if asked_gate.numel() else asked_gate
-        return {**out, "tokens": tokens.index_put((rows,), asked), "gate_inputs": gate_inputs,
-                "token_norm": candidate["token_norm"].index_put((rows,), asked.norm(dim=-1)),
-                "available": measured.index_put((rows,), torch.ones((), dtype=torch.bool, device=measured.device))}
+        return {
+            **out,
+            "tokens": tokens.index_put((rows,), asked),
+            "gate_inputs": gate_inputs,
+            "token_norm": candidate["token_norm"].index_put((rows,), asked.norm(dim=-1)),
+            "available": measured.index_put((rows,), torch.ones((), dtype=torch.bool, device=measured.device)),
+        }
 
-    def _as_asked(self, entities: torch.Tensor, raw: list[torch.Tensor], tokens: torch.Tensor, measured: torch.Tensor,
-                  structural: torch.Tensor) -> torch.Tensor:
+    def _as_asked(
+        self,
+        entities: torch.Tensor,
+        raw: list[torch.Tensor],
+        tokens: torch.Tensor,
+        measured: torch.Tensor,
+        structural: torch.Tensor,
+    ) -> torch.Tensor:
         """The tokens [n, M, D] of entities asked about: each measured row blended toward its
         completion as far as the cross-check distrusts it, each missing row completed by MoIEn."""
         if self.cross_check:
@@ -297,8 +344,9 @@ class AFME(KGModel):
             return tokens
         # Detached: the KGC loss must not train the generator (MoIEn has its own objective).
         with torch.no_grad():
-            generated = self._generate([f[rows] for f in raw], structural[rows], measured[rows],
-                                       self._noise(len(rows), structural.device))
+            generated = self._generate(
+                [f[rows] for f in raw], structural[rows], measured[rows], self._noise(len(rows), structural.device)
+            )
         filled = torch.where(measured[rows, :, None], tokens[rows], generated)
         if self.enhance:
             mix = torch.sigmoid(self.mix_logit)[:, None].to(tokens.dtype)
@@ -310,8 +358,15 @@ class AFME(KGModel):
         row, or all of them with ``enhance_mix``."""
         return ~measured.all(1) if not self.enhance else torch.ones_like(measured[:, 0])
 
-    def _pairs(self, per: dict, index: torch.Tensor, relations: torch.Tensor, distinct: bool = False,
-               internals: bool = False, completed: bool = True) -> dict[str, torch.Tensor]:
+    def _pairs(
+        self,
+        per: dict,
+        index: torch.Tensor,
+        relations: torch.Tensor,
+        distinct: bool = False,
+        internals: bool = False,
+        completed: bool = True,
+    ) -> dict[str, torch.Tensor]:
         """MoIFu for the pairs (per-entity row ``index``, relation) -> fused [n, D] (and, with
         ``internals``, the gates, weights and parts of e_r that introspection shows).
 
@@ -327,8 +382,9 @@ class AFME(KGModel):
             # Worth it only when pairs repeat often (small graphs); a sparse repeat costs more
             # gathering back than it saves.
             if len(unique) < DEDUPE_BELOW * len(keys):
-                out = self._pairs(per, unique // self.num_relations, unique % self.num_relations, True, internals,
-                                  completed)
+                out = self._pairs(
+                    per, unique // self.num_relations, unique % self.num_relations, True, internals, completed
+                )
                 return {k: take_rows(v, inverse) for k, v in out.items()}
         if self.training and self.config.structure_shuffle > 0:
             index_s = self._simulate_cold(index, relations, len(per["structural"]))
@@ -343,8 +399,17 @@ class AFME(KGModel):
             generated = available & ~measured if self.use_gan else None
         else:
             available, generated = measured, None
-        return self.fusion(structural, tokens, take_rows(token_norm, index), available, gate_inputs, relations, internals,
-                           generated, index=index)
+        return self.fusion(
+            structural,
+            tokens,
+            take_rows(token_norm, index),
+            available,
+            gate_inputs,
+            relations,
+            internals,
+            generated,
+            index=index,
+        )
 
     def _simulate_cold(self, index: torch.Tensor, relations: torch.Tensor, rows: int) -> torch.Tensor:
         """Training only: the per-entity rows whose e_s the pairs read. A share
@@ -363,8 +428,9 @@ class AFME(KGModel):
     def relation_repr(self, relations: torch.Tensor) -> torch.Tensor:
         return self.relation(relations)
 
-    def entity_repr(self, entities: torch.Tensor, relations: torch.Tensor | None = None,
-                    completed: bool = True) -> torch.Tensor:
+    def entity_repr(
+        self, entities: torch.Tensor, relations: torch.Tensor | None = None, completed: bool = True
+    ) -> torch.Tensor:
         """e_r of ``entities`` (any shape) broadcast with ``relations``; ``completed`` False leaves
         MoIEn's tokens out (the representation of a candidate answer)."""
         if relations is None:
@@ -377,18 +443,36 @@ class AFME(KGModel):
 
     def score(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
         """Scores of triples read as tail queries: the head completed, the tail as measured."""
-        return self.scorer.score(self.entity_repr(heads, relations), self.relation_repr(relations),
-                                 self.entity_repr(tails, relations, completed=False))
+        return self.scorer.score(
+            self.entity_repr(heads, relations),
+            self.relation_repr(relations),
+            self.entity_repr(tails, relations, completed=False),
+        )
 
-    def score_negatives(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor,
-                        negatives: torch.Tensor, corrupt_head: torch.Tensor) -> torch.Tensor:
+    def score_negatives(
+        self,
+        heads: torch.Tensor,
+        relations: torch.Tensor,
+        tails: torch.Tensor,
+        negatives: torch.Tensor,
+        corrupt_head: torch.Tensor,
+    ) -> torch.Tensor:
         known = torch.where(corrupt_head, tails, heads)
-        return self.scorer.score_candidates(self.entity_repr(known, relations), self.relation_repr(relations),
-                                            self.entity_repr(negatives, relations[:, None], completed=False),
-                                            corrupt_head)
+        return self.scorer.score_candidates(
+            self.entity_repr(known, relations),
+            self.relation_repr(relations),
+            self.entity_repr(negatives, relations[:, None], completed=False),
+            corrupt_head,
+        )
 
-    def score_batch(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor,
-                    negatives: torch.Tensor, corrupt_head: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def score_batch(
+        self,
+        heads: torch.Tensor,
+        relations: torch.Tensor,
+        tails: torch.Tensor,
+        negatives: torch.Tensor,
+        corrupt_head: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Positives [B] and corrupted triples [B, K] with one per-entity pass for the whole batch.
 
         Roles follow the query each row trains: the known side (the tail when ``corrupt_head``)
@@ -404,7 +488,9 @@ class AFME(KGModel):
         queried = torch.zeros(len(unique), dtype=torch.bool, device=unique.device).index_fill_(0, inverse[:b], True)
         per = self.per_entity(unique, queried)
         query = self._pairs(per, inverse[:b], relations, completed=True)["fused"]
-        rest = self._pairs(per, inverse[b:], torch.cat([relations, relations.repeat_interleave(k)]), completed=False)["fused"]
+        rest = self._pairs(per, inverse[b:], torch.cat([relations, relations.repeat_interleave(k)]), completed=False)[
+            "fused"
+        ]
         # split, not two slices: a slice's backward fills a zero gradient of the whole [B + B K, D]
         target, cand = rest.split([b, b * k])
         cand = cand.view(b, k, -1)
@@ -442,8 +528,12 @@ class AFME(KGModel):
         per = self._all_entities()
         ids = torch.arange(self.num_entities, device=self.device)
         rel = torch.full((min(TABLE_CHUNK, self.num_entities),), int(relation), dtype=torch.long, device=self.device)
-        return torch.cat([self._pairs(per, chunk, rel[: len(chunk)], distinct=True, completed=completed)["fused"]
-                          for chunk in ids.split(TABLE_CHUNK)])
+        return torch.cat(
+            [
+                self._pairs(per, chunk, rel[: len(chunk)], distinct=True, completed=completed)["fused"]
+                for chunk in ids.split(TABLE_CHUNK)
+            ]
+        )
 
     def entity_table(self, relation: int | None = None) -> torch.Tensor:
         """Every entity as a candidate answer for ``relation`` (measured modalities only)."""
@@ -464,8 +554,12 @@ class AFME(KGModel):
         unique, inverse = torch.unique(ent.reshape(-1), return_inverse=True)
         per = self.per_entity(unique)
         out = self._pairs(per, inverse, rel.reshape(-1), internals=True)
-        return {"gates": out["gates"].mean(-1), "weights": MoIFu.shares(out["structure"], out["modal"]),
-                "modality_weights": out["weights"], "measured": per["measured"][inverse]}
+        return {
+            "gates": out["gates"].mean(-1),
+            "weights": MoIFu.shares(out["structure"], out["modal"]),
+            "modality_weights": out["weights"],
+            "measured": per["measured"][inverse],
+        }
 
     # --- MoIEn -------------------------------------------------------------------------------
     def critic_parameters(self) -> list[nn.Parameter]:
@@ -498,8 +592,9 @@ class AFME(KGModel):
         rows, cols = hidden.nonzero(as_tuple=True)
         if len(rows) == 0:
             return None
-        generated = self._generate(raw, structural, measured & ~hidden,
-                                   torch.randn(len(unique), self.config.noise_dim, device=unique.device))
+        generated = self._generate(
+            raw, structural, measured & ~hidden, torch.randn(len(unique), self.config.noise_dim, device=unique.device)
+        )
         return {"cond": structural[rows], "real": tokens[rows, cols], "fake": generated[rows, cols], "modality": cols}
 
     def _zero(self) -> torch.Tensor:
@@ -525,5 +620,7 @@ class AFME(KGModel):
         fake, real = batch["fake"], batch["real"]
         loss = -self.critic(fake, batch["cond"], batch["modality"]).mean()
         if self.config.reconstruction > 0:
-            loss = loss + self.config.reconstruction * (fake - real).pow(2).sum(-1).mean() / real.pow(2).sum(-1).mean().clamp_min(1e-12)
+            loss = loss + self.config.reconstruction * (fake - real).pow(2).sum(-1).mean() / real.pow(2).sum(
+                -1
+            ).mean().clamp_min(1e-12)
         return loss

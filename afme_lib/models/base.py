@@ -13,7 +13,7 @@ Representations and scores (every model defines the first two):
   same one unless the model represents the entity asked about differently from a candidate, as
   AFME does).
 
-Training hooks (the engine, :func:`afme_lib.train.batch_losses`, calls every one of them; the
+Training hooks (the engine, :func:`afme_lib.engine.training.batch_losses`, calls every one of them; the
 defaults here are those of a model with nothing beyond its scores):
 
 - ``extra_loss(h, r, t)``: a regularisation term added to the KGC loss (None: nothing).
@@ -29,7 +29,7 @@ defaults here are those of a model with nothing beyond its scores):
 - ``enable_compile()``: asked when training runs under torch.compile.
 - ``cached_tensors()``: tensors the model keeps between calls and rebuilds from its parameters
   (AFME's cross-check table in training, its per-entity tensors in evaluation); the memory model
-  (afme_lib/memory.py) counts them.
+  (afme_lib/engine/memory.py) counts them.
 - ``introspect(entities, relations)``: interpretable internals for the notebooks.
 
 Entities without structural evidence. A model that reads features calls
@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from afme_lib.config import ModelConfig
+from afme_lib.core.config import ModelConfig
 
 
 def take_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -66,7 +66,7 @@ def take_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class LossContext:
     """What a model's training hooks may read of the training configuration (built once per run
-    by :func:`afme_lib.train.loss_context`).
+    by :func:`afme_lib.engine.training.loss_context`).
 
     ``sampled_loss(pos [B], neg [B, K]) -> scalar`` is the engine's KGC loss (``TrainConfig.loss``
     with its margin and temperature); a model uses it to score a perturbed batch the way the
@@ -75,7 +75,7 @@ class LossContext:
 
     sampled_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     # (entities [B], relations [B]) -> [B] bool: (e, r, e) is a training fact, so e is a true answer
-    # of its own query and no self-negative (afme_lib/sampling.py); None: no self-loop is known.
+    # of its own query and no self-negative (afme_lib/engine/sampling.py); None: no self-loop is known.
     known_loop: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     lambda_adv: float = 0.0  # weight of a model's adversarial term
     lambda_gp: float = 0.0  # weight of a gradient penalty
@@ -91,7 +91,7 @@ class KGModel(nn.Module):
 
     relation_conditioned: bool = False
     registered_name: str = ""
-    # Read by the option checks (afme_lib/combinations.py) before any data is loaded:
+    # Read by the option checks (afme_lib/engine/checks.py) before any data is loaded:
     reads_features: bool = True  # takes modality features (False: structure only)
     scorer_name: str = ""  # the scorer it always uses; "": ModelConfig.scorer
     # TrainConfig values the model's authors use where the engine's defaults would misrepresent the
@@ -157,7 +157,11 @@ class KGModel(nn.Module):
         e = self.entity(entities)
         if not self.has_unknown:
             return e
-        out = torch.where(self.no_structure[entities][..., None], self.unknown.to(e.dtype), e) if self._any_unstructured() else e
+        out = (
+            torch.where(self.no_structure[entities][..., None], self.unknown.to(e.dtype), e)
+            if self._any_unstructured()
+            else e
+        )
         p = self.config.structure_dropout
         if self.training and p > 0:
             drop = torch.rand(entities.shape, device=entities.device) < p
@@ -201,17 +205,33 @@ class KGModel(nn.Module):
             self.entity_repr(heads, relations), self.relation_repr(relations), self.entity_repr(tails, relations)
         )
 
-    def score_negatives(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor,
-                        negatives: torch.Tensor, corrupt_head: torch.Tensor) -> torch.Tensor:
+    def score_negatives(
+        self,
+        heads: torch.Tensor,
+        relations: torch.Tensor,
+        tails: torch.Tensor,
+        negatives: torch.Tensor,
+        corrupt_head: torch.Tensor,
+    ) -> torch.Tensor:
         """Scores [B, K] of corrupted triples: row b replaces its head (``corrupt_head[b]``) or its
         tail by each of ``negatives[b]``. Equal to ``score`` on the corrupted triples, but the
         known side's query is built once per row instead of once per negative."""
         known = torch.where(corrupt_head, tails, heads)
-        return self.scorer.score_candidates(self.entity_repr(known, relations), self.relation_repr(relations),
-                                            self.entity_repr(negatives, relations[:, None]), corrupt_head)
+        return self.scorer.score_candidates(
+            self.entity_repr(known, relations),
+            self.relation_repr(relations),
+            self.entity_repr(negatives, relations[:, None]),
+            corrupt_head,
+        )
 
-    def score_batch(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor,
-                    negatives: torch.Tensor, corrupt_head: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def score_batch(
+        self,
+        heads: torch.Tensor,
+        relations: torch.Tensor,
+        tails: torch.Tensor,
+        negatives: torch.Tensor,
+        corrupt_head: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """A training batch's scores in one call: positives [B] and corrupted triples [B, K] (as
         :meth:`score` and :meth:`score_negatives`). Models whose entity representations are
         costly override it to build each entity's part once for the whole batch; one that is not
@@ -219,18 +239,22 @@ class KGModel(nn.Module):
         distinct entity of the batch is represented once (a batch of B rows and K negatives
         repeats entities ~K times on a small graph) and its rows are gathered."""
         if self.relation_conditioned or not self.per_entity_batch:
-            return (self.score(heads, relations, tails),
-                    self.score_negatives(heads, relations, tails, negatives, corrupt_head))
+            return (
+                self.score(heads, relations, tails),
+                self.score_negatives(heads, relations, tails, negatives, corrupt_head),
+            )
         b = heads.numel()
         ids, where = torch.unique(torch.cat([heads, tails, negatives.reshape(-1)]), return_inverse=True)
         table = self.entity_repr(ids, None)
-        h, t = table[where[:b]], table[where[b:2 * b]]
+        h, t = table[where[:b]], table[where[b : 2 * b]]
         rel = self.relation_repr(relations)
         known = torch.where(corrupt_head[:, None], t, h)
-        candidates = table[where[2 * b:]].view(*negatives.shape, -1)
+        candidates = table[where[2 * b :]].view(*negatives.shape, -1)
         return self.scorer.score(h, rel, t), self.scorer.score_candidates(known, rel, candidates, corrupt_head)
 
-    def score_all(self, entities: torch.Tensor, relations: torch.Tensor, side: str, chunk_size: int | None = None) -> torch.Tensor:
+    def score_all(
+        self, entities: torch.Tensor, relations: torch.Tensor, side: str, chunk_size: int | None = None
+    ) -> torch.Tensor:
         """Score every entity as the missing ``side`` ("tail" or "head") of each query: [B, N].
 
         ``entities`` are the known heads (side="tail") or known tails (side="head"). A
@@ -243,8 +267,9 @@ class KGModel(nn.Module):
         for rel in torch.unique(relations).tolist():
             rows = (relations == rel).nonzero(as_tuple=True)[0]
             queries, candidates = self.tables(rel)
-            out[rows] = self.scorer.score_all(queries[entities[rows]], self.relation_repr(relations[rows]),
-                                              candidates, side, chunk_size).float()
+            out[rows] = self.scorer.score_all(
+                queries[entities[rows]], self.relation_repr(relations[rows]), candidates, side, chunk_size
+            ).float()
         return out
 
     # --- training hooks --------------------------------------------------------------------
@@ -252,8 +277,9 @@ class KGModel(nn.Module):
         """Model-specific term added to the KGC loss (None: nothing)."""
         return None
 
-    def training_losses(self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor,
-                        context: LossContext) -> dict[str, torch.Tensor]:
+    def training_losses(
+        self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor, context: LossContext
+    ) -> dict[str, torch.Tensor]:
         """Named terms added to the loss, each logged under its name ({}: none). ``batch`` [B, 3]
         positives, ``negatives`` [B, K] and ``corrupt_head`` [B] as the engine drew them."""
         return {}

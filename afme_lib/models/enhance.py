@@ -1,17 +1,19 @@
-"""MoIEn: structure-guided generation of modality features with a WGAN-GP critic (AFME, 3.2).
+"""MoIEn: structure-guided completion of modality tokens with a WGAN-GP critic (AFME, 3.2).
 
-Generator, for an entity with structural embedding e_s and denoised modality tokens h~_m::
+Generator (:class:`CompletionGenerator`), for an entity with structural embedding e_s, noise z
+(z = 0 at evaluation: deterministic) and the modalities shown to it::
 
-    e_mod    = e_s (+) z,                z ~ N(0, I)   (z = 0 at evaluation: deterministic)
-    b_m      = A_m e_mod                                 one base token per modality, plus b_s
-    h_m^(0)  = sigmoid(W_d^m (b_m * c_m) + b_d^m),       c_m = h~_m if present, else 1
-    [s, h_1..h_M]^(L) = L blocks of multi-head self-attention over the M+1 tokens
-    g_m      = O_m h_m^(L)                               generated feature in the model space
+    v_m    = rms(Q_m f_m)                                  its own reading of the raw features
+    b_m    = A_m (e_s (+) z)                               one base token per modality, plus b_s
+    x_m    = c_m + sigmoid(W_d^m (b_m * c'_m) + b_d^m)     c_m = v_m if shown, else a learned mask;
+                                                           c'_m = v_m if shown, else 1
+    [s, x_1..x_M]^(L) = L blocks of multi-head self-attention over the M+1 tokens
+    g_m    = O_m x_m^(L)                                   the generated token in the model space
 
 The article writes W_d (e_mod * h~_m) although e_mod (D + noise) and h~_m (D) differ in size;
-A_m is our bridge. "Modulated by the denoised features where they exist": c_m = 1 for a missing
-modality, so the generator must then rely on structure and, through attention, on the other
-modalities. Attention runs over the sequence of modality tokens with the structural token
+A_m is our bridge. "Modulated by the denoised features where they exist": c'_m = 1 for a
+missing modality, so the generator must then rely on structure and, through attention, on the
+other modalities. Attention runs over the sequence of modality tokens with the structural token
 included, so intra- and inter-modal interactions are real (the sketch attends over a length-1
 sequence, which is a no-op). ``self_attention=False`` puts a per-token MLP in its place (in the
 generator: AFME's critic always attends, or it would stop being conditioned on the entity).
@@ -31,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from afme_lib.models.modality import rms_normalise
+from afme_lib.models.modality_inputs import rms_normalise
 
 
 def _heads_for(dim: int, wanted: int) -> int:
@@ -83,9 +85,11 @@ class TokenMixer(nn.Module):
             self.mixers = nn.ModuleList(SelfAttention(dim, heads, dropout) for _ in range(layers))
         else:
             self.mixers = nn.ModuleList(
-                nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)) for _ in range(layers))
+                nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)) for _ in range(layers)
+            )
         self.ffns = nn.ModuleList(
-            nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim)) for _ in range(layers))
+            nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim)) for _ in range(layers)
+        )
 
     def forward(self, tokens: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
         """Mixed tokens [n, t, D]; with ``query`` [n] (a position per sequence) only that token's
@@ -103,38 +107,8 @@ class TokenMixer(nn.Module):
         return x
 
 
-class ModalityGenerator(nn.Module):
-    """AFME v1's generator (the formulas in the module docstring), kept for ``afme-v1``."""
-
-    def __init__(self, num_modalities: int, dim: int, noise_dim: int, layers: int, heads: int,
-                 self_attention: bool = True, dropout: float = 0.0):
-        super().__init__()
-        m = num_modalities
-        self.num_modalities, self.dim, self.noise_dim = m, dim, noise_dim
-        self.base = nn.Linear(dim + noise_dim, (m + 1) * dim)  # A_s, A_1..A_M
-        self.modulate_weight = nn.Parameter(torch.randn(m, dim, dim) / math.sqrt(dim))  # W_d^m
-        self.modulate_bias = nn.Parameter(torch.zeros(m, dim))  # b_d^m
-        self.token_type = nn.Parameter(0.02 * torch.randn(m + 1, dim))
-        self.mixer = TokenMixer(dim, layers, heads, self_attention, dropout)
-        self.out_weight = nn.Parameter(torch.randn(m, dim, dim) / math.sqrt(dim))  # O_m
-        self.out_bias = nn.Parameter(torch.zeros(m, dim))
-
-    def forward(self, structural: torch.Tensor, denoised: torch.Tensor, present: torch.Tensor,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Generated modality features g [n, M, D]. ``noise`` None means z = 0 (evaluation)."""
-        n = structural.shape[0]
-        if noise is None:
-            noise = structural.new_zeros(n, self.noise_dim)
-        base = self.base(torch.cat([structural, noise], -1)).view(n, self.num_modalities + 1, self.dim)
-        carrier = torch.where(present[..., None], denoised, torch.ones_like(denoised))
-        h0 = torch.sigmoid(torch.einsum("nmd,med->nme", base[:, 1:] * carrier, self.modulate_weight) + self.modulate_bias)
-        tokens = torch.cat([base[:, :1], h0], 1) + self.token_type
-        mixed = self.mixer(tokens)
-        return torch.einsum("nmd,med->nme", mixed[:, 1:], self.out_weight) + self.out_bias
-
-
 class CompletionGenerator(nn.Module):
-    """AFME v2's generator: every modality's token for one entity, from its structure and the
+    """AFME's generator: every modality's token for one entity, from its structure and the
     tokens shown to it (the same inputs for every relation, so it runs once per entity)::
 
         v_m    = rms(Q_m f_m)                                   its own reading of the raw features
@@ -155,8 +129,16 @@ class CompletionGenerator(nn.Module):
     there; a modality's weaker second signal, the one a missing row's completion needs, is what
     it may drop. Q_m is trained by MoIEn's objective with the rest of the generator."""
 
-    def __init__(self, feature_dims: list[int], dim: int, noise_dim: int, layers: int, heads: int,
-                 self_attention: bool = True, dropout: float = 0.0):
+    def __init__(
+        self,
+        feature_dims: list[int],
+        dim: int,
+        noise_dim: int,
+        layers: int,
+        heads: int,
+        self_attention: bool = True,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         m = len(feature_dims)
         self.num_modalities, self.dim, self.noise_dim = m, dim, noise_dim
@@ -174,8 +156,14 @@ class CompletionGenerator(nn.Module):
         """The generator's own reading v_m = rms(Q_m f_m) [n, M, D] of each modality's raw rows [n, d_m]."""
         return torch.stack([rms_normalise(read(f)) for read, f in zip(self.read, features)], 1)
 
-    def forward(self, structural: torch.Tensor, tokens: torch.Tensor, shown: torch.Tensor,
-                noise: torch.Tensor | None = None, only: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        structural: torch.Tensor,
+        tokens: torch.Tensor,
+        shown: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        only: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Generated tokens g [n, M, D] from e_s [n, D] (or one row [1, D] shared by all), the shown
         modalities' readings ``tokens`` [n, M, D] (:meth:`view`) and which are shown [n, M] (the
         others are ignored). ``noise`` None means z = 0 (evaluation). With ``only`` [n] (a
@@ -183,11 +171,14 @@ class CompletionGenerator(nn.Module):
         n = tokens.shape[0]
         if noise is None:
             noise = structural.new_zeros(structural.shape[0], self.noise_dim)
-        base = self.base(torch.cat([structural, noise], -1)).view(-1, self.num_modalities + 1, self.dim).expand(n, -1, -1)
+        base = (
+            self.base(torch.cat([structural, noise], -1)).view(-1, self.num_modalities + 1, self.dim).expand(n, -1, -1)
+        )
         visible = shown[..., None]
         carrier = torch.where(visible, tokens, torch.ones_like(tokens))
-        modulated = torch.sigmoid(torch.einsum("nmd,med->nme", base[:, 1:] * carrier, self.modulate_weight)
-                                  + self.modulate_bias)
+        modulated = torch.sigmoid(
+            torch.einsum("nmd,med->nme", base[:, 1:] * carrier, self.modulate_weight) + self.modulate_bias
+        )
         content = torch.where(visible, tokens, self.mask.to(tokens.dtype).expand(n, -1, -1))
         sequence = torch.cat([base[:, :1], content + modulated], 1) + self.token_type
         if only is None:
@@ -215,8 +206,9 @@ class ModalityCritic(nn.Module):
 
     def forward(self, features: torch.Tensor, structural: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
         """Critic score [n] of feature rows [n, D] of modality ids [n] for entities with e_s [n, D]."""
-        tokens = torch.stack([self.structure(structural) + self.token_type[0],
-                              features + self.token_type[1 + modality]], 1)
+        tokens = torch.stack(
+            [self.structure(structural) + self.token_type[0], features + self.token_type[1 + modality]], 1
+        )
         mixed = self.mixer(tokens)
         return self.readout(mixed.flatten(1)).squeeze(-1)
 

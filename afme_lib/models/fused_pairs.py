@@ -31,8 +31,9 @@ class FusedPairs(torch.autograd.Function):
     (rho_{r,m}, plus pi_{r,m} on generated tokens); ``structure`` is lambda_r e_s."""
 
     @staticmethod
-    def forward(ctx, structure, gate_table, token_table, context_table, token_norm, bias, beta, tau, index, context,
-                available):
+    def forward(
+        ctx, structure, gate_table, token_table, context_table, token_norm, bias, beta, tau, index, context, available
+    ):
         n = index.shape[0]
         gates = gate_table.index_select(0, index)
         gates.view(n, -1).add_(context_table.index_select(0, context))
@@ -80,5 +81,16 @@ class FusedPairs(torch.autograd.Function):
             grad_token_table = grad_tokens.new_zeros(token_shape).index_add_(0, index, grad_tokens)
         if ctx.needs_input_grad[3]:
             grad_context_table = grad_pre.new_zeros(context_shape).index_add_(0, context, grad_pre.view(n, -1))
-        return (grad_fused, grad_gate_table, grad_token_table, grad_context_table, grad_token_norm, grad_raw,
-                grad_beta, grad_tau, None, None, None)
+        return (
+            grad_fused,
+            grad_gate_table,
+            grad_token_table,
+            grad_context_table,
+            grad_token_norm,
+            grad_raw,
+            grad_beta,
+            grad_tau,
+            None,
+            None,
+            None,
+        )

@@ -1,4 +1,4 @@
-"""MoIFu (AFME, section 3.1): relation-driven denoising and dynamic weight allocation, v2.
+"""MoIFu (AFME, section 3.1): relation-driven denoising and dynamic weight allocation.
 
 Inputs for an entity e seen through relation r: its structural embedding e_s and one token
 t_m [D] per modality m (a projected measured feature, or MoIEn's generated one where the row is
@@ -11,8 +11,8 @@ Denoising. The article's gate is sigmoid(W_g (h_m * r) + b_g). We use its additi
 
 W_g^m t_m is per entity (the D x D product is never done per pair); g_{r,m} [D] is relation r's
 view of modality m's coordinates, so the relation selects which coordinates (which of a
-modality's attributes) pass and the content decides per entity. The multiplicative form costs a
-D x D product per (entity, relation) pair, the dominant cost of AFME v1.
+modality's attributes) pass and the content decides per entity. The multiplicative form would
+cost a D x D product per (entity, relation) pair.
 
 Dynamic weights. The article names a norm-based confidence alpha_m, the contextual relevance to
 the relation through a learnable vector U and a per-relation smoothing factor tau_r, but prints
@@ -23,8 +23,8 @@ no formula; this is our reading::
     w_m       = softmax over available tokens of (rho_{r,m} + beta alpha_m + pi_{r,m} [t_m generated]) / tau_r
     tau_r     = softplus(theta_r) + 0.05,  beta = softplus(b_beta)
 
-rho is a free per-(relation, modality) handle (v1 had none: its relevance term rescaled the
-coordinates of one shared U, so relations could not choose; ../shared/reviews/afme-audit.md).
+rho is a free per-(relation, modality) handle: a relevance term that only rescaled the
+coordinates of one shared U would leave relations no choice.
 alpha varies per entity with what the gate finds in the row (a degraded row loses more energy),
 meant to let an entity whose usual modality is degraded lean on another. Measured, it does not:
 on the synthetic default, alpha of a pure-noise row was 0.05 below a clean row's (the gate reads
@@ -77,8 +77,16 @@ STRUCTURE_START = 0.95  # lambda_r at start (ModelConfig.structure_start)
 class MoIFu(nn.Module):
     """Per-entity gate inputs, then per-(entity, relation) gates, weights and residual fusion."""
 
-    def __init__(self, num_modalities: int, dim: int, num_relations: int, denoising: bool = True,
-                 dynamic_weights: bool = True, relation_context: bool = True, structure_start: float = STRUCTURE_START):
+    def __init__(
+        self,
+        num_modalities: int,
+        dim: int,
+        num_relations: int,
+        denoising: bool = True,
+        dynamic_weights: bool = True,
+        relation_context: bool = True,
+        structure_start: float = STRUCTURE_START,
+    ):
         super().__init__()
         m = num_modalities
         self.num_modalities = m
@@ -113,9 +121,18 @@ class MoIFu(nn.Module):
         """rho [contexts, M]: U . tanh(C_{r,m})."""
         return torch.tanh(self.relevance_context) @ self.U
 
-    def forward(self, structural: torch.Tensor, tokens: torch.Tensor, token_norm: torch.Tensor, available: torch.Tensor,
-                gate_inputs: torch.Tensor, relations: torch.Tensor, internals: bool = True,
-                generated: torch.Tensor | None = None, index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        structural: torch.Tensor,
+        tokens: torch.Tensor,
+        token_norm: torch.Tensor,
+        available: torch.Tensor,
+        gate_inputs: torch.Tensor,
+        relations: torch.Tensor,
+        internals: bool = True,
+        generated: torch.Tensor | None = None,
+        index: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Fuse aligned pairs: structural [n, D], tokens [n, M, D] and their norms [n, M], available
         [n, M] (bool), gate_inputs [n, M, D] (from :meth:`gate_inputs`), relations [n], and which
         available tokens are generated rather than measured (``generated`` [n, M], None: none).
@@ -131,8 +148,11 @@ class MoIFu(nn.Module):
         structure = torch.sigmoid(self.structure_logit[ctx])[:, None] * structural  # lambda_r e_s
         if index is not None:
             if not internals and self._fusable(tokens):
-                return {"fused": self._fused_pairs(structure, tokens, token_norm, available, gate_inputs, ctx,
-                                                   generated, index)}
+                return {
+                    "fused": self._fused_pairs(
+                        structure, tokens, token_norm, available, gate_inputs, ctx, generated, index
+                    )
+                }
             tokens = take_rows(tokens, index)
             gate_inputs = take_rows(gate_inputs, index) if gate_inputs.numel() else gate_inputs
         if self.denoising:
@@ -147,7 +167,9 @@ class MoIFu(nn.Module):
             weights = available.to(tokens.dtype)
         else:
             if self.dynamic_weights:
-                alpha = (denoised.norm(dim=-1) / (token_norm + 1e-6)) if gates is not None else torch.ones_like(token_norm)
+                alpha = (
+                    (denoised.norm(dim=-1) / (token_norm + 1e-6)) if gates is not None else torch.ones_like(token_norm)
+                )
                 bias, tau = self._logit_terms(ctx, generated)
                 logits = (bias + F.softplus(self.beta_raw) * alpha) / tau[:, None]
             else:
@@ -161,15 +183,25 @@ class MoIFu(nn.Module):
             return {"fused": structure + (weights[..., None] * denoised).sum(1)}
         modal = weights[..., None] * denoised
         gates = torch.ones_like(tokens) if gates is None else gates
-        return {"fused": structure + modal.sum(1), "structure": structure, "modal": modal, "gates": gates,
-                "weights": weights}
+        return {
+            "fused": structure + modal.sum(1),
+            "structure": structure,
+            "modal": modal,
+            "gates": gates,
+            "weights": weights,
+        }
 
     def _fusable(self, tokens: torch.Tensor) -> bool:
         """Whether :class:`FusedPairs` computes this call: the full model with several modalities,
         outside autocast (its backward is written for one dtype) and torch.compile (which fuses
         the plain ops itself)."""
-        return (self.denoising and self.dynamic_weights and self.num_modalities > 1
-                and not torch.is_autocast_enabled(tokens.device.type) and not torch.compiler.is_compiling())
+        return (
+            self.denoising
+            and self.dynamic_weights
+            and self.num_modalities > 1
+            and not torch.is_autocast_enabled(tokens.device.type)
+            and not torch.compiler.is_compiling()
+        )
 
     def _context_gates(self) -> torch.Tensor:
         """g_{r,m} + b_m [contexts, M*D], formed per relation first: one [n, M, D] gather per call
@@ -186,8 +218,19 @@ class MoIFu(nn.Module):
 
     def _fused_pairs(self, structure, token_table, token_norm, available, gate_table, ctx, generated, index):
         bias, tau = self._logit_terms(ctx, generated)
-        return FusedPairs.apply(structure, gate_table, token_table, self._context_gates(), token_norm, bias,
-                                F.softplus(self.beta_raw), tau, index, ctx, available)
+        return FusedPairs.apply(
+            structure,
+            gate_table,
+            token_table,
+            self._context_gates(),
+            token_norm,
+            bias,
+            F.softplus(self.beta_raw),
+            tau,
+            index,
+            ctx,
+            available,
+        )
 
     @staticmethod
     def shares(structure: torch.Tensor, modal: torch.Tensor) -> torch.Tensor:

@@ -33,13 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from afme_lib.config import ModelConfig
-from afme_lib.data.features import FeatureStore
+from afme_lib.core.config import ModelConfig
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.models.base import KGModel, LossContext
-from afme_lib.models.modality import ModalityInputs
+from afme_lib.models.modality_inputs import ModalityInputs
 from afme_lib.models.multimodal import IKRLScorer, _mean_present
 from afme_lib.models.registry import register_model
 from afme_lib.models.scorers import make_scorer
+
 
 class MMKRLScorer(IKRLScorer):
     """IKRL's four translation terms over [e^ | e_m], averaged (the authors' code divides by 4)."""
@@ -68,7 +69,9 @@ class MMKRL(KGModel):
     recommended_train_options = {"lambda_adv": 1.0}  # the default 0.01 nearly switches the FGM term off
     sampled_loss_only = True  # the FGM term re-scores the batch's sampled negatives
 
-    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
+    def __init__(
+        self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None
+    ):
         super().__init__(config, num_entities, num_relations)
         transe = make_scorer("transe", p_norm=config.p_norm, init_range=config.init_range)
         dim = self.init_embeddings(transe)
@@ -129,8 +132,9 @@ class MMKRL(KGModel):
         return self.alignment_loss(heads, relations, tails)
 
     # --- adversarial training ------------------------------------------------------------------
-    def training_losses(self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor,
-                        context: LossContext) -> dict[str, torch.Tensor]:
+    def training_losses(
+        self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor, context: LossContext
+    ) -> dict[str, torch.Tensor]:
         """{"mmkrl_adv": lambda_adv * L_kgc on the FGM-perturbed batch} (empty when lambda_adv = 0)."""
         if context.lambda_adv <= 0 or not torch.is_grad_enabled():
             return {}

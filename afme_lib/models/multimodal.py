@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from afme_lib.config import ModelConfig
-from afme_lib.data.features import FeatureStore
+from afme_lib.core.config import ModelConfig
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.models.base import KGModel
-from afme_lib.models.modality import ModalityInputs
+from afme_lib.models.modality_inputs import ModalityInputs
 from afme_lib.models.registry import register_model
 from afme_lib.models.scorers import make_scorer, scorer_from_config
 
@@ -48,12 +48,15 @@ class IKRLScorer:
         (hs, hi), (ts, ti) = self._halves(h), self._halves(t)
         return sum(self.transe.score(a, r, b) for a in (hs, hi) for b in (ts, ti))
 
-    def score_candidates(self, known: torch.Tensor, r: torch.Tensor, candidates: torch.Tensor,
-                         corrupt_head: torch.Tensor) -> torch.Tensor:
+    def score_candidates(
+        self, known: torch.Tensor, r: torch.Tensor, candidates: torch.Tensor, corrupt_head: torch.Tensor
+    ) -> torch.Tensor:
         (ks, ki), (cs, ci) = self._halves(known), self._halves(candidates)
         return sum(self.transe.score_candidates(a, r, b, corrupt_head) for a in (ks, ki) for b in (cs, ci))
 
-    def score_all(self, q: torch.Tensor, r: torch.Tensor, table: torch.Tensor, side: str, chunk_size=None) -> torch.Tensor:
+    def score_all(
+        self, q: torch.Tensor, r: torch.Tensor, table: torch.Tensor, side: str, chunk_size=None
+    ) -> torch.Tensor:
         qs, qi = self._halves(q)
         cs, ci = self._halves(table)
         return sum(self.transe.score_all(a, r, b, side, chunk_size) for a in (qs, qi) for b in (cs, ci))
@@ -73,7 +76,9 @@ class IKRL(KGModel):
 
     scorer_name = "transe"  # inside IKRLScorer's four terms
 
-    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
+    def __init__(
+        self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None
+    ):
         super().__init__(config, num_entities, num_relations)
         transe = make_scorer("transe", p_norm=config.p_norm)
         dim = self.init_embeddings(transe)  # TransE-sized tables for the structural vectors
@@ -106,7 +111,9 @@ class MMConcat(KGModel):
 
     per_entity_batch = True  # projects features: each distinct entity of a batch once (base.score_batch)
 
-    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
+    def __init__(
+        self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None
+    ):
         super().__init__(config, num_entities, num_relations)
         dim = self.init_embeddings(scorer_from_config(config))
         self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())

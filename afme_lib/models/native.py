@@ -37,11 +37,11 @@ import math
 import torch
 from torch import nn
 
-from afme_lib.config import ModelConfig
-from afme_lib.data.features import FeatureStore
+from afme_lib.core.config import ModelConfig
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.models.base import KGModel, LossContext
 from afme_lib.models.enhance import gradient_penalty
-from afme_lib.models.modality import ModalityInputs, rms_normalise
+from afme_lib.models.modality_inputs import ModalityInputs, rms_normalise
 from afme_lib.models.registry import register_model
 from afme_lib.models.scorers import scorer_from_config
 
@@ -65,8 +65,9 @@ def reverse_gradient(x: torch.Tensor) -> torch.Tensor:
     return _ReverseGradient.apply(x)
 
 
-def fusion_weights(tokens: torch.Tensor, present: torch.Tensor, omega: torch.Tensor,
-                   temperature: torch.Tensor) -> torch.Tensor:
+def fusion_weights(
+    tokens: torch.Tensor, present: torch.Tensor, omega: torch.Tensor, temperature: torch.Tensor
+) -> torch.Tensor:
     """w [n, T] = softmax over present tokens of (omega . tanh(x_m)) / tau, tokens [n, T, D],
     present [n, T] (the structural token always present), temperature [n]."""
     logits = torch.tanh(tokens) @ omega / temperature[:, None]
@@ -79,8 +80,11 @@ class ModalityGenerator(nn.Module):
     def __init__(self, num_modalities: int, dim: int, noise_dim: int, hidden: int = GENERATOR_HIDDEN):
         super().__init__()
         self.num_modalities, self.dim, self.noise_dim = num_modalities, dim, noise_dim
-        self.net = nn.Sequential(nn.Linear(noise_dim + (num_modalities + 1) * dim, hidden), nn.LeakyReLU(),
-                                 nn.Linear(hidden, num_modalities * dim))
+        self.net = nn.Sequential(
+            nn.Linear(noise_dim + (num_modalities + 1) * dim, hidden),
+            nn.LeakyReLU(),
+            nn.Linear(hidden, num_modalities * dim),
+        )
 
     def forward(self, tokens: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         out = self.net(torch.cat([noise, tokens.flatten(1)], -1))
@@ -97,7 +101,9 @@ class NATIVE(KGModel):
     recommended_train_options = {"lambda_adv": 1e-4, "lambda_gp": 0.1}  # the authors' mu and beta
     sampled_loss_only = True  # trained as in the paper, on sampled negatives (1vsall is refused)
 
-    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
+    def __init__(
+        self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None
+    ):
         super().__init__(config, num_entities, num_relations)
         dim = self.init_embeddings(scorer_from_config(config))
         self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())
@@ -108,7 +114,9 @@ class NATIVE(KGModel):
         self.omega = nn.Parameter(torch.randn(dim) / math.sqrt(dim))
         # theta_r as in the authors' code: uniform in the entity init range, so tau_r ~ 0.5 at first
         bound = self.scorer.init_range or self.scorer.default_init_range(config.dim)
-        self.temperature_logit = nn.Parameter(torch.empty(num_relations if config.relation_context else 1).uniform_(-bound, bound))
+        self.temperature_logit = nn.Parameter(
+            torch.empty(num_relations if config.relation_context else 1).uniform_(-bound, bound)
+        )
         self.use_gan = config.gan and m > 0
         if self.use_gan:
             self.generator = ModalityGenerator(m, dim, config.noise_dim)
@@ -120,8 +128,7 @@ class NATIVE(KGModel):
         if len(self.inputs) == 0:
             return structural[:, None], torch.ones(len(entities), 1, dtype=torch.bool, device=entities.device)
         modal, present = self.inputs(entities)
-        return (torch.cat([structural[:, None], modal], 1),
-                torch.cat([torch.ones_like(present[:, :1]), present], 1))
+        return (torch.cat([structural[:, None], modal], 1), torch.cat([torch.ones_like(present[:, :1]), present], 1))
 
     def temperature(self, relations: torch.Tensor) -> torch.Tensor:
         idx = relations if self.config.relation_context else torch.zeros_like(relations)
@@ -131,7 +138,9 @@ class NATIVE(KGModel):
         if not self.config.dynamic_weights:
             uniform = present.to(tokens.dtype)
             return uniform / uniform.sum(-1, keepdim=True)
-        return fusion_weights(tokens, present, self.omega.to(tokens.dtype), self.temperature(relations).to(tokens.dtype))
+        return fusion_weights(
+            tokens, present, self.omega.to(tokens.dtype), self.temperature(relations).to(tokens.dtype)
+        )
 
     def fuse(self, tokens: torch.Tensor, present: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
         """e_r [n, D] for aligned tokens [n, T, D], presence [n, T] and relations [n]."""
@@ -191,13 +200,24 @@ class NATIVE(KGModel):
         fake = self.fuse(fake_tokens, torch.ones_like(present), rels)
         (real_h, real_t), (fake_h, fake_t) = real.chunk(2), fake.chunk(2)
         rel = self.relation_repr(r)
-        fakes = torch.stack([self.scorer.score(fake_h, rel, real_t), self.scorer.score(real_h, rel, fake_t),
-                             self.scorer.score(fake_h, rel, fake_t)])
-        return {"real": self.scorer.score(real_h, rel, real_t), "fake": fakes,
-                "real_pair": torch.cat([real_h, real_t], -1), "fake_pair": torch.cat([fake_h, fake_t], -1), "rel": rel}
+        fakes = torch.stack(
+            [
+                self.scorer.score(fake_h, rel, real_t),
+                self.scorer.score(real_h, rel, fake_t),
+                self.scorer.score(fake_h, rel, fake_t),
+            ]
+        )
+        return {
+            "real": self.scorer.score(real_h, rel, real_t),
+            "fake": fakes,
+            "real_pair": torch.cat([real_h, real_t], -1),
+            "fake_pair": torch.cat([fake_h, fake_t], -1),
+            "rel": rel,
+        }
 
-    def training_losses(self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor,
-                        context: LossContext) -> dict[str, torch.Tensor]:
+    def training_losses(
+        self, batch: torch.Tensor, negatives: torch.Tensor, corrupt_head: torch.Tensor, context: LossContext
+    ) -> dict[str, torch.Tensor]:
         """{"native_adv", "native_gp"} weighted by lambda_adv (and lambda_gp); {} when off."""
         if not self.use_gan or context.lambda_adv <= 0 or not torch.is_grad_enabled():
             return {}

@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import torch
 
-from afme_lib.config import ModelConfig
-from afme_lib.data.features import FeatureStore, gather_rows
+from afme_lib.core.config import ModelConfig
+from afme_lib.data.feature_store import FeatureStore, gather_rows
 from afme_lib.models.base import KGModel
-from afme_lib.models.modality import ModalityInputs, rms_normalise
+from afme_lib.models.modality_inputs import ModalityInputs, rms_normalise
 from afme_lib.models.registry import register_model
 from afme_lib.models.scorers import scorer_from_config
 from afme_lib.models.sinkhorn import sinkhorn
@@ -61,8 +61,9 @@ def raw_features(inputs: ModalityInputs, i: int, entities: torch.Tensor) -> torc
     return getattr(inputs, f"features_{i}")[entities]
 
 
-def coordinate_plans(structural: torch.Tensor, features: torch.Tensor, epsilon: float = OT_EPSILON,
-                     iterations: int = OT_ITERATIONS) -> torch.Tensor:
+def coordinate_plans(
+    structural: torch.Tensor, features: torch.Tensor, epsilon: float = OT_EPSILON, iterations: int = OT_ITERATIONS
+) -> torch.Tensor:
     """Sinkhorn plans [S, D, d_m] between the coordinates of S structural rows [S, D] and S feature
     rows [S, d_m], uniform marginals, cost (e~_b - f~_a)^2 on standardised values."""
     source, target = standardise(structural), standardise(features)
@@ -78,7 +79,9 @@ class OTKGE(KGModel):
 
     per_entity_batch = True  # projects features: each distinct entity of a batch once (base.score_batch)
 
-    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
+    def __init__(
+        self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None
+    ):
         super().__init__(config, num_entities, num_relations)
         dim = self.init_embeddings(scorer_from_config(config))
         self.inputs = ModalityInputs(features, dim, config.modalities, init_scale=self.embedding_scale())
@@ -136,8 +139,9 @@ class OTKGE(KGModel):
         over the present modalities; exactly 0 for missing ones."""
         m = present.shape[1]
         share = torch.full((m,), (1.0 - STRUCTURE_WEIGHT) / m, device=present.device)
-        raw = torch.cat([torch.full_like(present[:, :1], STRUCTURE_WEIGHT, dtype=share.dtype),
-                         present.to(share.dtype) * share], 1)
+        raw = torch.cat(
+            [torch.full_like(present[:, :1], STRUCTURE_WEIGHT, dtype=share.dtype), present.to(share.dtype) * share], 1
+        )
         return raw / raw.sum(1, keepdim=True)
 
     # --- representations -----------------------------------------------------------------------

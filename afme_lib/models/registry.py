@@ -12,9 +12,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from afme_lib.config import ModelConfig
-from afme_lib.data.features import FeatureStore
-from afme_lib.errors import did_you_mean
+from afme_lib.core.config import ModelConfig
+from afme_lib.core.errors import did_you_mean
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.models.base import KGModel
 
 MODEL_REGISTRY: dict[str, type[KGModel]] = {}
@@ -28,6 +28,7 @@ def register_model(name: str):
         MODEL_REGISTRY[name] = cls
         cls.registered_name = name
         return cls
+
     return decorate
 
 
@@ -47,7 +48,9 @@ def model_class(name: str) -> type[KGModel]:
     """The class registered as ``name``; ValueError (with the closest names) for an unknown one."""
     _import_models()
     if name not in MODEL_REGISTRY:
-        raise ValueError(f"unknown model {name!r}{did_you_mean(name, MODEL_REGISTRY)}; registered: {sorted(MODEL_REGISTRY)}")
+        raise ValueError(
+            f"unknown model {name!r}{did_you_mean(name, MODEL_REGISTRY)}; registered: {sorted(MODEL_REGISTRY)}"
+        )
     return MODEL_REGISTRY[name]
 
 
@@ -56,8 +59,9 @@ def recommended_train_options(name: str) -> dict:
     return dict(model_class(name).recommended_train_options)
 
 
-def create_model(config: ModelConfig, num_entities: int, num_relations: int,
-                 features: FeatureStore | None = None) -> KGModel:
+def create_model(
+    config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None
+) -> KGModel:
     """Build the model ``config.name`` for a graph of this size, reading ``features`` where the
     model uses modality features."""
     return model_class(config.name)(config, num_entities, num_relations, features)

@@ -2,7 +2,7 @@
 
 Higher score = more plausible. Every scorer works on plain real tensors whose last dimension holds
 the parameters; complex vectors are stored as ``[real half | imaginary half]``. ``dim`` below is the
-model size of :class:`~afme_lib.config.ModelConfig` (real numbers per entity; the complex scorers
+model size of :class:`~afme_lib.core.config.ModelConfig` (real numbers per entity; the complex scorers
 read it as ``dim / 2`` complex coordinates).
 
 ==========  ==============================================  =========  ===========
@@ -71,8 +71,9 @@ class Scorer:
     def score(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def score_all(self, q: torch.Tensor, r: torch.Tensor, table: torch.Tensor, side: str,
-                  chunk_size: int | None = None) -> torch.Tensor:
+    def score_all(
+        self, q: torch.Tensor, r: torch.Tensor, table: torch.Tensor, side: str, chunk_size: int | None = None
+    ) -> torch.Tensor:
         """Scores [B, N]: side="tail" -> score(q_b, r_b, table_j); side="head" -> score(table_j, r_b, q_b).
 
         ``q`` [B, De] known entities, ``r`` [B, Dr] (or broadcastable), ``table`` [N, De]. At most
@@ -90,8 +91,9 @@ class Scorer:
             step = min(step, cap)
         return _fill_chunks(query, table, step, self._against, q.shape[0], q.dtype)
 
-    def score_candidates(self, known: torch.Tensor, r: torch.Tensor, candidates: torch.Tensor,
-                         corrupt_head: torch.Tensor) -> torch.Tensor:
+    def score_candidates(
+        self, known: torch.Tensor, r: torch.Tensor, candidates: torch.Tensor, corrupt_head: torch.Tensor
+    ) -> torch.Tensor:
         """Scores [B, K] of K candidates per row for the missing side of each row.
 
         Row b asks for a head (``corrupt_head[b]``: score(c, r_b, known_b)) or a tail
@@ -264,8 +266,14 @@ class RotatE(Scorer):
 
     name = "rotate"
 
-    def __init__(self, init_range: float | None = None, gamma: float = 6.0, epsilon: float = 2.0,
-                 phase_scale: float | str = "paper", compile: bool = False):
+    def __init__(
+        self,
+        init_range: float | None = None,
+        gamma: float = 6.0,
+        epsilon: float = 2.0,
+        phase_scale: float | str = "paper",
+        compile: bool = False,
+    ):
         super().__init__(init_range)
         self.gamma, self.epsilon = float(gamma), float(epsilon)
         # "paper": theta = x * pi / range with x initialised in the entity range, as RotatE's own
@@ -298,8 +306,10 @@ class RotatE(Scorer):
         """x e^{i sign theta} as (real, imag) halves."""
         xr, xi = _halves(x)
         if self.phase_scale == "paper":
-            raise RuntimeError("RotatE(phase_scale='paper') is resolved by init_relation_(weight, dim); "
-                               "call it first or pass a numeric phase_scale")
+            raise RuntimeError(
+                "RotatE(phase_scale='paper') is resolved by init_relation_(weight, dim); "
+                "call it first or pass a numeric phase_scale"
+            )
         theta = r * self.phase_scale if self.phase_scale != 1.0 else r
         cos, sin = torch.cos(theta), torch.sin(theta) * sign
         return xr * cos - xi * sin, xr * sin + xi * cos
@@ -331,6 +341,10 @@ class RotatE(Scorer):
         if self.compile:
             kernel = _compiled_modulus_kernel()
             if kernel is not None:
+                # Query batches and candidate chunks vary (a relation's last batch, the chunk each
+                # evaluation's memory budget allows): one graph for every size, not one per size.
+                for part in (ar, ai, cr, ci):
+                    torch._dynamo.maybe_mark_dynamic(part, 0)
                 try:
                     return kernel(ar, ai, cr, ci)
                 except Exception as err:  # noqa: BLE001 -- any compiler failure: eager is always correct
@@ -398,8 +412,11 @@ def _disable_compiled_kernel(err: Exception) -> None:
     import warnings
 
     _COMPILED.update(kernel=None, failed=True)
-    warnings.warn(f"RotatE: torch.compile of the scoring kernel failed ({type(err).__name__}: {err}); "
-                  "using the eager kernel", RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        f"RotatE: torch.compile of the scoring kernel failed ({type(err).__name__}: {err}); using the eager kernel",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _fill_chunks(query, table, step, against, rows, dtype) -> torch.Tensor:
@@ -410,7 +427,7 @@ def _fill_chunks(query, table, step, against, rows, dtype) -> torch.Tensor:
         # The last window is shifted back to full width (re-scoring < step candidates), so every
         # call sees the same shape: a compiled kernel then compiles once, not once per remainder.
         start = min(start, n - step)
-        out[:, start:start + step] = against(query, table[start:start + step])
+        out[:, start : start + step] = against(query, table[start : start + step])
     return out
 
 
@@ -433,7 +450,7 @@ def _check_width(weight: torch.Tensor, expected: int, what: str, name: str) -> N
 
 
 # --- factory ------------------------------------------------------------------------------------
-# The names are ModelConfig.scorer's choices (afme_lib.config.SCORER_NAMES; a test keeps the two equal).
+# The names are ModelConfig.scorer's choices (afme_lib.core.config.SCORER_NAMES; a test keeps the two equal).
 SCORERS = {
     "transe": TransE,
     "transe-l1": lambda **kw: TransE(p_norm=1, **kw),

@@ -33,8 +33,13 @@ def _uniform(size: int, like: torch.Tensor) -> torch.Tensor:
     return torch.full(like.shape[:-2] + (size,), 1.0 / size, dtype=like.dtype, device=like.device)
 
 
-def sinkhorn(cost: torch.Tensor, a: torch.Tensor | None = None, b: torch.Tensor | None = None,
-             epsilon: float = 0.1, iterations: int = 100) -> torch.Tensor:
+def sinkhorn(
+    cost: torch.Tensor,
+    a: torch.Tensor | None = None,
+    b: torch.Tensor | None = None,
+    epsilon: float = 0.1,
+    iterations: int = 100,
+) -> torch.Tensor:
     """Entropic transport plans [..., n, m] for costs [..., n, m] and marginals a [..., n], b [..., m].
 
     ``a`` / ``b`` default to uniform weights. After the last update the column marginals are
@@ -70,9 +75,14 @@ def barycentric_map(plan: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (plan @ targets) / mass.clamp_min(torch.finfo(plan.dtype).tiny)
 
 
-def free_support_barycenter(measures: list[tuple[torch.Tensor, torch.Tensor | None]], lambdas: torch.Tensor,
-                            init: torch.Tensor, epsilon: float = 0.05, iterations: int = 10,
-                            sinkhorn_iterations: int = 200) -> torch.Tensor:
+def free_support_barycenter(
+    measures: list[tuple[torch.Tensor, torch.Tensor | None]],
+    lambdas: torch.Tensor,
+    init: torch.Tensor,
+    epsilon: float = 0.05,
+    iterations: int = 10,
+    sinkhorn_iterations: int = 200,
+) -> torch.Tensor:
     """Support [n, d] of the entropic W2 barycentre of ``measures`` with weights ``lambdas`` [K].
 
     Each measure is (points [n_k, d], weights [n_k] or None for uniform); the barycentre keeps

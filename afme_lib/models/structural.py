@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from afme_lib.config import ModelConfig
-from afme_lib.data.features import FeatureStore
+from afme_lib.core.config import ModelConfig
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.models.base import KGModel
 from afme_lib.models.registry import register_model
 from afme_lib.models.scorers import scorer_from_config
@@ -28,7 +28,9 @@ class EmbeddingModel(KGModel):
 
     reads_features = False
 
-    def __init__(self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None):
+    def __init__(
+        self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None
+    ):
         super().__init__(config, num_entities, num_relations)
         self.init_embeddings(scorer_from_config(config, name=self.scorer_name))
 

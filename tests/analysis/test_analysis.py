@@ -14,13 +14,24 @@ import pandas as pd
 import pytest
 import torch
 
-from afme_lib.analysis import (corruption, curves, embeddings, explore, figures, metrics, modality, panel, predictions,
-                               quality, robustness)
-from afme_lib.config import ModelConfig
+from afme_lib.analysis import (
+    corruption,
+    curves,
+    embeddings,
+    explore,
+    figures,
+    modality_weights,
+    panel,
+    predictions,
+    quality,
+    robustness,
+    tables,
+)
+from afme_lib.core.config import ModelConfig
 from afme_lib.data.dataset import KGDataset
-from afme_lib.data.features import FeatureStore
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.data.filters import relation_categories
-from afme_lib.evaluate import evaluate
+from afme_lib.engine.evaluation import evaluate
 from afme_lib.models.registry import create_model
 
 N, R = 40, 3
@@ -30,13 +41,25 @@ N, R = 40, 3
 @pytest.fixture(scope="module")
 def kg() -> KGDataset:
     gen = torch.Generator().manual_seed(0)
-    triples = torch.stack([torch.randint(0, N, (260,), generator=gen), torch.randint(0, R, (260,), generator=gen),
-                           torch.randint(0, N, (260,), generator=gen)], 1)
+    triples = torch.stack(
+        [
+            torch.randint(0, N, (260,), generator=gen),
+            torch.randint(0, R, (260,), generator=gen),
+            torch.randint(0, N, (260,), generator=gen),
+        ],
+        1,
+    )
     triples = torch.unique(triples, dim=0)
     triples = triples[torch.randperm(len(triples), generator=gen)]
-    return KGDataset(name="small", path=None, entity_names=[f"e{i}" for i in range(N)],
-                     relation_names=[f"r{i}" for i in range(R)], train=triples[:200], valid=triples[200:220],
-                     test=triples[220:245])
+    return KGDataset(
+        name="small",
+        path=None,
+        entity_names=[f"e{i}" for i in range(N)],
+        relation_names=[f"r{i}" for i in range(R)],
+        train=triples[:200],
+        valid=triples[200:220],
+        test=triples[220:245],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +142,12 @@ def test_coverage_and_missingness_patterns(store):
     assert cov.loc["text", "degraded (truth)"] == 2 and math.isnan(cov.loc["image", "degraded (truth)"])
     patterns = explore.missingness_patterns(store)
     t, i = store.masks["text"], store.masks["image"]
-    expected = {"text+image": int((t & i).sum()), "text": int((t & ~i).sum()), "image": int((~t & i).sum()),
-                "none": int((~t & ~i).sum())}
+    expected = {
+        "text+image": int((t & i).sum()),
+        "text": int((t & ~i).sum()),
+        "image": int((~t & i).sum()),
+        "none": int((~t & ~i).sum()),
+    }
     assert {k: v for k, v in expected.items() if v} == patterns["entities"].to_dict()
     assert patterns["entities"].sum() == N
 
@@ -130,11 +157,14 @@ def test_neighbour_agreement_against_brute_force():
     x = torch.randn(23, 5, generator=torch.Generator().manual_seed(3)).double()
     got = quality.neighbour_agreement(x, k=4)
     for i in range(len(x)):
-        sims = sorted((float(torch.nn.functional.cosine_similarity(x[i], x[j], dim=0)) for j in range(len(x)) if j != i),
-                      reverse=True)
+        sims = sorted(
+            (float(torch.nn.functional.cosine_similarity(x[i], x[j], dim=0)) for j in range(len(x)) if j != i),
+            reverse=True,
+        )
         assert got[i].item() == pytest.approx(sum(sims[:4]) / 4, abs=1e-9)
     assert quality.neighbour_agreement(x[:3], k=10)[0].item() == pytest.approx(
-        float(torch.nn.functional.cosine_similarity(x[0:1], x[1:3]).mean()), abs=1e-9)  # k capped at n - 1
+        float(torch.nn.functional.cosine_similarity(x[0:1], x[1:3]).mean()), abs=1e-9
+    )  # k capped at n - 1
     assert torch.isnan(quality.neighbour_agreement(x[:1])).all()
 
 
@@ -148,8 +178,12 @@ def test_neighbour_agreement_singles_out_noise_rows():
 
 
 def test_feature_quality_labels_rows_from_metadata(store):
-    meta = {"modalities": {"text": {"corrupted": {"ids": [int(store.masks["text"].nonzero()[0])]}},
-                           "image": {"corrupted": {"ids": []}}}}
+    meta = {
+        "modalities": {
+            "text": {"corrupted": {"ids": [int(store.masks["text"].nonzero()[0])]}},
+            "image": {"corrupted": {"ids": []}},
+        }
+    }
     rows = quality.feature_quality(store, 3, meta)
     assert len(rows) == int(store.masks["text"].sum() + store.masks["image"].sum())
     text = rows[rows["modality"] == "text"]
@@ -162,8 +196,10 @@ def test_feature_quality_labels_rows_from_metadata(store):
 
 # --- curves ---------------------------------------------------------------------------------------
 def test_learning_curves_from_a_log_with_a_torn_last_line(tmp_path):
-    lines = [{"epoch": 1, "loss": 2.0, "kgc": 1.5, "critic": 0.1, "seconds": 0.5},
-             {"epoch": 2, "loss": 1.0, "kgc": 0.9, "critic": 0.2, "seconds": 0.4, "valid": {"mrr": 0.3, "hits@10": 0.6}}]
+    lines = [
+        {"epoch": 1, "loss": 2.0, "kgc": 1.5, "critic": 0.1, "seconds": 0.5},
+        {"epoch": 2, "loss": 1.0, "kgc": 0.9, "critic": 0.2, "seconds": 0.4, "valid": {"mrr": 0.3, "hits@10": 0.6}},
+    ]
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"epoch": 3, "lo')
     table = curves.learning_curves(tmp_path)
     assert table["epoch"].tolist() == [1, 2]
@@ -179,24 +215,30 @@ def test_learning_curves_from_a_log_with_a_torn_last_line(tmp_path):
 def test_metrics_table_in_percent():
     block = {"mrr": 0.25, "mr": 12.345, "hits@1": 0.1, "hits@3": 0.2, "hits@10": 0.5, "count": 8}
     run = {"test": {**block, "by_side": {"tail": block}, "by_category": {"1-N": {**block, "mrr": 0.5}}}, "valid": {}}
-    table = metrics.metrics_table(run, "test")
+    table = tables.metrics_table(run, "test")
     assert table.index.tolist() == [("all", "all"), ("side", "tail"), ("category", "1-N")]
     assert table.loc[("all", "all")].tolist() == [25.0, 12.35, 10.0, 20.0, 50.0, 8]
     assert table.loc[("category", "1-N"), "MRR"] == 50.0
 
 
 def test_mean_std_and_its_formatting():
-    results = pd.DataFrame({"variant": ["b", "a", "b", "a", "c"], "seed": [0, 0, 1, 1, 0],
-                            "mrr": [0.1, 0.3, 0.2, 0.5, 0.4], "hits@10": [0.5, 0.6, 0.7, 0.8, 0.9]})
-    summary = metrics.mean_std(results, ["variant"], ["mrr", "hits@10"])
+    results = pd.DataFrame(
+        {
+            "variant": ["b", "a", "b", "a", "c"],
+            "seed": [0, 0, 1, 1, 0],
+            "mrr": [0.1, 0.3, 0.2, 0.5, 0.4],
+            "hits@10": [0.5, 0.6, 0.7, 0.8, 0.9],
+        }
+    )
+    summary = tables.mean_std(results, ["variant"], ["mrr", "hits@10"])
     assert summary.index.tolist() == ["b", "a", "c"]  # first appearance, not sorted
     assert summary.loc["a", "mrr_mean"] == pytest.approx(0.4)
     assert summary.loc["a", "mrr_std"] == pytest.approx(np.std([0.3, 0.5], ddof=1))
     assert summary.loc["c", "n"] == 1 and math.isnan(summary.loc["c", "mrr_std"])
-    text = metrics.format_mean_std(summary, ["mrr"])
+    text = tables.format_mean_std(summary, ["mrr"])
     assert text.loc["a", "MRR"] == "40.00 ± 14.14"
     assert text.loc["c", "MRR"] == "40.00 ± n/a"
-    fig = metrics.mean_std_figure(summary, ["mrr", "hits@10"])
+    fig = tables.mean_std_figure(summary, ["mrr", "hits@10"])
     assert [t.name for t in fig.data] == ["b", "a", "c"]
     assert list(fig.data[1].y) == pytest.approx([40.0, 70.0])
     assert list(fig.data[2].error_y.array) == [0.0, 0.0]
@@ -219,15 +261,20 @@ class StubAFME:
     def introspect(self, entities, relations):
         e, r = entities.double(), relations.double()
         raw = torch.stack([e + 1, r + 1, (e * r) % 3 + 1], 1)
-        return {"weights": raw / raw.sum(1, keepdim=True), "gates": torch.stack([(e % 5) / 5, (r + 1) / 4], 1),
-                "measured": torch.stack([entities % 2 == 0, entities % 3 != 0], 1)}
+        return {
+            "weights": raw / raw.sum(1, keepdim=True),
+            "gates": torch.stack([(e % 5) / 5, (r + 1) / 4], 1),
+            "measured": torch.stack([entities % 2 == 0, entities % 3 != 0], 1),
+        }
 
 
 def test_relation_profile_equals_the_brute_force_means(kg):
     stub = StubAFME()
-    prof = modality.relation_profile(stub, kg, "train", batch_size=7)
+    prof = modality_weights.relation_profile(stub, kg, "train", batch_size=7)
     for r in range(R):
-        occ = [(h, r) for h, rr, _ in kg.train.tolist() if rr == r] + [(t, r) for _, rr, t in kg.train.tolist() if rr == r]
+        occ = [(h, r) for h, rr, _ in kg.train.tolist() if rr == r] + [
+            (t, r) for _, rr, t in kg.train.tolist() if rr == r
+        ]
         outs = [stub.introspect(torch.tensor([e]), torch.tensor([rel])) for e, rel in occ]
         w = torch.cat([o["weights"] for o in outs]).mean(0)
         assert prof.weights.loc[f"r{r}"].to_numpy() == pytest.approx(w.numpy())
@@ -236,19 +283,19 @@ def test_relation_profile_equals_the_brute_force_means(kg):
             measured = [float(o["gates"][0, m]) for o in outs if bool(o["measured"][0, m])]
             assert prof.gates.loc[f"r{r}", name] == pytest.approx(sum(measured) / len(measured))
             assert prof.measured.loc[f"r{r}", name] == pytest.approx(len(measured) / len(occ))
-    heads_only = modality.relation_profile(stub, kg, "train", positions=("head",))
+    heads_only = modality_weights.relation_profile(stub, kg, "train", positions=("head",))
     assert heads_only.occurrences.sum() == len(kg.train)
 
 
 def test_relation_profile_of_a_relation_absent_from_the_split_is_nan(kg):
     small = KGDataset("s", None, kg.entity_names, kg.relation_names + ["unused"], kg.train, kg.valid, kg.test)
-    prof = modality.relation_profile(StubAFME(), small)
+    prof = modality_weights.relation_profile(StubAFME(), small)
     assert prof.occurrences["unused"] == 0
     assert prof.weights.loc["unused"].isna().all() and prof.gates.loc["unused"].isna().all()
 
 
 def test_relation_profile_of_a_real_afme(kg, model):
-    prof = modality.relation_profile(model, kg, "valid")
+    prof = modality_weights.relation_profile(model, kg, "valid")
     assert list(prof.weights.columns) == model.token_names
     assert prof.weights.sum(axis=1).to_numpy() == pytest.approx(np.ones(R), abs=1e-5)  # softmax weights average to 1
     e, r = kg.valid[:, 0], kg.valid[:, 1]
@@ -257,7 +304,7 @@ def test_relation_profile_of_a_real_afme(kg, model):
     rel = torch.cat([r, r])
     for k in range(R):
         assert prof.weights.iloc[k].to_numpy() == pytest.approx(w[rel == k].mean(0).numpy(), abs=1e-6)
-    single = modality.entity_weights(model, int(e[0]), int(r[0]))
+    single = modality_weights.entity_weights(model, int(e[0]), int(r[0]))
     assert single["weight"].to_numpy() == pytest.approx(w[0].numpy(), abs=1e-6)
     assert math.isnan(single.loc["structure", "gate"])
 
@@ -265,62 +312,75 @@ def test_relation_profile_of_a_real_afme(kg, model):
 def test_profile_needs_an_afme(kg):
     rotate = create_model(ModelConfig(name="rotate", dim=8), N, R)
     with pytest.raises(TypeError, match=f"^{type(rotate).__name__} has no modality weights to show; train an AFME"):
-        modality.relation_profile(rotate, kg)
+        modality_weights.relation_profile(rotate, kg)
 
 
-META = {"relations": [{"name": "r0", "informative_modalities": ["text"]},
-                      {"name": "r1", "informative_modalities": ["image", "audio"]},
-                      {"name": "r2", "informative_modalities": []}],
-        "modalities": {"text": {}, "image": {}, "audio": {}}}
+META = {
+    "relations": [
+        {"name": "r0", "informative_modalities": ["text"]},
+        {"name": "r1", "informative_modalities": ["image", "audio"]},
+        {"name": "r2", "informative_modalities": []},
+    ],
+    "modalities": {"text": {}, "image": {}, "audio": {}},
+}
 
 
 def test_truth_matrix():
-    truth = modality.truth_matrix(META, ["r0", "r1", "r2"], ["text", "image", "audio"])
+    truth = modality_weights.truth_matrix(META, ["r0", "r1", "r2"], ["text", "image", "audio"])
     assert truth.to_numpy().tolist() == [[True, False, False], [False, True, True], [False, False, False]]
     with pytest.raises(ValueError, match="metadata.json describes other relations"):
-        modality.truth_matrix(META, ["r0", "rX", "r2"], ["text"])
+        modality_weights.truth_matrix(META, ["r0", "rX", "r2"], ["text"])
     with pytest.raises(ValueError, match=r"modalities \['video'\] are not in metadata.json"):
-        modality.truth_matrix(META, ["r0", "r1", "r2"], ["video"])
+        modality_weights.truth_matrix(META, ["r0", "r1", "r2"], ["video"])
 
 
 def _weights(rows) -> pd.DataFrame:
-    return pd.DataFrame(rows, index=pd.Index(["r0", "r1", "r2"], name="relation"),
-                        columns=["structure", "text", "image", "audio"])
+    return pd.DataFrame(
+        rows, index=pd.Index(["r0", "r1", "r2"], name="relation"), columns=["structure", "text", "image", "audio"]
+    )
 
 
 def test_truth_agreement_scores_perfect_anti_and_uniform_weights():
-    truth = modality.truth_matrix(META, ["r0", "r1", "r2"], ["text", "image", "audio"])
+    truth = modality_weights.truth_matrix(META, ["r0", "r1", "r2"], ["text", "image", "audio"])
     perfect = _weights([[0.2, 0.6, 0.1, 0.1], [0.2, 0.0, 0.4, 0.4], [0.7, 0.1, 0.1, 0.1]])
-    table, score = modality.truth_agreement(perfect, truth)
+    table, score = modality_weights.truth_agreement(perfect, truth)
     assert table.loc["r0", ["auc", "gap", "top1"]].tolist() == pytest.approx([1.0, 0.5, 1.0])
     assert table.loc["r1", ["auc", "gap", "top1"]].tolist() == pytest.approx([1.0, 0.4, 1.0])
     assert table.loc["r2", "kind"] == "not scored" and math.isnan(table.loc["r2", "auc"])
-    assert score == pytest.approx({"relations_scored": 2, "auc": 1.0, "gap": 0.45, "top1": 1.0,
-                                   "structure_weight_scored": 0.2, "structure_weight_unscored": 0.7})
+    assert score == pytest.approx(
+        {
+            "relations_scored": 2,
+            "auc": 1.0,
+            "gap": 0.45,
+            "top1": 1.0,
+            "structure_weight_scored": 0.2,
+            "structure_weight_unscored": 0.7,
+        }
+    )
 
     anti = _weights([[0.2, 0.0, 0.4, 0.4], [0.2, 0.6, 0.1, 0.1], [0.7, 0.1, 0.1, 0.1]])
-    _, score = modality.truth_agreement(anti, truth)
+    _, score = modality_weights.truth_agreement(anti, truth)
     assert (score["auc"], score["top1"]) == (0.0, 0.0) and score["gap"] < 0
 
     uniform = _weights([[0.25] * 4] * 3)
-    table, score = modality.truth_agreement(uniform, truth)
+    table, score = modality_weights.truth_agreement(uniform, truth)
     assert score["auc"] == 0.5 and score["gap"] == 0.0
     # all three modalities tie for the top: the informative share of the tie
     assert table.loc["r0", "top1"] == pytest.approx(1 / 3) and table.loc["r1", "top1"] == pytest.approx(2 / 3)
 
 
 def test_truth_long_and_figures(kg, model):
-    truth = modality.truth_matrix(META, ["r0", "r1", "r2"], ["text", "image", "audio"])
+    truth = modality_weights.truth_matrix(META, ["r0", "r1", "r2"], ["text", "image", "audio"])
     weights = _weights([[0.2, 0.6, 0.1, 0.1], [0.2, 0.0, 0.4, 0.4], [math.nan] * 4])
-    long = modality.truth_long(weights, truth)
+    long = modality_weights.truth_long(weights, truth)
     assert len(long) == 6  # the NaN relation is dropped
     assert long.set_index(["relation", "modality"]).loc[("r1", "audio")].tolist() == [0.4, "informative"]
-    fig = modality.heatmap(weights, "t", truth)
+    fig = modality_weights.heatmap(weights, "t", truth)
     marked = set(zip(fig.data[1].x, fig.data[1].y))
     assert marked == {("text", "r0"), ("image", "r1"), ("audio", "r1")}
-    prof = modality.relation_profile(model, kg)
-    assert modality.weight_heatmap(prof).data[0].z.shape == (R, 3)
-    assert modality.gate_heatmap(prof).data[0].z.shape == (R, 2)
+    prof = modality_weights.relation_profile(model, kg)
+    assert modality_weights.weight_heatmap(prof).data[0].z.shape == (R, 3)
+    assert modality_weights.gate_heatmap(prof).data[0].z.shape == (R, 2)
 
 
 # --- embeddings -----------------------------------------------------------------------------------
@@ -342,8 +402,9 @@ def test_map_2d_falls_back_to_pca_and_refuses_tiny_views():
     coords, method = embeddings.map_2d(x)
     assert method == "pca" and coords.shape == (6, 2)
     centred = x - x.mean(0)
-    assert (coords @ coords.T) == pytest.approx((centred @ torch.linalg.svd(centred)[2][:2].T @
-                                                 torch.linalg.svd(centred)[2][:2] @ centred.T).numpy(), abs=1e-9)
+    assert (coords @ coords.T) == pytest.approx(
+        (centred @ torch.linalg.svd(centred)[2][:2].T @ torch.linalg.svd(centred)[2][:2] @ centred.T).numpy(), abs=1e-9
+    )
     with pytest.raises(ValueError, match="2 rows: too few to map"):
         embeddings.map_2d(x[:2])
 
@@ -381,10 +442,13 @@ def test_representation_views_and_frame(kg, store, model):
     frame, messages = embeddings.embedding_frame(few, explore.entity_table(kg), max_points=None)
     assert frame["view"].unique().tolist() == ["a"] and len(frame) == 8
     assert frame["degree"].tolist() == explore.entity_table(kg)["degree"].iloc[:8].tolist()
-    assert messages == ["a: only 8 entities have this view; UMAP needs at least 10, so it is mapped with PCA",
-                        "b: skipped (2 rows: too few to map)"]
-    sub, messages = embeddings.embedding_frame({"a": (torch.randn(N, 3), torch.ones(N, dtype=torch.bool))},
-                                               max_points=5, seed=1)
+    assert messages == [
+        "a: only 8 entities have this view; UMAP needs at least 10, so it is mapped with PCA",
+        "b: skipped (2 rows: too few to map)",
+    ]
+    sub, messages = embeddings.embedding_frame(
+        {"a": (torch.randn(N, 3), torch.ones(N, dtype=torch.bool))}, max_points=5, seed=1
+    )
     assert len(sub) == 5 and messages[0] == "5 of 40 entities drawn at random (seed 1) and mapped in every view"
     fig = embeddings.embedding_figure(frame.assign(type="t"), "type")
     assert len(fig.data) == 1
@@ -477,7 +541,9 @@ def test_with_features_errors(store, model):
     narrow = FeatureStore(N)
     narrow.add("text", torch.randn(N, 3))
     narrow.add("image", store.features["image"])
-    with pytest.raises(ValueError, match="modality 'text': the store has 3 features per row, the model was trained on 6"):
+    with pytest.raises(
+        ValueError, match="modality 'text': the store has 3 features per row, the model was trained on 6"
+    ):
         corruption.with_features(model, narrow)
 
 
@@ -505,16 +571,28 @@ def test_corrupted_feature_folder_is_written_once_and_loads_back(store, tmp_path
 
 
 def test_curve_at_train_time_reuses_clean_metrics_and_trains_corrupted_runs(kg_folder, tmp_path):
-    from afme_lib.studies import curve_train_time  # the curve trains: it lives above analysis
-    from afme_lib.workbench import build_configs
+    from afme_lib.experiments.comparisons import curve_train_time  # the curve trains: it lives above analysis
+    from afme_lib.experiments.spec import RunSpec
 
-    model_cfg, train_cfg = build_configs(model="afme", dim=8, epochs=1, batch_size=2048, negatives=2, eval_every=1,
-                                         progress=False, device="cpu", model_options={"attention_layers": 1})
+    spec = RunSpec.from_fields(
+        {
+            "dataset": str(kg_folder),
+            "features": str(kg_folder),
+            "model": "afme",
+            "dim": 8,
+            "epochs": 1,
+            "batch_size": 2048,
+            "negatives": 2,
+            "eval_every": 1,
+            "progress": False,
+            "device": "cpu",
+            "attention_layers": 1,
+        }
+    )
     clean = {"test": {"mrr": 0.5, "mr": 2.0, "hits@1": 0.4, "hits@3": 0.5, "hits@10": 0.9}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        curve = curve_train_time(str(kg_folder), str(kg_folder), model_cfg, train_cfg, "noise", [0.0, 1.0], tmp_path,
-                                 clean_metrics=clean)
+        curve = curve_train_time(spec, "noise", [0.0, 1.0], tmp_path, clean_metrics=clean)
     assert curve["level"].tolist() == [0.0, 1.0] and curve.loc[0, "mrr"] == 0.5
     run = tmp_path / "noise-1"
     assert curve.loc[1, "mrr"] == json.loads((run / "metrics.json").read_text())["test"]["mrr"]
@@ -522,9 +600,14 @@ def test_curve_at_train_time_reuses_clean_metrics_and_trains_corrupted_runs(kg_f
 
 
 def test_degradation_and_figure():
-    rows = [("test time", "noise", "full", 0.0, 0, 0.40), ("test time", "noise", "full", 2.0, 0, 0.20),
-            ("test time", "noise", "full", 2.0, 1, 0.30), ("test time", "noise", "full", 1.0, 0, 0.35),
-            ("train time", "noise", "full", 0.0, 0, 0.40), ("train time", "noise", "full", 2.0, 0, 0.38)]
+    rows = [
+        ("test time", "noise", "full", 0.0, 0, 0.40),
+        ("test time", "noise", "full", 2.0, 0, 0.20),
+        ("test time", "noise", "full", 2.0, 1, 0.30),
+        ("test time", "noise", "full", 1.0, 0, 0.35),
+        ("train time", "noise", "full", 0.0, 0, 0.40),
+        ("train time", "noise", "full", 2.0, 0, 0.38),
+    ]
     frame = pd.DataFrame(rows, columns=["phase", "kind", "variant", "level", "seed", "mrr"]).assign(**{"hits@10": 0.5})
     table = robustness.degradation(frame)
     assert table.loc[("test time", "noise", "full")].tolist() == pytest.approx([40.0, 2.0, 25.0, -15.0])
@@ -555,7 +638,7 @@ def test_top_predictions_are_the_highest_scores_with_their_split(kg, model):
 
 
 def test_panel_updates_when_relation_or_entity_change(kg, model):
-    prof = modality.relation_profile(model, kg)
+    prof = modality_weights.relation_profile(model, kg)
     p = panel.modality_panel(model, kg, prof, k=3)
     assert p.relation.options[0] == ("r0", 0)
     assert "Top 3 tails" in p.table.value and len(p.chart.outputs) == 1

@@ -14,12 +14,15 @@ pytest.importorskip("nbconvert")
 
 from afme_lib.analysis import figures  # noqa: E402
 from afme_lib.analysis.export import PLOTLY_MIME, WIDGET_NOTE, notebook_html  # noqa: E402
-from afme_lib.cli import main  # noqa: E402
+from afme_lib.interfaces.cli import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 # a <script src=...>, <link href=...> or ES-module import that reaches for a URL
-REMOTE = re.compile(r"""<script[^>]*\bsrc\s*=\s*["']?(?:https?:)?//|<link[^>]*\bhref\s*=\s*["']?(?:https?:)?//"""
-                    r"""|import\s*\(?\s*["'](?:https?:)?//""", re.I)
+REMOTE = re.compile(
+    r"""<script[^>]*\bsrc\s*=\s*["']?(?:https?:)?//|<link[^>]*\bhref\s*=\s*["']?(?:https?:)?//"""
+    r"""|import\s*\(?\s*["'](?:https?:)?//""",
+    re.I,
+)
 
 
 def _script_sources(html: str) -> list[str]:
@@ -73,13 +76,16 @@ def _executed_notebook(path: Path, cells: list[str]) -> Path:
 
 
 def test_an_exported_notebook_page_has_no_remote_script(tmp_path):
-    notebook = _executed_notebook(tmp_path / "executed.ipynb", [
-        "from afme_lib import workbench\nworkbench.setup_notebook()",
-        "import plotly.graph_objects as go\n"
-        "go.Figure(go.Bar(x=['a', 'b'], y=[1, 2]), layout={'title': 'two bars'})",
-        "import ipywidgets\nipywidgets.IntSlider(3)",
-        "from IPython.display import Markdown\nMarkdown('inline math $x^2$')",
-    ])
+    notebook = _executed_notebook(
+        tmp_path / "executed.ipynb",
+        [
+            "from afme_lib.interfaces import notebook\nnotebook.setup_notebook()",
+            "import plotly.graph_objects as go\n"
+            "go.Figure(go.Bar(x=['a', 'b'], y=[1, 2]), layout={'title': 'two bars'})",
+            "import ipywidgets\nipywidgets.IntSlider(3)",
+            "from IPython.display import Markdown\nMarkdown('inline math $x^2$')",
+        ],
+    )
     stored = notebook.read_text()
     assert "cdn.plot.ly" not in stored and "cdnjs" not in stored  # the executed notebook itself
     assert main(["html", str(notebook), "--out-dir", str(tmp_path / "pages")]) == 0
@@ -94,10 +100,13 @@ def test_an_exported_notebook_page_has_no_remote_script(tmp_path):
 def test_a_notebook_executed_with_the_cdn_renderer_is_exported_offline(tmp_path):
     """A notebook executed before the offline renderer (plotly's "notebook_connected"): its stored
     CDN scripts are dropped and each figure is redrawn from its JSON."""
-    notebook = _executed_notebook(tmp_path / "old.ipynb", [
-        "import plotly.io as pio\npio.renderers.default = 'plotly_mimetype+notebook_connected'",
-        "import plotly.graph_objects as go\ngo.Figure(go.Scatter(y=[3, 1, 2]), layout={'title': 'connected'})",
-    ])
+    notebook = _executed_notebook(
+        tmp_path / "old.ipynb",
+        [
+            "import plotly.io as pio\npio.renderers.default = 'plotly_mimetype+notebook_connected'",
+            "import plotly.graph_objects as go\ngo.Figure(go.Scatter(y=[3, 1, 2]), layout={'title': 'connected'})",
+        ],
+    )
     assert "cdn.plot.ly" in notebook.read_text()
     page = notebook_html(notebook, tmp_path / "reports" / "x" / "old.html").read_text()
     assert not REMOTE.search(page) and "cdn.plot.ly" not in page

@@ -7,10 +7,10 @@ import pytest
 
 from afme_lib.analysis import slices
 from afme_lib.data.dataset import load_dataset
-from afme_lib.data.features import FeatureStore
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.data.synthetic import read_metadata
 from afme_lib.data.synthetic_oracle import mrr_by_label, oracle_ranks, oracle_summary, slice_labels, stress_labels
-from afme_lib.evaluate import random_baseline
+from afme_lib.engine.evaluation import random_baseline
 
 
 def test_masks_partition_the_queries_and_the_cold_attribute_ones(tiny_synth):
@@ -56,15 +56,17 @@ def test_oracle_rows_agree_with_oracle_summary(tiny_synth):
     for label, value in summary["features"]["all"].items():
         assert rows[slices.FEATURES][label] == pytest.approx(value, nan_ok=True)
     assert rows[slices.RULE]["cold/attribute/corrupted"] == pytest.approx(
-        slices.slice_mrr(oracle_ranks(ds, meta), {"x": masks["cold/attribute/corrupted"]})["x"])
+        slices.slice_mrr(oracle_ranks(ds, meta), {"x": masks["cold/attribute/corrupted"]})["x"]
+    )
 
 
 def test_random_ranking_of_each_slice_is_the_random_baseline_of_its_triples(tiny_synth):
     ds, meta = load_dataset(tiny_synth), read_metadata(tiny_synth)
     masks = slices.slice_masks(ds, meta)
     got = slices.random_mrr(ds, masks)
-    assert got == {label: pytest.approx(random_baseline(ds, "test", triples_mask=mask)["mrr"])
-                   for label, mask in masks.items()}
+    assert got == {
+        label: pytest.approx(random_baseline(ds, "test", triples_mask=mask)["mrr"]) for label, mask in masks.items()
+    }
     assert got["all"] == pytest.approx(random_baseline(ds, "test")["mrr"])
 
 
@@ -72,20 +74,29 @@ def test_slice_table_and_markdown():
     rows = {"m": {"all": 0.5, "cold/attribute": 0.25}, slices.FEATURES: {"all": 0.75, "cold/attribute": float("nan")}}
     table = slices.slice_table(rows, {"all": 10, "cold/attribute": 4})
     assert table.loc["m", "all"] == 50.0 and table.loc["queries", "cold/attribute"] == 4
-    assert slices.markdown(table) == ["| MRR % | all | cold/attribute |", "|---|---:|---:|", "| m | 50.00 | 25.00 |",
-                                      "| feature oracle | 75.00 | – |", "| queries | 10 | 4 |"]
-    assert slices.comparison_lines(table, "m", "all") == ["m: 50.00 % MRR on all queries (10 queries).",
-                                                         "- 67 % of the feature oracle (75.00 %)"]
+    assert slices.markdown(table) == [
+        "| MRR % | all | cold/attribute |",
+        "|---|---:|---:|",
+        "| m | 50.00 | 25.00 |",
+        "| feature oracle | 75.00 | – |",
+        "| queries | 10 | 4 |",
+    ]
+    assert slices.comparison_lines(table, "m", "all") == [
+        "m: 50.00 % MRR on all queries (10 queries).",
+        "- 67 % of the feature oracle (75.00 %)",
+    ]
 
 
 def test_ablation_summary_by_hand():
-    results = pd.DataFrame([
-        {"variant": "full", "seed": 0, "a": 0.50, "b": 0.30},
-        {"variant": "full", "seed": 1, "a": 0.60, "b": 0.40},
-        {"variant": "x", "seed": 0, "a": 0.40, "b": 0.35},
-        {"variant": "x", "seed": 1, "a": 0.55, "b": 0.45},
-        {"variant": "y", "seed": 0, "a": 0.70, "b": 0.10},
-    ])
+    results = pd.DataFrame(
+        [
+            {"variant": "full", "seed": 0, "a": 0.50, "b": 0.30},
+            {"variant": "full", "seed": 1, "a": 0.60, "b": 0.40},
+            {"variant": "x", "seed": 0, "a": 0.40, "b": 0.35},
+            {"variant": "x", "seed": 1, "a": 0.55, "b": 0.45},
+            {"variant": "y", "seed": 0, "a": 0.70, "b": 0.10},
+        ]
+    )
     summary = slices.ablation_summary(results, {"x": "a", "y": "b"})
     assert list(summary.index) == ["x", "y"]
     x, y = summary.loc["x"], summary.loc["y"]
@@ -95,7 +106,8 @@ def test_ablation_summary_by_hand():
     assert x["change (points)"] == pytest.approx(-7.5)
     assert y["seeds"] == 1 and np.isnan(y["std"]) and y["change (points)"] == pytest.approx(10 - 35)
     assert y["lower in every seed"]  # seed 0: 0.10 < 0.30
-    assert slices.ablation_lines(summary)[1] == ("y on b: 10.00 % against the full model's 35.00 ± 7.07 % "
-                                                 "(-25.00 points; lower in every seed, 1 seed).")
+    assert slices.ablation_lines(summary)[1] == (
+        "y on b: 10.00 % against the full model's 35.00 ± 7.07 % (-25.00 points; lower in every seed, 1 seed)."
+    )
     table = slices.mean_std_table(results)
     assert table.loc["x", "a"] == "47.50 ± 10.61" and table.loc["y", "a"] == "70.00 ± n/a"

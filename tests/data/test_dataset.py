@@ -8,12 +8,18 @@ import numpy as np
 import pytest
 import torch
 
+from afme_lib.core.errors import DataFormatError
 from afme_lib.data.dataset import SPLITS, load_dataset, triple_keys
-from afme_lib.errors import DataFormatError
 
 
-def _make_folder(root: Path, *, train="3\n0 1 0\n1 2 1\n2 0 0\n", valid="1\n0 2 1\n", test="1\n2 1 1\n",
-                 categories: dict[str, str] | None = None) -> Path:
+def _make_folder(
+    root: Path,
+    *,
+    train="3\n0 1 0\n1 2 1\n2 0 0\n",
+    valid="1\n0 2 1\n",
+    test="1\n2 1 1\n",
+    categories: dict[str, str] | None = None,
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "entity2id.txt").write_text("3\nalpha one\t0\nbeta\t1\ngamma\t2\n", encoding="utf-8")
     (root / "relation2id.txt").write_text("2\nlikes 0\nknows 1\n", encoding="utf-8")
@@ -48,7 +54,9 @@ def test_unknown_split(tmp_path):
 
 
 def test_shipped_category_files_are_read_and_validated(tmp_path):
-    root = _make_folder(tmp_path / "toy", test="2\n2 1 1\n0 1 0\n", categories={"1-1.txt": "1\n2 1 1\n", "n-n.txt": "1\n0 1 0\n"})
+    root = _make_folder(
+        tmp_path / "toy", test="2\n2 1 1\n0 1 0\n", categories={"1-1.txt": "1\n2 1 1\n", "n-n.txt": "1\n0 1 0\n"}
+    )
     ds = load_dataset(root)
     assert sorted(ds.shipped_test_categories) == ["1-1", "N-N"]
     assert ds.shipped_test_categories["1-1"].tolist() == [[2, 1, 1]]

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from afme_lib.core.errors import DownloadError
+from afme_lib.data.benchmarks import DatasetEntry, ReleaseFile, resolve_dataset
 from afme_lib.data.download import download_dataset, fetch_file, safe_extract, sha256_file
-from afme_lib.data.registry import DatasetEntry, ReleaseFile, resolve_dataset
-from afme_lib.errors import DownloadError
 
 FILES = {
     "entity2id.txt": b"3\na\t0\nb\t1\nc\t2\n",
@@ -187,7 +187,9 @@ def test_truncated_body_is_not_kept_even_unpinned(server, tmp_path):
 def test_unpinned_refused_without_flag_then_prints_hashes(server, tmp_path, capsys):
     base, _, requests = server
     reg = {"TOY": toy_entry({"test2id.txt": None})}
-    with pytest.raises(DownloadError, match=r"TOY has no pinned sha256 .*allow_unpinned=True \(CLI: --allow-unpinned\)"):
+    with pytest.raises(
+        DownloadError, match=r"TOY has no pinned sha256 .*allow_unpinned=True \(CLI: --allow-unpinned\)"
+    ):
         download_dataset("TOY", tmp_path, base_url=base, registry=reg, progress=False)
     assert requests == [] and not (tmp_path / "Toy").exists()
 
@@ -230,7 +232,7 @@ def make_zip(path: Path, members: list[tuple[str, bytes | None, str | None]]) ->
             info = zipfile.ZipInfo(name)
             if link is not None:
                 info.create_system = 3
-                info.external_attr = (0o120777 << 16)
+                info.external_attr = 0o120777 << 16
                 zf.writestr(info, link)
             else:
                 zf.writestr(info, data)
@@ -253,14 +255,22 @@ def make_tar(path: Path, members: list[tuple[str, bytes | None, str | None, str]
 
 
 def test_safe_extract_good_archives(tmp_path):
-    z = make_zip(tmp_path / "good.zip", [("feats/a.txt", b"A", None), ("feats/sub/b.txt", b"B", None),
-                                         ("feats/link", None, "sub/b.txt")])
+    z = make_zip(
+        tmp_path / "good.zip",
+        [("feats/a.txt", b"A", None), ("feats/sub/b.txt", b"B", None), ("feats/link", None, "sub/b.txt")],
+    )
     got = safe_extract(z, tmp_path / "z")
-    assert sorted(p.relative_to(tmp_path / "z").as_posix() for p in got) == ["feats/a.txt", "feats/link", "feats/sub/b.txt"]
+    assert sorted(p.relative_to(tmp_path / "z").as_posix() for p in got) == [
+        "feats/a.txt",
+        "feats/link",
+        "feats/sub/b.txt",
+    ]
     assert (tmp_path / "z/feats/link").is_symlink() and (tmp_path / "z/feats/link").read_bytes() == b"B"
 
-    t = make_tar(tmp_path / "good.tar.gz", [("d/x.txt", b"X", None, "file"), ("d/y.txt", None, "d/x.txt", "hard"),
-                                            ("d/s", None, "x.txt", "sym")])
+    t = make_tar(
+        tmp_path / "good.tar.gz",
+        [("d/x.txt", b"X", None, "file"), ("d/y.txt", None, "d/x.txt", "hard"), ("d/s", None, "x.txt", "sym")],
+    )
     got = safe_extract(t, tmp_path / "t")
     assert len(got) == 3
     assert (tmp_path / "t/d/y.txt").read_bytes() == b"X" and not (tmp_path / "t/d/y.txt").is_symlink()
@@ -309,8 +319,10 @@ def test_safe_extract_refuses_write_through_symlink_chain(tmp_path):
     # Each link on its own looks inside, but together they reach dest's parent:
     # 'a' -> 'b/b/..' is dest/b lexically; then 'b' -> '.' makes a = dest/.. (outside).
     # 'a/evil.txt' must not be written there.
-    t = make_tar(tmp_path / "chain.tar", [("a", None, "b/b/..", "sym"), ("b", None, ".", "sym"),
-                                          ("a/evil.txt", b"E", None, "file")])
+    t = make_tar(
+        tmp_path / "chain.tar",
+        [("a", None, "b/b/..", "sym"), ("b", None, ".", "sym"), ("a/evil.txt", b"E", None, "file")],
+    )
     dest = tmp_path / "out"
     with pytest.raises(DownloadError, match="refusing member 'a/evil.txt'"):
         safe_extract(t, dest)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from afme_lib.data.features import FeatureStore
-from afme_lib.errors import DataFormatError
+from afme_lib.core.errors import DataFormatError
+from afme_lib.data.feature_store import FeatureStore
 
 N = 6
 
@@ -31,8 +31,12 @@ def _load(folder: Path, **kwargs) -> tuple[FeatureStore, list[str]]:
         warnings.simplefilter("always")
         store = FeatureStore.load(folder, N, **kwargs)
     return store, printed.getvalue().splitlines() + [
-        str(w.message) for w in caught if issubclass(w.category, UserWarning) and "weights_only" not in str(w.message)
-        and "pickle protocol" not in str(w.message)]
+        str(w.message)
+        for w in caught
+        if issubclass(w.category, UserWarning)
+        and "weights_only" not in str(w.message)
+        and "pickle protocol" not in str(w.message)
+    ]
 
 
 def _refused(folder: Path, path: Path, problem: str, **kwargs) -> None:
@@ -50,8 +54,10 @@ def test_released_format(tmp_path):
     torch.save(textual, tmp_path / "MKG-W-textual.pth")
     (tmp_path / "README.txt").write_text("not a feature file")
     store, messages = _load(tmp_path)
-    assert messages == [f"features from {tmp_path}: MKG-W-textual.pth (text: {N} rows x 3 dims), "
-                        f"MKG-W-visual.pth (image: {N} rows x 4 dims)"]  # one line, no warning
+    assert messages == [
+        f"features from {tmp_path}: MKG-W-textual.pth (text: {N} rows x 3 dims), "
+        f"MKG-W-visual.pth (image: {N} rows x 4 dims)"
+    ]  # one line, no warning
     assert sorted(store.modalities) == ["image", "text"]
     assert torch.equal(store.features["image"], visual) and torch.equal(store.features["text"], textual)
     assert store.features["image"].dtype == torch.float32
@@ -113,9 +119,11 @@ def test_save_load_round_trip(tmp_path):
         assert torch.equal(loaded.features[m], store.features[m]), m
         assert torch.equal(loaded.masks[m], store.masks[m]), m
     assert loaded.masks["text"].tolist() == [True, False, True, True, False, True]
-    assert messages == [f"features from {tmp_path / 'out'}: MKG-Y-layout.pth (layout: {N} rows x 2 dims, 1 missing), "
-                        f"MKG-Y-textual.pth (text: {N} rows x 3 dims, 2 missing), "
-                        f"MKG-Y-visual.pth (image: {N} rows x 4 dims, 1 missing)"]
+    assert messages == [
+        f"features from {tmp_path / 'out'}: MKG-Y-layout.pth (layout: {N} rows x 2 dims, 1 missing), "
+        f"MKG-Y-textual.pth (text: {N} rows x 3 dims, 2 missing), "
+        f"MKG-Y-visual.pth (image: {N} rows x 4 dims, 1 missing)"
+    ]
     # a saved file is one plain tensor: readable by the released-format consumers
     plain = torch.load(tmp_path / "out" / "MKG-Y-visual.pth", weights_only=True)
     assert type(plain) is torch.Tensor and torch.equal(plain, store.features["image"])
@@ -193,7 +201,8 @@ def test_container_of_tensors_refused(tmp_path):
 
 _REFUSED = re.compile(
     r"(?P<path>.+): refused: holds pickled Python objects, which could run code when loaded"
-    r"(?: \(it asks for (?P<wanted>[\w.]+)\))?; save the features with torch.save\(tensor\) or as a numeric \.npy")
+    r"(?: \(it asks for (?P<wanted>[\w.]+)\))?; save the features with torch.save\(tensor\) or as a numeric \.npy"
+)
 
 
 def _refused_pickle(folder: Path, path: Path) -> str | None:
@@ -255,8 +264,12 @@ def test_not_a_npy_or_torch_file(tmp_path):
 def test_unknown_modality_lists_what_was_found(tmp_path):
     torch.save(_features(4, 0), tmp_path / "MKG-W-visual.pth")
     np.save(tmp_path / "text.npy", _features(3, 1).numpy())
-    _refused(tmp_path, tmp_path, "no feature file for modalities ['audio', 'video']; found ['image', 'text']",
-             modalities=["video", "text", "audio"])
+    _refused(
+        tmp_path,
+        tmp_path,
+        "no feature file for modalities ['audio', 'video']; found ['image', 'text']",
+        modalities=["video", "text", "audio"],
+    )
 
 
 def test_two_files_for_one_modality_refused(tmp_path):

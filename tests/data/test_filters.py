@@ -15,8 +15,13 @@ from afme_lib.data.filters import CATEGORIES, FilterIndex, degree_stats, relatio
 
 def _random_triples(gen: torch.Generator, n: int, n_ent: int, n_rel: int) -> torch.Tensor:
     return torch.stack(
-        [torch.randint(0, n_ent, (n,), generator=gen), torch.randint(0, n_rel, (n,), generator=gen),
-         torch.randint(0, n_ent, (n,), generator=gen)], 1)
+        [
+            torch.randint(0, n_ent, (n,), generator=gen),
+            torch.randint(0, n_rel, (n,), generator=gen),
+            torch.randint(0, n_ent, (n,), generator=gen),
+        ],
+        1,
+    )
 
 
 def _dataset(train, valid=None, test=None, n_ent=None, n_rel=None, shipped=None) -> KGDataset:
@@ -27,8 +32,9 @@ def _dataset(train, valid=None, test=None, n_ent=None, n_rel=None, shipped=None)
     every = torch.cat([train, valid, test])
     n_ent = n_ent if n_ent is not None else int(every[:, [0, 2]].max()) + 1
     n_rel = n_rel if n_rel is not None else int(every[:, 1].max()) + 1
-    return KGDataset("toy", None, [f"e{i}" for i in range(n_ent)], [f"r{i}" for i in range(n_rel)],
-                     train, valid, test, shipped or {})
+    return KGDataset(
+        "toy", None, [f"e{i}" for i in range(n_ent)], [f"r{i}" for i in range(n_rel)], train, valid, test, shipped or {}
+    )
 
 
 # ---------------------------------------------------------------- FilterIndex
@@ -140,15 +146,37 @@ def test_filter_index_refuses_bad_input():
 
 # One relation per case; the comment gives (tails per head, heads per tail).
 HAND_MADE = [
-    (0, 0, 1), (2, 0, 3), (0, 0, 1), (0, 0, 1),      # r0 1-1 (1, 1); the repeats must not count
-    (0, 1, 1), (0, 1, 2), (0, 1, 3),                 # r1 1-N (3, 1)
-    (1, 2, 0), (2, 2, 0), (3, 2, 0),                 # r2 N-1 (1, 3)
-    (0, 3, 2), (0, 3, 3), (1, 3, 2), (1, 3, 3),      # r3 N-N (2, 2)
-    (4, 4, 5), (4, 4, 6), (7, 4, 8),                 # r4 (1.5, 1): exactly at the threshold -> 1-N
-    (5, 5, 4), (6, 5, 4), (8, 5, 7),                 # r5 (1, 1.5) -> N-1
-    (4, 6, 5), (4, 6, 6), (7, 6, 8), (9, 6, 1),      # r6 (4/3, 1): below the threshold -> 1-1
-    (4, 7, 5), (4, 7, 6), (7, 7, 5), (7, 7, 6), (9, 7, 1), (9, 7, 2),  # r7 (2, 1.5) -> N-N
-]                                                     # r8 has no training triple -> 1-1
+    (0, 0, 1),
+    (2, 0, 3),
+    (0, 0, 1),
+    (0, 0, 1),  # r0 1-1 (1, 1); the repeats must not count
+    (0, 1, 1),
+    (0, 1, 2),
+    (0, 1, 3),  # r1 1-N (3, 1)
+    (1, 2, 0),
+    (2, 2, 0),
+    (3, 2, 0),  # r2 N-1 (1, 3)
+    (0, 3, 2),
+    (0, 3, 3),
+    (1, 3, 2),
+    (1, 3, 3),  # r3 N-N (2, 2)
+    (4, 4, 5),
+    (4, 4, 6),
+    (7, 4, 8),  # r4 (1.5, 1): exactly at the threshold -> 1-N
+    (5, 5, 4),
+    (6, 5, 4),
+    (8, 5, 7),  # r5 (1, 1.5) -> N-1
+    (4, 6, 5),
+    (4, 6, 6),
+    (7, 6, 8),
+    (9, 6, 1),  # r6 (4/3, 1): below the threshold -> 1-1
+    (4, 7, 5),
+    (4, 7, 6),
+    (7, 7, 5),
+    (7, 7, 6),
+    (9, 7, 1),
+    (9, 7, 2),  # r7 (2, 1.5) -> N-N
+]  # r8 has no training triple -> 1-1
 
 
 def _brute_force_categories(triples, num_relations, threshold=1.5):
@@ -170,7 +198,16 @@ def test_relation_categories_hand_made():
     assert set(cats) <= set(CATEGORIES)
     # a higher threshold: only means of at least 2 count as "N"
     assert relation_categories(torch.tensor(HAND_MADE), 9, threshold=2.0) == [
-        "1-1", "1-N", "N-1", "N-N", "1-1", "1-1", "1-1", "1-N", "1-1"]
+        "1-1",
+        "1-N",
+        "N-1",
+        "N-N",
+        "1-1",
+        "1-1",
+        "1-1",
+        "1-N",
+        "1-1",
+    ]
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -188,7 +225,9 @@ def test_triple_categories_from_training_without_shipped_files():
     ds = _dataset(train=HAND_MADE, valid=[[0, 2, 0], [0, 3, 1]], test=test, n_ent=10, n_rel=9)
     assert triple_categories(ds, "test").tolist() == ["1-N", "1-N", "1-1"]
     assert triple_categories(ds, "valid").tolist() == ["N-1", "N-N"]
-    assert triple_categories(ds, "train").tolist() == [_brute_force_categories(HAND_MADE, 9)[r] for _, r, _ in HAND_MADE]
+    assert triple_categories(ds, "train").tolist() == [
+        _brute_force_categories(HAND_MADE, 9)[r] for _, r, _ in HAND_MADE
+    ]
 
 
 def test_triple_categories_prefer_shipped_files_for_test_only():
@@ -236,8 +275,10 @@ def test_degree_stats_match_brute_force(seed):
     assert stats["median_degree"] == statistics.median(degree)
     assert stats["max_degree"] == max(degree)
     assert stats["isolated_entities"] == sum(d == 0 for d in degree)
-    unseen = {name: sum(degree[h] == 0 or degree[t] == 0 for h, _, t in rows.tolist())
-              for name, rows in (("valid", valid), ("test", test))}
+    unseen = {
+        name: sum(degree[h] == 0 or degree[t] == 0 for h, _, t in rows.tolist())
+        for name, rows in (("valid", valid), ("test", test))
+    }
     assert stats["unseen_in_train"] == unseen
 
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from afme_lib.core.config import ModelConfig
+from afme_lib.core.errors import DataFormatError
 from afme_lib.data.dataset import load_dataset
 from afme_lib.data.groups import read_groups, triple_groups, write_groups
-from afme_lib.errors import DataFormatError
-from afme_lib.evaluate import compute_metrics, evaluate
+from afme_lib.engine.evaluation import compute_metrics, evaluate
 from afme_lib.models.registry import create_model
-from afme_lib.config import ModelConfig
 
 
 def test_groups_round_trip_and_load_with_the_dataset(tiny_synth):
@@ -58,7 +58,15 @@ def test_write_refuses_unwritable_group_names(tmp_path):
 def test_a_triple_takes_the_group_of_highest_precedence():
     groups = ["warm", "cold", "zero-shot", "value", "custom"]
     triples = np.array([[0, 0, 3], [1, 0, 3], [0, 0, 2], [1, 0, 2], [3, 0, 3], [4, 0, 3], [4, 0, 4]])
-    assert triple_groups(triples, groups).tolist() == ["warm", "cold", "zero-shot", "zero-shot", "value", "value", "custom"]
+    assert triple_groups(triples, groups).tolist() == [
+        "warm",
+        "cold",
+        "zero-shot",
+        "zero-shot",
+        "value",
+        "value",
+        "custom",
+    ]
 
 
 def test_metrics_by_group_and_relation_match_a_brute_force_reference(tiny_synth):
@@ -68,14 +76,18 @@ def test_metrics_by_group_and_relation_match_a_brute_force_reference(tiny_synth)
     res = evaluate(model, ds, "test", return_ranks=True)
     group = np.array(ds.entity_groups)
     expected_groups = {}
-    for i, (h, r, t) in enumerate(ds.test.tolist()):
+    for i, (h, _r, t) in enumerate(ds.test.tolist()):
         g = next(x for x in ("zero-shot", "cold", "warm", "value") if x in (group[h], group[t]))
         expected_groups.setdefault(g, []).append(i)
     assert list(res["by_group"]) == [g for g in ("zero-shot", "cold", "warm", "value") if g in expected_groups]
     for g, rows in expected_groups.items():
         ranks = np.concatenate([res["ranks"]["tail"][rows], res["ranks"]["head"][rows]])
-        assert {k: v for k, v in res["by_group"][g].items() if k != "self_answer"} == compute_metrics(torch.from_numpy(ranks))
+        assert {k: v for k, v in res["by_group"][g].items() if k != "self_answer"} == compute_metrics(
+            torch.from_numpy(ranks)
+        )
     for rid, name in enumerate(ds.relation_names):
         rows = (ds.test[:, 1] == rid).numpy()
         ranks = np.concatenate([res["ranks"]["tail"][rows], res["ranks"]["head"][rows]])
-        assert {k: v for k, v in res["by_relation"][name].items() if k != "self_answer"} == compute_metrics(torch.from_numpy(ranks))
+        assert {k: v for k, v in res["by_relation"][name].items() if k != "self_answer"} == compute_metrics(
+            torch.from_numpy(ranks)
+        )

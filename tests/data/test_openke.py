@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from afme_lib.core.errors import DataFormatError
 from afme_lib.data.openke import read_count, read_id_map, read_triples, write_id_map, write_triples
-from afme_lib.errors import DataFormatError
 
 
 def _write(tmp_path: Path, name: str, text: str | bytes) -> Path:
@@ -85,7 +85,7 @@ def test_zero_count_reads_empty(tmp_path):
 
 @pytest.mark.parametrize("reader", [read_id_map, _triples])
 def test_not_utf8_names_line_and_byte(tmp_path, reader):
-    data = "2\n".encode() + b"ok\t0\n" + b"caf\xe9\t1\n"  # Latin-1 e-acute on line 3, byte 10
+    data = b"2\n" + b"ok\t0\n" + b"caf\xe9\t1\n"  # Latin-1 e-acute on line 3, byte 10
     path = _write(tmp_path, "f.txt", data)
     _fails(reader, path, 3, "not valid UTF-8 text (invalid continuation byte at byte 10)")
 
@@ -111,7 +111,9 @@ def test_id_map_tab_separated_names_with_spaces(tmp_path):
 
 def test_id_map_space_separated(tmp_path):
     # MKG-Y style: the id after a space; MKG-W style: URLs; the last field is the id
-    path = _write(tmp_path, "entity2id.txt", "3\nGilles_Mbang_Ondo 0\nhttp://www.wikidata.org/entity/Q1 1\nSan Jose  2\n")
+    path = _write(
+        tmp_path, "entity2id.txt", "3\nGilles_Mbang_Ondo 0\nhttp://www.wikidata.org/entity/Q1 1\nSan Jose  2\n"
+    )
     assert read_id_map(path) == ["Gilles_Mbang_Ondo", "http://www.wikidata.org/entity/Q1", "San Jose"]
 
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from afme_lib.core.errors import AfmeError
 from afme_lib.data.dataset import load_dataset, triple_keys
-from afme_lib.data.features import FeatureStore
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.data.filters import CATEGORIES, relation_categories
 from afme_lib.data.synthetic import (
     PRESETS,
@@ -24,7 +25,6 @@ from afme_lib.data.synthetic import (
     value_entity_ids,
     write_synthetic,
 )
-from afme_lib.errors import AfmeError
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,13 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(tmp_path, tiny
     assert len(names) == 11  # 2 id maps + 3 splits + entity2group.txt + 4 feature files + metadata.json
     for name in names:
         assert (tiny_folder / name).read_bytes() == (again / name).read_bytes(), name
-    for name in ("train2id.txt", "entity2group.txt", "synth-tiny-textual.pth", "synth-tiny-visual.pth", "metadata.json"):
+    for name in (
+        "train2id.txt",
+        "entity2group.txt",
+        "synth-tiny-textual.pth",
+        "synth-tiny-visual.pth",
+        "metadata.json",
+    ):
         assert (tiny_folder / name).read_bytes() != (other / name).read_bytes(), name
 
 
@@ -113,7 +119,7 @@ def test_value_features_give_a_value_entity_its_own_prototype_in_its_attributes_
     for m, rec in meta["modalities"].items():
         mask = store.masks[m].numpy()
         owns = np.concatenate([value_entity_ids(cfg)[a] for a in rec["attributes"]]) if rec["attributes"] else []
-        np.testing.assert_array_equal(np.flatnonzero(mask[cfg.num_items:]) + cfg.num_items, np.sort(owns))
+        np.testing.assert_array_equal(np.flatnonzero(mask[cfg.num_items :]) + cfg.num_items, np.sort(owns))
         for a in rec["attributes"]:  # "Comedy" looks like the comedies: nearest to their mean row
             x = store.features[m].double().numpy()
             items = _clean_rows(meta, m)
@@ -188,9 +194,15 @@ def test_metadata_ground_truth_holds_for_every_triple(preset, tiny, default):
             c_map = np.array(rec["community_map"])
             np.testing.assert_array_equal(c_map, (np.arange(cfg.num_communities) + c_map[0]) % cfg.num_communities)
             np.testing.assert_array_equal(community[sub[:, 2]], c_map[community[sub[:, 0]]])
-            assert np.isin(types[sub[:, 0]], rec["head_types"]).all() and np.isin(types[sub[:, 2]], rec["tail_types"]).all()
-    for labels, k in [(types[items], cfg.num_types), (community[items], cfg.num_communities),
-                      *((attrs[items, a], k) for a, k in enumerate(cfg.attribute_values))]:
+            assert (
+                np.isin(types[sub[:, 0]], rec["head_types"]).all()
+                and np.isin(types[sub[:, 2]], rec["tail_types"]).all()
+            )
+    for labels, k in [
+        (types[items], cfg.num_types),
+        (community[items], cfg.num_communities),
+        *((attrs[items, a], k) for a, k in enumerate(cfg.attribute_values)),
+    ]:
         counts = np.bincount(labels, minlength=k)
         assert len(counts) == k and counts.max() - counts.min() <= 1  # balanced
 
@@ -292,8 +304,14 @@ def test_feature_settings_leave_the_graph_and_other_modalities_unchanged(tiny):
 
 def test_rewriting_a_synthetic_folder_replaces_it_and_a_foreign_folder_is_refused(tmp_path):
     folder = write_synthetic(tmp_path / "s", "tiny")
-    small = replace(PRESETS["tiny"], name="synth-small", num_items=120, attribute_values=(4,), value_features=False,
-                    modalities={"text": ModalitySpec((0,), dim=8, missing=0.1)})
+    small = replace(
+        PRESETS["tiny"],
+        name="synth-small",
+        num_items=120,
+        attribute_values=(4,),
+        value_features=False,
+        modalities={"text": ModalitySpec((0,), dim=8, missing=0.1)},
+    )
     write_synthetic(folder, small)
     assert not list(folder.glob("synth-tiny-*"))  # stale feature files are gone
     store = FeatureStore.load(folder, 124, verbose=False)
@@ -303,7 +321,9 @@ def test_rewriting_a_synthetic_folder_replaces_it_and_a_foreign_folder_is_refuse
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(AfmeError, match="folder is not empty and holds no synthetic dataset; refusing to write into it"):
+    with pytest.raises(
+        AfmeError, match="folder is not empty and holds no synthetic dataset; refusing to write into it"
+    ):
         write_synthetic(foreign, "tiny")
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
@@ -312,7 +332,10 @@ def test_rewriting_a_synthetic_folder_replaces_it_and_a_foreign_folder_is_refuse
     ("change", "message"),
     [
         ({"structural_relations": ("1-2",)}, r"unknown category '1-2'"),
-        ({"modalities": {"text": ModalitySpec((5,), dim=4)}}, r"modality 'text' encodes attributes \[5\] outside \[0, 3\)"),
+        (
+            {"modalities": {"text": ModalitySpec((5,), dim=4)}},
+            r"modality 'text' encodes attributes \[5\] outside \[0, 3\)",
+        ),
         ({"modalities": {"text": ModalitySpec((0,), dim=4, weak=(0,))}}, r"both strong and weak"),
         ({"modalities": {"text": ModalitySpec((0,), dim=4, corruption="blur")}}, r"corruption 'blur' not one of"),
         ({"modalities": {"my-text": ModalitySpec((0,), dim=4)}}, r"modality name 'my-text'"),
@@ -329,7 +352,9 @@ def test_bad_configs_are_refused_with_the_reason(change, message):
 
 
 def test_unknown_preset_is_named():
-    with pytest.raises(ValueError, match=r"unknown synthetic preset 'huge'; expected one of \['default', 'siblings', 'tiny'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown synthetic preset 'huge'; expected one of \['default', 'siblings', 'tiny'\]"
+    ):
         generate("huge")
 
 

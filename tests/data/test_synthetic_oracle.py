@@ -3,13 +3,19 @@ explicitly, and the slice bookkeeping the reports rely on."""
 
 import numpy as np
 import pytest
-import torch
 
 from afme_lib.data.dataset import load_dataset
-from afme_lib.data.features import FeatureStore
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.data.synthetic import generate, read_metadata
-from afme_lib.data.synthetic_oracle import (feature_oracle_ranks, mrr_by_label, oracle_mrr_by_kind, oracle_ranks,
-                                            oracle_summary, slice_labels, stress_labels)
+from afme_lib.data.synthetic_oracle import (
+    feature_oracle_ranks,
+    mrr_by_label,
+    oracle_mrr_by_kind,
+    oracle_ranks,
+    oracle_summary,
+    slice_labels,
+    stress_labels,
+)
 
 
 def _known(ds):
@@ -94,7 +100,9 @@ def _feature_brute_force(ds, store, meta, modalities, split):
                     logp[i] += -np.log(k)
         v_true = attrs[t, a]
         tail_scores = logp[h]
-        out["tail"].append((1 + (tail_scores > tail_scores[v_true]).sum() + (tail_scores >= tail_scores[v_true]).sum()) / 2)
+        out["tail"].append(
+            (1 + (tail_scores > tail_scores[v_true]).sum() + (tail_scores >= tail_scores[v_true]).sum()) / 2
+        )
         others = [i for i in np.flatnonzero(items) if i not in known[("head", t, r)] or i == h]
         s = logp[others, v_true]
         s_h = logp[h, v_true]
@@ -123,7 +131,9 @@ def test_slices_and_mrr_by_label_pool_both_sides(tiny_synth):
     ranks = oracle_ranks(ds, meta)
     mrr = mrr_by_label(ranks, labels)
     cold = labels == "cold/attribute"
-    assert mrr["cold/attribute"] == pytest.approx(np.mean(1 / np.concatenate([ranks["tail"][cold], ranks["head"][cold]])))
+    assert mrr["cold/attribute"] == pytest.approx(
+        np.mean(1 / np.concatenate([ranks["tail"][cold], ranks["head"][cold]]))
+    )
     assert mrr["all"] == pytest.approx(oracle_mrr_by_kind(ds, meta)["all"])
 
 
@@ -139,7 +149,11 @@ def test_default_oracles_show_what_the_benchmark_is_built_for():
             continue
         by_modality = summary["features_by_relation"][rel["name"]]
         strong, weak = by_modality[rel["informative_modalities"][0]], by_modality[rel["weak_modalities"][0]]
-        others = [v for m, v in by_modality.items() if m not in ("all", *rel["informative_modalities"], *rel["weak_modalities"])]
+        others = [
+            v
+            for m, v in by_modality.items()
+            if m not in ("all", *rel["informative_modalities"], *rel["weak_modalities"])
+        ]
         assert strong >= 0.75 and strong > weak > 2 * max(others), (rel["name"], by_modality)
         assert strong > 4 * max(others)
 
@@ -147,7 +161,7 @@ def test_default_oracles_show_what_the_benchmark_is_built_for():
 def test_stress_labels_name_the_state_of_the_informative_row(tiny_synth):
     ds, meta = load_dataset(tiny_synth), read_metadata(tiny_synth)
     labels = stress_labels(ds, meta, "test")
-    for (h, r, t), label in zip(ds.test.tolist(), labels):
+    for (h, r, _t), label in zip(ds.test.tolist(), labels):
         rel = meta["relations"][r]
         if rel["kind"] != "attribute":
             assert label == ""

@@ -30,9 +30,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(os.environ.get("AFME_TEST_ARTIFACTS") or ROOT / "test-artifacts") / "browser"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1400,1000", "--disable-dev-shm-usage"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+    "--disable-dev-shm-usage",
+]
 NOTEBOOK = "04_modality_contributions.ipynb"
 
 pytestmark = pytest.mark.browser
@@ -130,17 +139,22 @@ def test_report_pages_draw_their_figures_offline(driver, tmp_path):
         assert expected >= 1, f"{page}: no plotly figure on the page"
         browser.get(page.as_uri())
         WebDriverWait(browser, 30).until(
-            lambda b: len(b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= expected
-            and len(b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")) >= expected,
-            f"{page}: plotly did not draw its {expected} figure(s) offline")
-        name = "offline-" + "-".join(page.relative_to(tmp_path if page.is_relative_to(tmp_path) else ROOT)
-                                     .with_suffix("").parts)
+            lambda b, expected=expected: (
+                len(b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= expected
+                and len(b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")) >= expected
+            ),
+            f"{page}: plotly did not draw its {expected} figure(s) offline",
+        )
+        name = "offline-" + "-".join(
+            page.relative_to(tmp_path if page.is_relative_to(tmp_path) else ROOT).with_suffix("").parts
+        )
         for i, plot in enumerate(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")):
             drawn = _drawn_fraction(browser, plot, f"{name}-figure{i + 1}")
             assert drawn > 0.01, f"{page}: figure {i + 1} is blank ({drawn:.2%} non-white pixels)"
         failed = browser.execute_script(
             "return performance.getEntriesByType('resource').filter(e => !e.name.startsWith('file:')"
-            " && !e.name.startsWith('data:')).map(e => e.name);")
+            " && !e.name.startsWith('data:')).map(e => e.name);"
+        )
         assert failed == [], f"{page} asked the network for {failed}"
 
 
@@ -159,24 +173,46 @@ def jupyterlab(tmp_path):
     root.mkdir()
     shutil.copy(ROOT / "notebooks" / NOTEBOOK, root / NOTEBOOK)
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "AFME_NB_QUICK": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws")}
+    env = {
+        **os.environ,
+        "AFME_NB_QUICK": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws"),
+    }
     # Draw every cell, not only those in view (JupyterLab 4 windows long notebooks by default), and
     # no "fetch Jupyter news?" toast over the page.
-    for plugin, setting in (("notebook-extension/tracker", '{"windowingMode": "none"}'),
-                            ("apputils-extension/notification", '{"fetchNews": "false"}')):
+    for plugin, setting in (
+        ("notebook-extension/tracker", '{"windowingMode": "none"}'),
+        ("apputils-extension/notification", '{"fetchNews": "false"}'),
+    ):
         path = tmp_path / "settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(setting)
     log = (tmp_path / "jupyterlab.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--allow-root",  # CI containers run as root
-         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--allow-root",  # CI containers run as root
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:  # the server answers its status API once it listens
@@ -185,7 +221,9 @@ def jupyterlab(tmp_path):
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("JupyterLab did not start: " + (tmp_path / "jupyterlab.log").read_text()[-2000:])
+                    raise RuntimeError(
+                        "JupyterLab did not start: " + (tmp_path / "jupyterlab.log").read_text()[-2000:]
+                    ) from None
                 time.sleep(0.25)
         yield f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK}?token={token}"
     finally:
@@ -214,22 +252,32 @@ def test_notebook_04_panel_redraws_the_weights_for_another_relation(driver, jupy
     browser = driver("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
     browser.get(jupyterlab)
     wait = WebDriverWait(browser, 60)
-    wait.until(lambda b: b.execute_script(
-        "const app = window.jupyterapp; const w = app && app.shell.currentWidget;"
-        "return !!(w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel"
-        " && w.sessionContext.session.kernel.connectionStatus === 'connected');"), "notebook 04's kernel never connected")
+    wait.until(
+        lambda b: b.execute_script(
+            "const app = window.jupyterapp; const w = app && app.shell.currentWidget;"
+            "return !!(w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel"
+            " && w.sessionContext.session.kernel.connectionStatus === 'connected');"
+        ),
+        "notebook 04's kernel never connected",
+    )
     browser.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
     # The whole notebook (training on the tiny preset included) until the panel shows its chart.
     WebDriverWait(browser, 240).until(
-        lambda b: b.execute_script(CHART_TITLE, CHART), "the panel's weights chart never appeared")
-    errors = browser.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg")
+        lambda b: b.execute_script(CHART_TITLE, CHART), "the panel's weights chart never appeared"
+    )
+    errors = browser.find_elements(
+        By.CSS_SELECTOR, ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg"
+    )
     assert not errors, "a cell raised: " + errors[0].text[:500]
     # JupyterLab draws every figure from its plotly JSON, with the plotly it ships (its HTML view,
     # which needs a page-wide Plotly, is not the one shown)
-    WebDriverWait(browser, 30).until(lambda b: b.execute_script(
-        "const plots = document.querySelectorAll('.jp-RenderedPlotly');"
-        "return plots.length > 1 && Array.from(plots).every(p => p.querySelector('.main-svg'));"),
-        "the notebook's figures did not all draw in JupyterLab")
+    WebDriverWait(browser, 30).until(
+        lambda b: b.execute_script(
+            "const plots = document.querySelectorAll('.jp-RenderedPlotly');"
+            "return plots.length > 1 && Array.from(plots).every(p => p.querySelector('.main-svg'));"
+        ),
+        "the notebook's figures did not all draw in JupyterLab",
+    )
     assert not browser.find_elements(By.CSS_SELECTOR, ".jp-RenderedHTML .plotly-graph-div")
     before = browser.execute_script(CHART_TITLE, CHART)
     _screenshot(browser, "jupyterlab-04-panel-before")
@@ -239,8 +287,10 @@ def test_notebook_04_panel_redraws_the_weights_for_another_relation(driver, jupy
     new = next(o.text for o in relation.options if o.text != old)
     assert f", {old})" in before, before
     relation.select_by_visible_text(new)
-    WebDriverWait(browser, 60).until(lambda b: f", {new})" in (b.execute_script(CHART_TITLE, CHART) or ""),
-                                     f"the weights chart did not update to relation {new!r} (still {before!r})")
+    WebDriverWait(browser, 60).until(
+        lambda b: f", {new})" in (b.execute_script(CHART_TITLE, CHART) or ""),
+        f"the weights chart did not update to relation {new!r} (still {before!r})",
+    )
     chart = browser.find_elements(By.CSS_SELECTOR, CHART)[-1]
     assert len(chart.find_elements(By.CSS_SELECTOR, ".main-svg")) >= 1
     assert _drawn_fraction(browser, chart, "jupyterlab-04-panel-chart-after") > 0.01, "the updated chart is blank"

@@ -25,39 +25,61 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as tmp
+from conftest import trained
 
-from afme_lib import distributed
-from afme_lib.cli import main
-from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.core.config import ModelConfig, TrainConfig
 from afme_lib.data.dataset import load_dataset
-from afme_lib.data.features import FeatureStore
-from afme_lib.evaluate import evaluate
-from afme_lib.pipeline import evaluate_run, train_run
-from afme_lib.checkpoints import load_checkpoint
-from afme_lib.runs import BEST, LAST, read_log
-from afme_lib.train import Trainer
+from afme_lib.data.feature_store import FeatureStore
+from afme_lib.engine import distributed
+from afme_lib.engine.checkpoints import load_checkpoint
+from afme_lib.engine.evaluation import evaluate
+from afme_lib.engine.run_folder import BEST, LAST, read_log
+from afme_lib.engine.training import Trainer
+from afme_lib.experiments.run import evaluate_run
+from afme_lib.interfaces.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 WORLD = 2
 EPOCHS, STOP_AT = 12, 8
-ROTATE = ["--model", "rotate", "--dim", "32", "--batch-size", "128", "--negatives", "16", "--lr", "0.05",
-          "--eval-every", "4", "--no-progress", "--device", "cpu", "--seed", "0"]
+ROTATE = [
+    "--model",
+    "rotate",
+    "--dim",
+    "32",
+    "--batch-size",
+    "128",
+    "--negatives",
+    "16",
+    "--lr",
+    "0.05",
+    "--eval-every",
+    "4",
+    "--no-progress",
+    "--device",
+    "cpu",
+    "--seed",
+    "0",
+]
 
 
 def rotate_cfgs(seed=0, epochs=EPOCHS):
-    return ModelConfig(name="rotate", dim=32), TrainConfig(epochs=epochs, batch_size=128, negatives=16, lr=0.05,
-                                                           eval_every=4, progress=False, device="cpu", seed=seed)
+    return ModelConfig(name="rotate", dim=32), TrainConfig(
+        epochs=epochs, batch_size=128, negatives=16, lr=0.05, eval_every=4, progress=False, device="cpu", seed=seed
+    )
 
 
 def small_afme(**train):
     model = ModelConfig(name="afme", dim=16, attention_layers=1, attention_heads=2, noise_dim=8)
-    return model, TrainConfig(**{**dict(epochs=1, batch_size=1024, negatives=2, lr=0.02, eval_every=0,
-                                        progress=False, device="cpu"), **train})
+    return model, TrainConfig(
+        **{**dict(epochs=1, batch_size=1024, negatives=2, lr=0.02, eval_every=0, progress=False, device="cpu"), **train}
+    )
 
 
 def without_timings(record):
     if isinstance(record, dict):
-        return {k: without_timings(v) for k, v in record.items() if k not in ("seconds", "train_seconds", "eval_seconds")}
+        return {
+            k: without_timings(v) for k, v in record.items() if k not in ("seconds", "train_seconds", "eval_seconds")
+        }
     return record
 
 
@@ -70,8 +92,14 @@ def free_port() -> int:
 
 def _worker(index: int, world: int, port: int, job, spec: dict) -> None:
     """One process of a torchrun-like job: torchrun's environment, then ``job(rank, spec)``."""
-    os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(index),
+        LOCAL_RANK=str(index),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     try:
@@ -85,13 +113,27 @@ def launch(job, spec: dict, world: int = WORLD) -> None:
     ctx = tmp.get_context("forkserver")
     # The forkserver imports these once (torch._dynamo: Adam imports it, ~3 s); every worker is a
     # fork of it, so no worker pays for the imports again.
-    ctx.set_forkserver_preload(["torch.distributed", "torch._dynamo", "afme_lib.cli", "afme_lib.pipeline"])
-    tmp.start_processes(_worker, args=(world, free_port(), job, spec), nprocs=world, join=True, start_method="forkserver")
+    ctx.set_forkserver_preload(
+        ["torch.distributed", "torch._dynamo", "afme_lib.interfaces.cli", "afme_lib.experiments.run"]
+    )
+    tmp.start_processes(
+        _worker, args=(world, free_port(), job, spec), nprocs=world, join=True, start_method="forkserver"
+    )
 
 
 def torchrun(*afme_args: str, timeout: int = 180) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
-           "--monitor-interval", "0.1", "-m", "afme_lib.cli", *afme_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={WORLD}",
+        "--monitor-interval",
+        "0.1",
+        "-m",
+        "afme_lib.interfaces.cli",
+        *afme_args,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -125,8 +167,10 @@ def _job_afme_and_gradients(rank: int, spec: dict) -> None:
         mine = slice(rank, None, WORLD)  # the strided shard of distributed.shard_permutation
         terms = trainer._ddp("main", batch[mine], negatives[mine], corrupt_head[mine])
         sum(terms.values()).backward()
-        torch.save({n: p.grad for n, p in trainer.model.named_parameters() if p.grad is not None},
-                   out / f"grad-{name}-{rank}.pt")
+        torch.save(
+            {n: p.grad for n, p in trainer.model.named_parameters() if p.grad is not None},
+            out / f"grad-{name}-{rank}.pt",
+        )
 
 
 def gradient_cases() -> dict:
@@ -135,18 +179,25 @@ def gradient_cases() -> dict:
         "rotate": (ModelConfig(name="rotate", dim=16), TrainConfig(negatives=8, device="cpu", progress=False)),
         "mm-concat": (ModelConfig(name="mm-concat", dim=16), TrainConfig(negatives=8, device="cpu", progress=False)),
         "afme": (afme_model, afme_train),
-        "rotate-self-negatives": (ModelConfig(name="rotate", dim=16),
-                                  TrainConfig(negatives=8, self_negatives=2.0, device="cpu", progress=False)),
-        "distmult-1vsall-self-negatives": (ModelConfig(name="distmult", dim=16),
-                                           TrainConfig(loss="1vsall", self_negatives=1.0, device="cpu", progress=False)),
+        "rotate-self-negatives": (
+            ModelConfig(name="rotate", dim=16),
+            TrainConfig(negatives=8, self_negatives=2.0, device="cpu", progress=False),
+        ),
+        "distmult-1vsall-self-negatives": (
+            ModelConfig(name="distmult", dim=16),
+            TrainConfig(loss="1vsall", self_negatives=1.0, device="cpu", progress=False),
+        ),
     }
 
 
 def fixed_batch(data, negatives: int):
     generator = torch.Generator().manual_seed(7)
     batch = data.train[:64]
-    return (batch, torch.randint(data.num_entities, (64, negatives), generator=generator),
-            torch.rand(64, generator=generator) < 0.5)
+    return (
+        batch,
+        torch.randint(data.num_entities, (64, negatives), generator=generator),
+        torch.rand(64, generator=generator) < 0.5,
+    )
 
 
 # --- fixtures --------------------------------------------------------------------------------------
@@ -194,7 +245,7 @@ def test_two_processes_reach_the_one_process_metrics_within_noise(two_process_ru
     ours_loss = read_log(two_process_runs / "whole")[-1]["loss"]
     single = []
     for seed in range(3):
-        m = train_run(str(tiny_synth), *rotate_cfgs(seed), tmp_path / f"s{seed}")
+        m = trained(str(tiny_synth), *rotate_cfgs(seed), tmp_path / f"s{seed}")
         single.append((m["valid"]["by_group"]["warm"]["mrr"], read_log(tmp_path / f"s{seed}")[-1]["loss"]))
     mrrs, losses = [s[0] for s in single], [s[1] for s in single]
     mean, spread = statistics.mean(mrrs), max(statistics.stdev(mrrs), 0.01)
@@ -258,8 +309,8 @@ def test_shards_cover_the_permutation_and_rebuild_the_global_batches(n, world):
     # batch i of every rank together = positions [i b W, (i+1) b W) of the shared permutation
     b = 2
     for i in range(len(shards[0]) // b):
-        together = torch.cat([s[i * b:(i + 1) * b] for s in shards]).sort().values
-        assert torch.equal(together, merged[i * b * world:(i + 1) * b * world].sort().values)
+        together = torch.cat([s[i * b : (i + 1) * b] for s in shards]).sort().values
+        assert torch.equal(together, merged[i * b * world : (i + 1) * b * world].sort().values)
     # another epoch, another permutation; the same epoch, the same one
     assert not torch.equal(distributed.shard_permutation(50, 4, 5, 0, 2), distributed.shard_permutation(50, 3, 5, 0, 2))
     assert torch.equal(distributed.shard_permutation(50, 4, 5, 1, 2), distributed.shard_permutation(50, 4, 5, 1, 2))

@@ -83,4 +83,6 @@ def test_without_cuda_the_default_device_is_refused(gpu_figures, capsys):
         pytest.skip("a CUDA device is present")
     with pytest.raises(SystemExit):
         gpu_figures.main([])
-    assert "no CUDA device: run on a GPU machine, or check the script with --device cpu --smoke" in capsys.readouterr().err
+    assert (
+        "no CUDA device: run on a GPU machine, or check the script with --device cpu --smoke" in capsys.readouterr().err
+    )

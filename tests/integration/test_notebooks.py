@@ -16,17 +16,44 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from afme_lib import ablations
+from afme_lib.core import ablations
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 CONTRACT_PARAMETERS = {  # the training notebook's parameters shared with the grid runner
-    "dataset", "features", "model", "dim", "epochs", "batch_size", "negatives", "lr", "seed", "device", "eval_every",
-    "denoising", "dynamic_weights", "gan", "self_attention", "relation_context", "model_options", "train_options",
-    "run_dir", "progress", "compare_with", "runs_root",
+    "dataset",
+    "features",
+    "model",
+    "dim",
+    "epochs",
+    "batch_size",
+    "negatives",
+    "lr",
+    "seed",
+    "device",
+    "eval_every",
+    "denoising",
+    "dynamic_weights",
+    "gan",
+    "self_attention",
+    "relation_context",
+    "run_dir",
+    "progress",
+    "compare_with",
+    "runs_root",
 }
-TRAINING = ("dataset", "features", "dim", "epochs", "batch_size", "negatives", "lr", "seed", "eval_every",
-            "model_options", "train_options", "runs_root")  # the same in 02-05: their runs are shared
+TRAINING = (
+    "dataset",
+    "features",
+    "dim",
+    "epochs",
+    "batch_size",
+    "negatives",
+    "lr",
+    "seed",
+    "eval_every",
+    "runs_root",
+)  # the same in 02-05: their runs are shared
 
 
 def _build_module():
@@ -58,15 +85,21 @@ def _parameters(nb, quick: bool, monkeypatch) -> dict:
 
 
 def test_the_five_notebooks_exist():
-    assert NAMES == ["01_data_exploration.ipynb", "02_training.ipynb", "03_ablations.ipynb",
-                     "04_modality_contributions.ipynb", "05_robustness.ipynb"]
+    assert NAMES == [
+        "01_data_exploration.ipynb",
+        "02_training.ipynb",
+        "03_ablations.ipynb",
+        "04_modality_contributions.ipynb",
+        "05_robustness.ipynb",
+    ]
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_committed_notebook_is_what_the_build_script_writes(name):
-    assert (NOTEBOOKS / name).read_text() == BUILD.render(BUILD.NOTEBOOKS[name]), \
+    assert (NOTEBOOKS / name).read_text() == BUILD.render(BUILD.NOTEBOOKS[name]), (
         "run `python notebooks/_build.py` after editing it"
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -90,7 +123,7 @@ def test_training_notebook_defines_the_contract_parameters(monkeypatch):
     assert quick["run_dir"] is None and quick["features"] is None and quick["device"] == "auto"
     full = _parameters(_read("02_training.ipynb"), False, monkeypatch)
     assert full["dataset"] == "synth:default" and full["epochs"] >= 20 and full["progress"] is True
-    assert full["compare_with"] == ["rotate", "mm-concat"] and full["runs_root"] == "runs/notebooks"
+    assert full["compare_with"] == ["rotate", "mm-concat"] and full["runs_root"] == "runs/cache"
 
 
 @pytest.mark.parametrize("quick", [True, False])
@@ -119,21 +152,28 @@ def _switches_turned_off(tree: ast.AST) -> int:
     found = 0
     for node in ast.walk(tree):
         if isinstance(node, ast.Dict):
-            found += sum(isinstance(k, ast.Constant) and k.value in switches and isinstance(v, ast.Constant)
-                         and v.value is False for k, v in zip(node.keys, node.values))
+            found += sum(
+                isinstance(k, ast.Constant) and k.value in switches and isinstance(v, ast.Constant) and v.value is False
+                for k, v in zip(node.keys, node.values)
+            )
         elif isinstance(node, ast.keyword):
             found += node.arg in switches and isinstance(node.value, ast.Constant) and node.value.value is False
     return found
 
 
 def test_no_second_copy_of_the_ablation_switches():
-    """Variants are named (afme_lib/ablations.py): no library module, benchmark or notebook spells
-    a switch turned off; the grid files that do are checked against the registry (tests/grid/test_grid.py)."""
-    sources = [p for p in [*(ROOT / "afme_lib").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
-               if p.name != "ablations.py"]
+    """Variants are named (afme_lib/core/ablations.py): no library module, benchmark or notebook spells
+    a switch turned off; the grid files that do are checked against the registry (tests/experiments/grid/test_grid.py)."""
+    sources = [
+        p for p in [*(ROOT / "afme_lib").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")] if p.name != "ablations.py"
+    ]
     copies = [str(p.relative_to(ROOT)) for p in sources if _switches_turned_off(ast.parse(p.read_text()))]
-    copies += [f"{name} cell {i}" for name, cells in BUILD.NOTEBOOKS.items() for i, (kind, text, _) in enumerate(cells)
-               if kind == "code" and _switches_turned_off(ast.parse(text))]
+    copies += [
+        f"{name} cell {i}"
+        for name, cells in BUILD.NOTEBOOKS.items()
+        for i, (kind, text, _) in enumerate(cells)
+        if kind == "code" and _switches_turned_off(ast.parse(text))
+    ]
     assert copies == []
     assert _switches_turned_off(ast.parse("f(gan=False); x = {'denoising': False}")) == 2  # the check can fail
 
@@ -142,7 +182,7 @@ def test_no_second_copy_of_the_ablation_switches():
 def test_shipped_grids_only_set_parameters_the_notebook_defines(config, monkeypatch):
     """load_grid checks every grid parameter against the notebook's parameters cell (a grid of
     ``target: train``: against ModelConfig / TrainConfig, every cell's configs built)."""
-    from afme_lib.grid import load_grid
+    from afme_lib.experiments.grid import load_grid
 
     monkeypatch.chdir(ROOT)
     grid = load_grid(ROOT / "configs" / config)
@@ -150,15 +190,23 @@ def test_shipped_grids_only_set_parameters_the_notebook_defines(config, monkeypa
 
 
 # --- headless check of the interactive panel (notebook stage only) --------------------------------
-@pytest.mark.skipif(os.environ.get("AFME_NB_QUICK", "").strip().lower() not in ("1", "true", "yes", "on"),
-                    reason="executes notebook 04 (~30 s); scripts/test.sh runs it in its notebook stage (AFME_NB_QUICK=1)")
+@pytest.mark.skipif(
+    os.environ.get("AFME_NB_QUICK", "").strip().lower() not in ("1", "true", "yes", "on"),
+    reason="executes notebook 04 (~30 s); scripts/test.sh runs it in its notebook stage (AFME_NB_QUICK=1)",
+)
 def test_modality_panel_widget_state_is_saved(tmp_path):
     import papermill
 
     out = tmp_path / "04.ipynb"
-    papermill.execute_notebook(str(NOTEBOOKS / "04_modality_contributions.ipynb"), str(out), cwd=str(NOTEBOOKS),
-                               kernel_name="python3", progress_bar=False, store_widget_state=True,
-                               parameters={"figures_dir": str(tmp_path / "figures")})
+    papermill.execute_notebook(
+        str(NOTEBOOKS / "04_modality_contributions.ipynb"),
+        str(out),
+        cwd=str(NOTEBOOKS),
+        kernel_name="python3",
+        progress_bar=False,
+        store_widget_state=True,
+        parameters={"figures_dir": str(tmp_path / "figures")},
+    )
     nb = json.loads(out.read_text())
     state = nb["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     by_model: dict[str, list[dict]] = {}
@@ -172,6 +220,66 @@ def test_modality_panel_widget_state_is_saved(tmp_path):
     assert any("Top 10 tails" in s.get("value", "") for s in by_model["HTMLModel"])
     charts = [o for s in by_model["OutputModel"] for o in s.get("outputs", [])]
     assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in charts)
-    views = [o["data"]["application/vnd.jupyter.widget-view+json"] for c in nb["cells"] for o in c.get("outputs", [])
-             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    views = [
+        o["data"]["application/vnd.jupyter.widget-view+json"]
+        for c in nb["cells"]
+        for o in c.get("outputs", [])
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
     assert views and views[-1]["model_id"] in state  # the panel's output points at a saved widget
+
+
+# --- one spec, three interfaces (notebook stage only) ---------------------------------------------------
+@pytest.mark.skipif(
+    os.environ.get("AFME_NB_QUICK", "").strip().lower() not in ("1", "true", "yes", "on"),
+    reason="executes notebook 02 (~20 s); scripts/test.sh runs it in its notebook stage (AFME_NB_QUICK=1)",
+)
+def test_one_spec_file_gives_one_run_from_the_cli_a_grid_and_a_notebook(tiny_synth, tmp_path):
+    """The same run-spec YAML given to `afme train --config`, to a train grid (`spec:`) and to
+    notebook 02 (papermill's parameter file) makes run folders with the same fingerprint. The spec
+    sets every field the notebook's parameters cell lists, and one it does not (self_negatives)."""
+    import papermill
+    import yaml
+
+    from afme_lib.engine.run_folder import RunFolder
+    from afme_lib.experiments.grid import load_grid, run_grid
+    from afme_lib.interfaces.cli import main
+
+    fields = {
+        "dataset": str(tiny_synth),
+        "model": "rotate",
+        "dim": 8,
+        "epochs": 1,
+        "batch_size": 2048,
+        "negatives": 2,
+        "lr": 0.01,
+        "seed": 0,
+        "eval_every": 1,
+        "device": "cpu",
+        "self_negatives": 0.5,
+    }
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(fields))
+    assert main(["train", "--config", str(spec), "--out", str(tmp_path / "cli"), "--no-progress"]) == 0
+
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(f"name: one\ntarget: train\nspec: {spec}\nrun_dir: cell\n")
+    run_grid(load_grid(grid_file), report_dir=tmp_path / "report", runs_dir=tmp_path / "grid", progress=False)
+
+    papermill.execute_notebook(
+        str(NOTEBOOKS / "02_training.ipynb"),
+        str(tmp_path / "02.ipynb"),
+        cwd=str(NOTEBOOKS),
+        kernel_name="python3",
+        progress_bar=False,
+        parameters={
+            **yaml.safe_load(spec.read_text()),
+            "compare_with": [],
+            "run_dir": str(tmp_path / "notebook"),
+            "figures_dir": str(tmp_path / "f"),
+        },
+    )
+    folders = [RunFolder(tmp_path / "cli"), RunFolder(tmp_path / "grid" / "cell"), RunFolder(tmp_path / "notebook")]
+    assert all(folder.finished for folder in folders)
+    assert len({folder.config.fingerprint() for folder in folders}) == 1
+    assert {folder.config.train.self_negatives for folder in folders} == {0.5}

@@ -9,15 +9,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import trained
 
-from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.core.config import ModelConfig, TrainConfig
 from afme_lib.data.dataset import load_dataset
-from afme_lib.data.features import FeatureStore, feature_shapes, gather_rows
-from afme_lib.evaluate import evaluate
+from afme_lib.data.feature_store import FeatureStore, feature_shapes, gather_rows
+from afme_lib.engine.evaluation import evaluate
+from afme_lib.engine.run_folder import read_log
+from afme_lib.engine.training import Trainer
 from afme_lib.models.registry import create_model
-from afme_lib.pipeline import train_run
-from afme_lib.runs import read_log
-from afme_lib.train import Trainer
 
 SMALL = dict(dim=16, attention_layers=1, attention_heads=2, noise_dim=8)
 
@@ -87,7 +87,9 @@ def test_run_records_the_placement_and_gets_the_same_metrics(tiny_synth, tmp_pat
     metrics = {}
     for placement in ("auto", "mmap"):
         out = tmp_path / placement
-        metrics[placement] = train_run(str(tiny_synth), cfg, train, out, features=str(tiny_synth), feature_placement=placement)
+        metrics[placement] = trained(
+            str(tiny_synth), cfg, train, out, features=str(tiny_synth), feature_placement=placement
+        )
         assert json.loads((out / "config.json").read_text())["feature_placement"] == placement
     strip = lambda m: {k: v for k, v in m.items() if not k.endswith("_seconds")}  # noqa: E731
     assert strip(metrics["mmap"]) == strip(metrics["auto"])

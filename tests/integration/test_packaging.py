@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,5 +32,5 @@ def test_environment_yml_matches_pyproject():
 
 def test_console_script_points_at_cli():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["afme"] == "afme_lib.cli:main"
-    from afme_lib.cli import main  # noqa: F401  (the entry point imports)
+    assert project["scripts"]["afme"] == "afme_lib.interfaces.cli:main"
+    from afme_lib.interfaces.cli import main  # noqa: F401  (the entry point imports)

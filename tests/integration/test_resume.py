@@ -13,16 +13,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import trained
 
-import afme_lib.checkpoints as checkpoints_mod
-import afme_lib.train as train_mod
-from afme_lib.cli import main
-from afme_lib.config import ModelConfig, TrainConfig
-from afme_lib.errors import AfmeError
-from afme_lib.pipeline import evaluate_run, load_run, resume_run, train_run
-from afme_lib.checkpoints import load_checkpoint
-from afme_lib.runs import BEST, LAST, read_log
-from afme_lib.train import NonFiniteLossError, Trainer
+import afme_lib.engine.checkpoints as checkpoints_mod
+import afme_lib.engine.training as train_mod
+from afme_lib.core.config import ModelConfig, TrainConfig
+from afme_lib.core.errors import AfmeError
+from afme_lib.engine.checkpoints import load_checkpoint
+from afme_lib.engine.run_folder import BEST, LAST, read_log
+from afme_lib.engine.training import NonFiniteLossError, Trainer
+from afme_lib.experiments.run import evaluate_run, load_trainer, resume
+from afme_lib.interfaces.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,7 +48,7 @@ def without_seconds(metrics):
 def fresh(tiny, out, model="rotate", **train):
     model_cfg, train_cfg = small(model, **train)
     features = str(tiny) if model != "rotate" else None
-    return train_run(str(tiny), model_cfg, train_cfg, out, features=features)
+    return trained(str(tiny), model_cfg, train_cfg, out, features=features)
 
 
 # --- in-process: interrupted + resumed == uninterrupted ----------------------------------------------
@@ -56,7 +57,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_synth, tmp_path, model, t
     whole = fresh(tiny_synth, tmp_path / "whole", model, epochs=total)
     fresh(tiny_synth, tmp_path / "part", model, epochs=first)
     torch.manual_seed(1234)  # disturb the global RNG: only the checkpoint's saved state may count
-    resumed = resume_run(tmp_path / "part", epochs=total)
+    resumed = resume(tmp_path / "part", epochs=total).metrics
     assert without_timings(read_log(tmp_path / "part")) == without_timings(read_log(tmp_path / "whole"))
     assert [rec["epoch"] for rec in read_log(tmp_path / "part")] == list(range(1, total + 1))
     assert without_seconds(resumed) == without_seconds(whole)
@@ -70,7 +71,7 @@ def test_without_the_saved_rng_state_the_continuation_differs(tiny_synth, tmp_pa
     fresh(tiny_synth, tmp_path / "part", epochs=2)
     monkeypatch.setattr(train_mod, "set_rng_state", lambda state: None)
     torch.manual_seed(1234)
-    resume_run(tmp_path / "part", epochs=3)
+    resume(tmp_path / "part", epochs=3)
     assert read_log(tmp_path / "part")[2]["loss"] != read_log(tmp_path / "whole")[2]["loss"]
 
 
@@ -80,7 +81,7 @@ def test_resume_on_cuda_continues_the_run(tiny_synth, tmp_path):
     (embedding backward) add in any order, so the comparison has a tolerance."""
     whole = fresh(tiny_synth, tmp_path / "whole", epochs=3, device="cuda")
     fresh(tiny_synth, tmp_path / "part", epochs=2, device="cuda")
-    resumed = resume_run(tmp_path / "part", epochs=3)
+    resumed = resume(tmp_path / "part", epochs=3).metrics
     assert resumed["device"].startswith("cuda")
     for a, b in zip(read_log(tmp_path / "part"), read_log(tmp_path / "whole")):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
@@ -89,16 +90,49 @@ def test_resume_on_cuda_continues_the_run(tiny_synth, tmp_path):
 
 # --- a real kill -9 ------------------------------------------------------------------------------
 KILL_EPOCHS = 8
-KILL_ARGS = ["--model", "rotate", "--dim", "16", "--epochs", str(KILL_EPOCHS), "--batch-size", "64", "--negatives", "4",
-             "--lr", "0.02", "--eval-every", "0", "--no-progress", "--device", "cpu", "--seed", "3"]
+KILL_ARGS = [
+    "--model",
+    "rotate",
+    "--dim",
+    "16",
+    "--epochs",
+    str(KILL_EPOCHS),
+    "--batch-size",
+    "64",
+    "--negatives",
+    "4",
+    "--lr",
+    "0.02",
+    "--eval-every",
+    "0",
+    "--no-progress",
+    "--device",
+    "cpu",
+    "--seed",
+    "3",
+]
 
 
 def test_sigkill_then_resume_finishes_every_epoch_exactly_once(tiny_synth, tmp_path):
     run = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "afme_lib.cli", "train", "--dataset", str(tiny_synth),
-                             "--out", str(run), *KILL_ARGS], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "afme_lib.interfaces.cli",
+            "train",
+            "--dataset",
+            str(tiny_synth),
+            "--out",
+            str(run),
+            *KILL_ARGS,
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     log_path = run / "log.jsonl"
     deadline = time.monotonic() + 90
     try:
@@ -112,7 +146,9 @@ def test_sigkill_then_resume_finishes_every_epoch_exactly_once(tiny_synth, tmp_p
         proc.kill()
         _, stderr = proc.communicate(timeout=30)
     if not alive:  # finished (or failed) before the kill: nothing was interrupted
-        pytest.fail(f"the training subprocess ended before it could be killed (rc {proc.returncode}): {stderr.decode()[-2000:]}")
+        pytest.fail(
+            f"the training subprocess ended before it could be killed (rc {proc.returncode}): {stderr.decode()[-2000:]}"
+        )
 
     before = read_log(run)
     checkpointed = load_checkpoint(run / LAST)["state"]["epoch"]
@@ -166,7 +202,7 @@ def test_a_run_killed_before_its_first_checkpoint_restarts_from_scratch(tiny_syn
     (run / "log.jsonl").write_text('{"epoch": 1, "kg')  # killed while logging epoch 1
     with pytest.raises(AfmeError, match="holds no checkpoint yet .*afme train --resume"):
         evaluate_run(run)
-    again = resume_run(run)
+    again = resume(run).metrics
     assert without_timings(read_log(run)) == without_timings(first_log)
     assert without_seconds(again) == without_seconds(first)
 
@@ -180,22 +216,27 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert "is not a run folder" in capsys.readouterr().err
 
 
-def test_training_into_an_existing_run_refuses_and_names_resume(tiny_synth, tmp_path, capsys):
+def test_training_into_a_folder_holding_a_run(tiny_synth, tmp_path, capsys):
+    """The same spec finds its finished run and returns it; another spec is refused, naming what
+    differs and how to continue the run that is there; nothing is touched either way."""
     run = tmp_path / "taken"
-    fresh(tiny_synth, run, epochs=1)
+    first = fresh(tiny_synth, run, epochs=1)
     log_text = (run / "log.jsonl").read_text()
-    with pytest.raises(AfmeError, match=rf"already holds a run: resume it with `afme train --resume {run}`"):
-        fresh(tiny_synth, run, epochs=1)
-    rc = main(["train", "--dataset", str(tiny_synth), "--out", str(run), "--epochs", "1", "--no-progress"])
+    assert fresh(tiny_synth, run, epochs=1) == first
+    with pytest.raises(
+        AfmeError, match=rf"holds another run \(train.epochs: 1 there, 2 asked\).*`afme train --resume {run}`"
+    ):
+        fresh(tiny_synth, run, epochs=2)
+    rc = main(["train", "--dataset", str(tiny_synth), "--out", str(run), "--epochs", "2", "--no-progress"])
     assert rc == 2 and "--resume" in capsys.readouterr().err
-    assert (run / "log.jsonl").read_text() == log_text  # nothing was touched
+    assert (run / "log.jsonl").read_text() == log_text
 
 
 def test_resume_refuses_model_flags_but_takes_training_flags(tiny_synth, tmp_path, capsys):
     run = tmp_path / "extend"
     fresh(tiny_synth, run, epochs=1)
     assert main(["train", "--resume", str(run), "--dim", "32", "--dataset", "x"]) == 2
-    assert "drop --dim --dataset" in capsys.readouterr().err
+    assert "drop --dataset --dim" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
     assert [rec["epoch"] for rec in read_log(run)] == [1, 2]
     assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 2
@@ -217,7 +258,7 @@ def test_resume_after_a_non_finite_loss_with_a_lower_learning_rate(tiny_synth, t
     with pytest.raises(NonFiniteLossError, match="epoch 2, batch 1"):
         fresh(tiny_synth, run, epochs=3)
     monkeypatch.setattr(train_mod, "kgc_loss", real_loss)
-    metrics = resume_run(run, lr=0.005)
+    metrics = resume(run, lr=0.005).metrics
     assert metrics["epochs_run"] == 3
     assert [rec["epoch"] for rec in read_log(run)] == [1, 2, 3] and all("error" not in r for r in read_log(run))
     lrs = {group["lr"] for group in load_checkpoint(run / LAST)["optimizer"]["param_groups"]}
@@ -233,10 +274,11 @@ def test_a_corrupted_checkpoint_gives_a_clear_error(tiny_synth, tmp_path, damage
     broken = {"truncate": data[: len(data) // 2], "garbage": b"not a checkpoint " * 40, "empty": b""}[damage]
     for name in (LAST, BEST):
         (run / name).write_bytes(broken)
+    (run / "metrics.json").unlink()  # interrupted: resuming must read the last checkpoint
     with pytest.raises(AfmeError, match=rf"{LAST}: unreadable checkpoint \(.*\); the file is truncated, corrupted"):
-        resume_run(run)
+        resume(run)
     with pytest.raises(AfmeError, match=f"{BEST}: unreadable checkpoint"):
-        load_run(run)
+        load_trainer(run)
     assert main(["evaluate", str(run)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("afme: error: ") and "unreadable checkpoint" in err and "Traceback" not in err

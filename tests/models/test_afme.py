@@ -1,4 +1,4 @@
-"""AFME (v2) on the tiny synthetic preset: scores, entity tables, fusion internals, ablations,
+"""AFME on the tiny synthetic preset: scores, entity tables, fusion internals, ablations,
 MoIEn's losses and which parameters they reach, cold entities, learning what the generator
 built in, checkpoints, and running without any modality."""
 
@@ -9,18 +9,17 @@ import math
 import pytest
 import torch
 
-from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.core.config import ModelConfig, TrainConfig
 from afme_lib.data.dataset import load_dataset
-from afme_lib.data.features import FeatureStore
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.data.synthetic import write_synthetic
-from afme_lib.losses import kgc_loss
+from afme_lib.engine.losses import kgc_loss
 from afme_lib.models.afme import AFME
 from afme_lib.models.registry import create_model
 
 DIM = 16
 TRUST = 1.5  # a cross_check_margin that turns the cross-check on
 SWITCHES = ("denoising", "dynamic_weights", "gan", "self_attention", "relation_context")
-
 
 
 @pytest.fixture(scope="module")
@@ -210,14 +209,15 @@ def test_generated_tokens_are_never_longer_than_measured_ones(tiny):
     ents = torch.arange(tiny[0].num_entities)
     with torch.no_grad():
         per = model.per_entity(ents)
-        expected = model.inputs.log_scale.exp() * 64 ** 0.5
+        expected = model.inputs.log_scale.exp() * 64**0.5
         for k, name in enumerate(model.inputs.names):
             missing = ~store.masks[name]
             assert missing.any() and per["available"][:, k].all() and (per["token_norm"][missing, k] > 0).all()
             assert torch.all(per["token_norm"][missing, k] <= expected[k] * (1 + 1e-4))
             # measured rows: exactly s_m sqrt(D) (rms() has an epsilon: equal to a few 1e-3)
-            torch.testing.assert_close(per["token_norm"][~missing, k], expected[k].expand(int((~missing).sum())),
-                                       rtol=5e-3, atol=1e-5)
+            torch.testing.assert_close(
+                per["token_norm"][~missing, k], expected[k].expand(int((~missing).sum())), rtol=5e-3, atol=1e-5
+            )
 
 
 # --- row-level denoising: the cross-check ---------------------------------------------------
@@ -233,7 +233,9 @@ def test_cross_check_completes_each_row_from_the_other_modalities_only(tiny):
         tokens, measured = model.inputs(ents, raw)
         agreement, completion = model._cross_check(raw, tokens, measured)
         both = measured[:, 0] & measured[:, 1]
-        torch.testing.assert_close(agreement[both, 0], torch.cosine_similarity(tokens[both, 0], completion[both, 0], dim=-1))
+        torch.testing.assert_close(
+            agreement[both, 0], torch.cosine_similarity(tokens[both, 0], completion[both, 0], dim=-1)
+        )
         assert (agreement[~measured] == 0).all() and (completion[~measured] == 0).all()
         model.entity.weight.add_(1.0)  # e_s is not an input of the check
         for changed, same_col, moved_col in ((m0, 0, 1), (m1, 1, 0)):
@@ -362,8 +364,9 @@ def test_without_the_check_a_fully_measured_entity_is_asked_about_as_measured(ti
         for key in ("tokens", "token_norm", "gate_inputs"):
             torch.testing.assert_close(per[key][complete], per["candidate_" + key][complete])
         assert per["available"].all()
-        generated = model._as_asked(ents, model.inputs.raw(ents), per["candidate_tokens"], measured,
-                                    model.structural(ents))
+        generated = model._as_asked(
+            ents, model.inputs.raw(ents), per["candidate_tokens"], measured, model.structural(ents)
+        )
         torch.testing.assert_close(per["tokens"], generated)
         torch.testing.assert_close(per["gate_inputs"], gate_inputs(generated))
         assert not torch.allclose(per["tokens"][~complete], per["candidate_tokens"][~complete])
@@ -389,8 +392,7 @@ def test_every_ablation_switch_changes_the_outputs(tiny, switch):
         if switch in ("denoising", "dynamic_weights"):
             # same parameters: the switch itself, not a different initialisation, changes the scores
             # (w/o denoising has no cross-check, so no trust parameters)
-            ablated.load_state_dict({k: v for k, v in full.state_dict().items()
-                                     if k in ablated.state_dict()})
+            ablated.load_state_dict({k: v for k, v in full.state_dict().items() if k in ablated.state_dict()})
             assert not torch.allclose(full.score(h, r, t), ablated.score(h, r, t)), switch
 
 
@@ -575,8 +577,10 @@ def test_only_moiens_own_objective_trains_the_generator(tiny):
     negatives = torch.randint(0, data.num_entities, (64, 8), generator=torch.Generator().manual_seed(0))
     corrupt_head = torch.arange(64) % 2 == 0
     ents, rels = torch.cat([h, t]), torch.cat([r, r])
-    groups = {"generator": {id(p) for p in model.generator.parameters()},
-              "critic": {id(p) for p in model.critic.parameters()}}
+    groups = {
+        "generator": {id(p) for p in model.generator.parameters()},
+        "critic": {id(p) for p in model.critic.parameters()},
+    }
 
     def reached(loss) -> set[str]:
         model.zero_grad(set_to_none=True)
@@ -642,8 +646,10 @@ def test_cold_simulation_follows_the_structure_scale_and_only_in_training(tiny):
         share = float((half != per["structural"]).any(1).float().mean())
         assert 0.35 < share < 0.65
         model.eval()
-        assert torch.equal(model._pairs(model.per_entity(ents), ents, rel, distinct=True, internals=True)["structure"],
-                           0.5 * model.per_entity(ents)["structural"])
+        assert torch.equal(
+            model._pairs(model.per_entity(ents), ents, rel, distinct=True, internals=True)["structure"],
+            0.5 * model.per_entity(ents)["structural"],
+        )
 
 
 # --- learning what the generator built in ------------------------------------------------------
@@ -652,20 +658,27 @@ def test_afme_learns_which_modality_decides_each_relation_and_answers_for_cold_e
     weakly), with a pure-noise modality, corrupted and missing rows, and cold entities whose
     attribute triples are all held out. AFME's weights must put the informative modality first for
     every attribute relation, and AFME must beat structure-only RotatE clearly on cold entities."""
-    from afme_lib.analysis.modality import relation_profile
+    from conftest import trained
+
+    from afme_lib.analysis.modality_weights import relation_profile
     from afme_lib.data.synthetic import read_metadata
     from afme_lib.data.synthetic_oracle import mrr_by_label, slice_labels
-    from afme_lib.evaluate import evaluate
-    from afme_lib.pipeline import load_run, train_run
+    from afme_lib.engine.evaluation import evaluate
+    from afme_lib.experiments.run import load_trainer
 
     meta = read_metadata(tiny_synth)
     fit = TrainConfig(epochs=25, batch_size=256, negatives=16, lr=1e-2, eval_every=0, progress=False, device="cpu")
     cold = {}
     for name in ("rotate", "afme"):
         extra = {"attention_layers": 1, "attention_heads": 2} if name == "afme" else {}
-        train_run(str(tiny_synth), ModelConfig(name=name, dim=32, **extra), fit, tmp_path / name,
-                  features=str(tiny_synth) if name == "afme" else None)
-        trainer = load_run(tmp_path / name)
+        trained(
+            str(tiny_synth),
+            ModelConfig(name=name, dim=32, **extra),
+            fit,
+            tmp_path / name,
+            features=str(tiny_synth) if name == "afme" else None,
+        )
+        trainer = load_trainer(tmp_path / name)
         result = evaluate(trainer.model, trainer.dataset, "test", return_ranks=True)
         cold[name] = mrr_by_label(result["ranks"], slice_labels(trainer.dataset, meta, "test"))["cold/attribute"]
     weights = relation_profile(trainer.model, trainer.dataset, positions=("head",)).weights
@@ -751,5 +764,7 @@ def test_starting_point_of_the_fusion_follows_its_options(tiny, token_start, str
         tokens, measured = model.inputs(torch.arange(model.num_entities))
         rms = tokens[measured].pow(2).mean(-1).sqrt()
         structure_rms = model.entity.weight.pow(2).mean().sqrt()
-    torch.testing.assert_close(rms, torch.full_like(rms, token_start * float(model.embedding_scale())), rtol=1e-2, atol=1e-3)
+    torch.testing.assert_close(
+        rms, torch.full_like(rms, token_start * float(model.embedding_scale())), rtol=1e-2, atol=1e-3
+    )
     assert float(model.embedding_scale()) == pytest.approx(float(structure_rms), rel=0.2)

@@ -11,7 +11,6 @@ from torch import nn
 from afme_lib.models.enhance import (
     CompletionGenerator,
     ModalityCritic,
-    ModalityGenerator,
     SelfAttention,
     TokenMixer,
     _heads_for,
@@ -21,18 +20,20 @@ from afme_lib.models.enhance import (
 M, D, Z = 3, 8, 4
 
 
+DIMS = [5, 7, 3]  # raw feature widths of the M modalities
 
-def generator(self_attention: bool = True) -> ModalityGenerator:
+
+def generator(self_attention: bool = True) -> CompletionGenerator:
     torch.manual_seed(0)
-    return ModalityGenerator(M, D, Z, layers=2, heads=2, self_attention=self_attention).eval()
+    return CompletionGenerator(DIMS, D, Z, layers=2, heads=2, self_attention=self_attention).eval()
 
 
-def gen_inputs(n: int = 5):
+def gen_inputs(gen: CompletionGenerator, n: int = 5):
     g = torch.Generator().manual_seed(3)
     structural = torch.randn(n, D, generator=g)
-    denoised = torch.randn(n, M, D, generator=g)
-    present = torch.ones(n, M, dtype=torch.bool)
-    return structural, denoised, present
+    view = gen.view([torch.randn(n, d, generator=g) for d in DIMS])
+    shown = torch.ones(n, M, dtype=torch.bool)
+    return structural, view, shown
 
 
 @pytest.mark.parametrize("dim, wanted, heads", [(64, 4, 4), (250, 4, 2), (7, 4, 1), (8, 0, 1), (12, 5, 4)])
@@ -74,35 +75,38 @@ def test_token_mixer_mixes_tokens_only_with_attention(self_attention):
 
 
 def test_generator_formula_without_mixing_layers():
-    """With zero blocks: g_m = O_m (sigmoid(W_d^m (b_m * c_m) + b_d^m) + type_m) + o_m, with
-    [b_s, b_1..b_M] = A [e_s ; z]."""
+    """With zero blocks: g_m = O_m (c_m + sigmoid(W_d^m (b_m * c'_m) + b_d^m) + type_m) + o_m, with
+    [b_s, b_1..b_M] = A [e_s ; z], c_m = v_m shown or the learned mask, c'_m = v_m shown or 1."""
     torch.manual_seed(0)
-    gen = ModalityGenerator(M, D, Z, layers=0, heads=2)
-    s, den, present = gen_inputs()
-    present[1, 2] = False
+    gen = CompletionGenerator(DIMS, D, Z, layers=0, heads=2)
+    with torch.no_grad():
+        gen.mask.normal_()
+    s, view, shown = gen_inputs(gen)
+    shown[1, 2] = False
     z = torch.randn(len(s), Z)
     with torch.no_grad():
-        got = gen(s, den, present, z)
+        got = gen(s, view, shown, z)
         for i in range(len(s)):
             base = (gen.base.weight @ torch.cat([s[i], z[i]]) + gen.base.bias).view(M + 1, D)
             for m in range(M):
-                c = den[i, m] if present[i, m] else torch.ones(D)
-                h0 = torch.sigmoid(gen.modulate_weight[m] @ (base[1 + m] * c) + gen.modulate_bias[m])
-                want = gen.out_weight[m] @ (h0 + gen.token_type[1 + m]) + gen.out_bias[m]
+                content = view[i, m] if shown[i, m] else gen.mask[m]
+                carrier = view[i, m] if shown[i, m] else torch.ones(D)
+                x = content + torch.sigmoid(gen.modulate_weight[m] @ (base[1 + m] * carrier) + gen.modulate_bias[m])
+                want = gen.out_weight[m] @ (x + gen.token_type[1 + m]) + gen.out_bias[m]
                 torch.testing.assert_close(got[i, m], want)
 
 
 @pytest.mark.parametrize("self_attention", [True, False])
 def test_generator_mixes_modalities_only_through_attention(self_attention):
-    """Changing modality 0's input changes the other modalities' generated features with
+    """Changing modality 0's reading changes the other modalities' generated tokens with
     attention; without it the other outputs are untouched (the structural base b_m comes from
     e_s and z alone, so it carries nothing from modality 0)."""
     gen = generator(self_attention)
-    s, den, present = gen_inputs()
-    changed = den.clone()
+    s, view, shown = gen_inputs(gen)
+    changed = view.clone()
     changed[:, 0] += 1.0
     with torch.no_grad():
-        a, b = gen(s, den, present), gen(s, changed, present)
+        a, b = gen(s, view, shown), gen(s, changed, shown)
     assert a.shape == (len(s), M, D)
     assert not torch.allclose(a[:, 0], b[:, 0])
     if self_attention:
@@ -113,11 +117,11 @@ def test_generator_mixes_modalities_only_through_attention(self_attention):
 
 def test_generator_is_deterministic_without_noise_and_varies_with_it():
     gen = generator()
-    s, den, present = gen_inputs()
+    s, view, shown = gen_inputs(gen)
     with torch.no_grad():
-        a, b = gen(s, den, present), gen(s, den, present)
-        zero = gen(s, den, present, torch.zeros(len(s), Z))
-        noisy = gen(s, den, present, torch.randn(len(s), Z))
+        a, b = gen(s, view, shown), gen(s, view, shown)
+        zero = gen(s, view, shown, torch.zeros(len(s), Z))
+        noisy = gen(s, view, shown, torch.randn(len(s), Z))
     assert torch.equal(a, b)
     torch.testing.assert_close(a, zero)
     assert not torch.allclose(a, noisy)
@@ -125,30 +129,27 @@ def test_generator_is_deterministic_without_noise_and_varies_with_it():
 
 def test_generator_depends_on_structure():
     gen = generator()
-    s, den, present = gen_inputs()
+    s, view, shown = gen_inputs(gen)
     with torch.no_grad():
-        assert not torch.allclose(gen(s, den, present), gen(s + 1.0, den, present))
+        assert not torch.allclose(gen(s, view, shown), gen(s + 1.0, view, shown))
 
 
-def test_missing_modality_is_modulated_by_one():
-    """c_m = 1 for a missing modality: its denoised value has no effect; it acts as a row of ones."""
+def test_a_hidden_modality_is_ignored():
+    """A modality that is not shown has no effect through its reading: it enters as the mask token
+    and a carrier of ones; a shown modality's reading matters."""
     gen = generator()
-    s, den, present = gen_inputs()
-    present[:, 1] = False
-    present[2] = False  # a row with nothing measured
-    garbage = den.clone()
+    s, view, shown = gen_inputs(gen)
+    shown[:, 1] = False
+    shown[2] = False  # a row with nothing shown
+    garbage = view.clone()
     garbage[:, 1] = torch.randn(len(s), D) * 100
     garbage[2] = -7.0
     with torch.no_grad():
-        out = gen(s, den, present)
-        torch.testing.assert_close(gen(s, garbage, present), out, rtol=0, atol=0)
-        ones = den.clone()
-        ones[~present] = 1.0
-        torch.testing.assert_close(gen(s, ones, torch.ones_like(present)), out)
-        # ... while a present modality's value matters
-        moved = den.clone()
+        out = gen(s, view, shown)
+        torch.testing.assert_close(gen(s, garbage, shown), out, rtol=0, atol=0)
+        moved = view.clone()
         moved[0, 0] += 1.0
-        assert not torch.allclose(gen(s, moved, present)[0], out[0])
+        assert not torch.allclose(gen(s, moved, shown)[0], out[0])
 
 
 def test_critic_scores_one_value_per_row_conditioned_on_structure_and_modality():

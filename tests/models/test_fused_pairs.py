@@ -9,7 +9,7 @@ import torch
 
 from afme_lib.models import fused_pairs
 from afme_lib.models.fusion import MoIFu
-from afme_lib.models.modality import rms_normalise
+from afme_lib.models.modality_inputs import rms_normalise
 
 E, M, D, R = 6, 3, 8, 4
 
@@ -42,10 +42,28 @@ def fuse(fusion, tokens, structural, available, index, relations, generated, fus
     gate_inputs = fusion.gate_inputs(tokens)
     norm = tokens.norm(dim=-1)[index]
     if fused:
-        return fusion(structural[index], tokens, norm, available[index], gate_inputs, relations, internals=False,
-                      generated=generated[index], index=index)["fused"]
+        return fusion(
+            structural[index],
+            tokens,
+            norm,
+            available[index],
+            gate_inputs,
+            relations,
+            internals=False,
+            generated=generated[index],
+            index=index,
+        )["fused"]
     gate_inputs = gate_inputs[index] if gate_inputs.numel() else gate_inputs  # empty without denoising
-    return fusion(structural[index], tokens[index], norm, available[index], gate_inputs, relations, internals=True, generated=generated[index])["fused"]
+    return fusion(
+        structural[index],
+        tokens[index],
+        norm,
+        available[index],
+        gate_inputs,
+        relations,
+        internals=True,
+        generated=generated[index],
+    )["fused"]
 
 
 @pytest.mark.parametrize("relation_context", [True, False])
@@ -82,8 +100,9 @@ def test_gradcheck_in_double_precision():
     structure = structural.detach()[index].clone().requires_grad_()
 
     def apply(structure, gate_table, token_table, context_table, norm, bias, beta, tau):
-        return fused_pairs.FusedPairs.apply(structure, gate_table, token_table, context_table, norm, bias, beta, tau,
-                                            index, cid, available[index])
+        return fused_pairs.FusedPairs.apply(
+            structure, gate_table, token_table, context_table, norm, bias, beta, tau, index, cid, available[index]
+        )
 
     assert torch.autograd.gradcheck(apply, (structure, gate_table, token_table, context_table, norm, bias, beta, tau))
 
@@ -99,8 +118,9 @@ def test_a_pair_with_nothing_available_is_structure_alone_with_finite_gradients(
     assert not tokens.grad[2].any()  # zero tokens that nothing reads
 
 
-@pytest.mark.parametrize("switches, fusable", [({}, True), ({"denoising": False}, False),
-                                               ({"dynamic_weights": False}, False)])
+@pytest.mark.parametrize(
+    "switches, fusable", [({}, True), ({"denoising": False}, False), ({"dynamic_weights": False}, False)]
+)
 def test_training_calls_take_the_fused_function_only_where_its_formula_holds(monkeypatch, switches, fusable):
     calls = []
     original = fused_pairs.FusedPairs.apply

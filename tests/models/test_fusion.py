@@ -1,4 +1,4 @@
-"""MoIFu v2: gates, dynamic weights and the residual fusion against a brute-force reference of
+"""MoIFu: gates, dynamic weights and the residual fusion against a brute-force reference of
 the module docstring's formulas, and the properties the ablation switches promise."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from afme_lib.models.fusion import STRUCTURE_START, TAU_MIN, MoIFu
-from afme_lib.models.modality import rms_normalise
+from afme_lib.models.modality_inputs import rms_normalise
 
 M, D, R = 3, 8, 5
 
@@ -70,9 +70,15 @@ def brute_force(fusion: MoIFu, structural, tokens, available, relations):
     return gates, weights, fused
 
 
-@pytest.mark.parametrize("switches", [
-    {}, {"denoising": False}, {"dynamic_weights": False}, {"relation_context": False},
-])
+@pytest.mark.parametrize(
+    "switches",
+    [
+        {},
+        {"denoising": False},
+        {"dynamic_weights": False},
+        {"relation_context": False},
+    ],
+)
 def test_forward_matches_the_documented_formulas(switches):
     fusion = make(**switches)
     s, h, available, rels = batch()

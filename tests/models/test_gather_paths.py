@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from afme_lib.config import ModelConfig
-from afme_lib.data.features import FeatureStore
+from afme_lib.core.config import ModelConfig
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.models.base import take_rows
-from afme_lib.models.modality import ModalityInputs
+from afme_lib.models.modality_inputs import ModalityInputs
 from afme_lib.models.registry import create_model
 
 
@@ -55,8 +55,12 @@ def test_missing_rows_give_zero_tokens_whatever_they_hold(zeroed):
 
 
 def test_unknown_vector_follows_changes_to_which_entities_lack_structure():
-    model = create_model(ModelConfig(name="afme", dim=8, modalities=["text"], structure_dropout=0.0), 5, 2,
-                         store_with(torch.randn(5, 3), torch.ones(5, dtype=torch.bool)))
+    model = create_model(
+        ModelConfig(name="afme", dim=8, modalities=["text"], structure_dropout=0.0),
+        5,
+        2,
+        store_with(torch.randn(5, 3), torch.ones(5, dtype=torch.bool)),
+    )
     ids = torch.arange(5)
     with torch.no_grad():
         model.observe_training_graph(torch.tensor([[0, 0, 1], [2, 1, 3], [4, 0, 4]]))

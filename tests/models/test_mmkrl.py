@@ -7,15 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.core.config import ModelConfig, TrainConfig
 from afme_lib.data.dataset import load_dataset
-from afme_lib.data.features import FeatureStore
-from afme_lib.evaluate import evaluate
-from afme_lib.losses import kgc_loss
+from afme_lib.data.feature_store import FeatureStore
+from afme_lib.engine.evaluation import evaluate
+from afme_lib.engine.losses import kgc_loss
+from afme_lib.engine.training import Trainer, loss_context
 from afme_lib.models.mmkrl import fgm_perturbation
 from afme_lib.models.registry import create_model
-from afme_lib.train import Trainer, loss_context
-
 
 N, R, DIM = 10, 3, 8
 
@@ -40,7 +39,7 @@ def parts_of(model, e):
     es = model.entity.weight[e]
     recon = model.reconstruct.weight @ es + model.entity_bias
     tokens = []
-    for i, name in enumerate(model.inputs.names):
+    for i, _name in enumerate(model.inputs.names):
         if getattr(model.inputs, f"present_{i}")[e]:
             f = getattr(model.inputs, f"features_{i}")[e]
             h = model.inputs.projections[i].weight @ f
@@ -62,7 +61,9 @@ def test_score_is_the_mean_of_four_translations_over_one_relation(store, p_norm)
             rr = model.reconstruct.weight @ model.relation.weight[rel] + model.relation_bias
             unit = [F.normalize(v, dim=0) for v in (ha, hm, ta, tm, rr)]
             ha, hm, ta, tm, rr = unit
-            terms = [torch.linalg.vector_norm(x + rr - y, ord=p_norm) for x, y in ((ha, ta), (hm, tm), (hm, ta), (ha, tm))]
+            terms = [
+                torch.linalg.vector_norm(x + rr - y, ord=p_norm) for x, y in ((ha, ta), (hm, tm), (hm, ta), (ha, tm))
+            ]
             torch.testing.assert_close(got[k], -sum(terms) / 4, rtol=1e-5, atol=1e-6)
 
 
@@ -128,8 +129,14 @@ def test_adversarial_term_is_the_kgc_loss_on_perturbed_positives(store):
 
     def loss(hx, tx):
         pos = model.scorer.score(hx, rel, tx)
-        neg = torch.stack([model.scorer.score(cands[b], rel[b], tx[b]) if corrupt_head[b]
-                           else model.scorer.score(hx[b], rel[b], cands[b]) for b in range(3)])
+        neg = torch.stack(
+            [
+                model.scorer.score(cands[b], rel[b], tx[b])
+                if corrupt_head[b]
+                else model.scorer.score(hx[b], rel[b], cands[b])
+                for b in range(3)
+            ]
+        )
         return kgc_loss("nssa", pos, neg, 2.0, 1.0)
 
     clean = loss(heads, tails)
@@ -149,9 +156,15 @@ def test_adversarial_term_is_the_kgc_loss_on_perturbed_positives(store):
 def test_mmkrl_learns_the_tiny_preset_and_logs_its_terms(tiny_synth):
     data = load_dataset(tiny_synth)
     store = FeatureStore.load(tiny_synth, data.num_entities, verbose=False)
-    trainer = Trainer(data, ModelConfig(name="mmkrl", dim=32),
-                      TrainConfig(epochs=5, batch_size=512, negatives=8, lr=0.05, lambda_adv=1.0, eval_every=0,
-                                  progress=False, device="cpu"), None, features=store)
+    trainer = Trainer(
+        data,
+        ModelConfig(name="mmkrl", dim=32),
+        TrainConfig(
+            epochs=5, batch_size=512, negatives=8, lr=0.05, lambda_adv=1.0, eval_every=0, progress=False, device="cpu"
+        ),
+        None,
+        features=store,
+    )
     before = evaluate(trainer.model, data, "train")["mrr"]
     state = trainer.fit()
     after = evaluate(trainer.model, data, "train")["mrr"]

@@ -18,15 +18,15 @@ import pytest
 import torch
 
 import afme_lib.models
-from afme_lib.cli import main
-from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.core.config import ModelConfig, TrainConfig
 from afme_lib.data.dataset import load_dataset
-from afme_lib.data.features import FeatureStore
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.data.synthetic import write_synthetic
-from afme_lib.grid.spec import parse_grid
+from afme_lib.engine.training import batch_losses
+from afme_lib.experiments.grid.spec import parse_grid
+from afme_lib.interfaces.cli import main
 from afme_lib.models.base import KGModel
 from afme_lib.models.registry import MODEL_REGISTRY, create_model, model_names
-from afme_lib.train import batch_losses
 
 DIM = 16
 # Every adversarial term on, at weights that keep three steps finite.
@@ -50,7 +50,7 @@ def build(tiny, name, seed=0) -> KGModel:
 
 def train_steps(model: KGModel, data, steps: int = 3) -> tuple[list[float], set[str]]:
     """A few optimiser steps as the trainer takes them: the critic's step on ``critic_loss`` for a
-    model with a critic, then the main step on the sum of :func:`afme_lib.train.batch_losses`.
+    model with a critic, then the main step on the sum of :func:`afme_lib.engine.training.batch_losses`.
     Returns the losses and the names of the terms they summed."""
     critic_params = model.critic_parameters()
     main = torch.optim.Adam(model.main_parameters(), lr=1e-2)
@@ -129,8 +129,15 @@ def test_registered_model_trains_saves_loads_and_ranks(tiny, name):
     check_contract(tiny, name)
 
 
-@pytest.mark.parametrize("name, expected", [("afme", {"generator"}), ("mmkrl", {"extra", "mmkrl_adv"}),
-                                            ("native", {"native_adv", "native_gp"}), ("rotate", set())])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("afme", {"generator"}),
+        ("mmkrl", {"extra", "mmkrl_adv"}),
+        ("native", {"native_adv", "native_gp"}),
+        ("rotate", set()),
+    ],
+)
 def test_the_contract_trains_the_adversarial_terms_the_engine_trains(tiny, name, expected):
     terms = check_contract(tiny, name)
     assert terms == {"kgc", *expected}
@@ -162,7 +169,7 @@ present modality token.\"\"\"
 import torch
 
 from afme_lib.models.base import KGModel
-from afme_lib.models.modality import ModalityInputs
+from afme_lib.models.modality_inputs import ModalityInputs
 from afme_lib.models.registry import register_model
 from afme_lib.models.scorers import make_scorer
 
@@ -204,11 +211,40 @@ def test_a_new_model_is_one_file(thrown_away, tiny, tiny_synth, tmp_path):
     assert "thrownaway" in model_names()
     assert check_contract(tiny, "thrownaway") == {"kgc"}
     out = tmp_path / "run"
-    assert main(["train", "--dataset", str(tiny_synth), "--features", str(tiny_synth), "--out", str(out),
-                 "--model", "thrownaway", "--dim", "8", "--epochs", "1", "--eval-every", "1", "--batch-size", "256",
-                 "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(tiny_synth),
+                "--features",
+                str(tiny_synth),
+                "--out",
+                str(out),
+                "--model",
+                "thrownaway",
+                "--dim",
+                "8",
+                "--epochs",
+                "1",
+                "--eval-every",
+                "1",
+                "--batch-size",
+                "256",
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert (out / "metrics.json").is_file()
-    grid = parse_grid({"name": "thrown", "notebook": str(ROOT / "notebooks" / "02_training.ipynb"),
-                       "parameters": {"dataset": "synth:tiny", "epochs": 1},
-                       "variants": {"new": {"model": "thrownaway"}, "old": {"model": "transe"}}})
+    grid = parse_grid(
+        {
+            "name": "thrown",
+            "notebook": str(ROOT / "notebooks" / "02_training.ipynb"),
+            "parameters": {"dataset": "synth:tiny", "epochs": 1},
+            "variants": {"new": {"model": "thrownaway"}, "old": {"model": "transe"}},
+        }
+    )
     assert [c.params["model"] for c in grid.cells()] == ["thrownaway", "transe"]

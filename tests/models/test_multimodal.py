@@ -5,15 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from afme_lib.config import ModelConfig
+from afme_lib.core.config import ModelConfig
 from afme_lib.data.dataset import load_dataset
-from afme_lib.data.features import FeatureStore
+from afme_lib.data.feature_store import FeatureStore
 from afme_lib.data.synthetic import write_synthetic
 from afme_lib.models.multimodal import IKRL, MMConcat
 from afme_lib.models.registry import create_model
 
 DIM = 12
-
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +112,9 @@ def test_mm_concat_score_is_a_linear_map_of_the_concatenated_tokens(tiny, scorer
     h, r, t = triples(tiny)
 
     def rep(e):
-        parts = [model.entity.weight[e]] + [x if x is not None else torch.zeros(DIM)
-                                             for x in tokens_brute_force(model, store, e)]
+        parts = [model.entity.weight[e]] + [
+            x if x is not None else torch.zeros(DIM) for x in tokens_brute_force(model, store, e)
+        ]
         return model.mix.weight @ torch.cat(parts) + model.mix.bias
 
     with torch.no_grad():
@@ -135,8 +135,11 @@ def test_score_negatives_equals_score_on_corrupted_triples(tiny, name):
     corrupt_head = torch.arange(len(h)) % 2 == 0
     with torch.no_grad():
         got = model.score_negatives(h, r, t, negatives, corrupt_head)
-        want = torch.where(corrupt_head[:, None], model.score(negatives, r[:, None], t[:, None]),
-                           model.score(h[:, None], r[:, None], negatives))
+        want = torch.where(
+            corrupt_head[:, None],
+            model.score(negatives, r[:, None], t[:, None]),
+            model.score(h[:, None], r[:, None], negatives),
+        )
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
@@ -149,8 +152,9 @@ def test_score_all_matches_score(tiny, name, side):
     every = torch.arange(n).expand(5, n)
     with torch.no_grad():
         got = model.score_all(h if side == "tail" else t, r, side, chunk_size=50)
-        want = (model.score(h[:, None], r[:, None], every) if side == "tail"
-                else model.score(every, r[:, None], t[:, None]))
+        want = (
+            model.score(h[:, None], r[:, None], every) if side == "tail" else model.score(every, r[:, None], t[:, None])
+        )
     assert got.shape == (5, n)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
 

@@ -9,16 +9,15 @@ import math
 import pytest
 import torch
 
-from afme_lib.cli import main
-from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.core.config import ModelConfig, TrainConfig
 from afme_lib.data.dataset import load_dataset
-from afme_lib.data.features import FeatureStore
-from afme_lib.evaluate import evaluate
+from afme_lib.data.feature_store import FeatureStore
+from afme_lib.engine.evaluation import evaluate
+from afme_lib.engine.run_folder import read_log
+from afme_lib.engine.training import Trainer, loss_context
+from afme_lib.interfaces.cli import main
 from afme_lib.models import native as native_mod
 from afme_lib.models.registry import create_model
-from afme_lib.runs import read_log
-from afme_lib.train import Trainer, loss_context
-
 
 N, R, DIM = 10, 4, 8
 
@@ -31,7 +30,9 @@ def store(small_store):
 
 def build(store, seed=0, **kw):
     torch.manual_seed(seed)
-    model = create_model(ModelConfig(name="native", dim=DIM, noise_dim=4, **{"structure_dropout": 0.0, **kw}), N, R, store)
+    model = create_model(
+        ModelConfig(name="native", dim=DIM, noise_dim=4, **{"structure_dropout": 0.0, **kw}), N, R, store
+    )
     with torch.no_grad():  # spread the temperatures so relations really differ
         model.temperature_logit.copy_(torch.linspace(-2, 2, len(model.temperature_logit)))
     return model
@@ -64,7 +65,9 @@ def test_fusion_weights_and_embeddings_equal_the_loop(store):
                 w = model.introspect(torch.tensor([e]), torch.tensor([r]))["weights"][0]
                 present = [True] + [bool(getattr(model.inputs, f"present_{i}")[e]) for i in range(3)]
                 assert torch.equal(w == 0, ~torch.tensor(present))  # missing modalities: weight exactly 0
-                torch.testing.assert_close(w[torch.tensor(present)], torch.tensor(weights, dtype=w.dtype), rtol=1e-5, atol=1e-7)
+                torch.testing.assert_close(
+                    w[torch.tensor(present)], torch.tensor(weights, dtype=w.dtype), rtol=1e-5, atol=1e-7
+                )
         # the entity with no modality is its structural embedding
         assert torch.equal(model.entity_repr(torch.tensor([0]), torch.tensor([2]))[0], model.entity.weight[0])
 
@@ -76,7 +79,9 @@ def test_fusion_weights_function_matches_softmax_with_temperature():
     tau = torch.tensor([0.3, 0.9, 0.5])
     w = native_mod.fusion_weights(tokens, present, omega, tau)
     for n in range(3):
-        logits = [(omega @ torch.tanh(tokens[n, m])).item() / tau[n].item() if present[n, m] else -math.inf for m in range(4)]
+        logits = [
+            (omega @ torch.tanh(tokens[n, m])).item() / tau[n].item() if present[n, m] else -math.inf for m in range(4)
+        ]
         ref = torch.softmax(torch.tensor(logits), 0)
         torch.testing.assert_close(w[n], ref)
 
@@ -90,7 +95,7 @@ def test_batched_shapes_and_tables_agree_with_single_pairs(store):
         assert batched.shape == (2, 3, DIM)
         for b in range(2):
             for k in range(3):
-                single = model.entity_repr(ents[b, k:k + 1], rels[b])
+                single = model.entity_repr(ents[b, k : k + 1], rels[b])
                 torch.testing.assert_close(batched[b, k], single[0])
         for r in range(R):
             table = model.entity_table(r)
@@ -110,8 +115,15 @@ def test_ablation_switches(store):
     assert all(torch.equal(reps[0], x) for x in reps[1:])
     no_gan = build(store, gan=False)
     assert not hasattr(no_gan, "generator")
-    assert no_gan.training_losses(torch.tensor([[1, 0, 2]]), torch.zeros(1, 2, dtype=torch.long),
-                                  torch.tensor([False]), loss_context(TrainConfig())) == {}
+    assert (
+        no_gan.training_losses(
+            torch.tensor([[1, 0, 2]]),
+            torch.zeros(1, 2, dtype=torch.long),
+            torch.tensor([False]),
+            loss_context(TrainConfig()),
+        )
+        == {}
+    )
 
 
 def test_generated_tokens_have_the_measured_token_norm(store):
@@ -135,8 +147,7 @@ def test_generator_ascends_what_the_kgc_model_descends(store, monkeypatch):
         return torch.autograd.grad(loss, params)
 
     model = build(store)
-    monkeypatch.setattr(model, "adversarial_scores",
-                        lambda b, noise_=None, f=model.adversarial_scores: f(b, noise))
+    monkeypatch.setattr(model, "adversarial_scores", lambda b, noise_=None, f=model.adversarial_scores: f(b, noise))
     terms = model.training_losses(batch, None, None, loss_context(cfg))
     assert set(terms) == {"native_adv"}
     g_adv = grads_of(model, terms["native_adv"])
@@ -165,9 +176,13 @@ def test_gradient_penalty_under_rotate_is_its_closed_form(store):
 def test_native_learns_the_tiny_preset_and_logs_its_terms(tiny_synth):
     data = load_dataset(tiny_synth)
     store = FeatureStore.load(tiny_synth, data.num_entities, verbose=False)
-    trainer = Trainer(data, ModelConfig(name="native", dim=32, noise_dim=8),
-                      TrainConfig(epochs=5, batch_size=512, negatives=8, lr=0.05, eval_every=0, progress=False,
-                                  device="cpu"), None, features=store)
+    trainer = Trainer(
+        data,
+        ModelConfig(name="native", dim=32, noise_dim=8),
+        TrainConfig(epochs=5, batch_size=512, negatives=8, lr=0.05, eval_every=0, progress=False, device="cpu"),
+        None,
+        features=store,
+    )
     before = evaluate(trainer.model, data, "train")["mrr"]
     state = trainer.fit()
     after = evaluate(trainer.model, data, "train")["mrr"]
@@ -177,9 +192,32 @@ def test_native_learns_the_tiny_preset_and_logs_its_terms(tiny_synth):
 
 def test_cli_trains_native_with_features(tiny_synth, tmp_path, capsys):
     run = tmp_path / "native"
-    code = main(["train", "--model", "native", "--dataset", str(tiny_synth), "--features", str(tiny_synth),
-                 "--out", str(run), "--dim", "16", "--epochs", "1", "--noise-dim", "4", "--lambda-adv", "0.001",
-                 "--lambda-gp", "0.1", "--no-progress", "--device", "cpu"])
+    code = main(
+        [
+            "train",
+            "--model",
+            "native",
+            "--dataset",
+            str(tiny_synth),
+            "--features",
+            str(tiny_synth),
+            "--out",
+            str(run),
+            "--dim",
+            "16",
+            "--epochs",
+            "1",
+            "--noise-dim",
+            "4",
+            "--lambda-adv",
+            "0.001",
+            "--lambda-gp",
+            "0.1",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0 and capsys.readouterr().out.splitlines()[-1].startswith(f"run {run}: test MRR ")
     (record,) = read_log(run)
     assert record["native_adv"] != 0 and record["native_gp"] > 0

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from afme_lib.config import ModelConfig, TrainConfig
+from afme_lib.core.config import ModelConfig, TrainConfig
 from afme_lib.data.dataset import load_dataset
-from afme_lib.data.features import FeatureStore
-from afme_lib.evaluate import evaluate
+from afme_lib.data.feature_store import FeatureStore
+from afme_lib.engine.evaluation import evaluate
+from afme_lib.engine.training import Trainer
 from afme_lib.models import otkge as otkge_mod
 from afme_lib.models.registry import create_model
 from afme_lib.models.sinkhorn import barycentric_map, free_support_barycenter, sinkhorn
-from afme_lib.train import Trainer
 
 
 def numpy_sinkhorn(a, b, cost, eps, iterations):
@@ -85,7 +85,10 @@ def test_sinkhorn_rejects_bad_arguments():
 
 def test_barycentric_map_is_the_plan_weighted_mean_of_targets():
     gen = torch.Generator().manual_seed(3)
-    plan, targets = torch.rand(4, 5, generator=gen, dtype=torch.float64), torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    plan, targets = (
+        torch.rand(4, 5, generator=gen, dtype=torch.float64),
+        torch.randn(5, 3, generator=gen, dtype=torch.float64),
+    )
     mapped = barycentric_map(plan, targets)
     for i in range(4):
         expected = sum(plan[i, j] * targets[j] for j in range(5)) / plan[i].sum()
@@ -101,7 +104,9 @@ def test_one_dimensional_barycentre_averages_quantiles():
     y2 = (torch.linspace(0, 3, 10, dtype=torch.float64) ** 1.5)[torch.randperm(10, generator=gen)][:, None]
     lam = torch.tensor([0.3, 0.7], dtype=torch.float64)
     init = torch.linspace(-1, 1, 10, dtype=torch.float64)[:, None]
-    bary = free_support_barycenter([(y1, None), (y2, None)], lam, init, epsilon=1e-2, iterations=2, sinkhorn_iterations=1000)
+    bary = free_support_barycenter(
+        [(y1, None), (y2, None)], lam, init, epsilon=1e-2, iterations=2, sinkhorn_iterations=1000
+    )
     expected = 0.3 * y1.sort(0).values + 0.7 * y2.sort(0).values
     torch.testing.assert_close(bary, expected, rtol=0, atol=0.01)  # init sorted: the result stays sorted
 
@@ -112,8 +117,14 @@ def test_barycentre_of_a_measure_and_its_translate_is_the_partial_translate():
     points = torch.randn(12, 2, generator=gen, dtype=torch.float64) * 2
     shift = torch.tensor([1.0, -0.5], dtype=torch.float64)
     lam = torch.tensor([0.25, 0.75], dtype=torch.float64)
-    bary = free_support_barycenter([(points, None), (points + shift, None)], lam, points.clone(),
-                                   epsilon=1e-2, iterations=3, sinkhorn_iterations=1000)
+    bary = free_support_barycenter(
+        [(points, None), (points + shift, None)],
+        lam,
+        points.clone(),
+        epsilon=1e-2,
+        iterations=3,
+        sinkhorn_iterations=1000,
+    )
     torch.testing.assert_close(bary, points + 0.75 * shift, rtol=0, atol=0.02)
 
 
@@ -148,8 +159,13 @@ def test_transport_maps_are_averaged_barycentric_maps_of_reference_plans(store):
             e = (e - e.mean()) / np.sqrt(((e - e.mean()) ** 2).mean() + 1e-6)
             f = (f - f.mean()) / np.sqrt(((f - f.mean()) ** 2).mean() + 1e-6)
             cost = (e[:, None] - f[None, :]) ** 2
-            plan = numpy_sinkhorn(np.full(len(e), 1 / len(e)), np.full(len(f), 1 / len(f)), cost,
-                                  otkge_mod.OT_EPSILON, otkge_mod.OT_ITERATIONS)
+            plan = numpy_sinkhorn(
+                np.full(len(e), 1 / len(e)),
+                np.full(len(f), 1 / len(f)),
+                cost,
+                otkge_mod.OT_EPSILON,
+                otkge_mod.OT_ITERATIONS,
+            )
             expected = expected + plan / plan.sum(1, keepdims=True) / len(probe)
         np.testing.assert_allclose(maps[i].double().numpy(), expected, rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(maps[i].sum(1), torch.ones(8), rtol=0, atol=1e-5)
@@ -173,7 +189,9 @@ def test_fused_embedding_is_the_weighted_barycentre_written_out(store):
         # an entity without any modality keeps its structural embedding exactly
         assert torch.equal(fused[0], model.entity.weight[0])
         weights = model.introspect(torch.arange(3), torch.zeros(3, dtype=torch.long))["weights"]
-        torch.testing.assert_close(weights, torch.tensor([[1.0, 0, 0], [0.2 / 0.6, 0, 0.4 / 0.6], [0.2 / 0.6, 0.4 / 0.6, 0]]))
+        torch.testing.assert_close(
+            weights, torch.tensor([[1.0, 0, 0], [0.2 / 0.6, 0, 0.4 / 0.6], [0.2 / 0.6, 0.4 / 0.6, 0]])
+        )
 
 
 def test_plan_is_recomputed_when_the_structural_table_changes_and_only_then(store):
@@ -203,9 +221,13 @@ def test_otkge_learns_the_tiny_preset(tiny_synth):
     """Five epochs at least double the untrained model's filtered MRR on the training triples."""
     data = load_dataset(tiny_synth)
     store = FeatureStore.load(tiny_synth, data.num_entities, verbose=False)
-    trainer = Trainer(data, ModelConfig(name="otkge", dim=32),
-                      TrainConfig(epochs=5, batch_size=512, negatives=8, lr=0.05, eval_every=0, progress=False,
-                                  device="cpu"), None, features=store)
+    trainer = Trainer(
+        data,
+        ModelConfig(name="otkge", dim=32),
+        TrainConfig(epochs=5, batch_size=512, negatives=8, lr=0.05, eval_every=0, progress=False, device="cpu"),
+        None,
+        features=store,
+    )
     before = evaluate(trainer.model, data, "train")["mrr"]
     trainer.fit()
     after = evaluate(trainer.model, data, "train")["mrr"]

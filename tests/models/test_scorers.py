@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from afme_lib.config import ModelConfig
+from afme_lib.core.config import ModelConfig
 from afme_lib.models import scorers as S
 from afme_lib.models.scorers import SCORERS, ComplEx, DistMult, RotatE, TransE, make_scorer, scorer_from_config
 
@@ -23,7 +23,7 @@ def _cplx(v: list[float]) -> list[complex]:
 
 
 def ref_transe(h, r, t, p):
-    return -sum(abs(h[k] + r[k] - t[k]) ** p for k in range(len(h))) ** (1.0 / p)
+    return -(sum(abs(h[k] + r[k] - t[k]) ** p for k in range(len(h))) ** (1.0 / p))
 
 
 def ref_distmult(h, r, t):
@@ -70,8 +70,9 @@ def test_score_matches_reference(name):
     t, _ = params(scorer, 7, 1)
     got = scorer.score(h, r, t)
     r = phases(scorer, r)
-    want = torch.tensor([REFERENCES[name](h[i].tolist(), r[i].tolist(), t[i].tolist()) for i in range(7)],
-                        dtype=torch.float64)
+    want = torch.tensor(
+        [REFERENCES[name](h[i].tolist(), r[i].tolist(), t[i].tolist()) for i in range(7)], dtype=torch.float64
+    )
     assert got.shape == (7,) and got.dtype == torch.float64
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
@@ -117,8 +118,10 @@ def test_elementwise_scorers_tile_below_the_chunk(monkeypatch, name):
     table, _ = params(scorer, 21, 6)
     q, r = params(scorer, 4, 7)
     assert scorer._step_cap(q, table) == 8 and DistMult()._step_cap(q, table) is None
-    for side, want in (("tail", scorer.score(q[:, None], r[:, None], table[None])),
-                       ("head", scorer.score(table[None], r[:, None], q[:, None]))):
+    for side, want in (
+        ("tail", scorer.score(q[:, None], r[:, None], table[None])),
+        ("head", scorer.score(table[None], r[:, None], q[:, None])),
+    ):
         torch.testing.assert_close(scorer.score_all(q, r, table, side, None), want, rtol=1e-12, atol=1e-12)
 
 
@@ -167,7 +170,9 @@ def test_transe_l2_half_precision_keeps_dtype_and_accuracy():
     torch.manual_seed(11)
     q, r, table = torch.randn(4, 32), torch.randn(4, 32), torch.randn(30, 32)
     got = scorer.score_all(q.bfloat16(), r.bfloat16(), table.bfloat16(), "head", 7)
-    exact = scorer.score(table.bfloat16().double()[None], r.bfloat16().double()[:, None], q.bfloat16().double()[:, None])
+    exact = scorer.score(
+        table.bfloat16().double()[None], r.bfloat16().double()[:, None], q.bfloat16().double()[:, None]
+    )
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.double(), exact, rtol=1e-2, atol=0)  # bf16 output rounding only
 
@@ -190,7 +195,9 @@ def test_rotate_relation_has_unit_modulus():
     h = torch.randn(6, 10, dtype=torch.float64)
     theta = (torch.rand(6, 5, dtype=torch.float64) - 0.5) * 20  # several turns
     moduli = torch.sqrt(h[:, :5] ** 2 + h[:, 5:] ** 2).sum(-1)
-    torch.testing.assert_close(RotatE(phase_scale=1.0).score(h, theta, torch.zeros_like(h)), -moduli, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        RotatE(phase_scale=1.0).score(h, theta, torch.zeros_like(h)), -moduli, rtol=1e-12, atol=1e-12
+    )
 
 
 def test_rotate_head_side_uses_the_inverse_rotation():
@@ -214,7 +221,9 @@ def test_rotate_phase_scale_and_init():
     assert ent.abs().max() <= bound and ent.abs().max() > 0.9 * bound
     assert (rel * 4.0).abs().max() <= math.pi and (rel * 4.0).abs().max() > 0.9 * math.pi
     # The scorer reads phases as phase_scale * x.
-    torch.testing.assert_close(scorer.score(ent[:3], rel[:3], ent[3:6]), RotatE(phase_scale=1.0).score(ent[:3], rel[:3] * 4.0, ent[3:6]))
+    torch.testing.assert_close(
+        scorer.score(ent[:3], rel[:3], ent[3:6]), RotatE(phase_scale=1.0).score(ent[:3], rel[:3] * 4.0, ent[3:6])
+    )
 
 
 def test_rotate_compile_failure_falls_back_to_eager(monkeypatch):
@@ -245,8 +254,9 @@ def test_rotate_keeps_bfloat16():
 
 # --- sizes, init and factory --------------------------------------------------------------------
 def test_sizes_and_default_init_ranges():
-    assert [(s.entity_dim(8), s.relation_dim(8)) for s in (TransE(), DistMult(), ComplEx(), RotatE(phase_scale=1.0))] == [
-        (8, 8), (8, 8), (8, 8), (8, 4)]
+    assert [
+        (s.entity_dim(8), s.relation_dim(8)) for s in (TransE(), DistMult(), ComplEx(), RotatE(phase_scale=1.0))
+    ] == [(8, 8), (8, 8), (8, 8), (8, 4)]
     assert TransE().default_init_range(16) == pytest.approx(1.5)
     assert DistMult().default_init_range(12) == ComplEx().default_init_range(12) == pytest.approx(0.5)
     assert RotatE(phase_scale=1.0).default_init_range(16) == pytest.approx(1.0)  # (6 + 2) / 8
@@ -257,7 +267,9 @@ def test_sizes_and_default_init_ranges():
 
 
 def test_size_errors():
-    with pytest.raises(ValueError, match=r"^rotate stores dim/2 complex numbers as \[real \| imag\]: dim must be even, got 7$"):
+    with pytest.raises(
+        ValueError, match=r"^rotate stores dim/2 complex numbers as \[real \| imag\]: dim must be even, got 7$"
+    ):
         RotatE(phase_scale=1.0).entity_dim(7)
     with pytest.raises(ValueError, match=r"^complex relation weight has 6 columns, expected 8$"):
         ComplEx().init_relation_(torch.empty(3, 6), 8)
@@ -272,8 +284,11 @@ def test_make_scorer():
     assert make_scorer("TransE-L2", p_norm=1).p_norm == 2  # the name fixes the norm
     assert make_scorer("rotate", p_norm=2, gamma=12.0).gamma == 12.0  # p_norm is ignored here
     assert isinstance(make_scorer("complex"), ComplEx)
-    with pytest.raises(ValueError, match=r"^unknown scorer 'holE'; known: \['complex', 'distmult', 'rotate', "
-                                         r"'transe', 'transe-l1', 'transe-l2'\]$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^unknown scorer 'holE'; known: \['complex', 'distmult', 'rotate', "
+        r"'transe', 'transe-l1', 'transe-l2'\]$",
+    ):
         make_scorer("holE")
     with pytest.raises(TypeError):
         make_scorer("distmult", gamma=1.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from afme_lib.config import ModelConfig
+from afme_lib.core.config import ModelConfig
 from afme_lib.models.base import KGModel
 from afme_lib.models.registry import MODEL_REGISTRY, create_model, model_names
 from afme_lib.models.scorers import ComplEx, DistMult, RotatE, TransE
@@ -30,9 +30,15 @@ def test_all_four_are_registered():
         assert not MODEL_REGISTRY[name].relation_conditioned
 
 
-@pytest.mark.parametrize("name, scorer_type, ent_width, rel_width", [
-    ("transe", TransE, DIM, DIM), ("distmult", DistMult, DIM, DIM),
-    ("complex", ComplEx, DIM, DIM), ("rotate", RotatE, DIM, DIM // 2)])
+@pytest.mark.parametrize(
+    "name, scorer_type, ent_width, rel_width",
+    [
+        ("transe", TransE, DIM, DIM),
+        ("distmult", DistMult, DIM, DIM),
+        ("complex", ComplEx, DIM, DIM),
+        ("rotate", RotatE, DIM, DIM // 2),
+    ],
+)
 def test_embedding_widths_follow_the_scorer(name, scorer_type, ent_width, rel_width):
     model = build(name)
     assert type(model.scorer) is scorer_type
@@ -86,8 +92,9 @@ def test_transe_p_norm_picks_the_distance():
 
 
 def test_config_init_range_and_ignored_features():
-    model = create_model(ModelConfig(name="distmult", dim=DIM, init_range=0.01, scorer="rotate"), N_ENT, N_REL,
-                         features=object())
+    model = create_model(
+        ModelConfig(name="distmult", dim=DIM, init_range=0.01, scorer="rotate"), N_ENT, N_REL, features=object()
+    )
     assert type(model.scorer) is DistMult  # the model name, not config.scorer, picks the score function
     assert model.entity.weight.abs().max() <= 0.01 and model.relation.weight.abs().max() <= 0.01
     rot = build("rotate")

@@ -1,0 +1,1 @@
+"""Ground floor: settings, errors, metric names, rank math, atomic files, console."""

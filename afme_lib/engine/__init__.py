@@ -1,0 +1,1 @@
+"""The engine: training loop, losses, sampling, evaluation, checkpoints, run folders, device, processes, memory model."""

@@ -1,0 +1,1 @@
+"""Interfaces: the afme command line and the notebooks' helpers."""

@@ -1,0 +1,203 @@
+"""The README's main job on the tiny preset (one epoch): report sections, the slice table against
+the oracle module, resumability. The unit suite writes the report without the notebooks; the
+notebook stage (AFME_NB_QUICK=1, scripts/test.sh) executes them too."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from afme_lib.analysis import slices
+from afme_lib.core import ablations
+from afme_lib.data.dataset import load_dataset
+from afme_lib.data.feature_store import FeatureStore
+from afme_lib.data.synthetic import read_metadata
+from afme_lib.data.synthetic_oracle import mrr_by_label, oracle_summary, slice_labels
+from afme_lib.engine.evaluation import evaluate, random_baseline
+from afme_lib.experiments import main_job
+from afme_lib.experiments.run import cache_folder, load_trainer
+
+SECTIONS = [
+    "## Reading",
+    "## Notebooks",
+    "## Test MRR (%) by slice",
+    "## Each ablation on the slice built to need it",
+    "## AFME's modality weights against the truth",
+    "## The claims on this seed",
+    "## Time",
+]
+
+
+def _args(tmp: Path, *extra: str) -> list[str]:
+    return [
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--dim",
+        "8",
+        "--out",
+        str(tmp / "out"),
+        "--runs-root",
+        str(tmp / "runs"),
+        "--data-root",
+        str(tmp / "data"),
+        *extra,
+    ]
+
+
+def _table(report: str, heading: str) -> dict[str, list[str]]:
+    """The Markdown table under ``heading``: {first cell: the other cells}, header row under ""."""
+    block = report.split(heading, 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split("|") for line in block.splitlines() if line.startswith("| ")]
+    return {"" if i == 0 else r[0].strip(): [c.strip() for c in r[1:]] for i, r in enumerate(rows)}
+
+
+def _runs(tmp: Path) -> dict[str, str]:
+    return {p.name: (p / "log.jsonl").read_text() for p in sorted((tmp / "runs").iterdir())}
+
+
+def test_main_job_report_from_the_runs_and_a_second_call_retrains_nothing(tmp_path, capsys):
+    assert main_job.main(_args(tmp_path, "--workers", "1", "--no-notebooks")) == 0
+    report = (tmp_path / "out" / "README.md").read_text()
+    assert [line for line in report.splitlines() if line.startswith("## ")] == SECTIONS
+    runs = _runs(tmp_path)
+    assert len(runs) == len(main_job.BASELINES) + len(ablations.NAMES)  # one run per model and variant
+
+    table = _table(report, "## Test MRR (%) by slice")
+    columns = table[""][:]
+    assert columns[:2] == ["all", "warm/structural"] and "cold/attribute/missing" in columns
+    assert list(table)[1:] == [
+        "rotate",
+        "mm-concat",
+        "afme",
+        *list(ablations.ABLATIONS),
+        "rule oracle",
+        "feature oracle",
+        "random ranking",
+        "queries",
+    ]
+    data = tmp_path / "data" / "synth-tiny-seed0"
+    ds, meta = load_dataset(data), read_metadata(data)
+    summary = oracle_summary(ds, FeatureStore.load(data, ds.num_entities), meta)
+    for row, want in (("rule oracle", summary["rule"]), ("feature oracle", summary["features"]["all"])):
+        for label, value in want.items():
+            shown = table[row][columns.index(label)]
+            assert (shown == "–") if np.isnan(value) else float(shown) == pytest.approx(100 * value, abs=0.006)
+    training = {**main_job.TRAINING, "epochs": 1, "dim": 8}
+    specs = main_job.run_specs(str(data), 0, training)
+    for name in ("afme", "w/o GAN"):  # their rows, recomputed from the run folders
+        trainer = load_trainer(cache_folder(specs[name].resolve(), tmp_path / "runs"))
+        assert trainer.model_cfg.gan is (name == "afme")
+        ranks = evaluate(trainer.model, ds, "test", filter_index=trainer.filter_index, return_ranks=True)["ranks"]
+        for label, value in mrr_by_label(ranks, slice_labels(ds, meta)).items():
+            assert float(table[name][columns.index(label)]) == pytest.approx(100 * value, abs=0.006)
+    assert table["queries"][columns.index("all")] == str(2 * len(ds.test))
+    for label, mask in slices.slice_masks(ds, meta).items():  # the random ranking of each slice's own triples
+        assert float(table["random ranking"][columns.index(label)]) == pytest.approx(
+            100 * random_baseline(ds, "test", triples_mask=mask)["mrr"], abs=0.006
+        )
+
+    ablation = _table(report, "## Each ablation on the slice built to need it")
+    assert {k: v[0] for k, v in ablation.items() if k} == {k: a.slice for k, a in ablations.ABLATIONS.items()}
+    claims = _table(report, "## The claims on this seed")
+    assert len(claims) == 1 + 3 + len(ablations.ABLATIONS)
+    assert all(v[-1] in ("met", "**not met**") for k, v in claims.items() if k)
+    assert re.search(r"AFME reaches \d+\.\d % MRR", report)  # the reading quotes the numbers
+
+    capsys.readouterr()
+    assert main_job.main(_args(tmp_path, "--workers", "1", "--no-notebooks")) == 0
+    assert _runs(tmp_path) == runs  # the same folders, their logs untouched: nothing retrained
+    again = (tmp_path / "out" / "README.md").read_text()
+    assert again.split("## Time")[0].split("## Reading")[1] == report.split("## Time")[0].split("## Reading")[1]
+
+
+@pytest.mark.skipif(
+    os.environ.get("AFME_NB_QUICK", "").strip().lower() not in ("1", "true", "yes", "on"),
+    reason="executes the five notebooks (~1-2 min); scripts/test.sh runs it in its notebook stage",
+)
+def test_main_job_executes_the_notebooks_once(tmp_path, capsys):
+    assert main_job.main(_args(tmp_path, "--workers", "2")) == 0
+    out = tmp_path / "out"
+    for name in main_job.NOTEBOOKS:
+        assert (out / f"{name}.ipynb").is_file() and (out / f"{name}.html").stat().st_size > 10_000
+    runs = _runs(tmp_path)
+    assert len(runs) == len(main_job.BASELINES) + len(ablations.NAMES)  # the notebooks trained nothing else
+    assert (out / "figures" / "04_modality_contributions" / "modality_weights.html").is_file()
+    capsys.readouterr()
+    assert main_job.main(_args(tmp_path, "--workers", "2")) == 0
+    printed = capsys.readouterr().out
+    assert all(f"{name}: unchanged, kept" in printed for name in main_job.NOTEBOOKS)
+    assert _runs(tmp_path) == runs
+    assert "| 02_training | [02_training.ipynb](02_training.ipynb) |" in (out / "README.md").read_text()
+
+
+def test_seeds_benchmark_checks_every_claim_per_seed(tmp_path):
+    """benchmarks/main_job_seeds.py on tiny, two seeds of one epoch: every claim, every seed, met or not."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "main_job_seeds", Path(__file__).resolve().parents[2] / "benchmarks" / "main_job_seeds.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "seeds.md"
+    assert (
+        script.main(
+            [
+                "--preset",
+                "tiny",
+                "--seeds",
+                "0",
+                "1",
+                "--epochs",
+                "1",
+                "--dim",
+                "8",
+                "--workers",
+                "1",
+                "--runs-root",
+                str(tmp_path / "runs"),
+                "--data-root",
+                str(tmp_path / "data"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    page = out.read_text()
+    claims = _table(page, "# The main job's claims over seeds")
+    assert claims[""] == ["seed 0", "seed 1", "every seed"]
+    assert len(claims) == 1 + 3 + len(ablations.ABLATIONS)
+    for cells in list(claims.values())[1:]:
+        per_seed = [c.rsplit(": ", 1)[1] for c in cells[:2]]
+        assert set(per_seed) <= {"met", "**not met**"}
+        assert cells[2] == ("met" if per_seed == ["met", "met"] else "**not met**")
+    held = sum(cells[2] == "met" for cells in list(claims.values())[1:])
+    assert f"**{held} of {len(claims) - 1} claims hold for every seed** (0, 1)." in page
+    slice_rows = _table(page, "## Test MRR (%) by slice, mean ± std over 2 seeds")
+    assert slice_rows[""][0] == "cold/attribute" and re.fullmatch(r"\d+\.\d+ ± \d+\.\d+", slice_rows["afme"][0])
+    assert len(list((tmp_path / "data").iterdir())) == 2  # a graph per seed
+
+
+def test_a_notebook_waits_for_exactly_the_runs_it_reads():
+    """Notebooks start while the rest trains, but never before their runs are finished (a notebook
+    that found its run missing would train it itself, beside the worker training it)."""
+    waiting = list(main_job.NOTEBOOKS)
+    assert main_job.next_notebook(waiting, set(), False) == "01_data_exploration"
+    waiting.remove("01_data_exploration")
+    assert main_job.next_notebook(waiting, set(), False) is None
+    assert main_job.next_notebook(waiting, {"afme"}, False) == "04_modality_contributions"
+    assert main_job.next_notebook(waiting, {"afme", "rotate", "mm-concat"}, False) == "02_training"
+    every = set(main_job.run_specs("data", 0, main_job.TRAINING))
+    # 03 and 05 read ablations: they wait for the whole training, even with every run listed finished
+    assert main_job.next_notebook(["03_ablations", "05_robustness"], every, False) is None
+    assert main_job.next_notebook(["03_ablations", "05_robustness"], set(), True) == "03_ablations"
+    assert set(main_job.NOTEBOOK_NEEDS) == set(main_job.NOTEBOOKS)
+    for needs in main_job.NOTEBOOK_NEEDS.values():
+        assert needs is None or set(needs) <= every
