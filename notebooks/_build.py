@@ -600,12 +600,89 @@ notebook.save_figures(figs, figures_dir, "05_robustness")
 """),
 ]
 
+# --- 06 ------------------------------------------------------------------------------------------
+TUNING = [
+    md("""
+# 6 · Hyper-parameter search
+
+**Question: which settings does this model want on this dataset, chosen on validation only?**
+`afme tune` searches the fields a tune spec names (a run spec with a `search:` block, see
+`configs/tune/`) with Optuna: TPE sampling, trials pruned when their periodic validation trails
+the others. This notebook runs or continues a study and shows it: every trial, the best one and
+its complete run spec, which fields mattered, and what the pruner saw. Test is never read.
+
+The same study from a shell: `afme tune configs/tune/tiny.yaml --trials 6 --out runs/tune/tiny`;
+rerunning either continues it.
+"""),
+    code(
+        f"""
+{QUICK_LINE}
+tune_spec = "configs/tune/tiny.yaml"  # a run spec with a search: block (relative to the checkout)
+study_dir = None  # None: runs/tune/<spec name>; the study (study.db), trials.csv, best.yaml, README.md
+trials = 3 if QUICK else 6  # finished trials the study should hold (a rerun adds only the missing ones)
+workers = 1  # trials at once on this machine
+figures_dir = None  # None: runs/figures/06_tuning
+""",
+        "parameters",
+    ),
+    code("""
+from pathlib import Path
+
+from afme_lib.experiments import tuning
+from afme_lib.experiments.pages.tuning import importances, study_figures
+from afme_lib.interfaces import notebook
+
+notebook.setup_notebook()
+study_dir = study_dir or f"runs/tune/{Path(tune_spec).stem}"
+result = tuning.tune(tune_spec, study_dir, trials=trials, workers=workers)
+study = result.study
+"""),
+    md("""
+## Every trial
+`value` is the trial's validation objective at its best-valid checkpoint; a pruned trial's is its
+last validation before it was stopped.
+"""),
+    code("""
+tuning.trials_table(study)
+"""),
+    md("""
+## The best trial
+Its complete run spec (`best.yaml`): `afme train --config <study_dir>/best.yaml` trains it again
+to the same validation number.
+"""),
+    code("""
+print(result.best_yaml.read_text())
+"""),
+    md("""
+## What mattered
+fANOVA importance of each searched field (it needs a few complete trials to mean much), the
+search's history, the objective against each field, and the validation curves the pruner judged.
+"""),
+    code("""
+importances(study)
+"""),
+    code("""
+figs = study_figures(study)
+figs["history"]
+"""),
+    code("""
+figs.get("slices")
+"""),
+    code("""
+figs.get("intermediate")
+"""),
+    code("""
+notebook.save_figures(figs, figures_dir, "06_tuning")
+"""),
+]
+
 NOTEBOOKS = {
     "01_data_exploration.ipynb": DATA_EXPLORATION,
     "02_training.ipynb": TRAINING,
     "03_ablations.ipynb": ABLATIONS,
     "04_modality_contributions.ipynb": MODALITY,
     "05_robustness.ipynb": ROBUSTNESS,
+    "06_tuning.ipynb": TUNING,
 }
 
 

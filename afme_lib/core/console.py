@@ -16,6 +16,7 @@ the terminal; ``> train.log 2>&1`` keeps lines only; an interactive run shows ba
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from tqdm.auto import tqdm
@@ -65,3 +66,12 @@ def duration(seconds: float) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def display_path(path) -> str:
+    """``path`` relative to the working directory when under it (a report or a printed command
+    stays readable and portable), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

@@ -237,18 +237,23 @@ def self_answer_warning(
     )
 
 
-def _breakdown(dataset: KGDataset, split: str, per_query: dict, summarise, keep: np.ndarray | None = None) -> dict:
-    """``summarise`` (e.g. :func:`compute_metrics` of ranks) of both sides' ``per_query`` values
-    ({side: [n]}, the split's order) pooled, then ``by_side``, ``by_category``, ``by_relation``
-    and, when the dataset declares entity groups, ``by_group`` (see :func:`evaluate`); ``keep``
-    [n] bool: only those triples."""
+def recorded_slices(dataset: KGDataset, split: str) -> dict[str, list[str]]:
+    """The slices :func:`evaluate` records for ``split``: ``{breakdown: [key, ...]}`` for
+    ``by_side``, ``by_category``, ``by_relation`` and (with entity groups) ``by_group``, each key
+    a slice with at least one triple. What a search may name as its objective, before any run."""
+    _, order = _slice_labels(dataset, split)
+    return {"by_side": list(SIDES), **{part: [str(k) for k in keys] for part, keys in order.items()}}
+
+
+def _slice_labels(dataset: KGDataset, split: str, keep: np.ndarray | None = None) -> tuple[dict, dict]:
+    """({breakdown: label per triple}, {breakdown: its labels present, in display order}) of
+    ``split`` (only the ``keep`` triples when given), side aside."""
     triples = dataset.split(split).long().numpy()
     names = np.array(dataset.relation_names, dtype=object)
     labels = {"by_category": triple_categories(dataset, split), "by_relation": names[triples[:, 1]]}
     if dataset.entity_groups is not None:
         labels["by_group"] = triple_groups(triples, dataset.entity_groups)
     if keep is not None:
-        per_query = {s: v[torch.from_numpy(keep)] for s, v in per_query.items()}
         labels = {part: values[keep] for part, values in labels.items()}
     order = {
         "by_category": [c for c in CATEGORIES if (labels["by_category"] == c).any()]
@@ -257,6 +262,17 @@ def _breakdown(dataset: KGDataset, split: str, per_query: dict, summarise, keep:
     }
     if "by_group" in labels:
         order["by_group"] = [g for g in group_order(dataset.entity_groups) if (labels["by_group"] == g).any()]
+    return labels, order
+
+
+def _breakdown(dataset: KGDataset, split: str, per_query: dict, summarise, keep: np.ndarray | None = None) -> dict:
+    """``summarise`` (e.g. :func:`compute_metrics` of ranks) of both sides' ``per_query`` values
+    ({side: [n]}, the split's order) pooled, then ``by_side``, ``by_category``, ``by_relation``
+    and, when the dataset declares entity groups, ``by_group`` (see :func:`evaluate`); ``keep``
+    [n] bool: only those triples."""
+    labels, order = _slice_labels(dataset, split, keep)
+    if keep is not None:
+        per_query = {s: v[torch.from_numpy(keep)] for s, v in per_query.items()}
     result = summarise(torch.cat([per_query[s] for s in SIDES]))
     result["by_side"] = {s: summarise(per_query[s]) for s in SIDES}
     for part, keys in order.items():

@@ -22,6 +22,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -485,9 +486,13 @@ class Trainer:
             progress=self.progress,
         )
 
-    def fit(self) -> TrainState:
+    def fit(self, on_validation: Callable[[int, dict], bool] | None = None) -> TrainState:
         """Train until ``epochs`` (or early stopping); each epoch is logged, checkpointed and, when
-        the output is a log rather than a terminal, printed as one line (:mod:`afme_lib.core.console`)."""
+        the output is a log rather than a terminal, printed as one line (:mod:`afme_lib.core.console`).
+
+        ``on_validation(epoch, result)`` is called with each periodic validation's full
+        :func:`~afme_lib.engine.evaluation.evaluate` result; returning True stops the run there as
+        an early stop (logged as ``"pruned": true``): how a hyper-parameter search prunes a trial."""
         cfg, st = self.cfg, self.state
         began, first_epoch = time.perf_counter(), st.epoch
         if self.critic_optimizer is not None and not self._critic_in_use and self.progress:
@@ -521,6 +526,8 @@ class Trainer:
                     st.bad_validations += 1
                 if cfg.patience and st.bad_validations >= cfg.patience:
                     st.stopped_early = record["stopped_early"] = True
+                if on_validation is not None and on_validation(epoch, valid):
+                    st.stopped_early = record["stopped_early"] = record["pruned"] = True
             st.history.append(record)
             if self.run_dir is not None and self.dist.is_main:
                 append_log(self.run_dir, record)  # log first: a kill before the save redoes this epoch

@@ -81,6 +81,8 @@ def run(
     *,
     runs_root: str | Path = CACHE_ROOT,
     train_changes: bool = False,
+    on_validation=None,
+    evaluate_test: bool = True,
 ) -> RunFolder:
     """The finished run of ``spec`` in ``out`` (None: the cache folder :func:`cache_folder` under
     ``runs_root``): returned as it is when finished, resumed when interrupted, else trained.
@@ -88,6 +90,9 @@ def run(
     A folder that holds another run (other data, features or settings; ``progress`` aside) is an
     AfmeError naming the differences, unless ``train_changes``: then training fields may differ
     (``afme train --resume DIR --epochs 40``) and are written back to its ``config.json``.
+    ``on_validation`` goes to :meth:`~afme_lib.engine.training.Trainer.fit` (a search's pruner).
+    ``evaluate_test=False`` leaves the test split unread (``metrics["test"]`` is None): a
+    search's trials; a later call that wants test evaluates it on the finished run.
     """
     resolved = spec if isinstance(spec, ResolvedSpec) else spec.resolve()
     folder = RunFolder(Path(out) if out is not None else cache_folder(resolved, runs_root))
@@ -110,7 +115,7 @@ def run(
                 "another folder, delete that one, or continue it with `afme train --resume "
                 f"{folder.path}`"
             )
-        if finished and not changed:
+        if finished and not changed and (not evaluate_test or folder.metrics["test"] is not None):
             return folder
         if recorded.world_size != dist.world_size and dist.is_main:
             warnings.warn(
@@ -130,8 +135,8 @@ def run(
         if dist.is_main:
             warn_split_leakage(trainer.dataset)
             folder.write_config(wanted)
-    trainer.fit()
-    _finish(trainer, folder)
+    trainer.fit(on_validation)
+    _finish(trainer, folder, evaluate_test)
     return folder
 
 
@@ -276,15 +281,15 @@ def _warn_self_answers(result: dict, split: str, self_negatives: float, is_main:
         warnings.warn(message, SelfAnswerWarning, stacklevel=3)
 
 
-def _finish(trainer: Trainer, folder: RunFolder) -> dict:
-    """Evaluate valid and test with the best-valid checkpoint (the final model when there is
-    none: a run without validation); write metrics.json."""
+def _finish(trainer: Trainer, folder: RunFolder, evaluate_test: bool = True) -> dict:
+    """Evaluate valid and test (test None unless ``evaluate_test``) with the best-valid
+    checkpoint (the final model when there is none: a run without validation); write metrics.json."""
     if (folder.path / BEST).is_file():
         trainer.restore(folder.path / BEST, with_training_state=False)
     start = time.perf_counter()
     cfg = trainer.cfg
-    results = {}
-    for split in ("valid", "test"):
+    results = {"test": None}
+    for split in ("valid", "test") if evaluate_test else ("valid",):
         results[split] = evaluate(
             trainer.model,
             trainer.dataset,
@@ -295,7 +300,8 @@ def _finish(trainer: Trainer, folder: RunFolder) -> dict:
             progress=cfg.progress,
         )
         results[split]["random"] = random_baseline(trainer.dataset, split, trainer.filter_index)
-    _warn_self_answers(results["test"], "test", cfg.self_negatives, trainer.dist.is_main)
+    if evaluate_test:
+        _warn_self_answers(results["test"], "test", cfg.self_negatives, trainer.dist.is_main)
     st = trainer.state
     metrics = {
         **results,

@@ -35,6 +35,7 @@ from afme_lib.experiments.run import CACHE_ROOT, evaluate_run, resume, run
 from afme_lib.experiments.spec import RunSpec, read_spec_file
 from afme_lib.interfaces.features_cli import add_features_parser
 from afme_lib.interfaces.grid_cli import add_grid_commands
+from afme_lib.interfaces.tune_cli import add_tune_parser
 from afme_lib.models.registry import model_names
 
 RENAMED = {"name": "model"}  # ModelConfig.name is given as --model
@@ -500,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_features_parser(sub)  # afme features text|image
     add_grid_commands(sub)  # afme grid run|summary
+    add_tune_parser(sub)  # afme tune
     add_memory_parser(sub)  # afme memory
     _mark_leaves(parser)
     return parser

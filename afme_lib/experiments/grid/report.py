@@ -29,6 +29,7 @@ import pandas as pd
 from afme_lib.analysis.figures import save_figure
 from afme_lib.analysis.tables import mean_std_figure
 from afme_lib.core import atomic
+from afme_lib.core.console import display_path
 from afme_lib.core.errors import AfmeError
 from afme_lib.core.metric_names import PERCENT, RANK_METRICS, TABLE_METRICS, label
 from afme_lib.experiments.grid.spec import DEFAULT_METRICS, RESULT_COLUMNS, Cell, Grid
@@ -45,14 +46,6 @@ def _cell_value(value):
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, sort_keys=True)
     return value
-
-
-def _display_path(path: Path) -> str:
-    """Relative to the working directory when under it (the report stays readable), else absolute."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def cell_row(
@@ -80,8 +73,8 @@ def cell_row(
         best_epoch=metrics.get("best_epoch"),
         train_seconds=metrics.get("train_seconds"),
         device_used=metrics.get("device", ""),
-        notebook=_display_path(notebook) if notebook else "",
-        run_dir=_display_path(run_dir),
+        notebook=display_path(notebook) if notebook else "",
+        run_dir=display_path(run_dir),
     )
     random = test.get("random") or {}
     row.update({f"random_{m}": random.get(m, math.nan) for m in RANK_METRICS})
@@ -256,7 +249,7 @@ def write_readme(
         lines += [grid.description, ""]
     if grid.runs_notebooks:
         what = (
-            f"Each cell executes `{_display_path(grid.notebook)}` with papermill; the executed copies are in "
+            f"Each cell executes `{display_path(grid.notebook)}` with papermill; the executed copies are in "
             "`notebooks/`, one row per cell is in `results.csv`"
         )
     else:
@@ -264,7 +257,7 @@ def write_readme(
     lines += [
         f"Made by `{command or f'afme grid run GRID.yaml  # {grid.name}'}` (rerun it to resume: finished cells are "
         f"skipped, failed ones retried). {what}, the spec is in `grid.yaml`"
-        + (f", the run folders are under `{_display_path(runs_dir)}/`." if runs_dir else "."),
+        + (f", the run folders are under `{display_path(runs_dir)}/`." if runs_dir else "."),
         "",
     ]
     # values as Python literals (as papermill injects them into a notebook)
