@@ -429,7 +429,7 @@ def recover_dead_trials(study) -> list[int]:
         where, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
         if where != host or not pid.isdigit() or _alive(int(pid)):
             continue
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        study.tell(trial.number, state=TrialState.FAIL)
         attrs = {k: v for k, v in trial.user_attrs.items() if k in ("run_dir",)}
         study.enqueue_trial(trial.params, user_attrs={**attrs, "retry_of": trial.number})
         recovered.append(trial.number)
