@@ -38,6 +38,25 @@ def metrics_table(metrics: Mapping, split: str = "test", percent: bool = True) -
     return pd.DataFrame(rows).set_index(["group", "part"])
 
 
+def models_table(metrics: Mapping[str, Mapping], split: str = "test", percent: bool = True) -> pd.DataFrame:
+    """One row per model (``{name: metrics.json}``: pooled head and tail queries of ``split``) and
+    a last row, ``random ranking``, with the expected metrics of a uniformly random ranking of
+    the same queries (every run of one dataset and split shares it)."""
+    rows = {name: _row(m[split], percent) for name, m in metrics.items()}
+    if metrics:
+        rows["random ranking"] = _row(next(iter(metrics.values()))[split]["random"], percent)
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+
+
+def models_figure(table: pd.DataFrame, title: str = ""):
+    """Grouped bars of a :func:`models_table`: one group per metric in %, one bar per model."""
+    import plotly.graph_objects as go
+
+    shown = [label(m) for m in PERCENT if m != "self_answer" and label(m) in table]
+    fig = go.Figure([go.Bar(name=str(name), x=shown, y=row[shown].tolist()) for name, row in table.iterrows()])
+    return fig.update_layout(barmode="group", title=title or "test metrics by model", yaxis_title="%")
+
+
 def mean_std(results: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
     """Per group of ``by``: ``n`` (rows) and ``<metric>_mean`` / ``<metric>_std`` of each metric
     column -- the layout of :func:`afme_lib.experiments.grid.summarize`, so both feed the two functions below.

@@ -35,6 +35,7 @@ from afme_lib.experiments.run import CACHE_ROOT, evaluate_run, resume, run
 from afme_lib.experiments.spec import RunSpec, read_spec_file
 from afme_lib.interfaces.features_cli import add_features_parser
 from afme_lib.interfaces.grid_cli import add_grid_commands
+from afme_lib.interfaces.import_cli import add_import_parser
 from afme_lib.interfaces.tune_cli import add_tune_parser
 from afme_lib.models.registry import model_names
 
@@ -375,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="afme", description="Multi-modal KG completion workbench (AFME + baselines)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    data = sub.add_parser("data", help="datasets: info, clean, list, download, synth").add_subparsers(
+    data = sub.add_parser("data", help="datasets: info, clean, list, download, synth, import").add_subparsers(
         dest="data_command", required=True
     )
     info = data.add_parser("info", help="counts, relation categories, degrees, modality coverage and split hygiene")
@@ -429,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
     synth.add_argument("--out", required=True, help="folder to write (new or empty)")
     synth.set_defaults(func=cmd_data_synth)
+    add_import_parser(data)  # afme data import
 
     train = sub.add_parser(
         "train",

@@ -221,6 +221,23 @@ def test_metrics_table_in_percent():
     assert table.loc[("category", "1-N"), "MRR"] == 50.0
 
 
+def test_models_table_puts_models_beside_a_random_ranking():
+    def block(mrr):
+        return {"mrr": mrr, "mr": 3.0, "hits@1": mrr / 2, "hits@3": mrr, "hits@10": 0.9, "count": 40}
+
+    random = block(0.3)
+    metrics = {
+        m: {"test": {**block(v), "self_answer": 0.05, "random": random}} for m, v in (("afme", 0.6), ("rotate", 0.5))
+    }
+    table = tables.models_table(metrics)
+    assert table.index.tolist() == ["afme", "rotate", "random ranking"]
+    assert table.loc["afme", "MRR"] == 60.0 and table.loc["random ranking", "MRR"] == 30.0
+    assert table.loc["rotate", "self-answers"] == 5.0 and math.isnan(table.loc["random ranking", "self-answers"])
+    fig = tables.models_figure(table)
+    assert [t.name for t in fig.data] == ["afme", "rotate", "random ranking"]
+    assert list(fig.data[0].x) == ["MRR", "Hits@1", "Hits@3", "Hits@10"] and fig.data[0].y[0] == 60.0
+
+
 def test_mean_std_and_its_formatting():
     results = pd.DataFrame(
         {

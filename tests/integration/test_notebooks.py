@@ -84,8 +84,9 @@ def _parameters(nb, quick: bool, monkeypatch) -> dict:
     return {k: v for k, v in namespace.items() if not k.startswith("__")}
 
 
-def test_the_six_notebooks_exist():
+def test_the_seven_notebooks_exist():
     assert NAMES == [
+        "00_your_own_kg.ipynb",
         "01_data_exploration.ipynb",
         "02_training.ipynb",
         "03_ablations.ipynb",
@@ -130,10 +131,23 @@ def test_training_notebook_defines_the_contract_parameters(monkeypatch):
 @pytest.mark.parametrize("quick", [True, False])
 def test_notebooks_that_train_share_their_settings(quick, monkeypatch):
     """02-05 train with the same parameter names and defaults, so a run one trains the others reuse."""
-    seen = {name: _parameters(_read(name), quick, monkeypatch) for name in NAMES[1:5]}
+    seen = {name: _parameters(_read(name), quick, monkeypatch) for name in NAMES[2:6]}
     reference = {k: seen["02_training.ipynb"][k] for k in TRAINING}
     for name, params in seen.items():
         assert {k: params[k] for k in TRAINING} == reference, name
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_your_own_kg_notebook_defaults_to_the_packaged_example(quick, monkeypatch):
+    """With no parameters notebook 00 imports PyKEEN's Nations (its inputs left at None) and trains
+    RotatE beside AFME at the training notebooks' budget."""
+    params = _parameters(_read("00_your_own_kg.ipynb"), quick, monkeypatch)
+    assert all(params[k] is None for k in ("triples", "valid", "test", "texts", "images", "numeric", "out"))
+    assert params["model"] == "afme" and params["compare_with"] == ["rotate"]
+    reference = _parameters(_read("02_training.ipynb"), quick, monkeypatch)
+    assert {k: params[k] for k in TRAINING if k not in ("dataset", "features")} == {
+        k: reference[k] for k in TRAINING if k not in ("dataset", "features")
+    }
 
 
 @pytest.mark.parametrize("quick", [True, False])
