@@ -773,29 +773,27 @@ the others. This notebook runs or continues a study and shows it: every trial, t
 its complete run spec, which fields mattered, and what the pruner saw. Test is never read.
 
 The same study from a shell: `afme tune configs/tune/tiny.yaml --trials 6 --out runs/tune/tiny`;
-rerunning either continues it.
+rerunning either continues it. To look at a finished study without running a trial (a recipe's,
+say): `papermill 06_tuning.ipynb out.ipynb -p study_dir runs/tune/MKG-Y/afme -y "{tune_spec: null, trials: null}"`.
 """),
     code(
         f"""
 {QUICK_LINE}
-tune_spec = "configs/tune/tiny.yaml"  # a run spec with a search: block (relative to the checkout)
-study_dir = None  # None: runs/tune/<spec name>; the study (study.db), trials.csv, best.yaml, README.md
-trials = 3 if QUICK else 6  # finished trials the study should hold (a rerun adds only the missing ones)
+study_dir = "runs/tune/tiny"  # the study folder (study.db, trials.csv, best.yaml), relative to the checkout
+tune_spec = "configs/tune/tiny.yaml"  # the spec to search; None: the one the study folder records
+trials = 3 if QUICK else 6  # finished trials the study should hold (a rerun adds only the missing ones); None: only open it
 workers = 1  # trials at once on this machine
 figures_dir = None  # None: runs/figures/06_tuning
 """,
         "parameters",
     ),
     code("""
-from pathlib import Path
-
 from afme_lib.experiments import tuning
 from afme_lib.experiments.pages.tuning import importances, study_figures
 from afme_lib.interfaces import notebook
 
 notebook.setup_notebook()
-study_dir = study_dir or f"runs/tune/{Path(tune_spec).stem}"
-result = tuning.tune(tune_spec, study_dir, trials=trials, workers=workers)
+result = tuning.open_or_tune(study_dir, tune_spec, trials, workers)
 study = result.study
 """),
     md("""

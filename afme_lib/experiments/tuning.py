@@ -585,6 +585,25 @@ def tune(
     return TuneResult(out, tune_spec, study, best, csv)
 
 
+def open_or_tune(
+    out: str | Path, spec: TuneSpec | str | Path | None = None, trials: int | None = None, workers: int = 1
+) -> TuneResult:
+    """The study folder ``out``: continued until ``trials`` finished trials (with ``spec``, or the
+    spec recorded in ``out`` when None), or with ``trials`` None opened as it is, running nothing
+    (how a notebook looks at a finished study)."""
+    out = resolve_path(out)
+    if spec is None:
+        if not (out / SPEC_COPY).is_file():
+            raise AfmeError(f"{out}: no {SPEC_COPY} here (not a study folder); give the tune spec to start one")
+        spec = study_spec(out)
+    if trials is not None:
+        return tune(spec, out, trials=trials, workers=workers)
+    study = load_study(out)
+    best = out / BEST_YAML
+    tune_spec = spec if isinstance(spec, TuneSpec) else TuneSpec.from_yaml(spec)
+    return TuneResult(out, tune_spec, study, best if best.is_file() else None, out / TRIALS_CSV)
+
+
 # --- outputs ------------------------------------------------------------------------------------------
 def trials_table(study):
     """Optuna's trial table (``value`` the objective, ``params_<field>`` the values), durations in
@@ -659,6 +678,7 @@ __all__ = [
     "TuneSpec",
     "best_trial",
     "load_study",
+    "open_or_tune",
     "read_best",
     "recover_dead_trials",
     "study_spec",

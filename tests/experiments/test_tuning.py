@@ -21,7 +21,14 @@ optuna = pytest.importorskip("optuna")
 
 from afme_lib.experiments.run import run  # noqa: E402
 from afme_lib.experiments.spec import RunSpec  # noqa: E402
-from afme_lib.experiments.tuning import STUDY_NAME, TuneSpec, load_study, read_best, tune  # noqa: E402
+from afme_lib.experiments.tuning import (  # noqa: E402
+    STUDY_NAME,
+    TuneSpec,
+    load_study,
+    open_or_tune,
+    read_best,
+    tune,
+)
 
 # TransE on the tiny preset: a trial takes about a second, so a study of several is a test.
 BASE = {"model": "transe", "dim": 32, "epochs": 10, "eval_every": 5, "batch_size": 128, "seed": 0, "progress": False}
@@ -88,6 +95,10 @@ def test_rerunning_continues_the_study_without_redoing_finished_trials(tiny_synt
     assert {k: after[k] for k in first} == first  # finished trials untouched
     params = [t.params["lr"] for t in load_study(out).trials]
     assert len(set(params)) == 4
+    # opened without trials, a study folder runs nothing and reads its own spec
+    opened = open_or_tune(out)
+    assert len(opened.study.trials) == 4 and opened.spec.base == TuneSpec.from_yaml(spec).base
+    assert mtimes(out) == after
 
 
 def test_a_killed_search_resumes_its_interrupted_trial_from_its_folder(tiny_synth, tmp_path):
