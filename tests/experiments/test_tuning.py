@@ -179,6 +179,12 @@ def test_a_pruner_stops_trials_that_trail_at_the_same_epoch(tiny_synth, tmp_path
         # what the pruner saw is what the run validated
         assert max(trial.intermediate_values) == last["epoch"]
         assert trial.intermediate_values[last["epoch"]] == pytest.approx(last["valid"]["mrr"])
+    # the page's history shows the pruned trials beside the complete ones
+    from afme_lib.experiments.pages.tuning import history_figure
+
+    traces = {t.name: t for t in history_figure(load_study(out)).data}
+    assert list(traces["pruned"].x) == [t.number for t in pruned]
+    assert max(traces["best so far"].y) == load_study(out).best_value
 
 
 def test_a_slice_objective_reads_that_slice_of_validation(tiny_synth, tmp_path):

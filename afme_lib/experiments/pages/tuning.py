@@ -13,7 +13,7 @@ from afme_lib.experiments.pages.writer import write_page
 from afme_lib.experiments.tuning import BEST_YAML, TuneSpec, best_trial, finished_count, trials_table
 
 FIGURES = {
-    "history": ("optimisation history", "plot_optimization_history"),
+    "history": ("every trial's value and the best so far (pruned trials at their last validation)", None),
     "importances": ("parameter importances", "plot_param_importances"),
     "slices": ("objective against each parameter", "plot_slice"),
     "intermediate": ("validation during each trial (what the pruner saw)", "plot_intermediate_values"),
@@ -25,15 +25,62 @@ def study_figures(study) -> dict:
     complete trials, intermediate values a reported validation)."""
     from optuna import visualization
 
-    figures = {}
+    figures = {"history": history_figure(study)} if study.trials else {}
     for name, (_, function) in FIGURES.items():
+        if function is None:
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Optuna's "experimental" notices
-                figures[name] = getattr(visualization, function)(study)
+                fig = getattr(visualization, function)(study)
         except (ValueError, RuntimeError, ZeroDivisionError):
             continue  # too few trials for this view yet
+        # Optuna draws hairlines and small dots: thicker, so a short study reads at a glance
+        fig.update_traces(selector={"type": "scatter"}, line_width=3, marker_size=10)
+        figures[name] = fig
     return figures
+
+
+def history_figure(study):
+    """Each finished trial's objective by trial number, complete and pruned apart (Optuna's own
+    history leaves pruned trials out, which hides what the pruner stopped), and the best so far."""
+    import plotly.graph_objects as go
+
+    maximize = study.direction.name == "MAXIMIZE"
+    finished = [t for t in study.trials if t.value is not None and t.state.name in ("COMPLETE", "PRUNED")]
+    fig = go.Figure()
+    for state, symbol, color in (("COMPLETE", "circle", "#1f77b4"), ("PRUNED", "x", "#7f7f7f")):
+        rows = [t for t in finished if t.state.name == state]
+        fig.add_scatter(
+            x=[t.number for t in rows],
+            y=[t.value for t in rows],
+            mode="markers",
+            name=state.lower(),
+            marker={"symbol": symbol, "size": 12, "color": color},
+            text=[
+                ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+                for t in rows
+            ],
+        )
+    complete = sorted((t for t in finished if t.state.name == "COMPLETE"), key=lambda t: t.number)
+    best, xs, ys = None, [], []
+    for t in complete:
+        if best is None or (t.value > best if maximize else t.value < best):
+            best = t.value
+        xs.append(t.number)
+        ys.append(best)
+    if xs and finished[-1].number > xs[-1]:  # the best holds to the last trial
+        xs.append(finished[-1].number)
+        ys.append(best)
+    fig.add_scatter(x=xs, y=ys, mode="lines", name="best so far", line={"shape": "hv", "width": 3, "color": "#d62728"})
+    objective = study.user_attrs.get("objective", "objective")
+    fig.update_layout(
+        title="Validation objective of every trial",
+        xaxis_title="trial",
+        yaxis_title=f"validation {objective}",
+        height=420,
+    )
+    return fig
 
 
 def importances(study) -> dict[str, float]:
