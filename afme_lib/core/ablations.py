@@ -3,7 +3,10 @@
 
 Each ablation switches one AFME component off (a boolean :class:`~afme_lib.core.config.ModelConfig`
 field) and names the test slice built to need that component (the slice labels of
-:mod:`afme_lib.analysis.slices`): removing the component should cost MRR there first.
+:mod:`afme_lib.analysis.slices`): removing the component should cost MRR there first. A switch
+changes only the code paths and parameters of its component
+(``tests/models/test_ablation_components.py``); where one part serves two components (MoIEn's
+generator completes missing rows and makes the cross-check's completions), ``component`` says so.
 
 ============================  ====================  ===============================================
 ablation                      switch                slice it is judged on
@@ -46,12 +49,23 @@ ABLATIONS: dict[str, Ablation] = {
     "w/o denoising": Ablation(
         "denoising",
         f"{COLD_ATTRIBUTE}/corrupted",
-        "MoIFu's relation-driven denoising gates and the cross-check of each measured row against MoIEn's completion",
+        "MoIFu's relation-driven denoising gates (and the energy ratio the weights read from them) and the "
+        "cross-check of each measured row against MoIEn's completion",
     ),
     "w/o dynamic weighting": Ablation("dynamic_weights", COLD_ATTRIBUTE, "MoIFu's dynamic modality weights"),
-    "w/o GAN": Ablation("gan", f"{COLD_ATTRIBUTE}/missing", "MoIEn's completion of missing modalities"),
+    "w/o GAN": Ablation(
+        "gan",
+        f"{COLD_ATTRIBUTE}/missing",
+        "MoIEn's completion of missing modalities and its critic (the row cross-check keeps the generator, "
+        "trained by reconstruction alone)",
+    ),
     "w/o relation context": Ablation("relation_context", COLD_ATTRIBUTE, "the relation in the gates and weights"),
-    "w/o self-attention": Ablation("self_attention", COLD_ATTRIBUTE, "self-attention in MoIEn's generator"),
+    "w/o self-attention": Ablation(
+        "self_attention",
+        COLD_ATTRIBUTE,
+        "self-attention in MoIEn's generator, which makes both the completions of missing rows and the "
+        "cross-check's completions",
+    ),
 }
 NAMES = (FULL, *ABLATIONS)
 

@@ -103,7 +103,7 @@ def _probe_features(num_entities: int, feature_dims: dict[str, int] | None) -> F
         return None
     store = FeatureStore(num_entities)
     # One entity's rows missing: with every row measured AFME would skip MoIEn's updates
-    # (critic_in_use), so a one-modality probe would leave out the generator's activations that a
+    # (generator_in_use), so a one-modality probe would leave out the generator's activations that a
     # run on data with any missing row pays.
     mask = torch.ones(num_entities, dtype=torch.bool)
     mask[0] = False

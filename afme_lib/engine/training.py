@@ -5,7 +5,7 @@ K negatives per positive on the device, scores positives and negatives in one ca
 steps the optimiser on the KGC loss (+ lambda_adv x MoIEn's generator loss for models with a
 critic, whose WGAN-GP loss is minimised ``n_critic`` times by its own optimiser; both every
 ``adversarial_every``-th batch; skipped where the model says no score reads its generator,
-``critic_in_use``).
+``generator_in_use``).
 Non-finite losses are detected without a host sync per batch and stop the run with a
 :class:`NonFiniteLossError` naming the epoch, the batch and the loss term.
 
@@ -120,7 +120,7 @@ def batch_losses(
     softmax of both queries), ``reg`` (``cfg.regularization`` x mean |e|^3 of the batch's
     entities), ``extra`` (the model's
     ``extra_loss``), the model's ``training_losses`` (each under its own name), and ``generator``
-    (lambda_adv x ``generator_loss``, for a model with a critic). ``context`` defaults to
+    (lambda_adv x ``generator_loss``, for a model with a generator). ``context`` defaults to
     :func:`loss_context` of ``cfg``. The trainer, the memory model's activation probe and the
     shared model contract test all call this, so what is measured and tested is what is trained.
     """
@@ -154,7 +154,7 @@ def batch_losses(
         if extra is not None:
             terms["extra"] = extra
         terms.update(model.training_losses(batch, negatives, corrupt_head, context))
-        if context.lambda_adv > 0 and model.critic_in_use():
+        if context.lambda_adv > 0 and model.generator_in_use():
             ents, rels = torch.cat([h, t]), torch.cat([r, r])
             terms["generator"] = context.lambda_adv * model.generator_loss(ents, rels).float()
     return terms
@@ -263,13 +263,14 @@ class Trainer:
         self.filter_index = FilterIndex.from_dataset(dataset).to(self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and train_cfg.amp == "fp16")
         self.loss_context = loss_context(train_cfg, KnownLoops(dataset.train, dataset.num_relations).to(self.device))
-        # Batches between a critic model's adversarial updates (TrainConfig.adversarial_every) use
-        # this context, without the generator term; _adversarial says which kind this batch is.
+        # Batches between a generator's updates (TrainConfig.adversarial_every) use this context,
+        # without the generator term; _adversarial says which kind this batch is.
         self._kgc_only_context = replace(self.loss_context, lambda_adv=0.0)
         self._adversarial = True
-        # A critic whose generator no score reads (AFME with nothing to complete or check): its
-        # updates would cost time and change nothing, so they are skipped (models/base.py).
-        self._critic_in_use = self.critic_optimizer is not None and self.model.critic_in_use()
+        # A generator no score reads (AFME with nothing to complete or check): its updates and
+        # its critic's would cost time and change nothing, so they are skipped (models/base.py).
+        self._generator_in_use = self.model.generator_in_use()
+        self._critic_in_use = self.critic_optimizer is not None and self._generator_in_use
         self.compiled = compiles(model_cfg, train_cfg, len(dataset.train), dataset.num_entities)
         if self.compiled and self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -386,10 +387,8 @@ class Trainer:
         bar = console.progress_bar(batches, self.progress, desc=f"epoch {epoch}", leave=False, unit="batch")
         for i, idx in enumerate(bar):
             batch = self.train_triples[idx]
-            # (models without a critic keep their own adversarial terms, MMKRL's and NATIVE's, in every batch)
-            self._adversarial = self.critic_optimizer is None or (
-                self._critic_in_use and i % cfg.adversarial_every == 0
-            )
+            # (models without a generator keep their own adversarial terms, MMKRL's and NATIVE's, in every batch)
+            self._adversarial = not self._generator_in_use or i % cfg.adversarial_every == 0
             adversarial = self._critic_in_use and cfg.lambda_adv > 0 and self._adversarial
             terms = self._critic_steps(batch) if adversarial else {}
             loss_terms = self._step(batch)
@@ -495,7 +494,7 @@ class Trainer:
         an early stop (logged as ``"pruned": true``): how a hyper-parameter search prunes a trial."""
         cfg, st = self.cfg, self.state
         began, first_epoch = time.perf_counter(), st.epoch
-        if self.critic_optimizer is not None and not self._critic_in_use and self.progress:
+        if self.model.generator_parameters() and not self._generator_in_use and self.progress:
             # A terminal too, not only a log: a researcher must not wonder where the GAN's losses went.
             print(
                 f"{self.model_cfg.name}: no score reads the generator on these features (every row measured, "

@@ -43,8 +43,15 @@ for distrust and never for misplaced trust. Standardised rather than a threshold
 (our reasoning, not measured apart): "disagrees" is then relative to what the modality's rows
 usually show, and an untrained generator's completions agree with no row. In training the
 checks come from a table of every entity built once per epoch, which also sets mean_m and std_m
-(saved with the model for evaluation). The check is part of the denoising switch: w/o
-denoising has neither the gates nor the check.
+(saved with the model for evaluation).
+
+Ablations (:mod:`afme_lib.core.ablations`), each switch removing one component. ``denoising``
+False: MoIFu's gates and the row cross-check, denoising at the element and at the row level.
+``gan`` False: the completion of missing rows (they get weight 0), the critic and the adversarial
+term; the cross-check keeps the generator, then trained by the reconstruction term alone.
+``self_attention`` False: the generator's attention, which reaches both the completions of
+missing rows and the cross-check's. ``dynamic_weights`` and ``relation_context``: parts of MoIFu
+only (fusion.py).
 
 Cold entities. An entity whose attribute triples are all held out still has a trained e_s, but
 one that says nothing about those relations; at test time it adds noise to exactly the queries
@@ -78,10 +85,9 @@ weight: with the critic alone (or at weight 1) the generator's tokens decoded th
 attributes at chance on the synthetic preset; what completing a missing row needs is the
 entity's own row, not a plausible row of the modality. The generator has its own learning rate
 (``TrainConfig.gen_lr``): at the main one (1e-2) it learnt only the modality's mean token. Inputs to G and D (e_s, the tokens) are detached, so MoIEn's
-losses reach only the generator and the critic. ``gan=False``: missing modalities get weight 0.
-On data where every entity has every row and no row is cross-checked (one modality, e.g. MKG-Y
+losses reach only the generator and the critic. On data where every entity has every row and no row is cross-checked (one modality, e.g. MKG-Y
 with name text; or denoising off) and ``enhance_mix`` is 0, no score reads the generator, so
-:meth:`AFME.critic_in_use` is False and the engine skips MoIEn's updates (on MKG-Y they were about
+:meth:`AFME.generator_in_use` is False and the engine skips MoIEn's updates (on MKG-Y they were about
 a fifth of AFME's epoch).
 """
 
@@ -132,11 +138,16 @@ class AFME(KGModel):
             config.relation_context,
             config.structure_start,
         )
+        # The GAN component: completing missing rows (and enhancing measured ones), with the critic
+        # and the adversarial term. The row cross-check is denoising's: it also needs a
+        # completion network, so without the GAN the generator stays for it alone, trained by
+        # the reconstruction term only (module docstring, "Ablations").
         self.use_gan = config.gan and m > 0
+        self.cross_check = m >= 2 and config.denoising and config.cross_check_margin > 0
         self.enhance = False
         if m:
             self.enable_unknown_entities()
-        if self.use_gan:
+        if self.use_gan or self.cross_check:
             self.generator = CompletionGenerator(
                 self.inputs.feature_dims,
                 dim,
@@ -146,6 +157,7 @@ class AFME(KGModel):
                 config.self_attention,
                 config.dropout,
             )
+        if self.use_gan:
             # The critic always attends: with per-token MLPs its score would split into
             # a(e_s) + b(x) and stop being conditioned on the entity (the self_attention
             # ablation is about the generator).
@@ -156,8 +168,6 @@ class AFME(KGModel):
                 self.mix_logit = nn.Parameter(torch.full((m,), math.log(mix / (1 - mix))))
         self._table_cache: dict | None = None
         self._check_cache: tuple | None = None
-        # Row-level denoising needs MoIEn and a second modality to complete a row from.
-        self.cross_check = self.use_gan and m >= 2 and config.denoising and config.cross_check_margin > 0
         if self.cross_check:
             # A fixed rule, not learned (module docstring).
             self.trust_margin = float(config.cross_check_margin)
@@ -292,9 +302,9 @@ class AFME(KGModel):
             "gate_inputs": self.fusion.gate_inputs(tokens),
         }
         out = {"structural": structural, "measured": measured, **{f"candidate_{k}": v for k, v in candidate.items()}}
-        if not self.use_gan:  # nothing to complete or check: both sides read the measured rows
+        if not (self.use_gan or self.cross_check):  # nothing to complete or check: both sides as measured
             return {**out, **candidate, "available": measured}
-        if not self.cross_check:
+        if self.use_gan and not self.cross_check:
             # Without the check only the rows MoIEn completes differ from the measured ones; the
             # others are read as candidates are (MKG-Y, text only and never missing: no row).
             need = self._needs_completion(measured)
@@ -313,7 +323,7 @@ class AFME(KGModel):
                 "tokens": asked,
                 "token_norm": asked.norm(dim=-1),
                 "gate_inputs": asked_gate,
-                "available": torch.ones_like(measured),
+                "available": torch.ones_like(measured) if self.use_gan else measured,
             }
         # The other rows are as measured: only the asked rows' tensors are new.
         gate_inputs = candidate["gate_inputs"].index_put((rows,), asked_gate) if asked_gate.numel() else asked_gate
@@ -322,7 +332,9 @@ class AFME(KGModel):
             "tokens": tokens.index_put((rows,), asked),
             "gate_inputs": gate_inputs,
             "token_norm": candidate["token_norm"].index_put((rows,), asked.norm(dim=-1)),
-            "available": measured.index_put((rows,), torch.ones((), dtype=torch.bool, device=measured.device)),
+            "available": measured.index_put((rows,), torch.ones((), dtype=torch.bool, device=measured.device))
+            if self.use_gan
+            else measured,
         }
 
     def _as_asked(
@@ -339,6 +351,8 @@ class AFME(KGModel):
             agreement, completion = self._cross_check_of(entities, raw, tokens, measured)
             trust = self._trust(agreement, measured)[..., None].to(tokens.dtype)
             tokens = trust * tokens + (1 - trust) * completion
+        if not self.use_gan:  # w/o GAN: missing rows stay missing (weight 0 in the fusion)
+            return tokens
         rows = self._needs_completion(measured).nonzero(as_tuple=True)[0]
         if len(rows) == 0:
             return tokens
@@ -543,7 +557,8 @@ class AFME(KGModel):
         """(every entity as the known side of a query -- missing modalities completed by MoIEn --,
         every entity as a candidate)."""
         candidates = self.entity_table(relation)
-        return (self._table(relation, completed=True) if self.use_gan else candidates), candidates
+        asked = self._table(relation, completed=True) if self.use_gan or self.cross_check else candidates
+        return asked, candidates
 
     def introspect(self, entities: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
         """Mean gate per modality [n, M], shares of e_r [n, M+1] (structure first; see
@@ -566,17 +581,17 @@ class AFME(KGModel):
         return list(self.critic.parameters()) if self.use_gan else []
 
     def generator_parameters(self) -> list[nn.Parameter]:
-        return list(self.generator.parameters()) if self.use_gan else []
+        return list(self.generator.parameters()) if self.use_gan or self.cross_check else []
 
     def main_parameters(self) -> list[nn.Parameter]:
         skip = {id(p) for p in self.critic_parameters()}
         return [p for p in self.parameters() if id(p) not in skip]
 
-    def critic_in_use(self) -> bool:
+    def generator_in_use(self) -> bool:
         """Whether any score reads MoIEn's generator: it completes a missing row, checks a
         measured one or enhances one. On data with every row measured and no check, neither the
         critic nor the generator loss can change the model's output."""
-        return self.use_gan and (self.cross_check or self.enhance or not self.inputs.complete)
+        return self.cross_check or (self.use_gan and (self.enhance or not self.inputs.complete))
 
     def _adversarial_batch(self, entities: torch.Tensor) -> dict[str, torch.Tensor] | None:
         """Hidden measured rows of up to ``adversarial_rows`` distinct entities of the batch:
@@ -618,7 +633,8 @@ class AFME(KGModel):
         if batch is None:
             return self._zero()
         fake, real = batch["fake"], batch["real"]
-        loss = -self.critic(fake, batch["cond"], batch["modality"]).mean()
+        # Without the GAN (a generator kept for the cross-check alone) only the reconstruction term.
+        loss = -self.critic(fake, batch["cond"], batch["modality"]).mean() if self.use_gan else self._zero()
         if self.config.reconstruction > 0:
             loss = loss + self.config.reconstruction * (fake - real).pow(2).sum(-1).mean() / real.pow(2).sum(
                 -1

@@ -20,12 +20,12 @@ defaults here are those of a model with nothing beyond its scores):
 - ``training_losses(batch, negatives, corrupt_head, context)``: named terms that need the batch's
   negatives or the engine's loss (MMKRL's and NATIVE's adversarial terms); ``context`` is a
   :class:`LossContext`, the part of the training configuration a model may read.
-- ``critic_parameters()`` / ``main_parameters()`` / ``generator_parameters()``: a model with a critic
-  (AFME's MoIEn; its generator, part of the main parameters, at its own learning rate) trains it
-  with its own optimiser on ``critic_loss(entities, relations, lambda_gp)``, and adds
-  ``lambda_adv x generator_loss(entities, relations)`` to the main loss. ``critic_in_use()``
-  False tells the engine that the generator's output is never read on this data, so neither
-  update is run.
+- ``critic_parameters()`` / ``main_parameters()`` / ``generator_parameters()``: a model with a
+  generator (AFME's MoIEn; part of the main parameters, at its own learning rate) adds
+  ``lambda_adv x generator_loss(entities, relations)`` to the main loss; with a critic too, the
+  engine trains the critic with its own optimiser on ``critic_loss(entities, relations,
+  lambda_gp)``. ``generator_in_use()`` False tells the engine that the generator's output is
+  never read on this data, so neither update is run.
 - ``enable_compile()``: asked when training runs under torch.compile.
 - ``cached_tensors()``: tensors the model keeps between calls and rebuilds from its parameters
   (AFME's cross-check table in training, its per-entity tensors in evaluation); the memory model
@@ -301,12 +301,12 @@ class KGModel(nn.Module):
         ``lr`` ([]: none)."""
         return []
 
-    def critic_in_use(self) -> bool:
-        """Whether the adversarial updates can change what the model outputs. A model with a
-        critic returns False when its generator's output is never read on its data (AFME with
-        nothing to complete or check); the engine then skips the critic steps and the generator
-        term rather than train a part no score depends on."""
-        return bool(self.critic_parameters())
+    def generator_in_use(self) -> bool:
+        """Whether the generator's updates (and the critic's) can change what the model outputs.
+        A model with a generator returns False when its output is never read on its data (AFME
+        with nothing to complete or check); the engine then skips the critic steps and the
+        generator term rather than train a part no score depends on."""
+        return bool(self.generator_parameters())
 
     def critic_loss(self, entities: torch.Tensor, relations: torch.Tensor, lambda_gp: float) -> dict[str, torch.Tensor]:
         """``{"loss", "wasserstein", "gp"}`` of one critic step on (entity, relation) pairs; the
@@ -314,9 +314,9 @@ class KGModel(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} has critic parameters but no critic_loss")
 
     def generator_loss(self, entities: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
-        """The generator's loss against the critic, added to the main loss times ``lambda_adv``.
-        Required when :meth:`critic_parameters` is not empty."""
-        raise NotImplementedError(f"{type(self).__name__} has critic parameters but no generator_loss")
+        """The generator's own loss (against the critic, if any), added to the main loss times
+        ``lambda_adv``. Required when :meth:`generator_parameters` is not empty."""
+        raise NotImplementedError(f"{type(self).__name__} has generator parameters but no generator_loss")
 
     def cached_tensors(self) -> list[torch.Tensor]:
         """Tensors held between calls, rebuilt from the parameters (none by default)."""

@@ -372,11 +372,12 @@ def test_without_the_check_a_fully_measured_entity_is_asked_about_as_measured(ti
         assert not torch.allclose(per["tokens"][~complete], per["candidate_tokens"][~complete])
 
 
-def test_cross_check_needs_moien_two_modalities_and_denoising(tiny):
+def test_cross_check_needs_two_modalities_and_denoising_not_the_gan(tiny):
     assert build(tiny, cross_check_margin=TRUST).cross_check
     assert build(tiny).cross_check  # on by default
+    assert build(tiny, gan=False).cross_check  # part of denoising: w/o GAN keeps it
     assert not build(tiny, cross_check_margin=0.0).cross_check
-    for config in ({"denoising": False}, {"gan": False}, {"modalities": ["text"]}):
+    for config in ({"denoising": False}, {"modalities": ["text"]}):
         model = build(tiny, cross_check_margin=TRUST, **config)
         assert not model.cross_check and not hasattr(model, "trust_margin"), config
 
@@ -402,8 +403,29 @@ def test_relation_context_off_makes_entity_tables_relation_free(tiny):
         assert torch.equal(model.entity_table(0), model.entity_table(5))
 
 
-def test_gan_off_builds_no_generator_or_critic(tiny):
+def test_gan_off_keeps_the_generator_for_the_cross_check_alone(tiny):
+    """w/o GAN: no critic and no completion of missing rows; the cross-check keeps MoIEn's
+    generator, whose loss is then the reconstruction term alone."""
+    data, _ = tiny
     model = build(tiny, gan=False)
+    assert model.cross_check and not hasattr(model, "critic") and model.critic_parameters() == []
+    assert model.generator_parameters() and model.generator_in_use()
+    model.train()
+    entities = torch.arange(data.num_entities)
+    torch.manual_seed(0)
+    loss = model.generator_loss(entities, torch.zeros_like(entities))
+    torch.manual_seed(0)
+    batch = model._adversarial_batch(entities)
+    fake, real = batch["fake"], batch["real"]
+    reconstruction = model.config.reconstruction * (fake - real).pow(2).sum(-1).mean() / real.pow(2).sum(-1).mean()
+    torch.testing.assert_close(loss, reconstruction)
+    with torch.no_grad():  # a missing row is not completed: weight 0, as measured
+        per = model.per_entity(entities)
+    assert torch.equal(per["available"], per["measured"])
+
+
+def test_gan_and_denoising_off_build_no_generator_or_critic(tiny):
+    model = build(tiny, gan=False, denoising=False)
     assert not hasattr(model, "generator") and not hasattr(model, "critic")
     assert model.critic_parameters() == []
     assert not any(name.startswith(("generator.", "critic.")) for name, _ in model.named_parameters())
@@ -419,19 +441,20 @@ def complete_store(store: FeatureStore, modality: str) -> FeatureStore:
     return out
 
 
-def test_the_critic_is_in_use_only_where_a_score_reads_the_generator(tiny):
+def test_the_generator_is_in_use_only_where_a_score_reads_it(tiny):
     """MoIEn's updates matter only when the generator completes, checks or enhances a row. With
-    one modality measured for every entity none of these happens: critic_in_use is False, and the
+    one modality measured for every entity none of these happens: generator_in_use is False, and the
     premise holds: changing the generator changes no training score and no evaluation table."""
     data, store = tiny
-    assert build(tiny).critic_in_use()  # missing rows, and the cross-check
-    assert build(tiny, cross_check_margin=0.0).critic_in_use()  # missing rows alone
-    assert build(tiny, modalities=["text"]).critic_in_use()  # one modality, rows missing
-    assert not build(tiny, gan=False).critic_in_use()
+    assert build(tiny).generator_in_use()  # missing rows, and the cross-check
+    assert build(tiny, cross_check_margin=0.0).generator_in_use()  # missing rows alone
+    assert build(tiny, modalities=["text"]).generator_in_use()  # one modality, rows missing
+    assert build(tiny, gan=False).generator_in_use()  # the cross-check alone
+    assert not build(tiny, gan=False, denoising=False).generator_in_use()
     full = complete_store(store, "text")
-    assert build(tiny, full, enhance_mix=0.3).critic_in_use()  # enhancing measured rows reads it
+    assert build(tiny, full, enhance_mix=0.3).generator_in_use()  # enhancing measured rows reads it
     model = build(tiny, full)
-    assert model.use_gan and model.critic_parameters() and not model.critic_in_use()
+    assert model.use_gan and model.critic_parameters() and not model.generator_in_use()
 
     h, r, t = queries(tiny, 64)
     negatives = torch.randint(0, data.num_entities, (64, 8))
