@@ -179,8 +179,7 @@ class ModelConfig:
         0.4,
         "AFME: share, times (1 - lambda_r), of training pairs given another "
         "entity's structural embedding, so relations the features decide learn to "
-        "answer for cold entities (synthetic default, seeds 1-2, cold/attribute MRR: "
-        "0.2: 68.6, 0.4: 70.3, 0.6: 69.5, 0.8: 65.9, 1.0: 61.2)",
+        "answer for cold entities (how it was chosen: reports/main/selection.md)",
         at_least=0,
         at_most=1,
     )
@@ -266,8 +265,7 @@ class TrainConfig:
         4,
         "a model with a critic (AFME's MoIEn) takes its critic steps and adds its "
         "generator term every this many batches (MoIEn is ~60 % of an AFME step on "
-        "a small graph; 4 kept the synthetic default's MRR and the GAN's gain on "
-        "missing rows, reports/main)",
+        "a small graph; reports/main/selection.md)",
         at_least=1,
     )
     disc_lr: float = option(1e-4, "critic learning rate", above=0)

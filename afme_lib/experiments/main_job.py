@@ -66,17 +66,8 @@ NOTEBOOK_NEEDS = {
     "04_modality_contributions": ("afme",),
     "05_robustness": None,
 }
-# The settings of every run (run-spec fields). AFME's validation MRR peaks between
-# epochs 30 and 40 on the default preset (it declines by 60): on seeds 0-2, AFME's and its
-# w/o-denoising run's best epoch was at or before 35 at a 40-epoch budget. Dim 96 rather than 64
-# adds ~1 point of cold/attribute MRR (seeds 1-2: 71.4 vs 70.3) for ~1.3x the training time.
-# MoIEn is updated every batch at gen_lr 4e-3 (the engine's default: every 4th at 2e-3, for
-# speed): measured on seeds 0 and 2, cold/attribute/missing MRR 29.4 / 35.1 against 22.8 / 20.2
-# every 4th batch, where seed 0's cold/attribute fell to 67.6 (0.7 x the oracle is the claim); it
-# costs ~3 min of the main job.
-# No self-negatives: on this preset AFME answers at most 0.13 % of validation queries with the
-# asked entity without them, and they leave its validation MRR where it is (seeds 0-2, paired:
-# -0.63 / +0.94 / +0.05 points; reports/self-negatives/), so the main job keeps its numbers.
+# The settings of every run (run-spec fields). Each one, the split and seeds it was chosen on and
+# how: reports/main/selection.md.
 TRAINING = {
     "dim": 96,
     "epochs": 35,

@@ -28,15 +28,11 @@ an entity's own rows, noise included) and blends a row that disagrees into its c
 
 with margin = ``cross_check_margin`` and k = 4. Only the entity asked about is checked; a
 candidate answer keeps its measured rows (blended candidates became confident-but-wrong
-answers, as generated ones do, see :meth:`AFME.score_batch`). Synthetic default, seed 0, 35
-epochs, test MRR % with / without the check (w/o denoising): corrupted 28.5 / 15.7, clean 83.2 /
-80.5, all cold attribute queries 73.6 / 70.1.
+answers, as generated ones do, see :meth:`AFME.score_batch`). Checking both sides of every
+triple cost clean rows more than it gained on corrupted ones. How the side, the rule and the
+margin were chosen, on which split and seeds: reports/main/selection.md.
 
-Choices, measured on that seed (clean / corrupted slice). Checking both sides of every triple
-cost the clean slice, whatever the rule: a cosine threshold starting at 0.65 (learned) 74.5 /
-36.7, the standardised rule with margin 1.5 and slope learned 77.3 / 32.8, the fixed rule at
-margin 2 74.2 / 37.6; the last model, evaluated with only the query side checked, gave 82.0 /
-30.2. A fixed rule, not learned: learned, margin and slope drifted toward trusting every row
+A fixed rule, not learned: learned, margin and slope drifted toward trusting every row
 (audio's slope fell from 4 to 0.4, a constant 20 % blend), since warm entities, whose attribute
 triples the KGC loss sees, are answered through e_s whatever their rows say, so the loss pays
 for distrust and never for misplaced trust. Standardised rather than a threshold on the cosine
@@ -491,10 +487,10 @@ class AFME(KGModel):
 
         Roles follow the query each row trains: the known side (the tail when ``corrupt_head``)
         is the entity asked about and is completed by MoIEn; the answer and the negatives are
-        candidates, fused from what was measured. Measured on the synthetic preset: letting
-        candidates carry generated tokens made confident-but-wrong completions outrank measured
-        answers (head-query MRR of clean cold items 0.43 -> 0.32), while completing the entity
-        asked about is what answers for an entity whose modality is missing."""
+        candidates, fused from what was measured: letting candidates carry generated tokens made
+        confident-but-wrong completions outrank measured answers (reports/main/selection.md),
+        while completing the entity asked about is what answers for an entity whose modality is
+        missing."""
         b, k = negatives.shape
         known = torch.where(corrupt_head, tails, heads)
         answer = torch.where(corrupt_head, heads, tails)

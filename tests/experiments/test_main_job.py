@@ -4,6 +4,7 @@ notebook stage (AFME_NB_QUICK=1, scripts/test.sh) executes them too."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -187,6 +188,39 @@ def test_seeds_benchmark_checks_every_claim_per_seed(tmp_path):
     slice_rows = _table(page, "## Test MRR (%) by slice, mean ± std over 2 seeds")
     assert slice_rows[""][0] == "cold/attribute" and re.fullmatch(r"\d+\.\d+ ± \d+\.\d+", slice_rows["afme"][0])
     assert len(list((tmp_path / "data").iterdir())) == 2  # a graph per seed
+
+
+def _benchmark(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_selection_benchmark_reads_only_validation_and_refuses_the_claim_seeds(tmp_path, capsys):
+    script = _benchmark("main_job_selection")
+    common = ["--preset", "tiny", "--epochs", "1", "--dim", "8", "--workers", "1"]
+    common += ["--runs-root", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data")]
+    out = tmp_path / "page.md"
+    argv = ["--field", "structure_shuffle", "--values", "0.0", "0.5", "--seeds", "0", *common, "--out", str(out)]
+    assert script.main(argv) == 0
+    page = out.read_text()
+    table = _table(page, "# `structure_shuffle`")
+    assert table[""][0] == "cold/attribute" and table[""][-1] == "all"
+    assert list(table)[1:] == ["0.0", "0.5", "queries (first seed)"]
+    assert all(re.fullmatch(r"\d+\.\d+ ± n/a", cell) for cell in table["0.5"])
+    specs = [json.loads((p / "config.json").read_text()) for p in (tmp_path / "runs").iterdir() if p.name != "data"]
+    assert sorted(s["model"]["structure_shuffle"] for s in specs) == [0.0, 0.5]
+    # the query counts are the validation split's, never the test split's
+    ds = load_dataset(next((tmp_path / "data").iterdir()))
+    assert int(table["queries (first seed)"][-1]) == 2 * len(ds.valid)
+    with pytest.raises(SystemExit):
+        script.main(["--field", "dim", "--values", "8", "--seeds", str(main_job.CLAIM_SEEDS[0]), *common])
+    assert "claim seeds" in capsys.readouterr().err
 
 
 def test_a_notebook_waits_for_exactly_the_runs_it_reads():
