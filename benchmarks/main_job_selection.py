@@ -2,10 +2,10 @@
 seeds, and its validation MRR by slice.
 
     python benchmarks/main_job_selection.py --field structure_shuffle --values 0.2 0.4 0.6 [--seeds 0 1 2]
-        # -> reports/main/selection/structure_shuffle.md
+        # -> reports/main/selection/afme-structure_shuffle.md
 
-Every run has the main job's settings (``main_job.TRAINING``) but ``--field`` (any run-spec field)
-at the value of its row, and is trained or reused from the shared run cache. The table is
+Every run has the main job's settings for ``--model`` (``main_job.TRAINING`` and the model's
+``main_job.MODEL_SETTINGS``) but ``--field`` (any run-spec field) at the value of its row, and is trained or reused from the shared run cache. The table is
 validation MRR by slice, mean ± sample std over the seeds, with the slice a choice should be made
 on first; the test split is never read. The seeds are the ones choices are made on (0, 1, 2), not
 the main job's claim seeds (``main_job.CLAIM_SEEDS``).
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="runs trained at once (default: 2)")
     parser.add_argument("--runs-root", default=CACHE_ROOT)
     parser.add_argument("--data-root", default=DATA_ROOT)
-    parser.add_argument("--out", help="page (default: reports/main/selection/<field>.md)")
+    parser.add_argument("--out", help="page (default: reports/main/selection/<model>-<field>.md)")
     args = parser.parse_args(argv)
     overlap = sorted(set(args.seeds) & set(main_job.CLAIM_SEEDS))
     if overlap:
@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 "model": args.model,
                 "seed": seed,
                 "progress": False,
+                **main_job.MODEL_SETTINGS.get(args.model, {}),
                 args.field: v,
             }
         )
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *slices.markdown(table.rename_axis(args.field)),
     ]
-    out = resolve_path(args.out or f"reports/main/selection/{args.field}.md")
+    out = resolve_path(args.out or f"reports/main/selection/{args.model}-{args.field}.md")
     write_page(out, lines)
     print("\n".join(lines))
     return 0

@@ -104,8 +104,11 @@ def allowed(cls, name: str) -> Allowed:
 
 
 def field_kind(f) -> str:
-    """ "bool", "int", "float", "str", "list" (of names, or None) or "dict", from the annotation."""
+    """ "bool", "int", "float", "float?" (a number or None), "str", "list" (of names, or None) or
+    "dict", from the annotation."""
     annotation = str(f.type)
+    if annotation == "float | None":
+        return "float?"
     return "list" if annotation.startswith("list") else annotation
 
 
@@ -175,11 +178,12 @@ class ModelConfig:
         at_least=0,
         below=1,
     )
-    structure_shuffle: float = option(
-        0.4,
-        "AFME: share, times (1 - lambda_r), of training pairs given another "
-        "entity's structural embedding, so relations the features decide learn to "
-        "answer for cold entities (how it was chosen: reports/main/selection.md)",
+    structure_shuffle: float | None = option(
+        None,
+        "models that read features: share of training rows given another entity's "
+        "structural embedding, so that the features learn to answer for cold entities "
+        "(AFME: per (entity, relation) pair, times 1 - lambda_r); none: the model's own "
+        "default, 0.4 for AFME (reports/main/selection.md) and 0 for the others",
         at_least=0,
         at_most=1,
     )
@@ -349,7 +353,9 @@ def _typed(name: str, kind: str, value):
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
             return int(value)
         raise OptionError(name, f"must be an integer {got}")
-    if kind == "float":
+    if kind == "float?" and value is None:
+        return None
+    if kind in ("float", "float?"):
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
             if math.isfinite(value):
                 return float(value)

@@ -79,6 +79,10 @@ TRAINING = {
     "gen_lr": 4e-3,
     "self_negatives": 0.0,
 }
+# A model's own settings beside TRAINING, chosen on validation like the rest (selection.md): the
+# cold-entity training that every model reading features can take, so that AFME's is not the
+# only one.
+MODEL_SETTINGS: dict[str, dict] = {}
 # What the weights are averaged over, as notebook 04's defaults: the items of attribute triples.
 PROFILE_SPLIT, PROFILE_POSITIONS = "train", ("head",)
 # The baselines that read features: "AFME beats" claims compare with the best of them.
@@ -110,10 +114,18 @@ class Study:
     weights: pd.DataFrame  # AFME's mean weight per relation and token
 
 
+def settings_text(training: dict) -> str:
+    """The settings every run shares, then each model's own (:data:`MODEL_SETTINGS`), as pages show them."""
+    text = ", ".join(f"{k} {v}" for k, v in training.items() if v != {})
+    for model, own in MODEL_SETTINGS.items():
+        text += f"; {model}: " + ", ".join(f"{k} {v}" for k, v in own.items())
+    return text
+
+
 def run_specs(dataset: str, seed: int, training: dict) -> dict[str, RunSpec]:
     """``{name: RunSpec}`` of every run of the study (AFME is the ``full`` variant)."""
     common = {"dataset": dataset, "seed": seed, "progress": False, **training}
-    specs = {name: RunSpec.from_fields({**common, "model": name}) for name in BASELINES}
+    specs = {name: RunSpec.from_fields({**common, "model": name, **MODEL_SETTINGS.get(name, {})}) for name in BASELINES}
     for variant in ablations.NAMES:
         name = "afme" if variant == ablations.FULL else variant
         specs[name] = RunSpec.from_fields({**common, "model": "afme", **ablations.overrides(variant)})
@@ -335,7 +347,7 @@ def seeds_page(studies: dict[int, Study], command: str, preset: str, training: d
     seeds = list(studies)
     found = {seed: claims(s) for seed, s in studies.items()}
     verdicts = judge(found)
-    settings = ", ".join(f"{k} {v}" for k, v in training.items() if v != {})
+    settings = settings_text(training)
     first = studies[seeds[0]].table.loc["queries"]
     counts = ", ".join(f"{c} {int(first[c])}" for c in first.index if c.startswith(ablations.COLD_ATTRIBUTE))
     lines = [
@@ -498,7 +510,7 @@ def report(
 ) -> str:
     """The README.md text (see the module docstring)."""
     found = claims(s)
-    settings = ", ".join(f"{k} {v}" for k, v in training.items() if v != {})
+    settings = settings_text(training)
     lines = [
         f"# Main job: AFME, its ablations and the baselines on the synthetic preset `{preset}` (seed {seed})",
         "",

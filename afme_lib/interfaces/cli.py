@@ -88,6 +88,8 @@ def _flag_help(f, choices=None) -> str:
         shown = "on" if default else "off"
     elif field_kind(f) == "list":
         shown = "all" if default is None else " ".join(default)
+    elif default is None:
+        shown = "the model's own"
     else:
         shown = default
     text = rule.help + (f" (allowed: {allowed}; default: {shown})" if allowed else f" (default: {shown})")
@@ -107,7 +109,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
         elif kind == "list":
             group.add_argument(flag, dest=dest, nargs="+", default=None, metavar=f.name.upper(), help=_flag_help(f))
         else:
-            convert = {"int": int, "float": float}.get(kind, str)
+            convert = {"int": int, "float": float, "float?": float}.get(kind, str)
             group.add_argument(flag, dest=dest, type=convert, default=None, metavar=f.name.upper(), help=_flag_help(f))
 
 

@@ -114,6 +114,8 @@ class AFME(KGModel):
     starts as the scorer alone, MoIEn that completes missing modalities per entity."""
 
     relation_conditioned = True
+    default_structure_shuffle = 0.4  # reports/main/selection.md
+    shuffles_per_pair = True  # scaled by lambda_r (_simulate_cold), not in structural()
 
     def __init__(
         self, config: ModelConfig, num_entities: int, num_relations: int, features: FeatureStore | None = None
@@ -396,7 +398,7 @@ class AFME(KGModel):
                     per, unique // self.num_relations, unique % self.num_relations, True, internals, completed
                 )
                 return {k: take_rows(v, inverse) for k, v in out.items()}
-        if self.training and self.config.structure_shuffle > 0:
+        if self.training and self.structure_shuffle > 0:
             index_s = self._simulate_cold(index, relations, len(per["structural"]))
         else:
             index_s = index
@@ -430,7 +432,7 @@ class AFME(KGModel):
         features decide learn to answer when e_s is no help. (The swap is made on the row ids, so
         one gather serves: a ``where`` over the gathered vectors cost more than the gather.)"""
         lam = self.fusion.structure_scale(relations).detach()
-        swap = torch.rand(len(relations), device=relations.device) < self.config.structure_shuffle * (1 - lam)
+        swap = torch.rand(len(relations), device=relations.device) < self.structure_shuffle * (1 - lam)
         other = torch.randint(0, rows, (len(relations),), device=relations.device)
         return torch.where(swap, other, index)
 

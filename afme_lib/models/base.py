@@ -37,8 +37,12 @@ Entities without structural evidence. A model that reads features calls
 stands in for ``e_s`` of every entity that has no training triple (its ``e_s`` was never fitted:
 random, or pushed away from everything as a sampled negative) and, during training, for a random
 share ``config.structure_dropout`` of the entities of each batch, so the feature path learns to
-answer on its own. The engine says which entities have training triples through
-:meth:`KGModel.observe_training_graph`.
+answer on its own. A cold entity in a real graph has a fitted ``e_s`` that says nothing about the
+relations asked of it, not the unknown vector: for a share :attr:`KGModel.structure_shuffle` of
+the rows, training reads another entity's ``e_s``, so the features must answer where structure
+misleads (AFME does this per (entity, relation) pair itself, scaled by its lambda_r). Both are
+cold-entity training that every model reading features takes alike. The engine says which
+entities have training triples through :meth:`KGModel.observe_training_graph`.
 """
 
 from __future__ import annotations
@@ -104,6 +108,8 @@ class KGModel(nn.Module):
     # projects features; a plain embedding lookup is cheaper than the deduplication).
     per_entity_batch: bool = False
     has_unknown: bool = False  # True once enable_unknown_entities() gave the model its "unknown" vector
+    default_structure_shuffle = 0.0  # structure_shuffle when the config leaves it to the model
+    shuffles_per_pair = False  # True: the model swaps e_s per (entity, relation) pair itself (AFME)
 
     def __init__(self, config: ModelConfig, num_entities: int, num_relations: int):
         super().__init__()
@@ -151,21 +157,36 @@ class KGModel(nn.Module):
             self._unstructured_seen, self._unstructured = (weakref.ref(mask), mask._version), bool(mask.any())
         return self._unstructured
 
+    @property
+    def structure_shuffle(self) -> float:
+        """The share of training rows that read another entity's e_s (``config.structure_shuffle``,
+        or the model's own default when the config leaves it)."""
+        given = self.config.structure_shuffle
+        return self.default_structure_shuffle if given is None else given
+
+    def _known_structure(self, entities: torch.Tensor) -> torch.Tensor:
+        """e_s of ``entities``, the unknown vector for those with no training triple."""
+        e = self.entity(entities)
+        if not self._any_unstructured():
+            return e
+        return torch.where(self.no_structure[entities][..., None], self.unknown.to(e.dtype), e)
+
     def structural(self, entities: torch.Tensor) -> torch.Tensor:
         """e_s of ``entities`` (any shape), or the unknown vector where there is no structural
-        evidence (and, in training, for a ``config.structure_dropout`` share of the rows)."""
-        e = self.entity(entities)
+        evidence; in training, the unknown vector for a ``config.structure_dropout`` share of the
+        rows and another entity's e_s for a :attr:`structure_shuffle` share."""
         if not self.has_unknown:
-            return e
-        out = (
-            torch.where(self.no_structure[entities][..., None], self.unknown.to(e.dtype), e)
-            if self._any_unstructured()
-            else e
-        )
+            return self.entity(entities)
+        out = self._known_structure(entities)
         p = self.config.structure_dropout
         if self.training and p > 0:
             drop = torch.rand(entities.shape, device=entities.device) < p
-            out = torch.where(drop[..., None], self.unknown.to(e.dtype), out)
+            out = torch.where(drop[..., None], self.unknown.to(out.dtype), out)
+        q = 0.0 if self.shuffles_per_pair else self.structure_shuffle
+        if self.training and q > 0:
+            swap = torch.rand(entities.shape, device=entities.device) < q
+            others = torch.randint(0, self.num_entities, entities.shape, device=entities.device)
+            out = torch.where(swap[..., None], self._known_structure(others).to(out.dtype), out)
         return out
 
     # --- representations -------------------------------------------------------------------

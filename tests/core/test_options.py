@@ -39,12 +39,13 @@ def bad_values(f) -> list:
         "bool": ["maybe", 1, None],
         "int": ["3", 2.5, True, None],
         "float": ["0.1", True, None],
+        "float?": ["0.1", True],  # None: the model's own default
         "str": [3, None, ["x"]],
         "list": ["text", [1], ("a", 2)],
         "dict": ["x", [1]],
     }[kind]
     out = list(wrong_type)
-    if kind == "float":
+    if kind in ("float", "float?"):
         out += [math.nan, math.inf, -math.inf]
     if rule.choices is not None:
         out.append("zzz" if kind == "str" else 7)
@@ -78,7 +79,7 @@ def boundary_values(f) -> list:
     out = [b for b in (rule.at_least, rule.at_most) if b is not None]
     if rule.above is not None:
         out.append(rule.above + 1e-9)
-    return [int(v) if kind == "int" else float(v) for v in out]
+    return [int(v) if kind == "int" else float(v) for v in out] + ([None] if kind == "float?" else [])
 
 
 def test_every_field_is_declared_with_help():

@@ -209,7 +209,7 @@ def test_selection_benchmark_reads_only_validation_and_refuses_the_claim_seeds(t
     argv = ["--field", "structure_shuffle", "--values", "0.0", "0.5", "--seeds", "0", *common, "--out", str(out)]
     assert script.main(argv) == 0
     page = out.read_text()
-    table = _table(page, "# `structure_shuffle`")
+    table = _table(page, "# `structure_shuffle` of afme")
     assert table[""][0] == "cold/attribute" and table[""][-1] == "all"
     assert list(table)[1:] == ["0.0", "0.5", "queries (first seed)"]
     assert all(re.fullmatch(r"\d+\.\d+ ± n/a", cell) for cell in table["0.5"])

@@ -655,6 +655,7 @@ def test_cold_simulation_follows_the_structure_scale_and_only_in_training(tiny):
     data = tiny[0]
     model = build(tiny, structure_dropout=0.0, structure_shuffle=1.0)
     ents = torch.arange(data.num_entities)
+    assert model.training and torch.equal(model.structural(ents), model.entity(ents))  # swapped per pair only
     per = model.per_entity(ents)
     rel = torch.zeros_like(ents)
     with torch.no_grad():

@@ -171,3 +171,45 @@ def test_without_features_the_model_is_structural(tiny, name):
         if name == "ikrl":  # e_i = e_s: four copies of the TransE energy
             E, R = model.entity.weight, model.relation.weight
             torch.testing.assert_close(s, 4 * model.scorer.transe.score(E[h], R[r], E[t]))
+
+
+# --- cold-entity training shared by every model that reads features -------------------------------
+FEATURE_MODELS = ("mm-concat", "ikrl", "native", "otkge", "mmkrl")
+
+
+@pytest.mark.parametrize("name", FEATURE_MODELS)
+def test_structure_shuffle_swaps_a_share_of_training_rows_for_other_entities(tiny, name):
+    """In training a share structure_shuffle of the rows read another entity's e_s (with
+    structure_dropout off, every other row is the entity's own); evaluation never swaps."""
+    data, _ = tiny
+    model = build(tiny, name, structure_dropout=0.0, structure_shuffle=0.5)
+    assert model.structure_shuffle == 0.5
+    entities = torch.arange(data.num_entities).repeat(20)
+    own = model.entity(entities)
+    model.train()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        read = model.structural(entities)
+    kept = (read == own).all(-1)
+    assert 0.45 < 1 - kept.float().mean() < 0.58  # swapped rows (a few draw their own entity)
+    rows = model.entity.weight.detach()
+    swapped = read[~kept]
+    # each swapped row is some entity's e_s (or the unknown vector of one with no training triple)
+    candidates = torch.cat([rows, model.unknown.detach()[None]])
+    assert (swapped[:, None] == candidates[None]).all(-1).any(1).all()
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.structural(entities), own)
+
+
+@pytest.mark.parametrize("name", FEATURE_MODELS)
+def test_by_default_only_afme_shuffles(tiny, name):
+    data, _ = tiny
+    model = build(tiny, name, structure_dropout=0.0)
+    assert model.config.structure_shuffle is None and model.structure_shuffle == 0.0
+    entities = torch.arange(data.num_entities)
+    model.train()
+    with torch.no_grad():
+        torch.testing.assert_close(model.structural(entities), model.entity(entities))
+    assert build(tiny, "afme").structure_shuffle == 0.4
+    assert build(tiny, "afme", structure_shuffle=0.1).structure_shuffle == 0.1
