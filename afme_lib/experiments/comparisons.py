@@ -30,10 +30,17 @@ def model_runs(
 ) -> dict[str, Run]:
     """``{name: Run}`` of ``spec`` (in ``run_dir`` when given) and of each model of ``compare_with``
     beside it with the same settings but AFME's switches (all on: notebook 02 switches a component
-    off for the model, not for its baselines), trained ``workers`` at a time."""
+    off for the model, not for its baselines), trained ``workers`` at a time. ``compare_with`` is a
+    list of model names, or ``{name: {field: value}}`` to give a baseline settings of its own (the
+    main job's :data:`~afme_lib.experiments.main_job.MODEL_SETTINGS`)."""
     name = spec.model.name
     plain = {ablation.switch: True for ablation in ablations.ABLATIONS.values()}
-    others = {other: spec.with_fields(model=other, **plain) for other in compare_with if other != name}
+    own = compare_with if isinstance(compare_with, dict) else dict.fromkeys(compare_with, {})
+    others = {
+        other: spec.with_fields(model=other, **plain, **(settings or {}))
+        for other, settings in own.items()
+        if other != name
+    }
     if run_dir is not None:
         runs = {name: open_run(run(spec, run_dir))}
         return {**runs, **{k: open_run(f) for k, f in run_many(others, workers, runs_root).items()}}

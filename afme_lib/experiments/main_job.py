@@ -82,7 +82,7 @@ TRAINING = {
 # A model's own settings beside TRAINING, chosen on validation like the rest (selection.md): the
 # cold-entity training that every model reading features can take, so that AFME's is not the
 # only one.
-MODEL_SETTINGS: dict[str, dict] = {}
+MODEL_SETTINGS: dict[str, dict] = {"mm-concat": {"structure_shuffle": 0.2}}
 # What the weights are averaged over, as notebook 04's defaults: the items of attribute triples.
 PROFILE_SPLIT, PROFILE_POSITIONS = "train", ("head",)
 # The baselines that read features: "AFME beats" claims compare with the best of them.
@@ -413,6 +413,7 @@ def notebook_parameters(
         "workers": workers,
         "progress": False,
         "variants": list(ablations.NAMES) if name == "03_ablations" else None,
+        "compare_with": {b: MODEL_SETTINGS.get(b, {}) for b in BASELINES},
         "seeds": [seed],
         **training,
     }

@@ -66,3 +66,12 @@ def test_model_runs_train_the_model_with_its_switches_and_the_baselines_without(
     assert runs["afme"].model_cfg.gan is False and runs["rotate"].model_cfg == ModelConfig(name="rotate", dim=8)
     mine = comparisons.model_runs(tiny(tiny_synth, model="rotate"), [], run_dir=tmp_path / "mine", runs_root=tmp_path)
     assert mine["rotate"].path == tmp_path / "mine"  # a grid cell's run_dir
+
+
+def test_model_runs_give_a_baseline_its_own_settings(tiny_synth, tmp_path):
+    runs = comparisons.model_runs(
+        tiny(tiny_synth), {"rotate": {}, "mm-concat": {"structure_shuffle": 0.2}}, runs_root=tmp_path
+    )
+    assert set(runs) == {"afme", "rotate", "mm-concat"}
+    assert runs["mm-concat"].model_cfg.structure_shuffle == 0.2
+    assert runs["afme"].model_cfg.structure_shuffle is None and runs["rotate"].model_cfg.structure_shuffle is None
