@@ -383,7 +383,7 @@ parameter away (`papermill notebooks/02_training.ipynb out.ipynb -p epochs 50`);
 {QUICK_LINE}
 {SYNTH_DATASET}
 model = "afme"  # afme, rotate, transe, distmult, complex, ikrl, mm-concat, ...
-compare_with = ["rotate", "mm-concat"]  # trained beside it with the same settings, for the slice table
+compare_with = ["rotate", "mm-concat"]  # trained beside it with the same settings; {{name: {{field: value}}}}: with its own
 {TRAINING_PARAMETERS}
 workers = 2  # runs trained at once (processes of cores // workers threads each)
 device = "auto"
