@@ -3,19 +3,22 @@
     afme main-job [--preset default] [--seed 0] [--epochs N] [--out reports/main]
 
 1. Generates the synthetic preset (no download) and trains, ``--workers`` at a time, every run
-   the notebooks show: RotatE, the ungated fusion baseline (mm-concat) and AFME with its named
-   ablations (:mod:`afme_lib.core.ablations`), all with the same settings (:data:`TRAINING`).
+   the notebooks show: RotatE, the baselines that read features (the ungated fusion mm-concat,
+   NATIVE, IKRL) and AFME with its named ablations (:mod:`afme_lib.core.ablations`), all with the
+   same settings (:data:`TRAINING`) but each model's own, chosen on validation with the same
+   budget for every model (:data:`MODEL_SETTINGS`, :mod:`afme_lib.experiments.selection`).
    The runs are the run cache's (:func:`afme_lib.experiments.run.run_many`), shared with the
-   notebooks, so notebook 02 finds RotatE, mm-concat and AFME trained, 03 the ablations, 04 and
-   05 AFME's run.
+   notebooks, so notebook 02 finds the baselines and AFME trained, 03 the ablations, 04 and 05
+   AFME's run.
 2. Executes the five notebooks with papermill on those settings into ``<out>/`` (executed
    ``.ipynb`` and a static ``.html`` page each that opens offline, :mod:`afme_lib.analysis.export`;
    figures under ``<out>/figures/``).
 3. Writes ``<out>/README.md`` from the run folders (never from notebook outputs): the index, the
    MRR of every model and ablation per test slice beside the rule oracle, the feature oracle and
    a random ranking, each ablation on the slice built to need it, AFME's modality weights
-   against the generator's truth, the claims (:data:`CLAIMS`) checked, and a reading generated
-   from those numbers.
+   against the generator's truth, the claims (:data:`CLAIMS`) checked on this seed and, as the
+   seeds benchmark last judged them, over the held-back seeds and the held-out configuration
+   (``benchmarks/main_job_seeds.py``), and a reading generated from those numbers.
 
 Resumable: finished runs are reused, and an executed notebook is kept when its inputs (the
 notebook, its parameters, the library's code, the data) did not change (``main-job.json``
@@ -54,7 +57,7 @@ from afme_lib.experiments.run import CACHE_ROOT, cache_folder, open_run, run_man
 from afme_lib.experiments.spec import DATA_ROOT, FIELDS, STAMP_FILE, RunSpec, resolve_path, synthetic_folder
 
 NOTEBOOKS = ("01_data_exploration", "02_training", "03_ablations", "04_modality_contributions", "05_robustness")
-BASELINES = ("rotate", "mm-concat")
+BASELINES = ("rotate", "mm-concat", "native", "ikrl")
 MANIFEST = "main-job.json"
 # The runs (keys of run_specs) each notebook reads with the main job's parameters; None: every run.
 # A notebook starts once these are trained, while the others still train: the two workers leave
@@ -79,14 +82,19 @@ TRAINING = {
     "gen_lr": 4e-3,
     "self_negatives": 0.0,
 }
-# A model's own settings beside TRAINING, chosen on validation like the rest (selection.md): the
+# A model's own settings beside TRAINING, each chosen on validation by the declared grid that
+# gives every model the same budget (afme_lib/experiments/selection.py, selection.md): the
 # cold-entity training that every model reading features can take, so that AFME's is not the
-# only one.
-MODEL_SETTINGS: dict[str, dict] = {"mm-concat": {"structure_shuffle": 0.2}}
+# only one. A model absent here won with its own default.
+MODEL_SETTINGS: dict[str, dict] = {
+    "rotate": {"lr": 0.03},
+    "mm-concat": {"structure_shuffle": 0.2},
+    "native": {"structure_shuffle": 0.2},
+}
 # What the weights are averaged over, as notebook 04's defaults: the items of attribute triples.
 PROFILE_SPLIT, PROFILE_POSITIONS = "train", ("head",)
 # The baselines that read features: "AFME beats" claims compare with the best of them.
-FEATURE_BASELINES = ("mm-concat",)
+FEATURE_BASELINES = ("mm-concat", "native", "ikrl")
 # The claims' thresholds, each judged on the default preset's test slices (:func:`claims`).
 CLAIMS = {
     "oracle_share": 0.7,  # AFME's cold/attribute MRR at least this share of the rule oracle's
@@ -265,14 +273,15 @@ def claim_lines(found: list[Claim]) -> list[str]:
 def reading(s: Study, found: list[Claim]) -> str:
     """The report's paragraph of reading, every figure in it taken from the study."""
     cold, t = ablations.COLD_ATTRIBUTE, s.table
-    afme, rotate, concat = (t.loc[m, cold] for m in ("afme", "rotate", "mm-concat"))
+    afme, rotate = t.loc["afme", cold], t.loc["rotate", cold]
+    readers = ", ".join(f"{b} {t.loc[b, cold]:.1f} %" for b in FEATURE_BASELINES if b in t.index)
     rule, feature, random = (t.loc[r, cold] for r in (slices.RULE, slices.FEATURES, slices.RANDOM))
-    best_structural = max(BASELINES + ("afme",), key=lambda m: t.loc[m, "warm/structural"])
+    best_structural = max([m for m in (*BASELINES, "afme") if m in t.index], key=lambda m: t.loc[m, "warm/structural"])
     text = (
         f"On the {int(t.loc['queries', cold])} cold attribute queries, which only an item's features can answer, "
         f"AFME reaches {afme:.1f} % MRR: {afme / feature:.0%} of the feature oracle ({feature:.1f} %, a decoder "
         f"that reads the features perfectly) and {afme / rule:.0%} of the rule oracle ({rule:.1f} %), against "
-        f"{rotate:.1f} % for structure-only RotatE, {concat:.1f} % for the ungated fusion mm-concat and "
+        f"{rotate:.1f} % for structure-only RotatE, {readers} for the baselines that read features, and "
         f"{random:.1f} % for a random ranking. "
     )
     states = [c for c in t.columns if c.startswith(cold + "/")]
@@ -284,7 +293,7 @@ def reading(s: Study, found: list[Claim]) -> str:
         text += f"By the state of the informative modality's row AFME scores {', '.join(parts)}. "
     best, rule_structural = t.loc[best_structural, "warm/structural"], t.loc[slices.RULE, "warm/structural"]
     text += (
-        f"On structural relations between warm items, which no modality informs, the best of the three is "
+        f"On structural relations between warm items, which no modality informs, the best of the models is "
         f"{best_structural} ({best:.1f} %; rule oracle {rule_structural:.1f} %"
         + (
             "; the rule oracle ties every member of an answer cell, which memorising the training links beats"
@@ -341,7 +350,53 @@ def verdict_lines(verdicts: list[Verdict]) -> list[str]:
     return lines
 
 
-def seeds_page(studies: dict[int, Study], command: str, preset: str, training: dict, split: str = "test") -> str:
+def seeds_page_name(preset: str, split: str = "test") -> str:
+    """``seeds.md`` for the default preset's test split; ``-<preset>`` for another preset and
+    ``-valid`` for the validation split are added to the name."""
+    return "seeds" + ("" if preset == "default" else f"-{preset}") + ("" if split == "test" else f"-{split}") + ".md"
+
+
+def training_seconds(studies: dict[int, Study]) -> float:
+    """Seconds the studies' runs took to train and evaluate, summed over runs (from their metrics)."""
+    return sum(
+        run.metrics.get("train_seconds", 0.0) + run.metrics.get("eval_seconds", 0.0)
+        for s in studies.values()
+        for run in s.runs.values()
+    )
+
+
+def seeds_summary(studies: dict[int, Study], command: str, preset: str, split: str, wall_seconds: float) -> dict:
+    """What the main job's page shows of a seeds page (written beside it as JSON)."""
+    verdicts = judge({seed: claims(s) for seed, s in studies.items()})
+    return {
+        "command": command,
+        "preset": preset,
+        "split": split,
+        "seeds": list(studies),
+        "runs": sum(len(s.runs) for s in studies.values()),
+        "training_seconds": round(training_seconds(studies)),
+        "wall_seconds": round(wall_seconds),
+        "claims": [
+            {
+                "text": v.text,
+                "met_on": int(v.met_on),
+                "mean": v.mean,
+                "standard_error": v.standard_error,
+                "holds": bool(v.holds),
+            }
+            for v in verdicts
+        ],
+    }
+
+
+def seeds_page(
+    studies: dict[int, Study],
+    command: str,
+    preset: str,
+    training: dict,
+    split: str = "test",
+    wall_seconds: float | None = None,
+) -> str:
     """``seeds.md``: every claim judged over the seeds (:func:`judge`), each seed's numbers, and
     the slice MRRs they rest on (mean ± sample std over the seeds), all on ``split``."""
     seeds = list(studies)
@@ -385,6 +440,15 @@ def seeds_page(studies: dict[int, Study], command: str, preset: str, training: d
     shown = mean.map("{:.2f}".format) + " ± " + std.map(lambda v: "n/a" if pd.isna(v) else f"{v:.2f}")
     lines += ["", f"## {split.capitalize()} MRR (%) by slice, mean ± std over {len(seeds)} seeds", ""]
     lines += slices.markdown(shown.rename_axis("MRR %"))
+    runs = sum(len(s.runs) for s in studies.values())
+    lines += [
+        "",
+        "## Time",
+        "",
+        f"The {runs} runs took {training_seconds(studies):.0f} s to train and evaluate, summed over runs (each "
+        f"run's own figure, from the call that trained it; two train at once by default)"
+        + (f"; this call took {wall_seconds:.0f} s of wall time." if wall_seconds is not None else "."),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -576,6 +640,7 @@ def report(
     ]
     lines += weight_lines(s)
     lines += ["", "## The claims on this seed", ""] + claim_lines(found)
+    lines += over_seeds_lines(out)
     lines += [
         "",
         "## Time",
@@ -592,6 +657,61 @@ def report(
     return "\n".join(lines) + "\n"
 
 
+def over_seeds_lines(out: Path) -> list[str]:
+    """The claims over seeds, as the seeds benchmark last judged them (the JSON beside each seeds
+    page): seeds met per claim and configuration, with each page's run time."""
+    found = sorted(out.glob("seeds*.json"))
+    summaries = [{**json.loads(p.read_text()), "page": p.with_suffix(".md").name} for p in found]
+    if not summaries:
+        return ["", "## The claims over seeds", "", "Not judged yet: `python benchmarks/main_job_seeds.py`."]
+    lines = [
+        "",
+        "## The claims over seeds",
+        "",
+        "Judged by the seeds benchmark on seeds and configurations no choice was made on (`selection.md`), "
+        f"read from the JSON beside each page. A claim holds when it is met on at least {HOLD_SHARE:.0%} of the "
+        f"seeds and its mean margin exceeds {MIN_STANDARD_ERRORS:g} standard errors; each page gives every "
+        "seed's numbers and the slice MRRs as mean ± std.",
+        "",
+        "| page | configuration | split | seeds | claims that hold | runs | training, summed over runs (s) | command |",
+        "|---|---|---|---|---:|---:|---:|---|",
+    ]
+    for m in summaries:
+        held = sum(c["holds"] for c in m["claims"])
+        page = m["page"]
+        lines.append(
+            f"| [{page}]({page}) | `{m['preset']}` | {m['split']} | {', '.join(map(str, m['seeds']))} | "
+            f"{held} of {len(m['claims'])} | {m['runs']} | {m['training_seconds']} | `{m['command']}` |"
+        )
+    texts = list(dict.fromkeys(c["text"] for m in summaries for c in m["claims"]))
+    lines += ["", "| claim | " + " | ".join(f"`{m['preset']}`" for m in summaries) + " |"]
+    lines.append("|---|" + "---|" * len(summaries))
+    for text in texts:
+        cells = []
+        for m in summaries:
+            c = next((c for c in m["claims"] if c["text"] == text), None)
+            cells.append(
+                "–"
+                if c is None
+                else f"{c['met_on']} of {len(m['seeds'])} seeds, {'holds' if c['holds'] else '**does not hold**'}"
+            )
+        lines.append(f"| {text} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every command that trains the main job's runs shares."""
+    parser.add_argument("--epochs", type=int, default=TRAINING["epochs"], help=f"(default: {TRAINING['epochs']})")
+    parser.add_argument("--dim", type=int, default=TRAINING["dim"], help=f"(default: {TRAINING['dim']})")
+    parser.add_argument("--workers", type=int, default=2, help="runs trained at once (default: 2)")
+    parser.add_argument(
+        "--runs-root", default=CACHE_ROOT, help=f"run cache, shared with the notebooks (default: {CACHE_ROOT})"
+    )
+    parser.add_argument(
+        "--data-root", default=DATA_ROOT, help=f"where the synthetic folders are generated (default: {DATA_ROOT})"
+    )
+
+
 # --- the command --------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -599,16 +719,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--preset", default="default", help="synthetic preset (default: default)")
     parser.add_argument("--seed", type=int, default=0, help="generator and training seed (default: 0)")
-    parser.add_argument("--epochs", type=int, default=TRAINING["epochs"], help=f"(default: {TRAINING['epochs']})")
-    parser.add_argument("--dim", type=int, default=TRAINING["dim"], help=f"(default: {TRAINING['dim']})")
     parser.add_argument("--out", default="reports/main", help="report folder (default: reports/main)")
-    parser.add_argument(
-        "--runs-root", default=CACHE_ROOT, help=f"run cache, shared with the notebooks (default: {CACHE_ROOT})"
-    )
-    parser.add_argument(
-        "--data-root", default=DATA_ROOT, help=f"where the synthetic folder is generated (default: {DATA_ROOT})"
-    )
-    parser.add_argument("--workers", type=int, default=2, help="runs trained at once (default: 2)")
+    add_run_arguments(parser)
     parser.add_argument("--no-notebooks", action="store_true", help="train and write README.md only")
     parser.add_argument("--fresh", action="store_true", help="delete this report's executed notebooks first")
     args = parser.parse_args(argv)

@@ -26,6 +26,7 @@ the working directory, else the working directory): a notebook's kernel runs in
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from afme_lib.data.feature_store import FeatureStore
 from afme_lib.data.summary import has_feature_files
 from afme_lib.engine.checks import check_configs, check_features, check_run, wants_features
 from afme_lib.engine.run_folder import read_json, run_fingerprint
+from afme_lib.experiments.presets import EVIDENCE_PRESETS, all_presets
 from afme_lib.models.registry import model_names, recommended_train_options
 
 INPUTS, FIELDS = RUN_INPUTS, RUN_FIELDS  # every key a run spec may hold
@@ -97,16 +99,19 @@ def synthetic_folder(preset: str, seed: int = 0, data_root: str | Path = DATA_RO
     A new folder is written under a temporary name and renamed into place, so runs started in
     parallel (a grid with several workers) never read a half-written folder.
     """
-    if preset not in synthetic.PRESETS:
+    known = all_presets()
+    if preset not in known:
         raise AfmeError(
-            f"unknown synthetic preset {preset!r}{did_you_mean(preset, synthetic.PRESETS)}; expected one "
-            f"of {sorted(synthetic.PRESETS)}"
+            f"unknown synthetic preset {preset!r}{did_you_mean(preset, known)}; expected one of {sorted(known)}"
         )
     folder = resolve_path(data_root) / f"synth-{preset}-seed{seed}"
     stamp = {"preset": preset, "seed": seed, "generator_sha1": _generator_fingerprint()}
+    config = known[preset]
+    if preset in EVIDENCE_PRESETS:  # defined outside the generator: an edit to it regenerates too
+        stamp["config_sha1"] = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
 
     def write(tmp: Path) -> None:
-        synthetic.write_synthetic(tmp, preset, seed=seed)
+        synthetic.write_synthetic(tmp, config, seed=seed)
         atomic.write_json(tmp / STAMP_FILE, stamp)
 
     def current(path: Path) -> bool:

@@ -26,11 +26,12 @@ from afme_lib.data.benchmarks import graph_counts, load_benchmark, registry_tabl
 from afme_lib.data.clean import MANIFEST, write_clean
 from afme_lib.data.download import download_dataset
 from afme_lib.data.summary import dataset_summary, hygiene_lines
-from afme_lib.data.synthetic import PRESETS, write_synthetic
+from afme_lib.data.synthetic import write_synthetic
 from afme_lib.engine import memory
 from afme_lib.engine.device import available_bytes
 from afme_lib.engine.distributed import is_main
 from afme_lib.experiments import main_job
+from afme_lib.experiments.presets import all_presets
 from afme_lib.experiments.run import CACHE_ROOT, evaluate_run, resume, run
 from afme_lib.experiments.spec import RunSpec, read_spec_file
 from afme_lib.interfaces.features_cli import add_features_parser
@@ -176,7 +177,7 @@ def cmd_data_download(args) -> int:
 
 
 def cmd_data_synth(args) -> int:
-    path = write_synthetic(args.out, args.preset, seed=args.seed)
+    path = write_synthetic(args.out, all_presets()[args.preset], seed=args.seed)
     print(f"synthetic preset {args.preset!r} (seed {args.seed}) written to {path}")
     return 0
 
@@ -426,8 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument(
         "--preset",
         default="tiny",
-        choices=list(PRESETS),
-        help=f"size and difficulty: {', '.join(PRESETS)} (default: tiny)",
+        choices=list(all_presets()),
+        help=f"size and difficulty: {', '.join(all_presets())} (default: tiny)",
     )
     synth.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
     synth.add_argument("--out", required=True, help="folder to write (new or empty)")

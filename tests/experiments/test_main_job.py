@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from afme_lib.analysis import slices
@@ -19,9 +20,10 @@ from afme_lib.data.feature_store import FeatureStore
 from afme_lib.data.synthetic import read_metadata
 from afme_lib.data.synthetic_oracle import mrr_by_label, oracle_summary, slice_labels
 from afme_lib.engine.evaluation import evaluate, random_baseline
-from afme_lib.experiments import main_job
+from afme_lib.experiments import main_job, selection
 from afme_lib.experiments.run import cache_folder, load_trainer
 
+ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = [
     "## Reading",
     "## Notebooks",
@@ -29,6 +31,7 @@ SECTIONS = [
     "## Each ablation on the slice built to need it",
     "## AFME's modality weights against the truth",
     "## The claims on this seed",
+    "## The claims over seeds",
     "## Time",
 ]
 
@@ -73,8 +76,7 @@ def test_main_job_report_from_the_runs_and_a_second_call_retrains_nothing(tmp_pa
     columns = table[""][:]
     assert columns[:2] == ["all", "warm/structural"] and "cold/attribute/missing" in columns
     assert list(table)[1:] == [
-        "rotate",
-        "mm-concat",
+        *main_job.BASELINES,
         "afme",
         *list(ablations.ABLATIONS),
         "rule oracle",
@@ -188,6 +190,24 @@ def test_seeds_benchmark_checks_every_claim_per_seed(tmp_path):
     slice_rows = _table(page, "## Test MRR (%) by slice, mean ± std over 2 seeds")
     assert slice_rows[""][0] == "cold/attribute" and re.fullmatch(r"\d+\.\d+ ± \d+\.\d+", slice_rows["afme"][0])
     assert len(list((tmp_path / "data").iterdir())) == 2  # a graph per seed
+    assert "## Time" in page and "runs took" in page
+
+    # the JSON beside the page is what the main job's page shows over seeds
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["seeds"] == [0, 1] and summary["preset"] == "tiny" and summary["split"] == "test"
+    assert [c["text"] for c in summary["claims"]] == list(verdicts)[1:]
+    assert [f"{c['met_on']} of 2" for c in summary["claims"]] == [v[0] for v in list(verdicts.values())[1:]]
+    assert summary["runs"] == 2 * (len(main_job.BASELINES) + len(ablations.NAMES))
+    lines = main_job.over_seeds_lines(tmp_path)
+    shown = _table("\n".join(lines), "## The claims over seeds")
+    assert shown["[seeds.md](seeds.md)"][3] == f"{held} of {len(verdicts) - 1}"
+    assert shown[list(verdicts)[1]] == [f"{verdicts[list(verdicts)[1]][0]} seeds, {verdicts[list(verdicts)[1]][2]}"]
+
+
+def test_the_main_page_says_when_the_claims_were_not_judged_over_seeds(tmp_path):
+    assert "Not judged yet" in "\n".join(main_job.over_seeds_lines(tmp_path))
+    assert main_job.seeds_page_name("default") == "seeds.md"
+    assert main_job.seeds_page_name("held-out", "valid") == "seeds-held-out-valid.md"
 
 
 def _benchmark(name: str):
@@ -221,6 +241,37 @@ def test_selection_benchmark_reads_only_validation_and_refuses_the_claim_seeds(t
     with pytest.raises(SystemExit):
         script.main(["--field", "dim", "--values", "8", "--seeds", str(main_job.CLAIM_SEEDS[0]), *common])
     assert "claim seeds" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main(["--model", "transe", "--seeds", "0", *common])  # no declared grid: say what to give
+    assert "no declared grid" in capsys.readouterr().err
+
+
+def test_selection_benchmark_runs_a_models_declared_grid_and_names_its_choice(tmp_path):
+    script = _benchmark("main_job_selection")
+    out = tmp_path / "page.md"
+    argv = ["--model", "rotate", "--preset", "tiny", "--epochs", "1", "--dim", "8", "--workers", "1"]
+    argv += ["--seeds", "0", "1", "--runs-root", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data")]
+    assert script.main([*argv, "--out", str(out)]) == 0
+    field, values = selection.GRID["rotate"]
+    frame = pd.read_csv(out.with_suffix(".csv"))
+    assert sorted(frame["value"]) == sorted(list(values) * 2) and set(frame["seed"]) == {0, 1}
+    means = frame.groupby("value")[selection.CRITERION].mean()
+    assert selection.chosen(frame) == means.idxmax()
+    assert f"**{field} {means.idxmax()}**" in out.read_text()
+    configs = [json.loads((p / "config.json").read_text()) for p in (tmp_path / "runs").iterdir()]
+    assert sorted(c["train"]["lr"] for c in configs) == sorted(list(values) * 2)
+
+
+def test_every_main_job_model_gets_the_same_budget_and_trains_at_its_choice():
+    """The committed selection CSVs: one per model of the main job, the same number of values and
+    seeds for each, and the value each picks is the one the main job trains with."""
+    assert set(selection.GRID) == {*main_job.BASELINES, "afme"}
+    for model, (field, values) in selection.GRID.items():
+        assert len(values) == selection.VALUES_PER_MODEL
+        frame = pd.read_csv(ROOT / selection.csv_path(model, field))
+        assert sorted(frame["value"]) == sorted(list(values) * len(selection.SEEDS)), model
+        assert sorted(set(frame["seed"])) == list(selection.SEEDS), model
+        assert selection.chosen(frame) == pytest.approx(selection.setting_in_use(model, field)), model
 
 
 def test_a_notebook_waits_for_exactly_the_runs_it_reads():
@@ -231,7 +282,8 @@ def test_a_notebook_waits_for_exactly_the_runs_it_reads():
     waiting.remove("01_data_exploration")
     assert main_job.next_notebook(waiting, set(), False) is None
     assert main_job.next_notebook(waiting, {"afme"}, False) == "04_modality_contributions"
-    assert main_job.next_notebook(waiting, {"afme", "rotate", "mm-concat"}, False) == "02_training"
+    assert main_job.next_notebook(["02_training"], {"afme", "rotate", "mm-concat"}, False) is None  # and NATIVE, IKRL
+    assert main_job.next_notebook(waiting, {"afme", *main_job.BASELINES}, False) == "02_training"
     every = set(main_job.run_specs("data", 0, main_job.TRAINING))
     # 03 and 05 read ablations: they wait for the whole training, even with every run listed finished
     assert main_job.next_notebook(["03_ablations", "05_robustness"], every, False) is None
