@@ -37,9 +37,7 @@ def model_runs(
     plain = {ablation.switch: True for ablation in ablations.ABLATIONS.values()}
     own = compare_with if isinstance(compare_with, dict) else dict.fromkeys(compare_with, {})
     others = {
-        other: spec.with_fields(model=other, **plain, **(settings or {}))
-        for other, settings in own.items()
-        if other != name
+        other: spec.for_model(other, **plain, **(settings or {})) for other, settings in own.items() if other != name
     }
     if run_dir is not None:
         runs = {name: open_run(run(spec, run_dir))}
@@ -61,7 +59,7 @@ def ablation_runs(
     ``run_dirs`` ``{variant: run folder}`` (one seed only): runs trained elsewhere, used instead;
     they must be on the spec's dataset and features."""
     variants = ablations.check_names(variants)
-    resolved = spec.with_fields(model="afme").resolve()
+    resolved = spec.for_model("afme").resolve()
     given = {}
     for variant, folder in (run_dirs or {}).items():
         if len(seeds) != 1:
@@ -74,7 +72,7 @@ def ablation_runs(
             )
         given[variant, seeds[0]] = done
     specs = {
-        (variant, seed): spec.with_fields(model="afme", seed=seed, **ablations.overrides(variant))
+        (variant, seed): spec.for_model("afme", seed=seed, **ablations.overrides(variant))
         for seed in seeds
         for variant in variants
         if (variant, seed) not in given

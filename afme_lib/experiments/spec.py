@@ -69,6 +69,12 @@ def resolve_path(path: str | Path) -> Path:
     return path if path.is_absolute() else project_root() / path
 
 
+def _recipe(model: str) -> dict:
+    """The training settings ``model`` takes when a spec leaves them out (none for an unknown name,
+    which validation reports)."""
+    return recommended_train_options(model) if model in model_names() else {}
+
+
 # --- synthetic datasets -------------------------------------------------------------------------
 def parse_synth(dataset: str) -> tuple[str, int] | None:
     """``"synth:<preset>[:<seed>]"`` -> (preset, seed); None for any other dataset."""
@@ -217,8 +223,7 @@ class RunSpec:
             raise OptionError("dataset", "is required (a registered benchmark, a folder or synth:<preset>)")
         try:
             model_cfg = ModelConfig.from_dict(model)
-            recipe = recommended_train_options(model_cfg.name) if model_cfg.name in model_names() else {}
-            train_cfg = TrainConfig.from_dict({**recipe, **train})
+            train_cfg = TrainConfig.from_dict({**_recipe(model_cfg.name), **train})
         except OptionError as err:
             raise err.respelled(lambda name: "model" if name == "name" else name) from None
         return cls(model=model_cfg, train=train_cfg, **inputs)
@@ -245,6 +250,20 @@ class RunSpec:
     def with_fields(self, **changes) -> RunSpec:
         """This spec with ``changes`` (flat field names)."""
         return RunSpec.from_fields({**self.fields(), **changes}) if changes else self
+
+    def for_model(self, name: str, **changes) -> RunSpec:
+        """This spec's settings for the model ``name``, with ``changes``: a training setting left
+        at what this spec's model takes by default (its recipe, else TrainConfig's default) takes
+        ``name``'s instead, so that NATIVE compared beside AFME keeps NATIVE's adversarial weights;
+        a setting changed from that default stays changed."""
+        fields = self.fields()
+        defaults = TrainConfig().to_dict()
+        ours = {**defaults, **_recipe(self.model.name)}
+        theirs = {**defaults, **_recipe(name)}
+        for key in TRAIN_FIELDS:
+            if key in ours and fields.get(key) == ours[key]:
+                fields[key] = theirs[key]
+        return RunSpec.from_fields({**fields, "model": name, **changes})
 
     def to_yaml(self, path: str | Path) -> Path:
         """Write :meth:`fields` as a YAML file that :meth:`from_yaml` reads back."""

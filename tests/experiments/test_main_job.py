@@ -291,3 +291,17 @@ def test_a_notebook_waits_for_exactly_the_runs_it_reads():
     assert set(main_job.NOTEBOOK_NEEDS) == set(main_job.NOTEBOOKS)
     for needs in main_job.NOTEBOOK_NEEDS.values():
         assert needs is None or set(needs) <= every
+
+
+def test_notebook_02s_baselines_are_the_main_jobs_runs(tmp_path):
+    """Notebook 02 derives each baseline from AFME's spec (comparisons.model_runs); each must land
+    on the main job's run of that model, recipe included (NATIVE's adversarial weights are not
+    AFME's), or the notebook would train it a second time."""
+    from afme_lib.experiments.spec import synthetic_folder
+
+    data = str(synthetic_folder("tiny", 0, tmp_path))
+    specs = main_job.run_specs(data, 0, {**main_job.TRAINING, "epochs": 1, "dim": 8})
+    plain = {ablation.switch: True for ablation in ablations.ABLATIONS.values()}
+    for name in main_job.BASELINES:
+        derived = specs["afme"].for_model(name, **plain, **main_job.MODEL_SETTINGS.get(name, {}))
+        assert cache_folder(derived.resolve(), tmp_path) == cache_folder(specs[name].resolve(), tmp_path), name

@@ -387,3 +387,19 @@ def test_a_notebooks_spec_is_every_field_its_namespace_defines():
     assert spec == RunSpec.from_fields({"dataset": "synth:tiny", "model": "rotate", "dim": 16, "self_negatives": 0.0})
     with pytest.raises(OptionError, match=r"^dim must be >= 1"):
         notebook.spec_from({"dataset": "d", "dim": 0})
+
+
+def test_a_spec_for_another_model_takes_that_models_recipe_unless_a_setting_was_changed():
+    afme = RunSpec.from_fields({"dataset": "synth:tiny", "model": "afme", "lr": 0.05})
+    native = afme.for_model("native")
+    assert native.model.name == "native" and native.train.lr == 0.05  # changed: kept
+    assert (native.train.lambda_adv, native.train.lambda_gp) == (0.0001, 0.1)  # NATIVE's recipe, not AFME's
+    assert native == RunSpec.from_fields({"dataset": "synth:tiny", "model": "native", "lr": 0.05})
+    back = native.for_model("afme")
+    assert back == afme  # NATIVE's recipe does not follow the spec back to AFME
+    changed = afme.with_fields(lambda_adv=0.5).for_model("native")
+    assert changed.train.lambda_adv == 0.5 and changed.train.lambda_gp == 0.1
+    assert (
+        afme.for_model("distmult", seed=3).train.loss == "softplus"
+        and afme.for_model("distmult", seed=3).train.seed == 3
+    )
