@@ -116,6 +116,9 @@ def test_main_job_report_from_the_runs_and_a_second_call_retrains_nothing(tmp_pa
     assert main_job.main(_args(tmp_path, "--workers", "1", "--no-notebooks")) == 0
     assert _runs(tmp_path) == runs  # the same folders, their logs untouched: nothing retrained
     again = (tmp_path / "out" / "README.md").read_text()
+    n = len(main_job.BASELINES) + len(ablations.NAMES)
+    assert f"| training {n} of the {n} runs, 1 at a time |" in report  # the call that trained them
+    assert f"| training: none, all {n} runs reused (their own times, summed over runs) |" in again
     assert again.split("## Time")[0].split("## Reading")[1] == report.split("## Time")[0].split("## Reading")[1]
 
 
