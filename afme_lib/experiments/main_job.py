@@ -316,7 +316,8 @@ def reading(s: Study, found: list[Claim]) -> str:
     met = sum(c.met for c in found)
     text += (
         f"{met} of the {len(found)} claims below are met on this seed; one seed says little about a difference "
-        "of a few points (`seeds.md` judges them over seeds no choice was made on)."
+        "of a few points (the section over seeds below judges them on seeds and a configuration no choice was "
+        "made on)."
     )
     return text
 
@@ -660,7 +661,7 @@ def report(
 def over_seeds_lines(out: Path) -> list[str]:
     """The claims over seeds, as the seeds benchmark last judged them (the JSON beside each seeds
     page): seeds met per claim and configuration, with each page's run time."""
-    found = sorted(out.glob("seeds*.json"))
+    found = sorted(out.glob("seeds*.json"), key=lambda p: (p.stem != "seeds", p.name))  # default first
     summaries = [{**json.loads(p.read_text()), "page": p.with_suffix(".md").name} for p in found]
     if not summaries:
         return ["", "## The claims over seeds", "", "Not judged yet: `python benchmarks/main_job_seeds.py`."]
