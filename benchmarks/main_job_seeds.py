@@ -43,10 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = ("python benchmarks/main_job_seeds.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     wall = time.perf_counter() - began
-    page = main_job.seeds_page(studies, command, args.preset, training, args.split, wall)
+    found = main_job.seed_claims(studies)
+    verdicts = main_job.judge(found)
+    page = main_job.seeds_page(studies, found, verdicts, command, args.preset, training, args.split, wall)
     out = resolve_path(args.out or f"reports/main/{main_job.seeds_page_name(args.preset, args.split)}")
     write_page(out, page)
-    summary = main_job.seeds_summary(studies, command, args.preset, args.split, wall)
+    summary = main_job.seeds_summary(studies, verdicts, command, args.preset, args.split, wall)
     atomic.write_json(out.with_suffix(".json"), summary)
     print(page)
     return 0

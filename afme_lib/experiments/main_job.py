@@ -130,13 +130,28 @@ def settings_text(training: dict) -> str:
     return text
 
 
+def model_spec(model: str, dataset: str, seed: int, training: dict, **changes) -> RunSpec:
+    """The main job's run of ``model`` on ``dataset`` at ``seed``: the shared ``training``
+    settings, the model's own (:data:`MODEL_SETTINGS`), then ``changes`` (run-spec fields)."""
+    return RunSpec.from_fields(
+        {
+            **training,
+            "dataset": dataset,
+            "model": model,
+            "seed": seed,
+            "progress": False,
+            **MODEL_SETTINGS.get(model, {}),
+            **changes,
+        }
+    )
+
+
 def run_specs(dataset: str, seed: int, training: dict) -> dict[str, RunSpec]:
     """``{name: RunSpec}`` of every run of the study (AFME is the ``full`` variant)."""
-    common = {"dataset": dataset, "seed": seed, "progress": False, **training}
-    specs = {name: RunSpec.from_fields({**common, "model": name, **MODEL_SETTINGS.get(name, {})}) for name in BASELINES}
+    specs = {name: model_spec(name, dataset, seed, training) for name in BASELINES}
     for variant in ablations.NAMES:
         name = "afme" if variant == ablations.FULL else variant
-        specs[name] = RunSpec.from_fields({**common, "model": "afme", **ablations.overrides(variant)})
+        specs[name] = model_spec("afme", dataset, seed, training, **ablations.overrides(variant))
     return specs
 
 
@@ -366,9 +381,16 @@ def training_seconds(studies: dict[int, Study]) -> float:
     )
 
 
-def seeds_summary(studies: dict[int, Study], command: str, preset: str, split: str, wall_seconds: float) -> dict:
-    """What the main job's page shows of a seeds page (written beside it as JSON)."""
-    verdicts = judge({seed: claims(s) for seed, s in studies.items()})
+def seed_claims(studies: dict[int, Study]) -> dict[int, list[Claim]]:
+    """``{seed: claims}`` of each seed's study: what :func:`judge`, the seeds page and its summary read."""
+    return {seed: claims(s) for seed, s in studies.items()}
+
+
+def seeds_summary(
+    studies: dict[int, Study], verdicts: list[Verdict], command: str, preset: str, split: str, wall_seconds: float
+) -> dict:
+    """What the main job's page shows of a seeds page (written beside it as JSON): the studies'
+    size and time and the ``verdicts`` (:func:`judge`) of their claims."""
     return {
         "command": command,
         "preset": preset,
@@ -392,17 +414,18 @@ def seeds_summary(studies: dict[int, Study], command: str, preset: str, split: s
 
 def seeds_page(
     studies: dict[int, Study],
+    found: dict[int, list[Claim]],
+    verdicts: list[Verdict],
     command: str,
     preset: str,
     training: dict,
     split: str = "test",
     wall_seconds: float | None = None,
 ) -> str:
-    """``seeds.md``: every claim judged over the seeds (:func:`judge`), each seed's numbers, and
-    the slice MRRs they rest on (mean ± sample std over the seeds), all on ``split``."""
+    """``seeds.md``: every claim judged over the seeds (``verdicts``, :func:`judge` of ``found``,
+    :func:`seed_claims`), each seed's numbers, and the slice MRRs they rest on (mean ± sample std
+    over the seeds), all on ``split``."""
     seeds = list(studies)
-    found = {seed: claims(s) for seed, s in studies.items()}
-    verdicts = judge(found)
     settings = settings_text(training)
     first = studies[seeds[0]].table.loc["queries"]
     counts = ", ".join(f"{c} {int(first[c])}" for c in first.index if c.startswith(ablations.COLD_ATTRIBUTE))

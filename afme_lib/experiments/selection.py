@@ -43,20 +43,10 @@ FOLDER = "reports/main/selection"
 
 
 def specs(model: str, field: str, values, seeds, dataset_of, training: dict) -> dict[tuple, RunSpec]:
-    """``{(value, seed): RunSpec}``: the main job's settings for ``model`` but ``field`` at each
-    value; ``dataset_of(seed)`` names each seed's dataset."""
+    """``{(value, seed): RunSpec}``: the main job's run of ``model`` (:func:`main_job.model_spec`)
+    but ``field`` at each value; ``dataset_of(seed)`` names each seed's dataset."""
     return {
-        (v, seed): RunSpec.from_fields(
-            {
-                **training,
-                "dataset": dataset_of(seed),
-                "model": model,
-                "seed": seed,
-                "progress": False,
-                **main_job.MODEL_SETTINGS.get(model, {}),
-                field: v,
-            }
-        )
+        (v, seed): main_job.model_spec(model, dataset_of(seed), seed, training, **{field: v})
         for v in values
         for seed in seeds
     }

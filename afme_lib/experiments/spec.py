@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -43,7 +43,7 @@ from afme_lib.data.summary import has_feature_files
 from afme_lib.engine.checks import check_configs, check_features, check_run, wants_features
 from afme_lib.engine.run_folder import read_json, run_fingerprint
 from afme_lib.experiments.presets import EVIDENCE_PRESETS, all_presets
-from afme_lib.models.registry import model_names, recommended_train_options
+from afme_lib.models.registry import model_class, model_names, recommended_train_options
 
 INPUTS, FIELDS = RUN_INPUTS, RUN_FIELDS  # every key a run spec may hold
 PLACEMENTS = ("auto", "device", "pinned", "mmap")
@@ -294,7 +294,16 @@ class RunSpec:
                 )
             except OptionError as err:
                 raise err.respelled(respell) from None
-        return ResolvedSpec(self, str(data), str(features) if features else None, note)
+        return ResolvedSpec(self._canonical(), str(data), str(features) if features else None, note)
+
+    def _canonical(self) -> RunSpec:
+        """This spec with a setting the model decides when left unset (None) unset again where it is
+        given at the model's own value: one setting, one run folder, however it was spelled (the
+        selection grid writes AFME's structure shuffle 0.4, the main job leaves it to AFME)."""
+        shuffle = self.model.structure_shuffle
+        if shuffle is not None and shuffle == model_class(self.model.name).default_structure_shuffle:
+            return replace(self, model=replace(self.model, structure_shuffle=None))
+        return self
 
 
 @dataclass(frozen=True)

@@ -237,6 +237,20 @@ def test_the_cache_folder_is_keyed_by_what_the_run_computes(tiny_synth, project)
     assert cache_folder(base.resolve(), "elsewhere").parent == project.resolve() / "elsewhere"
 
 
+def test_a_setting_given_at_the_models_own_default_shares_the_unset_settings_folder(tiny_synth, project):
+    # AFME shuffles 0.4 of the cold-entity structure by default, IKRL none: writing that value out
+    # (as a selection grid does) is the same run as leaving it to the model, down to the recorded config
+    for model, default, other in (("afme", 0.4, 0.2), ("ikrl", 0.0, 0.2)):
+        unset = RunSpec.from_fields({"dataset": str(tiny_synth), "model": model}).resolve()
+        spelled = RunSpec.from_fields({"dataset": str(tiny_synth), "model": model, "structure_shuffle": default})
+        assert spelled.model.structure_shuffle == default  # the spec keeps what was written
+        assert spelled.resolve().spec == unset.spec and unset.spec.model.structure_shuffle is None
+        assert cache_folder(spelled.resolve()) == cache_folder(unset)
+        changed = RunSpec.from_fields({"dataset": str(tiny_synth), "model": model, "structure_shuffle": other})
+        assert changed.resolve().spec.model.structure_shuffle == other
+        assert cache_folder(changed.resolve()) != cache_folder(unset)
+
+
 def test_code_fingerprint_follows_training_code_only(tmp_path, monkeypatch):
     package = tmp_path / "afme_lib"
     for rel in (
