@@ -39,6 +39,7 @@ import multiprocessing
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -161,18 +162,20 @@ def resume(run_dir: str | Path, **train_changes) -> RunFolder:
 def run_many(specs: dict, workers: int = 1, runs_root: str | Path = CACHE_ROOT) -> dict:
     """``{key: RunFolder}``: :func:`run` of every ``{key: spec}`` in the cache under ``runs_root``.
 
-    ``workers`` > 1 trains that many runs at once, each in its own process with ``cores //
-    workers`` torch threads: on a CPU, small models use one core each far better than two cores
-    together. Finished runs are opened without starting a process; the runs are independent
-    folders, so the result is the same whatever ``workers`` is.
+    ``workers`` > 1 trains that many runs at once, each in its own process; on a CPU, small models
+    use one core each far better than two cores together. Every run trains on ``cores // workers``
+    torch threads, in a worker or in this process (when one run is left to train, or ``workers``
+    is 1): a CPU's float sums depend on the thread count, so the same spec and ``workers`` give the
+    same numbers however many of the runs were already in the cache. Finished runs are opened
+    without starting a process.
     """
     resolved = {key: spec.resolve() for key, spec in specs.items()}
     folders = {key: RunFolder(cache_folder(r, runs_root)) for key, r in resolved.items()}
     todo = [key for key, folder in folders.items() if not folder.finished]
+    threads = max(1, usable_cores() // max(1, workers))
     start = time.perf_counter()
     if workers > 1 and len(todo) > 1:
         workers = min(workers, len(todo))
-        threads = max(1, usable_cores() // workers)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(_run_in_worker, resolved[key], str(folders[key].path), threads): key for key in todo}
             for future in as_completed(futures):
@@ -181,9 +184,23 @@ def run_many(specs: dict, workers: int = 1, runs_root: str | Path = CACHE_ROOT) 
                 print(f"trained {key} ({time.perf_counter() - start:.0f} s so far): {folders[key].path}", flush=True)
     else:
         for key in todo:
-            run(resolved[key], folders[key].path)
+            with torch_threads(threads):
+                run(resolved[key], folders[key].path)
             print(f"trained {key} ({time.perf_counter() - start:.0f} s so far): {folders[key].path}", flush=True)
     return {key: run(resolved[key], folders[key].path) for key in specs}
+
+
+@contextmanager
+def torch_threads(count: int):
+    """torch's intra-op thread count set to ``count`` for the block, then put back."""
+    import torch  # loaded already: this module's engine imports need it
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _run_in_worker(resolved: ResolvedSpec, out: str, threads: int) -> str:

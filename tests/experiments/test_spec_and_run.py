@@ -351,6 +351,34 @@ def test_run_many_in_two_processes_gives_the_runs_of_one(tiny_synth, tmp_path):
         assert parallel[name].metrics["test"] == serial[name].metrics["test"]
 
 
+def test_run_many_trains_every_run_on_its_share_of_the_cores_even_when_one_is_left(tiny_synth, tmp_path, monkeypatch):
+    # CPU float sums depend on torch's thread count: a run trained alone (the one run left to train)
+    # must get the same share of the cores as one trained beside another, or its numbers differ
+    import torch
+
+    seen = []
+    real_run = run_mod.run
+
+    def recording_run(resolved, out=None, **kwargs):
+        if not RunFolder(out).finished:
+            seen.append(torch.get_num_threads())
+        return real_run(resolved, out, **kwargs)
+
+    monkeypatch.setattr(run_mod, "run", recording_run)
+    monkeypatch.setattr(run_mod, "usable_cores", lambda: 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # the caller's own count, which neither share equals
+    try:
+        spec = RunSpec.from_fields({"dataset": str(tiny_synth), "model": "rotate", **TINY})
+        run_many({"rotate": spec}, workers=2, runs_root=tmp_path)
+        assert seen == [2]  # 4 cores // 2 workers, though this run trained alone in this process
+        assert torch.get_num_threads() == 3  # and the caller's count is put back
+        run_many({"rotate": spec.with_fields(lr=2e-3)}, workers=1, runs_root=tmp_path)
+        assert seen == [2, 4]
+    finally:
+        torch.set_num_threads(before)
+
+
 # --- the notebooks' helpers --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "value, expected",
