@@ -7,6 +7,10 @@ from ``default`` in the number of modalities, their noise and the share of missi
 here, not in :data:`afme_lib.data.synthetic.PRESETS`, because it belongs to the evidence protocol,
 not to the generator; :func:`afme_lib.experiments.spec.synthetic_folder` resolves both, so
 ``synth:held-out`` names it anywhere a dataset is named.
+
+``noisy`` is ``default`` with one change, the informative modalities' noise at 0.5 instead of 0.3
+(``held-out``'s level): where AFME's behaviour at higher noise is studied and a change for it is
+chosen, on its validation split, so that no such choice looks at ``held-out``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from afme_lib.data import synthetic
 from afme_lib.data.synthetic import ModalitySpec, SynthConfig
 
 HELD_OUT = "held-out"
+NOISY = "noisy"
 
 EVIDENCE_PRESETS: dict[str, SynthConfig] = {
     # Against `default`: two informative modalities instead of three (text and image each encode
@@ -34,6 +39,15 @@ EVIDENCE_PRESETS: dict[str, SynthConfig] = {
                 (3, 4, 5), dim=64, noise=0.5, scale=10.0, corrupted=0.08, missing=0.20, weak=(0, 1, 2)
             ),
             "numeric": ModalitySpec((), dim=16, noise=1.0, scale=0.1),
+        },
+    ),
+    # Against `default`: only the informative modalities' noise, 0.5 instead of 0.3.
+    NOISY: replace(
+        synthetic.PRESETS["default"],
+        name="synth-noisy",
+        modalities={
+            name: replace(spec, noise=0.5) if spec.attributes else spec
+            for name, spec in synthetic.PRESETS["default"].modalities.items()
         },
     ),
 }

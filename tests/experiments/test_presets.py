@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -28,7 +29,18 @@ def test_held_out_differs_from_default_in_modalities_noise_and_missing_share():
     for a in attributes:
         assert sum(a in spec.attributes for spec in held.modalities.values()) == 1
         assert sum(a in spec.weak for spec in held.modalities.values()) == 1
-    assert set(presets.all_presets()) == set(synthetic.PRESETS) | {presets.HELD_OUT}
+    assert set(presets.all_presets()) == set(synthetic.PRESETS) | {presets.HELD_OUT, presets.NOISY}
+
+
+def test_noisy_is_default_with_only_the_informative_modalities_noise_raised():
+    default, noisy = synthetic.PRESETS["default"], presets.EVIDENCE_PRESETS[presets.NOISY]
+    noisy.validate()
+    assert replace(noisy, name=default.name, modalities=default.modalities) == default
+    assert set(noisy.modalities) == set(default.modalities)
+    for name, spec in noisy.modalities.items():
+        expected = replace(default.modalities[name], noise=0.5) if spec.attributes else default.modalities[name]
+        assert spec == expected, name
+    assert {spec.noise for spec in noisy.modalities.values() if spec.attributes} == {0.5}
 
 
 def test_held_out_resolves_by_name_and_regenerates_when_its_config_changes(tmp_path, monkeypatch):
@@ -45,8 +57,6 @@ def test_held_out_resolves_by_name_and_regenerates_when_its_config_changes(tmp_p
     before = (folder / "train2id.txt").read_bytes()
     assert synthetic_folder(presets.HELD_OUT, 3, tmp_path) == folder  # reused
     assert (folder / "train2id.txt").read_bytes() == before
-
-    from dataclasses import replace
 
     changed = replace(presets.EVIDENCE_PRESETS[presets.HELD_OUT], num_items=600)
     monkeypatch.setitem(presets.EVIDENCE_PRESETS, presets.HELD_OUT, changed)
