@@ -3,11 +3,13 @@ over seeds, and its validation MRR by slice.
 
     python benchmarks/main_job_selection.py --model native        # its declared grid
         # -> reports/main/selection/native-structure_shuffle.{md,csv}
-    python benchmarks/main_job_selection.py --model afme --field cross_check_margin --values 1.0 2.0 3.0
+    python benchmarks/main_job_selection.py --model afme --field cross_check_margin   # a recheck
+    python benchmarks/main_job_selection.py --model afme --field dim --values 64 96 128  # any field
 
 Without ``--field`` the model's grid of :data:`afme_lib.experiments.selection.GRID` is run: the
 same number of values for every model of the main job, chosen by mean validation MRR on the cold
-attribute queries. Every run has the main job's settings for ``--model`` (``main_job.TRAINING``
+attribute queries. A field of :data:`~afme_lib.experiments.selection.RECHECKS` (AFME settings first
+set on test slices) runs its declared values when none are given. Every run has the main job's settings for ``--model`` (``main_job.TRAINING``
 and the model's ``main_job.MODEL_SETTINGS``) but the field at the value of its row, and is trained
 or reused from the shared run cache. The page shows validation MRR by slice, mean ± sample std
 over the seeds, and the value the criterion picks; the CSV keeps every seed's figures. The test
@@ -53,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         args.field, grid_values = selection.GRID[args.model]
         args.values = args.values or list(grid_values)
     elif not args.values:
-        parser.error("--field needs --values")
+        if (args.model, args.field) not in selection.RECHECKS:
+            parser.error("--field needs --values (declared: the grid and the rechecks of selection.py)")
+        args.values = list(selection.RECHECKS[args.model, args.field])
     training = {**main_job.TRAINING, "epochs": args.epochs, "dim": args.dim}
     specs = selection.specs(
         args.model,

@@ -39,6 +39,13 @@ GRID: dict[str, tuple[str, tuple]] = {
     "ikrl": ("structure_shuffle", SHUFFLES),
     "afme": ("structure_shuffle", SHUFFLES),
 }
+# AFME settings first set by reading test slices of seeds 0-2 (selection.md), checked again on
+# validation with the grid's size and rule: {(model, field): values}. The value each check picks is
+# the one the main job trains with, as for GRID.
+RECHECKS: dict[tuple[str, str], tuple] = {
+    ("afme", "cross_check_margin"): (1.0, 1.5, 2.0, 3.0),
+    ("afme", "adversarial_every"): (1, 2, 4, 8),
+}
 FOLDER = "reports/main/selection"
 
 
@@ -79,13 +86,10 @@ def csv_path(model: str, field: str, folder: str | Path = FOLDER) -> Path:
 
 
 def setting_in_use(model: str, field: str):
-    """What the main job trains ``model`` with for ``field``: its MODEL_SETTINGS entry, else
-    TRAINING's, else the model's own default (the structure shuffle a model takes when unset)."""
-    own = main_job.MODEL_SETTINGS.get(model, {})
-    if field in own:
-        return own[field]
-    if field in main_job.TRAINING:
-        return main_job.TRAINING[field]
-    if field == "structure_shuffle":
+    """What the main job trains ``model`` with for ``field``: the field of its run spec
+    (:func:`main_job.model_spec`: MODEL_SETTINGS, else TRAINING, else the model's recipe or
+    default), a structure shuffle left to the model as the model's own default."""
+    value = main_job.model_spec(model, "synth:default", 0, main_job.TRAINING).fields()[field]
+    if value is None and field == "structure_shuffle":
         return model_class(model).default_structure_shuffle
-    raise KeyError(f"{model}: the main job sets no {field!r} and the model declares no default for it")
+    return value

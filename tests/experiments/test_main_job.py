@@ -277,6 +277,26 @@ def test_every_main_job_model_gets_the_same_budget_and_trains_at_its_choice():
         assert selection.chosen(frame) == pytest.approx(selection.setting_in_use(model, field)), model
 
 
+def test_every_recheck_has_the_grids_size_and_the_main_job_trains_at_its_choice():
+    """The AFME settings first set on test slices, checked on validation: each committed CSV has the
+    grid's number of values and seeds, and the main job trains with the value it picks."""
+    for (model, field), values in selection.RECHECKS.items():
+        assert len(values) == selection.VALUES_PER_MODEL
+        assert any(v == pytest.approx(selection.setting_in_use("afme", field)) for v in values), field
+        frame = pd.read_csv(ROOT / selection.csv_path(model, field))
+        assert sorted(frame["value"]) == sorted(list(values) * len(selection.SEEDS)), field
+        assert sorted(set(frame["seed"])) == list(selection.SEEDS), field
+        assert selection.chosen(frame) == pytest.approx(selection.setting_in_use(model, field)), field
+
+
+def test_the_setting_in_use_is_the_main_jobs_spec_field():
+    assert selection.setting_in_use("rotate", "lr") == main_job.MODEL_SETTINGS["rotate"]["lr"]
+    assert selection.setting_in_use("afme", "dim") == main_job.TRAINING["dim"]
+    assert selection.setting_in_use("ikrl", "structure_shuffle") == 0.0  # left to IKRL: its default
+    assert selection.setting_in_use("afme", "structure_shuffle") == 0.4
+    assert selection.setting_in_use("native", "lambda_adv") == 1e-4  # NATIVE's recipe
+
+
 def test_a_notebook_waits_for_exactly_the_runs_it_reads():
     """Notebooks start while the rest trains, but never before their runs are finished (a notebook
     that found its run missing would train it itself, beside the worker training it)."""
