@@ -492,6 +492,15 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
+def baseline_settings(model: str) -> dict:
+    """What a notebook gives the baseline ``model`` beside the AFME spec it derives it from
+    (:func:`comparisons.model_runs`): the baseline's own :data:`MODEL_SETTINGS`, and every setting
+    AFME has of its own put back to the baseline's value, so that the notebook's baseline is the
+    main job's run of it."""
+    fields = model_spec(model, "synth:default", 0, TRAINING).fields()
+    return {**{k: fields[k] for k in MODEL_SETTINGS.get("afme", {})}, **MODEL_SETTINGS.get(model, {})}
+
+
 def notebook_parameters(
     name: str, dataset: str, seed: int, training: dict, runs_root: Path, out: Path, workers: int
 ) -> dict:
@@ -505,9 +514,10 @@ def notebook_parameters(
         "workers": workers,
         "progress": False,
         "variants": list(ablations.NAMES) if name == "03_ablations" else None,
-        "compare_with": {b: MODEL_SETTINGS.get(b, {}) for b in BASELINES},
+        "compare_with": {b: baseline_settings(b) for b in BASELINES},
         "seeds": [seed],
         **training,
+        **MODEL_SETTINGS.get("afme", {}),  # the notebooks' model is AFME: the main job's AFME
     }
     defined = notebook_parameter_names(resolve_path(f"notebooks/{name}.ipynb")) or set()
     return {k: v for k, v in given.items() if (k in defined or k in FIELDS) and v is not None}

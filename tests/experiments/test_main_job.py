@@ -22,6 +22,7 @@ from afme_lib.data.synthetic_oracle import mrr_by_label, oracle_summary, slice_l
 from afme_lib.engine.evaluation import evaluate, random_baseline
 from afme_lib.experiments import main_job, selection
 from afme_lib.experiments.run import cache_folder, load_trainer
+from afme_lib.experiments.spec import FIELDS, RunSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = [
@@ -323,8 +324,13 @@ def test_notebook_02s_baselines_are_the_main_jobs_runs(tmp_path):
     from afme_lib.experiments.spec import synthetic_folder
 
     data = str(synthetic_folder("tiny", 0, tmp_path))
-    specs = main_job.run_specs(data, 0, {**main_job.TRAINING, "epochs": 1, "dim": 8})
+    training = {**main_job.TRAINING, "epochs": 1, "dim": 8}
+    specs = main_job.run_specs(data, 0, training)
+    params = main_job.notebook_parameters("02_training", data, 0, training, tmp_path, tmp_path, 1)
+    # the notebook's own model is the main job's AFME, its own settings included
+    notebook_afme = RunSpec.from_fields({**{k: v for k, v in params.items() if k in FIELDS}, "model": "afme"})
+    assert cache_folder(notebook_afme.resolve(), tmp_path) == cache_folder(specs["afme"].resolve(), tmp_path)
     plain = {ablation.switch: True for ablation in ablations.ABLATIONS.values()}
     for name in main_job.BASELINES:
-        derived = specs["afme"].for_model(name, **plain, **main_job.MODEL_SETTINGS.get(name, {}))
+        derived = notebook_afme.for_model(name, **plain, **params["compare_with"][name])
         assert cache_folder(derived.resolve(), tmp_path) == cache_folder(specs[name].resolve(), tmp_path), name
