@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     page = main_job.seeds_page(studies, found, verdicts, command, args.preset, training, args.split, wall)
     out = resolve_path(args.out or f"reports/main/{main_job.seeds_page_name(args.preset, args.split)}")
     write_page(out, page)
-    summary = main_job.seeds_summary(studies, verdicts, command, args.preset, args.split, wall)
+    summary = main_job.seeds_summary(studies, verdicts, command, args.preset, args.split, wall, training)
     atomic.write_json(out.with_suffix(".json"), summary)
     print(page)
     return 0

@@ -391,12 +391,20 @@ def seed_claims(studies: dict[int, Study]) -> dict[int, list[Claim]]:
 
 
 def seeds_summary(
-    studies: dict[int, Study], verdicts: list[Verdict], command: str, preset: str, split: str, wall_seconds: float
+    studies: dict[int, Study],
+    verdicts: list[Verdict],
+    command: str,
+    preset: str,
+    split: str,
+    wall_seconds: float,
+    training: dict,
 ) -> dict:
     """What the main job's page shows of a seeds page (written beside it as JSON): the studies'
-    size and time and the ``verdicts`` (:func:`judge`) of their claims."""
+    size, time and settings (:func:`settings_text` of ``training``) and the ``verdicts``
+    (:func:`judge`) of their claims."""
     return {
         "command": command,
+        "settings": settings_text(training),
         "preset": preset,
         "split": split,
         "seeds": list(studies),
@@ -678,7 +686,7 @@ def report(
     ]
     lines += weight_lines(s)
     lines += ["", "## The claims on this seed", ""] + claim_lines(found)
-    lines += over_seeds_lines(out)
+    lines += over_seeds_lines(out, training)
     lines += [
         "",
         "## Time",
@@ -695,9 +703,11 @@ def report(
     return "\n".join(lines) + "\n"
 
 
-def over_seeds_lines(out: Path) -> list[str]:
+def over_seeds_lines(out: Path, training: dict) -> list[str]:
     """The claims over seeds, as the seeds benchmark last judged them (the JSON beside each seeds
-    page): seeds met per claim and configuration, with each page's run time."""
+    page): seeds met per claim and configuration, with each page's run time; a page judged at
+    other settings than ``training`` (:func:`settings_text`), or at unrecorded ones, is said to be
+    so, with the command that judges it again."""
     found = sorted(out.glob("seeds*.json"), key=lambda p: (p.stem != "seeds", p.name))  # default first
     summaries = [{**json.loads(p.read_text()), "page": p.with_suffix(".md").name} for p in found]
     if not summaries:
@@ -711,16 +721,27 @@ def over_seeds_lines(out: Path) -> list[str]:
         f"seeds and its mean margin exceeds {MIN_STANDARD_ERRORS:g} standard errors; each page gives every "
         "seed's numbers and the slice MRRs as mean ± std.",
         "",
-        "| page | configuration | split | seeds | claims that hold | runs | training, summed over runs (s) | command |",
-        "|---|---|---|---|---:|---:|---:|---|",
+        "| page | configuration | split | seeds | claims that hold | runs | training, summed over runs (s) | "
+        "settings | command |",
+        "|---|---|---|---|---:|---:|---:|---|---|",
     ]
+    current = settings_text(training)
+    stale = [m for m in summaries if m.get("settings") != current]
     for m in summaries:
         held = sum(c["holds"] for c in m["claims"])
         page = m["page"]
+        settings = "**other than this page's**" if m in stale else "this page's"
         lines.append(
             f"| [{page}]({page}) | `{m['preset']}` | {m['split']} | {', '.join(map(str, m['seeds']))} | "
-            f"{held} of {len(m['claims'])} | {m['runs']} | {m['training_seconds']} | `{m['command']}` |"
+            f"{held} of {len(m['claims'])} | {m['runs']} | {m['training_seconds']} | {settings} | `{m['command']}` |"
         )
+    for m in stale:
+        lines += [
+            "",
+            f"**{m['page']} was judged at other settings than this page's** "
+            f"({m.get('settings', 'not recorded')}): its verdicts are not evidence for the runs above until "
+            f"`{m['command']}` judges them again (finished runs are reused).",
+        ]
     texts = list(dict.fromkeys(c["text"] for m in summaries for c in m["claims"]))
     lines += ["", "| claim | " + " | ".join(f"`{m['preset']}`" for m in summaries) + " |"]
     lines.append("|---|" + "---|" * len(summaries))

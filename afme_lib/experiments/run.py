@@ -118,6 +118,17 @@ def run(
             )
         if finished and not changed and (not evaluate_test or folder.metrics["test"] is not None):
             return folder
+    with training_lock(folder.path, dist.is_main):
+        _train(resolved, folder, started, dist, device, wanted, on_validation, evaluate_test)
+    return folder
+
+
+def _train(resolved, folder, started, dist, device, wanted, on_validation, evaluate_test) -> None:
+    """The body of :func:`run` for a folder that is not finished: resume it if ``started`` (as every
+    process saw it before rank 0 wrote into it), else start it."""
+    if started:
+        recorded = folder.config
+        changed = any(key.startswith("train.") for key, _, _ in recorded.differences(wanted))
         if recorded.world_size != dist.world_size and dist.is_main:
             warnings.warn(
                 f"{folder.path} was started with {recorded.world_size} process(es) and continues with "
@@ -138,7 +149,34 @@ def run(
             folder.write_config(wanted)
     trainer.fit(on_validation)
     _finish(trainer, folder, evaluate_test)
-    return folder
+
+
+@contextmanager
+def training_lock(path: Path, is_main: bool = True):
+    """An exclusive lock on a run folder while this process trains it (the main process only,
+    under torchrun). A second process that would train the same folder, such as a job started
+    again while the workers of a killed one still run, stops with an AfmeError instead of writing
+    its checkpoints and log beside the first one's. The lock goes with the process that holds it."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        fcntl = None
+    if not is_main or fcntl is None:
+        yield
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / LOCK_FILE, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AfmeError(
+                f"{path} is being trained by another process; let it finish or stop it, then run again "
+                "(finished work is kept)"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def resume(run_dir: str | Path, **train_changes) -> RunFolder:
@@ -210,6 +248,9 @@ def _run_in_worker(resolved: ResolvedSpec, out: str, threads: int) -> str:
     torch.set_num_threads(threads)
     quiet = replace(resolved, spec=replace(resolved.spec, train=replace(resolved.spec.train, progress=False)))
     return str(run(quiet, out).path)
+
+
+LOCK_FILE = ".training.lock"
 
 
 # --- the cache --------------------------------------------------------------------------------------

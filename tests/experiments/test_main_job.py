@@ -202,14 +202,21 @@ def test_seeds_benchmark_checks_every_claim_per_seed(tmp_path):
     assert [c["text"] for c in summary["claims"]] == list(verdicts)[1:]
     assert [f"{c['met_on']} of 2" for c in summary["claims"]] == [v[0] for v in list(verdicts.values())[1:]]
     assert summary["runs"] == 2 * (len(main_job.BASELINES) + len(ablations.NAMES))
-    lines = main_job.over_seeds_lines(tmp_path)
+    judged_at = {**main_job.TRAINING, "epochs": 1, "dim": 8}
+    assert summary["settings"] == main_job.settings_text(judged_at)
+    lines = main_job.over_seeds_lines(tmp_path, judged_at)
     shown = _table("\n".join(lines), "## The claims over seeds")
     assert shown["[seeds.md](seeds.md)"][3] == f"{held} of {len(verdicts) - 1}"
+    assert shown["[seeds.md](seeds.md)"][6] == "this page's" and "judged at other settings" not in "\n".join(lines)
     assert shown[list(verdicts)[1]] == [f"{verdicts[list(verdicts)[1]][0]} seeds, {verdicts[list(verdicts)[1]][2]}"]
+    # a page whose runs had other settings than the page that shows it is said to be so
+    other = "\n".join(main_job.over_seeds_lines(tmp_path, main_job.TRAINING))
+    assert "| **other than this page's** |" in other
+    assert "**seeds.md was judged at other settings than this page's**" in other
 
 
 def test_the_main_page_says_when_the_claims_were_not_judged_over_seeds(tmp_path):
-    assert "Not judged yet" in "\n".join(main_job.over_seeds_lines(tmp_path))
+    assert "Not judged yet" in "\n".join(main_job.over_seeds_lines(tmp_path, main_job.TRAINING))
     assert main_job.seeds_page_name("default") == "seeds.md"
     assert main_job.seeds_page_name("held-out", "valid") == "seeds-held-out-valid.md"
 

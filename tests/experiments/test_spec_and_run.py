@@ -379,6 +379,22 @@ def test_run_many_trains_every_run_on_its_share_of_the_cores_even_when_one_is_le
         torch.set_num_threads(before)
 
 
+def test_a_folder_being_trained_elsewhere_is_refused_not_written_beside(tiny_synth, tmp_path):
+    # the workers of a killed job keep training; a job started again must not write the same folder
+    spec = RunSpec.from_fields({"dataset": str(tiny_synth), "model": "rotate", **TINY})
+    folder = cache_folder(spec.resolve(), tmp_path)
+    with run_mod.training_lock(folder):  # held as another process would hold it (its own open file)
+        with pytest.raises(AfmeError, match=r"is being trained by another process"):
+            run(spec, runs_root=tmp_path)
+        assert not (folder / "log.jsonl").exists()
+    finished = run(spec, runs_root=tmp_path)  # the lock went with its holder
+    assert finished.path == folder and finished.finished
+    epochs = [line for line in (folder / "log.jsonl").read_text().splitlines() if line]
+    assert len(epochs) == finished.metrics["epochs_run"]
+    with run_mod.training_lock(folder):
+        assert run(spec, runs_root=tmp_path).path == folder  # a finished run is read, not trained: no lock
+
+
 # --- the notebooks' helpers --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "value, expected",
