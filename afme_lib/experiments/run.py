@@ -175,7 +175,8 @@ def training_lock(path: Path, is_main: bool = True):
             ) from None
         try:
             yield
-        finally:
+        finally:  # the lock file goes before the lock: a finished folder holds only the run's files
+            (path / LOCK_FILE).unlink(missing_ok=True)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 

@@ -391,6 +391,7 @@ def test_a_folder_being_trained_elsewhere_is_refused_not_written_beside(tiny_syn
     assert finished.path == folder and finished.finished
     epochs = [line for line in (folder / "log.jsonl").read_text().splitlines() if line]
     assert len(epochs) == finished.metrics["epochs_run"]
+    assert not (folder / run_mod.LOCK_FILE).exists()  # nothing of the lock stays in the run's folder
     with run_mod.training_lock(folder):
         assert run(spec, runs_root=tmp_path).path == folder  # a finished run is read, not trained: no lock
 
