@@ -500,12 +500,12 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def baseline_settings(model: str) -> dict:
+def baseline_settings(model: str, training: dict) -> dict:
     """What a notebook gives the baseline ``model`` beside the AFME spec it derives it from
     (:func:`comparisons.model_runs`): the baseline's own :data:`MODEL_SETTINGS`, and every setting
-    AFME has of its own put back to the baseline's value, so that the notebook's baseline is the
-    main job's run of it."""
-    fields = model_spec(model, "synth:default", 0, TRAINING).fields()
+    AFME has of its own put back to the baseline's value under ``training``, so that the notebook's
+    baseline is the main job's run of it."""
+    fields = model_spec(model, "synth:default", 0, training).fields()
     return {**{k: fields[k] for k in MODEL_SETTINGS.get("afme", {})}, **MODEL_SETTINGS.get(model, {})}
 
 
@@ -522,7 +522,7 @@ def notebook_parameters(
         "workers": workers,
         "progress": False,
         "variants": list(ablations.NAMES) if name == "03_ablations" else None,
-        "compare_with": {b: baseline_settings(b) for b in BASELINES},
+        "compare_with": {b: baseline_settings(b, training) for b in BASELINES},
         "seeds": [seed],
         **training,
         **MODEL_SETTINGS.get("afme", {}),  # the notebooks' model is AFME: the main job's AFME

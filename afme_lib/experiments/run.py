@@ -103,6 +103,7 @@ def run(
     started, finished = folder.started, folder.finished
     distributed.barrier()
     wanted = _config(resolved, dist.world_size)
+    recorded, changed = None, False
     if started:
         recorded = folder.config
         differ = recorded.differences(wanted)  # what changes results: display-only fields aside
@@ -119,16 +120,15 @@ def run(
         if finished and not changed and (not evaluate_test or folder.metrics["test"] is not None):
             return folder
     with training_lock(folder.path, dist.is_main):
-        _train(resolved, folder, started, dist, device, wanted, on_validation, evaluate_test)
+        _train(resolved, folder, recorded, changed, dist, device, wanted, on_validation, evaluate_test)
     return folder
 
 
-def _train(resolved, folder, started, dist, device, wanted, on_validation, evaluate_test) -> None:
-    """The body of :func:`run` for a folder that is not finished: resume it if ``started`` (as every
-    process saw it before rank 0 wrote into it), else start it."""
-    if started:
-        recorded = folder.config
-        changed = any(key.startswith("train.") for key, _, _ in recorded.differences(wanted))
+def _train(resolved, folder, recorded, changed, dist, device, wanted, on_validation, evaluate_test) -> None:
+    """The body of :func:`run` for a folder that is not finished: resume the run ``recorded`` in it
+    (its config as every process read it before rank 0 wrote into it; ``changed``: its training
+    fields are to be rewritten), else (None) start it."""
+    if recorded is not None:
         if recorded.world_size != dist.world_size and dist.is_main:
             warnings.warn(
                 f"{folder.path} was started with {recorded.world_size} process(es) and continues with "
