@@ -13,7 +13,8 @@ executed notebook exists and ran to the end without an exception; finished cells
 a rerun, failed and unfinished ones are (re)run (an interrupted training run resumes from its last
 checkpoint). The driver rewrites ``results.csv`` and ``README.md`` after every cell, so an
 interrupted grid keeps its finished rows. ``report_only`` runs nothing: it tabulates what is
-finished on disk.
+finished on disk. A cell that is not run keeps the row ``results.csv`` recorded for it when its run
+folder is not on disk (a clone of a committed report), so a rebuilt page never loses numbers.
 """
 
 from __future__ import annotations
@@ -280,7 +281,8 @@ def run_grid(
     with its error and the others go on. ``report_dir`` / ``runs_dir``: the report and run
     folders themselves (default ``<reports_root>/<name>``, ``<runs_root>/<name>``). ``readme``
     False: only ``results.csv`` and ``grid.yaml`` (a benchmark writes its own page from them).
-    ``report_only``: run nothing; the rows say what is finished on disk.
+    ``report_only``: run nothing; the rows say what is finished on disk, and cells recorded as
+    finished whose run folders are absent keep their recorded rows.
     """
     grid = grid_or_path if isinstance(grid_or_path, Grid) else load_grid(grid_or_path)
     if workers < 1:
@@ -328,6 +330,10 @@ class _GridState:
                 self.rows[cid] = self.row(cell, "pending")
             elif prev.get("status") == "failed":  # not selected this time: its last outcome stands
                 self.rows[cid] = self.row(cell, "failed", prev.get("error"), prev.get("seconds"))
+            elif prev.get("status") == "ok":
+                # Finished elsewhere (a committed results.csv on a clone without its run folders):
+                # the recorded row is the only copy of its numbers, so it stands as written.
+                self.rows[cid] = {**self.row(cell, "ok"), **prev}
             else:
                 self.rows[cid] = self.row(cell, "pending")
         self.save()

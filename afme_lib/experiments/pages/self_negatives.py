@@ -156,6 +156,10 @@ def self_negatives_page(results: pd.DataFrame, grid: Grid, command: str, data_di
     return lines
 
 
+def _every(batches: int) -> str:
+    return "every batch" if int(batches) == 1 else f"every {int(batches)} batches"
+
+
 def synthetic_section(results: pd.DataFrame, grid: Grid) -> list[str]:
     """The second section: the synthetic default preset at the main job's settings, with and
     without self-negatives, on validation (what the main job's choice rests on)."""
@@ -163,10 +167,10 @@ def synthetic_section(results: pd.DataFrame, grid: Grid) -> list[str]:
     weights = [float(w) for w in grid.grid[WEIGHT]]
     seeds = list(grid.grid["seed"])
     lines = [
-        "## The synthetic default preset (the main job's settings)",
+        "## The synthetic default preset (the main job's shared settings)",
         "",
         f"Generator and training seeds {' '.join(map(str, seeds))}; dim {p['dim']}, {p['epochs']} epochs, batch "
-        f"{p['batch_size']}, {p['negatives']} negatives, lr {p['lr']}, AFME's adversarial updates every batch at "
+        f"{p['batch_size']}, {p['negatives']} negatives, lr {p['lr']}, AFME's adversarial updates {_every(p.get('adversarial_every', 1))} at "
         f"gen_lr {p['gen_lr']} (`afme_lib/experiments/main_job.py`). Validation only: MRR and self-answers (%), and the "
         "paired change of validation MRR per seed, in points.",
         "",

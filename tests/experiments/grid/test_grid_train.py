@@ -5,6 +5,7 @@ recipes under the cells' parameters, ``report_only``, ``exclude``, and the file 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -98,6 +99,12 @@ def test_report_only_trains_nothing_and_an_interrupted_run_resumes(tiny_synth, t
     assert folder.metrics["test"]["mrr"] == pytest.approx(first["test"]["mrr"])
     results = run_grid(grid, report_dir=tmp_path / "report", runs_dir=runs, report_only=True)
     assert results.iloc[0]["status"] == "ok"
+
+    # A clone of the report without the run folders: rebuilding the page keeps the recorded rows.
+    shutil.rmtree(runs)
+    kept = run_grid(grid, report_dir=tmp_path / "report", runs_dir=runs, report_only=True)
+    assert kept.iloc[0]["status"] == "ok" and kept.iloc[0]["mrr"] == pytest.approx(results.iloc[0]["mrr"])
+    assert kept.iloc[0]["epochs_run"] == 1 and not runs.exists()
 
 
 def test_two_worker_processes_train_the_cells_of_one(tiny_synth, tmp_path):
