@@ -4,13 +4,16 @@ over seeds, and its validation MRR by slice.
     python benchmarks/main_job_selection.py --model native        # its declared grid
         # -> reports/main/selection/native-structure_shuffle.{md,csv}
     python benchmarks/main_job_selection.py --model afme --field cross_check_margin   # a recheck
-    python benchmarks/main_job_selection.py --model afme --field dim --values 64 96 128  # any field
+    python benchmarks/main_job_selection.py --model native --field dim   # a shared recheck
+    python benchmarks/main_job_selection.py --model afme --field lr --values 0.003 0.01  # any field
 
 Without ``--field`` the model's grid of :data:`afme_lib.experiments.selection.GRID` is run: the
 same number of values for every model of the main job, chosen by mean validation MRR on the cold
-attribute queries. A field of :data:`~afme_lib.experiments.selection.RECHECKS` (AFME settings first
-set on test slices) runs its declared values when none are given. Every run has the main job's settings for ``--model`` (``main_job.TRAINING``
-and the model's ``main_job.MODEL_SETTINGS``) but the field at the value of its row, and is trained
+attribute queries. A field of :data:`~afme_lib.experiments.selection.RECHECKS` (AFME settings
+first set on test slices) or of :data:`~afme_lib.experiments.selection.SHARED_RECHECKS` (shared
+settings, checked for every model alike) runs its declared values when none are given. Every run
+has the main job's settings for ``--model`` (``main_job.TRAINING`` and the model's
+``main_job.MODEL_SETTINGS``) but the field at the value of its row, and is trained
 or reused from the shared run cache. The page shows validation MRR by slice, mean ± sample std
 over the seeds, and the value the criterion picks; the CSV keeps every seed's figures. The test
 split is never read. The seeds are the ones choices are made on (0, 1, 2), never the main job's
@@ -55,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         args.field, grid_values = selection.GRID[args.model]
         args.values = args.values or list(grid_values)
     elif not args.values:
-        if (args.model, args.field) not in selection.RECHECKS:
+        declared = selection.declared_values(args.model, args.field)
+        if declared is None:
             parser.error("--field needs --values (declared: the grid and the rechecks of selection.py)")
-        args.values = list(selection.RECHECKS[args.model, args.field])
+        args.values = list(declared)
     training = {**main_job.TRAINING, "epochs": args.epochs, "dim": args.dim}
     specs = selection.specs(
         args.model,

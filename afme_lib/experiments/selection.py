@@ -46,7 +46,24 @@ RECHECKS: dict[tuple[str, str], tuple] = {
     ("afme", "cross_check_margin"): (1.0, 1.5, 2.0, 3.0),
     ("afme", "adversarial_every"): (1, 2, 4, 8),
 }
+# Settings every model shares (main_job.TRAINING), first set on test slices of AFME's runs
+# (selection.md), checked on validation for every model of the main job alike, with the grid's
+# size and rule: {field: values}. A model whose check picks another value than TRAINING's trains
+# with its own (main_job.MODEL_SETTINGS).
+SHARED_RECHECKS: dict[str, tuple] = {"dim": (48, 64, 96, 128)}
 FOLDER = "reports/main/selection"
+
+
+def declared_values(model: str, field: str) -> tuple | None:
+    """The values the declared selection gives ``field`` of ``model``: its grid's, its recheck's,
+    or a shared recheck's; None when nothing is declared for it."""
+    if model in GRID and GRID[model][0] == field:
+        return GRID[model][1]
+    if (model, field) in RECHECKS:
+        return RECHECKS[model, field]
+    if field in SHARED_RECHECKS and model in GRID:
+        return SHARED_RECHECKS[field]
+    return None
 
 
 def specs(model: str, field: str, values, seeds, dataset_of, training: dict) -> dict[tuple, RunSpec]:

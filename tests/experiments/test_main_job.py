@@ -297,6 +297,42 @@ def test_every_recheck_has_the_grids_size_and_the_main_job_trains_at_its_choice(
         assert selection.chosen(frame) == pytest.approx(selection.setting_in_use(model, field)), field
 
 
+def test_every_shared_recheck_covers_every_model_and_the_main_job_trains_at_each_choice():
+    """A shared setting (TRAINING's) checked on validation for every model of the main job alike:
+    one committed CSV per model with the grid's number of values and seeds, and each model trains
+    with the value its CSV picks (TRAINING's, or its own in MODEL_SETTINGS)."""
+    for field, values in selection.SHARED_RECHECKS.items():
+        assert len(values) == selection.VALUES_PER_MODEL and main_job.TRAINING[field] in values
+        for model in selection.GRID:
+            assert selection.declared_values(model, field) == values
+            frame = pd.read_csv(ROOT / selection.csv_path(model, field))
+            assert sorted(frame["value"]) == sorted(list(values) * len(selection.SEEDS)), (model, field)
+            assert sorted(set(frame["seed"])) == list(selection.SEEDS), (model, field)
+            pending = main_job.PENDING_SETTINGS.get(model, {})
+            if field in pending:  # chosen, declared as not yet trained with, and named on the page
+                assert selection.chosen(frame) == pytest.approx(pending[field]), (model, field)
+                assert pending[field] != selection.setting_in_use(model, field), (model, field)
+            else:
+                assert selection.chosen(frame) == pytest.approx(selection.setting_in_use(model, field)), (model, field)
+
+
+def test_the_page_names_the_choices_not_yet_trained_with(monkeypatch):
+    monkeypatch.setattr(main_job, "PENDING_SETTINGS", {"afme": {"dim": 128}, "ikrl": {"dim": 48}})
+    (line, blank) = main_job.pending_lines()
+    assert "afme: dim 128; ikrl: dim 48" in line and "selection.md" in line and blank == ""
+    monkeypatch.setattr(main_job, "PENDING_SETTINGS", {})
+    assert main_job.pending_lines() == []
+
+
+def test_declared_values_name_the_grid_the_rechecks_and_nothing_else():
+    assert selection.declared_values("native", "structure_shuffle") == selection.SHUFFLES
+    assert selection.declared_values("afme", "cross_check_margin") == selection.RECHECKS["afme", "cross_check_margin"]
+    assert selection.declared_values("native", "cross_check_margin") is None  # AFME's recheck only
+    assert selection.declared_values("rotate", "dim") == selection.SHARED_RECHECKS["dim"]
+    assert selection.declared_values("transe", "dim") is None  # not a model of the main job
+    assert selection.declared_values("rotate", "negatives") is None
+
+
 def test_the_setting_in_use_is_the_main_jobs_spec_field():
     assert selection.setting_in_use("rotate", "lr") == main_job.MODEL_SETTINGS["rotate"]["lr"]
     assert selection.setting_in_use("afme", "dim") == main_job.TRAINING["dim"]
