@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     best = selection.chosen(frame)
     command = "python benchmarks/main_job_selection.py " + " ".join(argv if argv is not None else sys.argv[1:])
     settings = ", ".join(f"{k} {v}" for k, v in training.items() if k != args.field)
-    own = {k: v for k, v in main_job.MODEL_SETTINGS.get(args.model, {}).items() if k != args.field}
+    own = {k: v for k, v in main_job.own_settings(args.model, training).items() if k != args.field}
     if own:
         settings += "; " + ", ".join(f"{k} {v}" for k, v in own.items())
     lines = [

@@ -135,17 +135,28 @@ class Study:
     weights: pd.DataFrame  # AFME's mean weight per relation and token
 
 
+def own_settings(model: str, training: dict) -> dict:
+    """``model``'s own settings (:data:`MODEL_SETTINGS`) that hold under the shared ``training``
+    ones: all of them at the main job's :data:`TRAINING`; a shared setting a caller changed (``--dim
+    8`` for a quick run) applies to every model in place of a model's own value for it."""
+    return {
+        k: v for k, v in MODEL_SETTINGS.get(model, {}).items() if training.get(k, TRAINING.get(k)) == TRAINING.get(k)
+    }
+
+
 def settings_text(training: dict) -> str:
-    """The settings every run shares, then each model's own (:data:`MODEL_SETTINGS`), as pages show them."""
+    """The settings every run shares, then each model's own (:func:`own_settings`), as pages show them."""
     text = ", ".join(f"{k} {v}" for k, v in training.items() if v != {})
-    for model, own in MODEL_SETTINGS.items():
-        text += f"; {model}: " + ", ".join(f"{k} {v}" for k, v in own.items())
+    for model in MODEL_SETTINGS:
+        own = own_settings(model, training)
+        if own:
+            text += f"; {model}: " + ", ".join(f"{k} {v}" for k, v in own.items())
     return text
 
 
 def model_spec(model: str, dataset: str, seed: int, training: dict, **changes) -> RunSpec:
     """The main job's run of ``model`` on ``dataset`` at ``seed``: the shared ``training``
-    settings, the model's own (:data:`MODEL_SETTINGS`), then ``changes`` (run-spec fields)."""
+    settings, the model's own (:func:`own_settings`), then ``changes`` (run-spec fields)."""
     return RunSpec.from_fields(
         {
             **training,
@@ -153,7 +164,7 @@ def model_spec(model: str, dataset: str, seed: int, training: dict, **changes) -
             "model": model,
             "seed": seed,
             "progress": False,
-            **MODEL_SETTINGS.get(model, {}),
+            **own_settings(model, training),
             **changes,
         }
     )
@@ -515,7 +526,7 @@ def baseline_settings(model: str, training: dict) -> dict:
     AFME has of its own put back to the baseline's value under ``training``, so that the notebook's
     baseline is the main job's run of it."""
     fields = model_spec(model, "synth:default", 0, training).fields()
-    return {**{k: fields[k] for k in MODEL_SETTINGS.get("afme", {})}, **MODEL_SETTINGS.get(model, {})}
+    return {**{k: fields[k] for k in own_settings("afme", training)}, **own_settings(model, training)}
 
 
 def notebook_parameters(
@@ -534,7 +545,7 @@ def notebook_parameters(
         "compare_with": {b: baseline_settings(b, training) for b in BASELINES},
         "seeds": [seed],
         **training,
-        **MODEL_SETTINGS.get("afme", {}),  # the notebooks' model is AFME: the main job's AFME
+        **own_settings("afme", training),  # the notebooks' model is AFME: the main job's AFME
     }
     defined = notebook_parameter_names(resolve_path(f"notebooks/{name}.ipynb")) or set()
     return {k: v for k, v in given.items() if (k in defined or k in FIELDS) and v is not None}

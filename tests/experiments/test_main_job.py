@@ -316,6 +316,22 @@ def test_every_shared_recheck_covers_every_model_and_the_main_job_trains_at_each
                 assert selection.chosen(frame) == pytest.approx(selection.setting_in_use(model, field)), (model, field)
 
 
+def test_a_models_own_shared_setting_holds_unless_the_caller_changes_it_for_every_model(monkeypatch):
+    monkeypatch.setattr(main_job, "MODEL_SETTINGS", {"afme": {"dim": 128, "cross_check_margin": 1.5}, "rotate": {}})
+    at_main = main_job.model_spec("afme", "synth:tiny", 0, main_job.TRAINING).fields()
+    assert (at_main["dim"], at_main["cross_check_margin"]) == (128, 1.5)
+    assert main_job.model_spec("rotate", "synth:tiny", 0, main_job.TRAINING).fields()["dim"] == main_job.TRAINING["dim"]
+    quick = {**main_job.TRAINING, "dim": 8}  # `afme main-job --dim 8`: every model at 8
+    fields = main_job.model_spec("afme", "synth:tiny", 0, quick).fields()
+    assert (fields["dim"], fields["cross_check_margin"]) == (8, 1.5)  # the margin is AFME's own still
+    assert "afme: dim 128, cross_check_margin 1.5" in main_job.settings_text(main_job.TRAINING)
+    assert "afme: cross_check_margin 1.5" in main_job.settings_text(quick) and "dim 128" not in main_job.settings_text(
+        quick
+    )
+    params = main_job.notebook_parameters("02_training", "synth:tiny", 0, quick, Path("runs"), Path("out"), 1)
+    assert params["dim"] == 8
+
+
 def test_the_page_names_the_choices_not_yet_trained_with(monkeypatch):
     monkeypatch.setattr(main_job, "PENDING_SETTINGS", {"afme": {"dim": 128}, "ikrl": {"dim": 48}})
     (line, blank) = main_job.pending_lines()
