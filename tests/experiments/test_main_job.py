@@ -351,7 +351,8 @@ def test_declared_values_name_the_grid_the_rechecks_and_nothing_else():
 
 def test_the_setting_in_use_is_the_main_jobs_spec_field():
     assert selection.setting_in_use("rotate", "lr") == main_job.MODEL_SETTINGS["rotate"]["lr"]
-    assert selection.setting_in_use("afme", "dim") == main_job.TRAINING["dim"]
+    assert selection.setting_in_use("native", "dim") == main_job.TRAINING["dim"]
+    assert selection.setting_in_use("afme", "dim") == main_job.MODEL_SETTINGS["afme"]["dim"]
     assert selection.setting_in_use("ikrl", "structure_shuffle") == 0.0  # left to IKRL: its default
     assert selection.setting_in_use("afme", "structure_shuffle") == 0.4
     assert selection.setting_in_use("native", "lambda_adv") == 1e-4  # NATIVE's recipe
