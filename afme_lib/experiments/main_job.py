@@ -88,8 +88,9 @@ TRAINING = {
 # only one; AFME's cross-check margin and MoIEn schedule, settings first set on test slices
 # and checked again on validation (selection.RECHECKS); and a shared setting where a model's own
 # check picks another value than TRAINING's (selection.SHARED_RECHECKS: dim). A model absent here
-# won with its own default and TRAINING's. (adversarial_every is AFME's alone: the baselines have no generator, so TRAINING's
-# value changes none of their runs, and it stays as it was so their cached runs keep their key.)
+# won with its own default and TRAINING's. (adversarial_every is AFME's alone: the baselines have
+# no generator, so TRAINING's value changes none of their runs, and it stays as it was so their
+# cached runs keep their key.)
 MODEL_SETTINGS: dict[str, dict] = {
     "afme": {"cross_check_margin": 1.5, "adversarial_every": 2, "dim": 128},
     "rotate": {"lr": 0.03, "dim": 128},
@@ -145,11 +146,16 @@ def own_settings(model: str, training: dict) -> dict:
 def settings_text(training: dict) -> str:
     """The settings every run shares, then each model's own (:func:`own_settings`), as pages show them."""
     text = ", ".join(f"{k} {v}" for k, v in training.items() if v != {})
-    for model in MODEL_SETTINGS:
-        own = own_settings(model, training)
-        if own:
-            text += f"; {model}: " + ", ".join(f"{k} {v}" for k, v in own.items())
-    return text
+    own = per_model_text({model: own_settings(model, training) for model in MODEL_SETTINGS})
+    return f"{text}; {own}" if own else text
+
+
+def per_model_text(settings: dict[str, dict]) -> str:
+    """``{model: {field: value}}`` as pages show it: "afme: dim 128, ...; rotate: ..." (models
+    without settings left out)."""
+    return "; ".join(
+        f"{model}: " + ", ".join(f"{k} {v}" for k, v in own.items()) for model, own in settings.items() if own
+    )
 
 
 def model_spec(model: str, dataset: str, seed: int, training: dict, **changes) -> RunSpec:
@@ -726,9 +732,7 @@ def pending_lines() -> list[str]:
     """A paragraph naming the validation choices the runs do not have yet (:data:`PENDING_SETTINGS`)."""
     if not PENDING_SETTINGS:
         return []
-    choices = "; ".join(
-        f"{model}: " + ", ".join(f"{k} {v}" for k, v in own.items()) for model, own in PENDING_SETTINGS.items()
-    )
+    choices = per_model_text(PENDING_SETTINGS)
     return [
         f"Chosen on validation but not yet trained with ({choices}; `selection.md`): the claims over seeds are "
         "to be judged at them before the main job takes them, so these runs keep the settings above.",
