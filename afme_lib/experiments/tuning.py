@@ -30,8 +30,9 @@ what this tool is for.
 The study lives in an Optuna storage, ``DIR/study.db`` (SQLite) unless ``storage`` names another
 (any database URL Optuna takes, e.g. ``postgresql://user@host/db``): rerunning the same command
 continues it (finished trials are kept; a trial whose process died is tried again from its run
-folder's last checkpoint), ``workers`` runs that many trials at once on this machine, and
-several machines given one database URL share one study. The study records its tune spec, and
+folder's last checkpoint), ``workers`` runs that many trials at once on this machine (worker i
+samples with seed ``search.seed + i``, so that workers started together do not propose the same
+point), and several machines given one database URL share one study. The study records its tune spec, and
 a different spec in the same storage is refused.
 
 Outputs, rewritten after every trial: ``DIR/trials.csv`` (one row per trial, the objective in
@@ -352,9 +353,11 @@ def _storage(url: str):
     )
 
 
-def _sampler_and_pruner(tune: TuneSpec):
+def _sampler_and_pruner(tune: TuneSpec, worker: int = 0):
     optuna = _optuna()
-    sampler = optuna.samplers.TPESampler(seed=tune.seed, n_startup_trials=min(10, max(2, tune.trials // 3)))
+    # Each worker draws from its own stream: workers seeded alike would propose the same random
+    # start-up points at once and train one setting twice. Worker 0 keeps the spec's seed.
+    sampler = optuna.samplers.TPESampler(seed=tune.seed + worker, n_startup_trials=min(10, max(2, tune.trials // 3)))
     if tune.pruner == "median":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=2)
     elif tune.pruner == "halving":
@@ -367,10 +370,11 @@ def _sampler_and_pruner(tune: TuneSpec):
 STUDY_NAME = "afme-tune"
 
 
-def open_study(tune: TuneSpec, url: str):
-    """The study in ``url``, created on first use; one that records another tune spec is refused."""
+def open_study(tune: TuneSpec, url: str, worker: int = 0):
+    """The study in ``url``, created on first use; one that records another tune spec is refused.
+    ``worker``: this process's index among those sharing the study (it offsets the sampler's seed)."""
     optuna = _optuna()
-    sampler, pruner = _sampler_and_pruner(tune)
+    sampler, pruner = _sampler_and_pruner(tune, worker)
     study = optuna.create_study(
         storage=_storage(url),
         study_name=STUDY_NAME,
@@ -491,15 +495,17 @@ def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def work(tune: TuneSpec, url: str, out: Path, runs: Path, target: int, threads: int | None = None) -> int:
+def work(
+    tune: TuneSpec, url: str, out: Path, runs: Path, target: int, threads: int | None = None, worker: int = 0
+) -> int:
     """Run trials of the study in ``url`` until ``target`` count (:func:`finished_count`),
     rewriting the outputs after each; several of these (processes, machines) share one study.
-    Returns the trials this worker ran."""
+    Returns the trials this worker ran; ``worker`` is its index among the processes sharing the study."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    study = open_study(tune, url)
+    study = open_study(tune, url, worker)
     objective = _objective(tune, runs)
     ran = 0
 
@@ -520,8 +526,8 @@ def _running_elsewhere(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
-def _work_in_process(tune: TuneSpec, url: str, out: str, runs: str, target: int, threads: int) -> int:
-    return work(tune, url, Path(out), Path(runs), target, threads)
+def _work_in_process(tune: TuneSpec, url: str, out: str, runs: str, target: int, threads: int, worker: int) -> int:
+    return work(tune, url, Path(out), Path(runs), target, threads, worker)
 
 
 @dataclass
@@ -575,8 +581,8 @@ def tune(
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             futures = [
-                pool.submit(_work_in_process, tune_spec, url, str(out), str(runs), target, threads)
-                for _ in range(workers)
+                pool.submit(_work_in_process, tune_spec, url, str(out), str(runs), target, threads, worker)
+                for worker in range(workers)
             ]
             for future in futures:
                 future.result()

@@ -151,6 +151,9 @@ def test_two_workers_share_one_study_without_running_a_trial_twice(tiny_synth, t
     for folder in folders:  # each folder trained once: one line per epoch
         epochs = [json.loads(line)["epoch"] for line in Path(folder, "log.jsonl").read_text().splitlines()]
         assert epochs == list(range(1, 11))
+    # the workers start together: seeded alike they would propose the same point and train it twice
+    first = sorted(trials, key=lambda t: t.datetime_start)[:2]
+    assert first[0].params != first[1].params
 
 
 def test_a_different_spec_in_the_same_study_is_refused(tiny_synth, tmp_path, capsys):
