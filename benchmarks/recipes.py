@@ -6,7 +6,8 @@ then each best.yaml copied to ``configs/recipes/<dataset>/<model>.yaml`` and the
    budget by default), as ``afme tune SPEC --trials N --out DIR`` does;
 2. copies each study's best.yaml to ``configs/recipes/<dataset>/<model>.yaml`` and writes its page
    into ``<out>/<dataset>/<model>/`` (:mod:`afme_lib.experiments.pages.recipes`);
-3. evaluates each best trial's run on test once and writes ``<out>/README.md``.
+3. evaluates each best trial's run on test once and writes ``<out>/<dataset>/README.md``, and
+   ``<out>/README.md``, the list of the datasets' pages.
 
     python benchmarks/recipes.py --dataset synth-default --trials 8
     python benchmarks/recipes.py --dataset MKG-Y --trials 10
@@ -20,7 +21,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from afme_lib.experiments.pages.recipes import publish, read_recipe, recipes_page
+from afme_lib.experiments.pages.recipes import publish, read_recipe, recipes_index, recipes_page
 from afme_lib.experiments.tuning import TuneSpec, tune
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
     command = "python benchmarks/recipes.py " + shlex.join(given)
 
-    recipes, search = [], {}
     for dataset in args.dataset:
+        recipes = []
         specs = sorted((TUNE_SPECS / dataset).glob("*.yaml"))
         if args.models:
             specs = [s for s in specs if s.stem in args.models]
@@ -61,14 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         for spec_file in specs:
             study_dir = Path(args.runs) / dataset / spec_file.stem
             spec = TuneSpec.from_yaml(spec_file)
-            search[dataset] = describe(spec)
+            search = describe(spec)
             if not args.report_only:
                 tune(spec, study_dir, trials=args.trials, workers=args.workers)
             publish(study_dir, RECIPES / dataset / f"{spec_file.stem}.yaml", Path(args.out) / dataset / spec_file.stem)
             recipes.append(read_recipe(study_dir, dataset, spec_file.stem))
             print(f"{dataset} {spec_file.stem}: recipe written", flush=True)
-    page = recipes_page(recipes, Path(args.out) / "README.md", command, search)
-    print(f"wrote {page}")
+        print(f"wrote {recipes_page(recipes, Path(args.out) / dataset / 'README.md', command, search)}")
+    print(f"wrote {recipes_index(args.out)}")
     return 0
 
 

@@ -27,7 +27,7 @@ from afme_lib.data.leakage import hygiene_report
 from afme_lib.engine.evaluation import evaluate
 from afme_lib.experiments.grid.report import mean_std_text
 from afme_lib.experiments.grid.spec import Grid
-from afme_lib.experiments.pages.writer import finished_runs
+from afme_lib.experiments.pages.writer import finished_runs, seconds_per_epoch
 from afme_lib.experiments.run import load_trainer
 from afme_lib.models.registry import model_class
 
@@ -151,11 +151,34 @@ def comparison_rows(results: pd.DataFrame, grid: Grid, original, clean: Path, so
             (f"{name}-clean", f"cleaned test ({counts['test']['after']})", cleaned, cleaned),
         ]
         for trained_on, scored, test, runs in rows:
-            per_epoch = pd.to_numeric(runs["train_seconds"]) / pd.to_numeric(runs["epochs_run"]).clip(lower=1)
+            per_epoch = seconds_per_epoch(runs)
             lines.append(
                 f"| {model} | {inputs} | {trained_on} | {scored} | {len(test)} | {_pm(test['mrr'])} | "
                 f"{_pm(test['hits@1'])} | {_pm(test['hits@10'])} | {_pm(runs['valid_mrr'])} | "
                 f"{per_epoch.mean():.1f} |"
             )
             print(lines[-1], flush=True)
+    return lines
+
+
+COLLAPSE_STD = 0.01  # a spread over seeds above one MRR point means some seed fell off
+
+
+def collapse_lines(results: pd.DataFrame, grid: Grid) -> list[str]:
+    """Per model trained on the cleaned split (the grid's second dataset): its test MRR on every
+    seed, and whether no seed collapsed (sample std over seeds at most one MRR point)."""
+    cleaned = grid.grid["dataset"][1]
+    lines = ["", "Per seed on the cleaned split (test MRR in %); no seed collapses when the std is ≤ 1 point:", ""]
+    for variant in grid.variants.values():
+        runs = finished_runs(results, model=variant["model"], dataset=cleaned)
+        if runs.empty:
+            continue
+        mrr = pd.to_numeric(runs["mrr"])
+        per_seed = ", ".join(f"seed {s}: {100 * m:.2f}" for s, m in zip(runs["seed"], mrr))
+        std = mrr.std(ddof=1)
+        verdict = (
+            "one seed: no spread yet" if len(mrr) < 2 else ("holds" if std <= COLLAPSE_STD else "**does not hold**")
+        )
+        spread = "" if len(mrr) < 2 else f"; std {100 * std:.2f}"
+        lines.append(f"- {variant['model']}: {per_seed}{spread}: {verdict}.")
     return lines

@@ -80,36 +80,49 @@ def _value(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def recipes_page(recipes: list[Recipe], page: str | Path, command: str, search: dict) -> Path:
-    """``reports/recipes/README.md``: per dataset, every model at its recipe, best on validation
-    first read, test read once. ``search`` is ``{dataset: one line describing the search}``."""
+INTRO = (
+    "Each model of a dataset gets the same search (`configs/tune/<dataset>/<model>.yaml`: the same "
+    "space, trials, epochs per trial and pruner) from `afme tune`, on validation MRR; its best trial's "
+    "complete run spec is the recipe `configs/recipes/<dataset>/<model>.yaml`, which `afme train "
+    "--config` trains as is. *Test*: that best trial's run evaluated once on the test split, for this "
+    "page; no choice reads it. One seed (0) per trial: differences of a point or less are within "
+    "seed noise (compare the seeded pages before calling them)."
+)
+
+
+def recipes_page(recipes: list[Recipe], page: str | Path, command: str, search: str) -> Path:
+    """``reports/recipes/<dataset>/README.md``: every model of one dataset at its recipe, best on
+    validation first, test read once. ``search`` is one line describing the search."""
+    dataset = recipes[0].dataset
     lines = [
-        "# Recipes: every model at its settings chosen on validation",
+        f"# Recipes on {dataset}: every model at its settings chosen on validation",
         "",
         f"Command: `{command}` (resumable: finished trials are kept; `--report-only` rewrites the pages).",
         "",
-        "Each model of a dataset gets the same search (`configs/tune/<dataset>/<model>.yaml`: the same "
-        "space, trials, epochs per trial and pruner) from `afme tune`, on validation MRR; its best trial's "
-        "complete run spec is the recipe `configs/recipes/<dataset>/<model>.yaml`, which `afme train "
-        "--config` trains as is. *Test*: that best trial's run evaluated once on the test split, for this "
-        "page; no choice reads it. One seed (0) per trial: differences of a point or less are within "
-        "seed noise (compare the seeded pages before calling them).",
+        INTRO,
         "",
+        search,
+        "",
+        "| model | trials (pruned) | best trial | valid MRR | best epoch | test MRR | test Hits@1 | "
+        "test Hits@10 | self-answers | settings | study |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for dataset in dict.fromkeys(r.dataset for r in recipes):
-        rows = [r for r in recipes if r.dataset == dataset]
-        lines += [f"## {dataset}", "", search.get(dataset, ""), ""]
-        lines += [
-            "| model | trials (pruned) | best trial | valid MRR | best epoch | test MRR | test Hits@1 | "
-            "test Hits@10 | self-answers | settings | study |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in sorted(rows, key=lambda r: -r.valid_mrr):
-            settings = ", ".join(f"{k} {_value(v)}" for k, v in r.params.items())
-            lines.append(
-                f"| {r.model} | {r.trials} ({r.pruned}) | {r.best_trial} | {pct(r.valid_mrr)} | {r.best_epoch} | "
-                f"{pct(r.test['mrr'])} | {pct(r.test['hits@1'])} | {pct(r.test['hits@10'])} | "
-                f"{pct(r.test['self_answer'])} | {settings} | [page]({dataset}/{r.model}/README.md) |"
-            )
-        lines.append("")
+    for r in sorted(recipes, key=lambda r: -r.valid_mrr):
+        settings = ", ".join(f"{k} {_value(v)}" for k, v in r.params.items())
+        lines.append(
+            f"| {r.model} | {r.trials} ({r.pruned}) | {r.best_trial} | {pct(r.valid_mrr)} | {r.best_epoch} | "
+            f"{pct(r.test['mrr'])} | {pct(r.test['hits@1'])} | {pct(r.test['hits@10'])} | "
+            f"{pct(r.test['self_answer'])} | {settings} | [page]({r.model}/README.md) |"
+        )
     return write_page(Path(page), lines)
+
+
+def recipes_index(out: str | Path) -> Path:
+    """``reports/recipes/README.md``: one line per dataset page found under ``out``, so that a
+    dataset's recipes are rewritten without touching another's."""
+    out = Path(out)
+    lines = ["# Recipes: every model at its settings chosen on validation", "", INTRO, ""]
+    for page in sorted(out.glob("*/README.md")):
+        title = page.read_text().splitlines()[0].lstrip("# ")
+        lines.append(f"- [{page.parent.name}]({page.parent.name}/README.md): {title}")
+    return write_page(out / "README.md", lines, keep_reading=False)

@@ -20,7 +20,7 @@ import pandas as pd
 from afme_lib.engine.run_folder import read_json
 from afme_lib.experiments.grid.report import mean_std_text
 from afme_lib.experiments.grid.spec import Grid
-from afme_lib.experiments.pages.writer import RANDOM_NOTE, finished_runs, random_ranking
+from afme_lib.experiments.pages.writer import RANDOM_NOTE, finished_runs, random_ranking, seconds_per_epoch
 from afme_lib.extraction.text import TextEncoder, extract_text_features
 from afme_lib.models.registry import model_class, recommended_train_options
 
@@ -222,7 +222,7 @@ def text_features_page(
                 lines.append(f"| {dataset} | {variant} | {inputs_of(model)} | 0 | not run yet | | | | |")
                 continue
             epochs_run = pd.to_numeric(runs["epochs_run"])
-            per_epoch = pd.to_numeric(runs["train_seconds"]) / epochs_run.clip(lower=1)
+            per_epoch = seconds_per_epoch(runs)
             lines.append(
                 f"| {dataset} | {variant} | {inputs_of(model)} | {len(runs)} | {_pm(runs['mrr'])} | "
                 f"{_pm(runs['hits@1'])} | {_pm(runs['hits@10'])} | {epochs_run.mean():.0f} | "

@@ -45,6 +45,11 @@ def finished_runs(results: pd.DataFrame, **where) -> pd.DataFrame:
     return ok
 
 
+def seconds_per_epoch(runs: pd.DataFrame) -> pd.Series:
+    """Each finished run's training seconds per epoch it ran (the tables' s/epoch column)."""
+    return pd.to_numeric(runs["train_seconds"]) / pd.to_numeric(runs["epochs_run"]).clip(lower=1)
+
+
 def hand_reading(page: Path) -> str:
     """The hand-written ``## Reading`` section of an existing page (to the end), or ""."""
     if not page.is_file():

@@ -27,6 +27,7 @@ EXPERIMENTS = (
     "hygiene_report.py",
     "main_job_seeds.py",
     "self_negatives.py",
+    "real_data.py",
 )
 TRAINING_CALLS = {"Trainer", "run", "run_many", "resume", "build_trainer", "fit", "train_epoch"}
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 from conftest import load_script, markdown_tables, table_row
 
 from afme_lib.data.dataset import load_dataset
@@ -190,6 +192,30 @@ def test_hygiene_page_tabulates_the_benchmarks_and_compares_original_with_cleane
     (out / "README.md").write_text(page + "\n" + reading)
     assert hygiene_report.main(common) == 0  # finished runs reused, the reading kept once
     assert (out / "README.md").read_text() == page + "\n" + reading
+
+
+@pytest.mark.filterwarnings("ignore::afme_lib.data.leakage.SplitLeakageWarning")
+def test_hygiene_comparison_trains_each_model_from_its_own_recipe(tiny_synth, tmp_path):
+    hygiene_report = load_script("hygiene_report")
+    recipes = tmp_path / "recipes" / "elsewhere"
+    recipes.mkdir(parents=True)
+    common = {"dim": 8, "batch_size": 512, "negatives": 4, "epochs": 40, "seed": 5}
+    (recipes / "rotate.yaml").write_text(yaml.safe_dump({"model": "rotate", "lr": 0.02, "margin": 5.0, **common}))
+    (recipes / "transe.yaml").write_text(yaml.safe_dump({"model": "transe", "lr": 0.01, "margin": 7.0, **common}))
+    out = tmp_path / "report"
+    argv = ["--datasets", str(tiny_synth), "--compare", str(tiny_synth), "--runs", str(tmp_path / "runs")]
+    argv += ["--out", str(out), "--models", "rotate", "transe", "--seeds", "0", "1", "--epochs", "1"]
+    argv += ["--eval-every", "1", "--recipes", "elsewhere", "--recipes-dir", str(tmp_path / "recipes")]
+    assert hygiene_report.main(argv) == 0
+    results = pd.read_csv(out / "results.csv")
+    transe = results[results["model"] == "transe"]
+    assert set(transe["lr"]) == {0.01} and set(transe["margin"]) == {7.0}  # its own recipe
+    assert set(results["epochs"]) == {1} and set(results["seed"]) == {0, 1}  # the protocol's budget and seeds
+    page = (out / "README.md").read_text()
+    assert "each model's own, `configs/recipes/elsewhere/<model>.yaml`" in page
+    assert "transe lr 0.01, margin 7, dim 8" in page
+    line = next(x for x in page.splitlines() if x.startswith("- transe: seed 0: "))
+    assert "seed 1: " in line and ("holds" in line or "does not hold" in line)
 
 
 def test_text_features_page_pairs_with_the_strongest_rotate_chosen_on_validation(tiny_synth, tmp_path, monkeypatch):

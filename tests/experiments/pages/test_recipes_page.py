@@ -11,7 +11,7 @@ import yaml
 
 pytest.importorskip("optuna")
 
-from afme_lib.experiments.pages.recipes import publish, read_recipe, recipes_page  # noqa: E402
+from afme_lib.experiments.pages.recipes import publish, read_recipe, recipes_index, recipes_page  # noqa: E402
 from afme_lib.experiments.tuning import load_study, tune  # noqa: E402
 
 
@@ -49,6 +49,9 @@ def test_a_study_becomes_a_recipe_and_a_row_of_the_comparison(tiny_synth, tmp_pa
     assert recipe.test["mrr"] == recorded["test"]["mrr"] > 0  # evaluated once, kept in the run folder
     assert recipe.trials == 2 and recipe.best_trial == best.number
 
-    page = recipes_page([recipe], tmp_path / "reports" / "README.md", "python benchmarks/recipes.py", {"tiny": "x"})
+    page = recipes_page([recipe], tmp_path / "reports" / "tiny" / "README.md", "python benchmarks/recipes.py", "x")
     row = next(line for line in page.read_text().splitlines() if line.startswith("| transe"))
     assert f"{100 * recipe.valid_mrr:.2f}" in row and f"{100 * recipe.test['mrr']:.2f}" in row
+    assert "[page](transe/README.md)" in row  # beside the study's own page
+    index = recipes_index(tmp_path / "reports").read_text()
+    assert "- [tiny](tiny/README.md): Recipes on tiny" in index
