@@ -567,7 +567,9 @@ def tune(
     runs = resolve_path(runs) if runs is not None else out / "trials"
     url = storage_url(out, storage)
     study = open_study(tune_spec, url)  # refuses another spec before anything is written
-    study.set_user_attr("command", command or f"afme tune {tune_spec.source} --trials {target} --out {out}")
+    study.set_user_attr(
+        "command", command or f"afme tune {display_path(tune_spec.source)} --trials {target} --out {display_path(out)}"
+    )
     atomic.write_text(out / SPEC_COPY, tune_spec.to_yaml_text())
     recovered = recover_dead_trials(study)
     if recovered:
