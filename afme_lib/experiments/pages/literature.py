@@ -146,6 +146,7 @@ def standing(published: pd.DataFrame, ours: pd.DataFrame) -> list[str]:
         "| ours − re-run | best published (method) | ours − best |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    several = ours["page"].nunique() > 1 if len(ours) else False  # then each row names its page
     for _, r in ours.iterrows():
         pub = published[published["dataset"] == r["dataset"]].dropna(subset=["mrr"])
         if pub.empty:
@@ -159,7 +160,8 @@ def standing(published: pd.DataFrame, ours: pd.DataFrame) -> list[str]:
         original = pub[~rerun]
         best = original.loc[original["mrr"].idxmax()]
         lines.append(
-            f"| {r['dataset']} | {r['variant']} ({r['inputs']}) | {r['mrr']:.2f} | " + " | ".join(cells) + " | "
+            f"| {r['dataset']} | {r['variant']} ({r['inputs']}{'; ' + str(r['page']).removeprefix('reports/') if several else ''}) | "
+            f"{r['mrr']:.2f} | " + " | ".join(cells) + " | "
             f"{best['mrr']:.2f} ({best['method']}) | {r['mrr'] - best['mrr']:+.2f} |"
         )
     return lines

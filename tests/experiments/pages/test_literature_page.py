@@ -120,3 +120,12 @@ def test_the_page_has_a_table_per_dataset_of_either_side():
     assert "## MKG-W" in lines and "## MKG-Y" in lines
     shown = table_row(markdown_tables("\n".join(lines)), method="**AFME**")
     assert shown["MRR"] == "38.00" and shown["inputs"] == "structure + name text"
+
+
+def test_rows_from_several_pages_name_their_page(tmp_path):
+    published = read_published(_published(tmp_path, "NativE,SIGIR,MKG-Y,39.04,,,t,no\n"))
+    ours = our_rows({"reports/a/x": _results(native=[0.38]), "reports/b": _results(native=[0.39])})
+    labels = [row["ours"] for row in markdown_tables("\n".join(standing(published, ours)))[0]]
+    assert labels == ["native (structure + name text; a/x)", "native (structure + name text; b)"]
+    alone = markdown_tables("\n".join(standing(published, our_rows({"reports/b": _results(native=[0.39])}))))
+    assert [row["ours"] for row in alone[0]] == ["native (structure + name text)"]
