@@ -295,11 +295,15 @@ def ablation_page(
     ]
     nothing_missing = bool(missing) and all(n == 0 for n, _ in missing.values())
     inert = inert_ablations(p)
-    for name in (n for n in ablations.ABLATIONS if n in inert):
-        lines.append(f"| {name} | `{ablations.ABLATIONS[name].switch}` | 0 | not run | | | | | | no: {inert[name]} |")
-    for variant in grid.variants:
+    for name in ablations.NAMES:  # the named order, each ablation where it stands
+        variant = FULL if name == ablations.FULL else name
+        if name in inert:
+            switch = ablations.ABLATIONS[name].switch
+            lines.append(f"| {name} | `{switch}` | 0 | not run | | | | | | no: {inert[name]} |")
+            continue
+        if variant not in grid.variants:
+            continue
         runs = finished_runs(results, variant=variant)
-        name = ablations.FULL if variant == FULL else variant
         switch = "" if name == ablations.FULL else f"`{ablations.ABLATIONS[name].switch}`"
         matters = "yes"
         if name == "w/o GAN" and nothing_missing:
