@@ -47,7 +47,12 @@ def recipe_fields(path: str | Path) -> dict:
             f"{path}: no recipe; make it with python benchmarks/recipes.py --dataset {path.parent.name} "
             f"--models {path.stem}"
         )
-    fields = yaml.safe_load(path.read_text())
+    try:
+        fields = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise AfmeError(f"{path}{where}: not a readable recipe ({getattr(err, 'problem', None) or err})") from None
     if not isinstance(fields, dict):
         raise AfmeError(f"{path}: a recipe is one mapping of field: value")
     return {k: v for k, v in fields.items() if k not in PROTOCOL}

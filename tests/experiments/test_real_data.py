@@ -61,6 +61,13 @@ def test_a_missing_recipe_names_the_command_that_makes_it(tiny_synth, tmp_path):
     recipes = write_recipes(tmp_path, tiny_synth)
     with pytest.raises(AfmeError, match="benchmarks/recipes.py --dataset tiny --models native"):
         comparison_grid("c", str(tiny_synth), ["native"], PROTOCOL, [0], [], recipes)
+    broken = recipes / "tiny" / "transe.yaml"
+    broken.write_text("model: transe\nlr: [0.01\n")
+    with pytest.raises(AfmeError, match=r"transe.yaml, line 3: not a readable recipe \(expected ',' or '\]'"):
+        recipe_fields(broken)
+    broken.write_text("- just a list\n")
+    with pytest.raises(AfmeError, match="transe.yaml: a recipe is one mapping"):
+        recipe_fields(broken)
 
 
 def test_the_ablation_reads_the_comparisons_full_model_and_pages_pair_by_seed(tiny_synth, tmp_path):
