@@ -37,6 +37,7 @@ from afme_lib.experiments.pages.hygiene import (
     hygiene_rows,
     model_variants,
 )
+from afme_lib.experiments.pages.real_data import recipe_text
 from afme_lib.experiments.pages.writer import write_page
 from afme_lib.experiments.real_data import recipe_fields, recipe_file
 from afme_lib.extraction.text import extract_text_features
@@ -105,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             grid, report_dir=args.out, runs_dir=args.runs, workers=args.workers, readme=False, command=command
         )
         if args.recipes:
-            own = "; ".join(
-                f"{m} lr {v['lr']:.3g}, margin {v['margin']:.3g}, dim {v['dim']}" for m, v in variants.items()
-            )
+            own = "; ".join(f"{m} {recipe_text(v)}" for m, v in variants.items())
             recipe = (
                 f"Recipes (both splits): each model's own, `configs/recipes/{args.recipes}/<model>.yaml`, as the "
                 f"same tuning search chose them on {args.recipes}'s validation ({own}; "

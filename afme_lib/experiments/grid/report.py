@@ -172,6 +172,12 @@ def mean_std_text(metric: str, mean: float, std: float) -> str:
     return text if std != std else f"{text} ± {scale * std:.{digits}f}"
 
 
+def mean_std_of(values, metric: str = "mrr") -> str:
+    """:func:`mean_std_text` of a run column (or any values): their mean and sample std over seeds."""
+    values = pd.Series(list(values), dtype=float)
+    return mean_std_text(metric, values.mean(), values.std(ddof=1))
+
+
 def markdown_table(summary: pd.DataFrame, metrics, over: str = "seed") -> list[str]:
     """Mean ± std per group, in % (MR as a rank); the count column shows ok/all when some failed.
 

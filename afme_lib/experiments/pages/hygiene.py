@@ -25,7 +25,7 @@ from afme_lib.data.clean import read_manifest, write_clean
 from afme_lib.data.filters import FilterIndex
 from afme_lib.data.leakage import hygiene_report
 from afme_lib.engine.evaluation import evaluate
-from afme_lib.experiments.grid.report import mean_std_text
+from afme_lib.experiments.grid.report import mean_std_of as _pm
 from afme_lib.experiments.grid.spec import Grid
 from afme_lib.experiments.pages.writer import finished_runs, seconds_per_epoch
 from afme_lib.experiments.run import load_trainer
@@ -110,11 +110,6 @@ def popularity_metrics(dataset) -> dict:
             rows, cols = index.known_answers(batch[:, known], batch[:, 1], side)
             ranks.append(rank_targets(popularity[batch[:, 1]], batch[:, target], rows, cols))
     return compute_metrics(torch.cat(ranks))
-
-
-def _pm(values) -> str:
-    values = pd.Series(list(values), dtype=float)
-    return mean_std_text("mrr", values.mean(), values.std(ddof=1))
 
 
 def comparison_rows(results: pd.DataFrame, grid: Grid, original, clean: Path, source: str) -> list[str]:

@@ -18,20 +18,21 @@ import pandas as pd
 
 from afme_lib.core import ablations
 from afme_lib.engine.run_folder import read_json
-from afme_lib.experiments.grid.report import mean_std_text
+from afme_lib.experiments.grid.report import mean_std_of as _pm
 from afme_lib.experiments.grid.spec import Grid
-from afme_lib.experiments.pages.writer import RANDOM_NOTE, finished_runs, random_ranking, seconds_per_epoch
+from afme_lib.experiments.pages.writer import (
+    RANDOM_NOTE,
+    finished_runs,
+    random_ranking,
+    seconds_per_epoch,
+    strongest_variant,
+)
 from afme_lib.experiments.real_data import FULL, STRUCTURE, inert_ablations
 from afme_lib.models.registry import model_class
 
 CATEGORIES = ("1-1", "1-N", "N-1", "N-N")
 CATEGORIES_CSV = "categories.csv"
 GAIN_METRICS = ("mrr", "hits@1", "hits@3", "hits@10")
-
-
-def _pm(values, metric: str = "mrr") -> str:
-    values = pd.Series(values, dtype=float)
-    return mean_std_text(metric, values.mean(), values.std(ddof=1))
 
 
 def model_of(grid: Grid, variant: str) -> str:
@@ -45,20 +46,9 @@ def inputs_of(model: str, grid: Grid, variant: str) -> str:
     return "structure + " + " + ".join(fields.get("modalities") or ["features"])
 
 
-def recipe_text(grid: Grid, variant: str) -> str:
-    fields = {**grid.parameters, **grid.variants[variant]}
+def recipe_text(fields: dict) -> str:
+    """The settings a recipe search chose, as the pages print them."""
     return f"lr {fields['lr']:.3g}, margin {fields['margin']:.3g}, dim {fields['dim']}"
-
-
-def strongest_structure(results: pd.DataFrame, grid: Grid) -> str | None:
-    """The RotatE variant with the best mean validation MRR over its finished seeds (chosen on
-    validation, never on test); None when none finished."""
-    means = {
-        v: pd.to_numeric(runs["valid_mrr"]).mean()
-        for v in grid.variants
-        if model_of(grid, v) == STRUCTURE and not (runs := finished_runs(results, variant=v)).empty
-    }
-    return max(means, key=means.get) if means else None
 
 
 def paired(results: pd.DataFrame, variant: str, base: str) -> pd.DataFrame:
@@ -160,7 +150,7 @@ def comparison_page(
     for variant in grid.variants:
         model = model_of(grid, variant)
         runs = finished_runs(results, variant=variant)
-        head = f"| {variant} | {inputs_of(model, grid, variant)} | {recipe_text(grid, variant)} |"
+        head = f"| {variant} | {inputs_of(model, grid, variant)} | {recipe_text({**grid.parameters, **grid.variants[variant]})} |"
         if runs.empty:
             lines.append(f"{head} 0 | not run yet | | | | | | | | |")
             continue
@@ -172,7 +162,7 @@ def comparison_page(
         )
     lines += _random_row(grid.parameters["dataset"], data_dir, 3, GAIN_METRICS, 5)
 
-    strongest = strongest_structure(results, grid)
+    strongest = strongest_variant(results, [v for v in grid.variants if model_of(grid, v) == STRUCTURE])
     bases = [b for b in (strongest, "native") if b in grid.variants]
     lines += [
         "",

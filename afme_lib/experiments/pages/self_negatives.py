@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from afme_lib.experiments.grid.report import mean_std_text
+from afme_lib.experiments.grid.report import mean_std_of as _pm
 from afme_lib.experiments.grid.spec import Grid
 from afme_lib.experiments.pages.writer import RANDOM_NOTE, finished_runs, random_ranking
 
@@ -23,11 +23,6 @@ OFF = 0.0
 MOST_SELF_ANSWERS = 0.05
 
 
-def _pm(metric: str, values) -> str:
-    values = pd.Series(values, dtype=float)
-    return mean_std_text(metric, values.mean(), values.std(ddof=1))
-
-
 def _runs(results: pd.DataFrame, variant: str, weight: float) -> pd.DataFrame:
     runs = finished_runs(results, variant=variant)
     return runs[pd.to_numeric(runs[WEIGHT]) == weight].set_index("seed")
@@ -35,8 +30,8 @@ def _runs(results: pd.DataFrame, variant: str, weight: float) -> pd.DataFrame:
 
 def _test_row(variant: str, weight: float, runs: pd.DataFrame, gains: str = "", holds: str = "") -> str:
     return (
-        f"| {variant} | {weight:g} | {len(runs)} | {_pm('mrr', runs['mrr'])} | {_pm('hits@1', runs['hits@1'])} | "
-        f"{_pm('hits@10', runs['hits@10'])} | {_pm('self_answer', runs['self_answer'])} | {gains} | {holds} |"
+        f"| {variant} | {weight:g} | {len(runs)} | {_pm(runs['mrr'], 'mrr')} | {_pm(runs['hits@1'], 'hits@1')} | "
+        f"{_pm(runs['hits@10'], 'hits@10')} | {_pm(runs['self_answer'], 'self_answer')} | {gains} | {holds} |"
     )
 
 
@@ -105,7 +100,7 @@ def self_negatives_page(results: pd.DataFrame, grid: Grid, command: str, data_di
             if runs.empty:
                 cells.append("–")
                 continue
-            text = f"{_pm('mrr', runs['valid_mrr'])} ({_pm('self_answer', runs['valid_self_answer'])})"
+            text = f"{_pm(runs['valid_mrr'], 'mrr')} ({_pm(runs['valid_self_answer'], 'self_answer')})"
             cells.append(f"**{text}**" if best.get(variant) == w else text)
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     if default is not None:
@@ -183,7 +178,7 @@ def synthetic_section(results: pd.DataFrame, grid: Grid) -> list[str]:
             runs = _runs(results, variant, w)
             per_weight[w] = runs
             cells += (
-                [_pm("mrr", runs["valid_mrr"]), _pm("self_answer", runs["valid_self_answer"])]
+                [_pm(runs["valid_mrr"], "mrr"), _pm(runs["valid_self_answer"], "self_answer")]
                 if len(runs)
                 else ["–", "–"]
             )

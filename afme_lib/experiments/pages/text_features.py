@@ -18,9 +18,15 @@ from pathlib import Path
 import pandas as pd
 
 from afme_lib.engine.run_folder import read_json
-from afme_lib.experiments.grid.report import mean_std_text
+from afme_lib.experiments.grid.report import mean_std_of as _pm
 from afme_lib.experiments.grid.spec import Grid
-from afme_lib.experiments.pages.writer import RANDOM_NOTE, finished_runs, random_ranking, seconds_per_epoch
+from afme_lib.experiments.pages.writer import (
+    RANDOM_NOTE,
+    finished_runs,
+    random_ranking,
+    seconds_per_epoch,
+    strongest_variant,
+)
 from afme_lib.extraction.text import TextEncoder, extract_text_features
 from afme_lib.models.registry import model_class, recommended_train_options
 
@@ -75,12 +81,6 @@ def _values(grid: Grid, key: str) -> list:
     return list(grid.grid[key]) if key in grid.grid else [grid.parameters[key]]
 
 
-def _pm(values) -> str:
-    """``mean ± std`` in % (sample std over seeds; a single seed has none)."""
-    values = pd.Series(values, dtype=float)
-    return mean_std_text("mrr", values.mean(), values.std(ddof=1))
-
-
 def _recommended_note(models: list[str]) -> str:
     """ "; MMKRL lambda_adv 1.0, ..." for the compared models that declare recommended options."""
     notes = [
@@ -96,17 +96,6 @@ def _other_dims(grid: Grid, rotates: list[str]) -> str:
     dimensions."""
     dims = [grid.variants[v]["dim"] for v in rotates if "dim" in grid.variants[v]]
     return f"; RotatE also at dim {', '.join(map(str, dims))} (rows {STRUCTURE}-d<dim>)" if dims else ""
-
-
-def strongest_variant(results: pd.DataFrame, dataset: str, variants: list[str]) -> str | None:
-    """Of ``variants`` (e.g. RotatE at several dimensions), the one with the best mean validation
-    MRR over its finished seeds on ``dataset`` (None if none finished)."""
-    means = {
-        v: pd.to_numeric(runs["valid_mrr"]).mean()
-        for v in variants
-        if not (runs := finished_runs(results, dataset=dataset, variant=v)).empty
-    }
-    return max(means, key=means.get) if means else None
 
 
 def _paired(results: pd.DataFrame, dataset: str, variant: str, base: str) -> tuple | None:
@@ -252,7 +241,7 @@ def text_features_page(
                 else f"| {dataset} | {cells[0]} | " + " | ".join(cells[1:4]) + " |"
             )
     if len(rotates) > 1:
-        strongest = {d: strongest_variant(results, d, rotates) for d in compared_sets}
+        strongest = {d: strongest_variant(results, rotates, dataset=d) for d in compared_sets}
         for model in multimodal:
             lines += [
                 "",

@@ -45,6 +45,18 @@ def finished_runs(results: pd.DataFrame, **where) -> pd.DataFrame:
     return ok
 
 
+def strongest_variant(results: pd.DataFrame, variants, **where) -> str | None:
+    """Of ``variants`` (e.g. RotatE at several dimensions), the one with the best mean validation
+    MRR over its finished runs matching ``where`` (None if none finished): chosen on validation,
+    never on test."""
+    means = {
+        v: pd.to_numeric(runs["valid_mrr"]).mean()
+        for v in variants
+        if not (runs := finished_runs(results, variant=v, **where)).empty
+    }
+    return max(means, key=means.get) if means else None
+
+
 def seconds_per_epoch(runs: pd.DataFrame) -> pd.Series:
     """Each finished run's training seconds per epoch it ran (the tables' s/epoch column)."""
     return pd.to_numeric(runs["train_seconds"]) / pd.to_numeric(runs["epochs_run"]).clip(lower=1)
