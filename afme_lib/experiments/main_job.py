@@ -46,6 +46,7 @@ import afme_lib
 from afme_lib.analysis import modality_weights, slices
 from afme_lib.analysis.export import notebook_html
 from afme_lib.core import ablations, atomic
+from afme_lib.core.fingerprint import code_digest
 from afme_lib.core.machine import usable_cores
 from afme_lib.engine.run_folder import RunFolder
 from afme_lib.experiments import comparisons
@@ -514,14 +515,10 @@ def seeds_page(
 
 # --- notebooks ----------------------------------------------------------------------------------
 def code_fingerprint() -> str:
-    """sha1 over every source of the library but this module (what an executed notebook shows)."""
-    digest = hashlib.sha1()
+    """sha1 over the code of every source of the library but this module (what an executed
+    notebook shows; comments and docstrings do not count)."""
     package = Path(afme_lib.__file__).parent
-    for path in sorted(package.rglob("*.py")):
-        if path.name != "main_job.py":
-            digest.update(str(path.relative_to(package)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return code_digest([p for p in package.rglob("*.py") if p.name != "main_job.py"], package)
 
 
 def baseline_settings(model: str, training: dict) -> dict:

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import afme_lib
 from afme_lib.core.errors import AfmeError
+from afme_lib.core.fingerprint import code_digest
 from afme_lib.core.machine import usable_cores
 from afme_lib.data.benchmarks import graph_counts, load_benchmark
 from afme_lib.data.feature_store import FeatureStore, loaded_line
@@ -257,17 +258,16 @@ LOCK_FILE = ".training.lock"
 # --- the cache --------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """sha1 over the library's Python sources that training depends on (all but
-    :data:`_NOT_TRAINING`): a cached run made by other training code is not reused."""
-    digest = hashlib.sha1()
+    """sha1 over the code of the library's Python sources that training depends on (all but
+    :data:`_NOT_TRAINING`; comments and docstrings do not count): a cached run made by other
+    training code is not reused."""
     package = Path(afme_lib.__file__).parent
-    for path in sorted(package.rglob("*.py")):
+
+    def trains(path: Path) -> bool:
         relative = path.relative_to(package)
-        if relative.parts[0] in _NOT_TRAINING or relative.as_posix() in _NOT_TRAINING:
-            continue
-        digest.update(str(relative).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+        return relative.parts[0] not in _NOT_TRAINING and relative.as_posix() not in _NOT_TRAINING
+
+    return code_digest([p for p in package.rglob("*.py") if trains(p)], package)
 
 
 def cache_folder(resolved: ResolvedSpec, runs_root: str | Path = CACHE_ROOT) -> Path:

@@ -275,7 +275,9 @@ def test_code_fingerprint_follows_training_code_only(tmp_path, monkeypatch):
         for rel in ("analysis/modality_weights.py", "experiments/run.py", "interfaces/notebook.py"):
             (package / rel).write_text("# edited\n")
         assert fingerprint() == first  # analysis, experiments and interfaces cannot change a run
-        (package / "models" / "afme.py").write_text("# edited\n")
+        (package / "models" / "afme.py").write_text('"""A docstring."""\n# a comment\n')
+        assert fingerprint() == first  # nor a comment or a docstring of training code
+        (package / "models" / "afme.py").write_text("STEP = 2\n")
         assert fingerprint() != first
     finally:
         code_fingerprint.cache_clear()
