@@ -14,7 +14,7 @@
    ``.ipynb`` and a static ``.html`` page each that opens offline, :mod:`afme_lib.analysis.export`;
    figures under ``<out>/figures/``).
 3. Writes ``<out>/README.md`` from the run folders (never from notebook outputs): the index, the
-   MRR of every model and ablation per test slice beside the rule oracle, the feature oracle and
+   MRR of every model and ablation per slice of the test split beside the rule oracle, the feature oracle and
    a random ranking, each ablation on the slice built to need it, AFME's modality weights
    against the generator's truth, the claims (:data:`CLAIMS`) checked on this seed and, as the
    seeds benchmark last judged them, over the held-back seeds and the held-out configuration
@@ -60,6 +60,7 @@ from afme_lib.experiments.spec import DATA_ROOT, FIELDS, STAMP_FILE, RunSpec, re
 NOTEBOOKS = ("01_data_exploration", "02_training", "03_ablations", "04_modality_contributions", "05_robustness")
 BASELINES = ("rotate", "mm-concat", "native", "ikrl")
 MANIFEST = "main-job.json"
+DIAGNOSIS = "diagnosis"  # the seeds pages that look for the cause of a claim that does not hold
 # The runs (keys of run_specs) each notebook reads with the main job's parameters; None: every run.
 # A notebook starts once these are trained, while the others still train: the two workers leave
 # a core idle at the end of training, and the notebooks need none of the runs still training.
@@ -86,10 +87,10 @@ TRAINING = {
 # A model's own settings beside TRAINING, each chosen on validation by the declared grid that
 # gives every model the same budget (afme_lib/experiments/selection.py, selection.md): the
 # cold-entity training that every model reading features can take, so that AFME's is not the
-# only one; AFME's cross-check margin and MoIEn schedule, settings first set on test slices
-# and checked again on validation (selection.RECHECKS); and a shared setting where a model's own
-# check picks another value than TRAINING's (selection.SHARED_RECHECKS: dim). A model absent here
-# won with its own default and TRAINING's. (adversarial_every is AFME's alone: the baselines have
+# only one; AFME's cross-check margin and MoIEn schedule (selection.RECHECKS); and a shared
+# setting where a model's own check picks another value than TRAINING's
+# (selection.SHARED_RECHECKS: dim). How each value was chosen: reports/main/selection.md. A
+# model absent here won with its own default and TRAINING's. (adversarial_every is AFME's alone: the baselines have
 # no generator, so TRAINING's value changes none of their runs, and it stays as it was so their
 # cached runs keep their key.)
 MODEL_SETTINGS: dict[str, dict] = {
@@ -108,7 +109,7 @@ PENDING_SETTINGS: dict[str, dict] = {}
 PROFILE_SPLIT, PROFILE_POSITIONS = "train", ("head",)
 # The baselines that read features: "AFME beats" claims compare with the best of them.
 FEATURE_BASELINES = ("mm-concat", "native", "ikrl")
-# The claims' thresholds, each judged on the default preset's test slices (:func:`claims`).
+# The claims' thresholds (:func:`claims`), judged on the split a page names (test for the report).
 CLAIMS = {
     "oracle_share": 0.7,  # AFME's cold/attribute MRR at least this share of the rule oracle's
     "margin_over_rotate": 0.3,  # ... and this much (a fraction) above RotatE's
@@ -789,6 +790,40 @@ def over_seeds_lines(out: Path, training: dict) -> list[str]:
                 else f"{c['met_on']} of {len(m['seeds'])} seeds, {'holds' if c['holds'] else '**does not hold**'}"
             )
         lines.append(f"| {text} | " + " | ".join(cells) + " |")
+    return lines + diagnosis_lines(out)
+
+
+# The claim a diagnosis page is read for: where the held-out configuration turned it.
+DIAGNOSED_CLAIM = "AFME beats the best feature-reading baseline on cold/attribute"
+
+
+def diagnosis_lines(out: Path) -> list[str]:
+    """The diagnosis pages under ``<out>/diagnosis/`` (seeds benchmark runs on a configuration
+    with one of ``held-out``'s differences, read on validation): per page, the claims that hold
+    and AFME's margin over the best feature-reading baseline; nothing when there are none."""
+    pages = [(p, json.loads(p.read_text())) for p in sorted((out / DIAGNOSIS).glob("*.json"))]
+    pages = [(p, m) for p, m in pages if "claims" in m]
+    if not pages:
+        return []
+    lines = [
+        "",
+        "Diagnosis: `default` with one of `held-out`'s differences at a time "
+        "(`afme_lib/experiments/presets.py`), the claims judged the same way on each one's validation "
+        "split, to see which difference turns a claim; no setting is chosen on these configurations.",
+        "",
+        "| page | configuration | split | seeds | claims that hold | AFME − best feature reader on "
+        "cold/attribute (points, mean ± s.e.) | command |",
+        "|---|---|---|---|---:|---:|---|",
+    ]
+    for path, m in pages:
+        held = sum(c["holds"] for c in m["claims"])
+        gap = next((c for c in m["claims"] if c["text"] == DIAGNOSED_CLAIM), None)
+        gap_text = "–" if gap is None else f"{gap['mean']:+.2f} ± {gap['standard_error']:.2f}"
+        page = f"{DIAGNOSIS}/{path.with_suffix('.md').name}"
+        lines.append(
+            f"| [{page}]({page}) | `{m['preset']}` | {m['split']} | {', '.join(map(str, m['seeds']))} | "
+            f"{held} of {len(m['claims'])} | {gap_text} | `{m['command']}` |"
+        )
     return lines
 
 

@@ -8,9 +8,11 @@ here, not in :data:`afme_lib.data.synthetic.PRESETS`, because it belongs to the 
 not to the generator; :func:`afme_lib.experiments.spec.synthetic_folder` resolves both, so
 ``synth:held-out`` names it anywhere a dataset is named.
 
-``noisy`` is ``default`` with one change, the informative modalities' noise at 0.5 instead of 0.3
-(``held-out``'s level): where AFME's behaviour at higher noise is studied and a change for it is
-chosen, on its validation split, so that no such choice looks at ``held-out``.
+``noisy``, ``missing`` and ``two-modalities`` are ``default`` with one of ``held-out``'s
+differences each: the informative modalities' noise at 0.5 instead of 0.3; a fifth of their rows
+missing; held-out's two informative modalities instead of three. Where AFME's behaviour under one
+such difference is studied, and any change for it chosen, on their validation split, so that no
+such choice looks at ``held-out``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from afme_lib.data.synthetic import ModalitySpec, SynthConfig
 
 HELD_OUT = "held-out"
 NOISY = "noisy"
+MISSING = "missing"
+TWO_MODALITIES = "two-modalities"
 
 EVIDENCE_PRESETS: dict[str, SynthConfig] = {
     # Against `default`: two informative modalities instead of three (text and image each encode
@@ -48,6 +52,28 @@ EVIDENCE_PRESETS: dict[str, SynthConfig] = {
         modalities={
             name: replace(spec, noise=0.5) if spec.attributes else spec
             for name, spec in synthetic.PRESETS["default"].modalities.items()
+        },
+    ),
+    # Against `default`: only the informative modalities' missing share, 0.20 instead of 0.08-0.12.
+    MISSING: replace(
+        synthetic.PRESETS["default"],
+        name="synth-missing",
+        modalities={
+            name: replace(spec, missing=0.20) if spec.attributes else spec
+            for name, spec in synthetic.PRESETS["default"].modalities.items()
+        },
+    ),
+    # Against `default`: only the layout of the informative modalities, held-out's two (text and
+    # image, three strong and three weak attributes each) at default's noise and missing shares.
+    TWO_MODALITIES: replace(
+        synthetic.PRESETS["default"],
+        name="synth-two-modalities",
+        modalities={
+            "text": ModalitySpec((0, 1, 2), dim=64, noise=0.3, scale=1.0, corrupted=0.08, missing=0.08, weak=(3, 4, 5)),
+            "image": ModalitySpec(
+                (3, 4, 5), dim=64, noise=0.3, scale=10.0, corrupted=0.08, missing=0.12, weak=(0, 1, 2)
+            ),
+            "numeric": ModalitySpec((), dim=16, noise=1.0, scale=0.1),
         },
     ),
 }

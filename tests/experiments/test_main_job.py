@@ -215,6 +215,30 @@ def test_seeds_benchmark_checks_every_claim_per_seed(tmp_path):
     assert "**seeds.md was judged at other settings than this page's**" in other
 
 
+def test_the_main_page_lists_the_diagnosis_pages_with_the_claim_they_are_read_for(tmp_path):
+    assert main_job.diagnosis_lines(tmp_path) == []  # none: no section
+    folder = tmp_path / main_job.DIAGNOSIS
+    folder.mkdir()
+    claims = [
+        {"text": main_job.DIAGNOSED_CLAIM, "met_on": 1, "mean": -3.5, "standard_error": 1.25, "holds": False},
+        {"text": "weight–truth AUC ≥ 0.9", "met_on": 3, "mean": 0.08, "standard_error": 0.01, "holds": True},
+    ]
+    summary = {"preset": "missing", "split": "valid", "seeds": [0, 1, 2], "claims": claims, "command": "cmd"}
+    (folder / "missing-valid.json").write_text(json.dumps(summary))
+    (folder / "margin.json").write_text(json.dumps({"not": "a seeds page"}))
+    table = _table("\n".join(main_job.diagnosis_lines(tmp_path)), "Diagnosis:")
+    assert table[""][0] == "configuration"
+    assert table["[diagnosis/missing-valid.md](diagnosis/missing-valid.md)"] == [
+        "`missing`",
+        "valid",
+        "0, 1, 2",
+        "1 of 2",
+        "-3.50 ± 1.25",
+        "`cmd`",
+    ]
+    assert len(table) == 2  # the other JSON is not a seeds page
+
+
 def test_the_main_page_says_when_the_claims_were_not_judged_over_seeds(tmp_path):
     assert "Not judged yet" in "\n".join(main_job.over_seeds_lines(tmp_path, main_job.TRAINING))
     assert main_job.seeds_page_name("default") == "seeds.md"

@@ -29,7 +29,12 @@ def test_held_out_differs_from_default_in_modalities_noise_and_missing_share():
     for a in attributes:
         assert sum(a in spec.attributes for spec in held.modalities.values()) == 1
         assert sum(a in spec.weak for spec in held.modalities.values()) == 1
-    assert set(presets.all_presets()) == set(synthetic.PRESETS) | {presets.HELD_OUT, presets.NOISY}
+    assert set(presets.all_presets()) == set(synthetic.PRESETS) | {
+        presets.HELD_OUT,
+        presets.NOISY,
+        presets.MISSING,
+        presets.TWO_MODALITIES,
+    }
 
 
 def test_noisy_is_default_with_only_the_informative_modalities_noise_raised():
@@ -41,6 +46,27 @@ def test_noisy_is_default_with_only_the_informative_modalities_noise_raised():
         expected = replace(default.modalities[name], noise=0.5) if spec.attributes else default.modalities[name]
         assert spec == expected, name
     assert {spec.noise for spec in noisy.modalities.values() if spec.attributes} == {0.5}
+
+
+def test_missing_is_default_with_only_the_informative_modalities_missing_share_raised():
+    default, missing = synthetic.PRESETS["default"], presets.EVIDENCE_PRESETS[presets.MISSING]
+    missing.validate()
+    assert replace(missing, name=default.name, modalities=default.modalities) == default
+    for name, spec in missing.modalities.items():
+        expected = replace(default.modalities[name], missing=0.20) if spec.attributes else default.modalities[name]
+        assert spec == expected, name
+
+
+def test_two_modalities_is_default_with_held_outs_layout_at_defaults_noise_and_missing_share():
+    default = synthetic.PRESETS["default"]
+    two, held = presets.EVIDENCE_PRESETS[presets.TWO_MODALITIES], presets.EVIDENCE_PRESETS[presets.HELD_OUT]
+    two.validate()
+    assert replace(two, name=default.name, modalities=default.modalities) == default
+    assert set(two.modalities) == set(held.modalities)
+    for name, spec in two.modalities.items():
+        layout = ("attributes", "weak", "dim", "scale", "corrupted")
+        assert all(getattr(spec, f) == getattr(held.modalities[name], f) for f in layout), name
+        assert (spec.noise, spec.missing) == (default.modalities[name].noise, default.modalities[name].missing), name
 
 
 def test_held_out_resolves_by_name_and_regenerates_when_its_config_changes(tmp_path, monkeypatch):
