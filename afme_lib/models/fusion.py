@@ -41,8 +41,9 @@ Fusion starts as structure (residual form)::
 Tokens start at a fraction (0.3) of the structural scale, so AFME begins as its scorer alone and
 the modality path grows where it lowers the loss. Both starting points are options
 (``ModelConfig.token_start``, ``structure_start``): on a graph where every entity is warm and the
-text is informative throughout (MKG-Y with name text), starting from an even mix (1.0 and 0.5)
-trains the text path further within a short budget (reports/afme-v2-mkgy-warm). lambda_r lets a
+text is informative throughout (MKG-Y with name text), starting the text path at full scale
+trains it further within a short budget (the MKG-Y settings, configs/tune/MKG-Y/afme.yaml, say
+how theirs were chosen on validation). lambda_r lets a
 relation that the features decide lean on them (a score function such as RotatE cannot shrink e_s
 by itself: its relations rotate).
 The shares of e_r's parts, ``[||lambda_r e_s||, ||w_m t~_m||] / sum`` (:meth:`MoIFu.shares`),
