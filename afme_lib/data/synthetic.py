@@ -34,8 +34,9 @@ Generative story (version 2)
    ``"swap"`` another item's clean row, plausible but wrong); ``missing`` rows (all zero, which
    :class:`FeatureStore` reads as missing); ``scale`` (modalities differ in magnitude on purpose,
    so weighting by raw size is punished). A modality with no attribute is pure noise: a model
-   should learn to ignore it. A value entity has a row only in the modalities that strongly
-   encode its attribute: its own prototype plus noise (the name "Comedy" is text).
+   should learn to ignore it. A value entity has no row by default; with ``value_features`` it
+   has one in the modalities that strongly encode its attribute: its own prototype plus noise
+   (the name "Comedy" is text).
 5. **Entity groups and the split.** Items are *warm*, *cold* (``cold_fraction``) or *zero-shot*
    (``zero_shot_fraction``). Warm items keep every attribute triple in train. Cold items keep
    only structural triples in train; all their attribute triples are held out, so only their

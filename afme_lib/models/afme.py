@@ -9,7 +9,7 @@ For an entity e seen through relation r::
                                    features read through its own projections (enhance.py; its
                                    RMS capped at 1: never longer than a measured token)
     t_m = h_m                      if m is measured for e
-          g_m                      if it is missing (completed)
+          g_m                      if it is missing and e has a measured row (completed)
           (1 - b_m) h_m + b_m g_m  if ``enhance_mix`` > 0 (enhance a possibly degraded row)
                                    (for the entity asked about; a candidate answer keeps h_m)
     e_r = lambda_r e_s + sum_m w_m(e, r) gate_m(e, r) * t_m      MoIFu (fusion.py)
@@ -48,6 +48,15 @@ term; the cross-check keeps the generator, then trained by the reconstruction te
 ``self_attention`` False: the generator's attention, which reaches both the completions of
 missing rows and the cross-check's. ``dynamic_weights`` and ``relation_context``: parts of MoIFu
 only (fusion.py).
+
+Featureless entities. MoIEn completes a missing row from the rows an entity shows. An entity
+that shows none (the synthetic graphs' attribute-value entities; a real graph's entities no
+feature file covers) is not completed: from e_s alone the generator could only guess, from a
+mapping it learnt on entities whose rows it saw, and on the synthetic presets' validation splits
+such guesses for the value entities asked about in (?, has_a, v) queries cost AFME 5-8 points of
+MRR on clean cold attribute queries (reports/main/diagnosis/featureless.md). It is read from
+structure alone, as every baseline reads it. For the same reason the cross-check leaves an
+entity's only measured row as it is: there is no other row to check it against.
 
 Cold entities. An entity whose attribute triples are all held out still has a trained e_s, but
 one that says nothing about those relations; at test time it adds noise to exactly the queries
@@ -190,7 +199,7 @@ class AFME(KGModel):
                     parts.append(self._cross_check(raw, tokens, measured, scaled=False))
                     present.append(measured)
             self._check_cache = tuple(torch.cat(p) for p in zip(*parts))
-            self._agreement_statistics(self._check_cache[0], torch.cat(present))
+            self._agreement_statistics(self._check_cache[0], self._checkable(torch.cat(present)))
         return self._check_cache
 
     def _scaled(self, unit: torch.Tensor) -> torch.Tensor:
@@ -210,9 +219,9 @@ class AFME(KGModel):
         return take_rows(agreement, entities), self._scaled(take_rows(completion, entities))
 
     @torch.no_grad()
-    def _agreement_statistics(self, agreement: torch.Tensor, measured: torch.Tensor) -> None:
-        """Per-modality mean and standard deviation of the agreement over measured rows."""
-        w = measured.to(agreement.dtype)
+    def _agreement_statistics(self, agreement: torch.Tensor, checked: torch.Tensor) -> None:
+        """Per-modality mean and standard deviation of the agreement over the ``checked`` rows."""
+        w = checked.to(agreement.dtype)
         count = w.sum(0).clamp_min(1.0)
         mean = (agreement * w).sum(0) / count
         var = ((agreement - mean).pow(2) * w).sum(0) / count
@@ -221,10 +230,11 @@ class AFME(KGModel):
 
     def _trust(self, agreement: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
         """Trust [n, M] in each row: sigmoid(k (z + margin)), z the agreement standardised by its
-        modality's statistics; 1 for rows that are not measured."""
+        modality's statistics; 1 for rows that are not checked (not measured, or the entity's
+        only measured row)."""
         z = (agreement - self.agreement_mean) / self.agreement_std
         trust = torch.sigmoid(self.trust_slope * (z + self.trust_margin))
-        return torch.where(measured, trust, torch.ones_like(trust))
+        return torch.where(self._checkable(measured), trust, torch.ones_like(trust))
 
     @torch.no_grad()
     def _cross_check(
@@ -234,7 +244,7 @@ class AFME(KGModel):
         entity's other modalities, and the cosine between the row and its completion (0 and zeros
         where the row is not measured). No gradient: a check the fusion reads, not a target.
         ``scaled`` False leaves the completions at unit RMS (before s_m)."""
-        rows, cols = measured.nonzero(as_tuple=True)
+        rows, cols = self._checkable(measured).nonzero(as_tuple=True)
         agreement, completion = tokens.new_zeros(measured.shape), torch.zeros_like(tokens)
         if len(rows) == 0:
             return agreement, completion
@@ -321,7 +331,7 @@ class AFME(KGModel):
                 "tokens": asked,
                 "token_norm": asked.norm(dim=-1),
                 "gate_inputs": asked_gate,
-                "available": torch.ones_like(measured) if self.use_gan else measured,
+                "available": self._available_as_asked(measured),
             }
         # The other rows are as measured: only the asked rows' tensors are new.
         gate_inputs = candidate["gate_inputs"].index_put((rows,), asked_gate) if asked_gate.numel() else asked_gate
@@ -330,9 +340,7 @@ class AFME(KGModel):
             "tokens": tokens.index_put((rows,), asked),
             "gate_inputs": gate_inputs,
             "token_norm": candidate["token_norm"].index_put((rows,), asked.norm(dim=-1)),
-            "available": measured.index_put((rows,), torch.ones((), dtype=torch.bool, device=measured.device))
-            if self.use_gan
-            else measured,
+            "available": measured.index_put((rows,), self._available_as_asked(measured[rows])),
         }
 
     def _as_asked(
@@ -367,8 +375,24 @@ class AFME(KGModel):
 
     def _needs_completion(self, measured: torch.Tensor) -> torch.Tensor:
         """Entities [n] (bool) whose rows MoIEn completes when asked about: those with a missing
-        row, or all of them with ``enhance_mix``."""
-        return ~measured.all(1) if not self.enhance else torch.ones_like(measured[:, 0])
+        row, or all of them with ``enhance_mix``; never one with no measured row, since a
+        completion is read from the modalities an entity shows (module docstring, "Featureless
+        entities")."""
+        shows = measured.any(1)
+        return shows & ~measured.all(1) if not self.enhance else shows
+
+    def _available_as_asked(self, measured: torch.Tensor) -> torch.Tensor:
+        """Which tokens [n, M] an entity asked about has: its measured rows and, with the GAN,
+        every row of an entity MoIEn completes."""
+        if not self.use_gan:
+            return measured
+        return measured | self._needs_completion(measured)[:, None]
+
+    @staticmethod
+    def _checkable(measured: torch.Tensor) -> torch.Tensor:
+        """Measured rows [n, M] the cross-check can check: those of an entity with another
+        measured row to complete them from."""
+        return measured & (measured.sum(1, keepdim=True) > 1)
 
     def _pairs(
         self,

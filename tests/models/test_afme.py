@@ -170,10 +170,14 @@ def test_introspect_gates_and_weights(tiny):
 def test_missing_modality_weight_is_zero_without_gan_and_filled_with_it(tiny, gan):
     model = build(tiny, gan=gan).eval()
     store = tiny[1]
+    shows = torch.stack([store.masks[m] for m in store.modalities], 1).any(1)  # entities MoIEn completes
+    checked = 0
     for k, name in enumerate(store.modalities):
-        missing = (~store.masks[name]).nonzero().squeeze(1)
+        missing = (~store.masks[name] & shows).nonzero().squeeze(1)
         present = store.masks[name].nonzero().squeeze(1)[:20]
-        assert len(missing) > 0
+        if len(missing) == 0:
+            continue
+        checked += 1
         with torch.no_grad():
             w_missing = model.introspect(missing, torch.zeros_like(missing))["weights"][:, 1 + k]
             w_present = model.introspect(present, torch.zeros_like(present))["weights"][:, 1 + k]
@@ -182,6 +186,7 @@ def test_missing_modality_weight_is_zero_without_gan_and_filled_with_it(tiny, ga
             assert torch.all(w_missing > 0), name
         else:
             assert torch.all(w_missing == 0), name
+    assert checked > 0
 
 
 def test_raw_feature_scale_changes_nothing(tiny):
@@ -207,17 +212,20 @@ def test_generated_tokens_are_never_longer_than_measured_ones(tiny):
     model = build(tiny, dim=64, cross_check_margin=0.0).eval()  # no blend of measured rows
     store = tiny[1]
     ents = torch.arange(tiny[0].num_entities)
+    shows = torch.stack([store.masks[m] for m in store.modalities], 1).any(1)  # the entities MoIEn completes
     with torch.no_grad():
         per = model.per_entity(ents)
         expected = model.inputs.log_scale.exp() * 64**0.5
         for k, name in enumerate(model.inputs.names):
-            missing = ~store.masks[name]
-            assert missing.any() and per["available"][:, k].all() and (per["token_norm"][missing, k] > 0).all()
+            missing = ~store.masks[name] & shows
+            assert per["available"][shows, k].all() and (per["token_norm"][missing, k] > 0).all()
             assert torch.all(per["token_norm"][missing, k] <= expected[k] * (1 + 1e-4))
             # measured rows: exactly s_m sqrt(D) (rms() has an epsilon: equal to a few 1e-3)
+            present = store.masks[name]
             torch.testing.assert_close(
-                per["token_norm"][~missing, k], expected[k].expand(int((~missing).sum())), rtol=5e-3, atol=1e-5
+                per["token_norm"][present, k], expected[k].expand(int(present.sum())), rtol=5e-3, atol=1e-5
             )
+            assert (per["token_norm"][~shows, k] == 0).all()  # nothing shown: nothing generated
 
 
 # --- row-level denoising: the cross-check ---------------------------------------------------
@@ -237,6 +245,8 @@ def test_cross_check_completes_each_row_from_the_other_modalities_only(tiny):
             agreement[both, 0], torch.cosine_similarity(tokens[both, 0], completion[both, 0], dim=-1)
         )
         assert (agreement[~measured] == 0).all() and (completion[~measured] == 0).all()
+        only = measured & (measured.sum(1, keepdim=True) == 1)  # nothing to complete it from: not checked
+        assert only.any() and (agreement[only] == 0).all() and (completion[only] == 0).all()
         model.entity.weight.add_(1.0)  # e_s is not an input of the check
         for changed, same_col, moved_col in ((m0, 0, 1), (m1, 1, 0)):
             other = build(tiny, features=scaled_store(store, changed, -1.0), cross_check_margin=TRUST).eval()
@@ -259,10 +269,15 @@ def test_distrusted_rows_are_replaced_by_their_completion(tiny):
         _, completion = model._cross_check(raw, tokens, measured)
         model.trust_margin = 1e4  # every row trusted: the measured tokens, as without the check
         torch.testing.assert_close(model.per_entity(ents)["tokens"], plain.per_entity(ents)["tokens"])
-        model.trust_margin = -1e4  # none trusted: measured rows become their completions
+        model.trust_margin = -1e4  # none trusted: checked rows become their completions
         out = model.per_entity(ents)["tokens"]
-        torch.testing.assert_close(out[measured], completion[measured])
-        assert not torch.allclose(out[measured], tokens[measured])
+        checked = measured & (measured.sum(1, keepdim=True) > 1)
+        torch.testing.assert_close(out[checked], completion[checked])
+        assert not torch.allclose(out[checked], tokens[checked])
+        # an entity's only measured row has nothing to be checked against: it is kept as measured
+        only = measured & ~checked
+        assert only.any()
+        torch.testing.assert_close(out[only], tokens[only])
         # only the entity asked about is checked: as a candidate answer it keeps its measured rows
         model._table_cache = plain._table_cache = None
         torch.testing.assert_close(model.entity_table(2), plain.entity_table(2))
@@ -282,9 +297,12 @@ def test_cross_check_table_in_training_matches_evaluation_and_is_rebuilt_each_ep
         for a, b in zip(table, direct):
             torch.testing.assert_close(a, b[subset])
         assert model._check_cache is not None
-        # the table's per-modality statistics, over measured rows only, standardise the agreement
+        # the table's per-modality statistics, over checked rows only (measured, and not the
+        # entity's only measured row), standardise the agreement
+        checked = measured & (measured.sum(1, keepdim=True) > 1)
+        assert (checked != measured).any()
         for k in range(measured.shape[1]):
-            rows = direct[0][measured[:, k], k]
+            rows = direct[0][checked[:, k], k]
             torch.testing.assert_close(model.agreement_mean[k], rows.mean())
             torch.testing.assert_close(model.agreement_std[k], rows.std(unbiased=False))
         # trust sigmoid(k margin) at the modality's mean agreement, 1/2 at ``margin`` deviations below it
@@ -296,6 +314,34 @@ def test_cross_check_table_in_training_matches_evaluation_and_is_rebuilt_each_ep
         assert (model._trust(at, torch.zeros_like(at, dtype=torch.bool)) == 1).all()  # unmeasured: not judged
         model.train()  # a new epoch: the parameters may have moved since
         assert model._check_cache is None
+
+
+def test_an_entity_with_no_measured_row_is_not_completed(tiny):
+    """MoIEn completes a row from the modalities an entity shows; an entity that shows none (the
+    synthetic value entities) is read from structure alone when asked about, as without the GAN,
+    while an entity with one row missing and others measured is completed."""
+    data, store = tiny
+    ents = torch.arange(data.num_entities)
+    model = build(tiny, cross_check_margin=TRUST).eval()
+    no_gan = build(tiny, cross_check_margin=TRUST, gan=False).eval()
+    no_gan.load_state_dict({k: v for k, v in model.state_dict().items() if k in no_gan.state_dict()})
+    with torch.no_grad():
+        measured = model.inputs(ents, model.inputs.raw(ents))[1]
+        featureless = (~measured.any(1)).nonzero().squeeze(1)
+        partial = (measured.any(1) & ~measured.all(1)).nonzero().squeeze(1)
+        assert len(featureless) > 0 and len(partial) > 0
+        per = model.per_entity(ents)
+        assert not per["available"][featureless].any()
+        assert per["available"][partial].all()  # completed
+        assert (per["tokens"][featureless] == 0).all()
+        for relation in range(data.num_relations):
+            model._table_cache = no_gan._table_cache = None
+            asked, _ = model.tables(relation)
+            asked_no_gan, _ = no_gan.tables(relation)
+            torch.testing.assert_close(asked[featureless], asked_no_gan[featureless])
+            assert not torch.allclose(asked[partial], asked_no_gan[partial])
+        weights = model.introspect(featureless, torch.zeros_like(featureless))["weights"]
+        assert (weights[:, 1:] == 0).all()
 
 
 def test_training_completes_missing_rows_at_each_step_and_reads_checks_at_the_current_scale(tiny):
@@ -360,10 +406,11 @@ def test_without_the_check_a_fully_measured_entity_is_asked_about_as_measured(ti
         gate_inputs = model.fusion.gate_inputs
         model.fusion.gate_inputs = lambda tokens: seen.append(len(tokens)) or gate_inputs(tokens)
         per = model.per_entity(ents)
-        assert seen == [len(ents), int((~complete).sum())]  # candidates, then only the completed rows
+        shows = measured.any(1)  # an entity with no measured row is not completed
+        assert seen == [len(ents), int((~complete & shows).sum())]  # candidates, then only the completed rows
         for key in ("tokens", "token_norm", "gate_inputs"):
-            torch.testing.assert_close(per[key][complete], per["candidate_" + key][complete])
-        assert per["available"].all()
+            torch.testing.assert_close(per[key][~shows | complete], per["candidate_" + key][~shows | complete])
+        assert per["available"][shows].all() and not per["available"][~shows].any()
         generated = model._as_asked(
             ents, model.inputs.raw(ents), per["candidate_tokens"], measured, model.structural(ents)
         )
