@@ -53,8 +53,8 @@ Featureless entities. MoIEn completes a missing row from the rows an entity show
 that shows none (the synthetic graphs' attribute-value entities; a real graph's entities no
 feature file covers) is not completed: from e_s alone the generator could only guess, from a
 mapping it learnt on entities whose rows it saw, and on the synthetic presets' validation splits
-such guesses for the value entities asked about in (?, has_a, v) queries cost AFME 5-8 points of
-MRR on clean cold attribute queries (reports/main/diagnosis/featureless.md). It is read from
+such guesses for the value entities asked about in (?, has_a, v) queries cost AFME 0.9 to 7.5
+points of MRR on clean cold attribute queries (reports/main/diagnosis/featureless.md). It is read from
 structure alone, as every baseline reads it. For the same reason the cross-check leaves an
 entity's only measured row as it is: there is no other row to check it against.
 
