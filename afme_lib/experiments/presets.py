@@ -27,6 +27,14 @@ NOISY = "noisy"
 MISSING = "missing"
 TWO_MODALITIES = "two-modalities"
 
+
+def _informative_changed(name: str, **changes) -> SynthConfig:
+    """`default` with ``changes`` made to every informative modality (one that encodes attributes)."""
+    default = synthetic.PRESETS["default"]
+    modalities = {m: replace(spec, **changes) if spec.attributes else spec for m, spec in default.modalities.items()}
+    return replace(default, name=name, modalities=modalities)
+
+
 EVIDENCE_PRESETS: dict[str, SynthConfig] = {
     # Against `default`: two informative modalities instead of three (text and image each encode
     # three attributes strongly and the other three weakly, so every attribute still has a second
@@ -46,23 +54,9 @@ EVIDENCE_PRESETS: dict[str, SynthConfig] = {
         },
     ),
     # Against `default`: only the informative modalities' noise, 0.5 instead of 0.3.
-    NOISY: replace(
-        synthetic.PRESETS["default"],
-        name="synth-noisy",
-        modalities={
-            name: replace(spec, noise=0.5) if spec.attributes else spec
-            for name, spec in synthetic.PRESETS["default"].modalities.items()
-        },
-    ),
+    NOISY: _informative_changed("synth-noisy", noise=0.5),
     # Against `default`: only the informative modalities' missing share, 0.20 instead of 0.08-0.12.
-    MISSING: replace(
-        synthetic.PRESETS["default"],
-        name="synth-missing",
-        modalities={
-            name: replace(spec, missing=0.20) if spec.attributes else spec
-            for name, spec in synthetic.PRESETS["default"].modalities.items()
-        },
-    ),
+    MISSING: _informative_changed("synth-missing", missing=0.20),
     # Against `default`: only the layout of the informative modalities, held-out's two (text and
     # image, three strong and three weak attributes each) at default's noise and missing shares.
     TWO_MODALITIES: replace(
