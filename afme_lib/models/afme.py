@@ -242,7 +242,7 @@ class AFME(KGModel):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(agreement [n, M], completion [n, M, D]): each measured row completed by MoIEn from the
         entity's other modalities, and the cosine between the row and its completion (0 and zeros
-        where the row is not measured). No gradient: a check the fusion reads, not a target.
+        where the row is not checked: not measured, or the entity's only measured row). No gradient: a check the fusion reads, not a target.
         ``scaled`` False leaves the completions at unit RMS (before s_m)."""
         rows, cols = self._checkable(measured).nonzero(as_tuple=True)
         agreement, completion = tokens.new_zeros(measured.shape), torch.zeros_like(tokens)
